@@ -1,1 +1,150 @@
-//! placeholder
+//! # slaballoc: the DragonFly BSD slab allocator as a drop-in malloc for Linux
+//!
+//! `libslaballoc.so` exports the whole malloc family with glibc's semantics, so
+//! `LD_PRELOAD=libslaballoc.so program` runs any program on it; C projects link
+//! it with `-lslaballoc` and may call the prefixed API of `include/slaballoc.h`.
+//!
+//! ## The design, as a map of the modules
+//!
+//! Memory is carved into **slabs** of one size class each ([`size_class`]:
+//! 16-byte steps to 128 B, then four classes per doubling up to 16 KiB). Slabs
+//! are runs of pages ([`runs`]) inside 64 MiB **arenas**, whose out-of-line
+//! metadata — a page map and a 128-byte descriptor per run — answers in O(1)
+//! "is this pointer ours, which slab, which owner, which generation" without
+//! touching the chunk ([`pagemap`], DragonFly's `kmemusage`).
+//!
+//! Each CPU owns a **zone** ([`zone`]): per size class, the slab being carved,
+//! the slabs with free chunks, and one cached empty slab. A thread allocates
+//! from the zone of the CPU it runs on ([`cpu`]: the `cpu_id` of glibc's rseq
+//! area, read inline), under that zone's lock ([`sync`]); the lock is almost
+//! never contended, and when it is (the holder was preempted, or a signal
+//! handler re-entered) the thread simply uses another zone.
+//!
+//! A **local free** (the chunk's slab belongs to the current CPU) goes back on
+//! the slab's free list. A **remote free** links the chunk onto the slab's
+//! remote list with one compare-and-swap and touches nothing else ([`slab`]).
+//! The owner is **notified only when the slab must go back on its lists**: it
+//! was full and detached, and the `DETACHED` tag lives in the same atomic word
+//! as the remote list head, so exactly one remote free sees it and sends the
+//! message (this is DragonFly's 2010 "reduce IPI traffic" change, without the
+//! lost wake-up it first had). Messages travel through per-CPU **event rings**
+//! ([`ring`]: bounded lock-free queues, an overflow list that cannot overflow,
+//! a futex doorbell that costs nothing unless someone sleeps). Everything else
+//! is collected lazily, one atomic swap per slab, when the owner runs dry, on a
+//! periodic sweep, or by the optional background reclaimer ([`reclaim`]).
+//! Notified slabs return to the lists only after a quarter of their chunks have
+//! come back (hysteresis), or messages would come back one per free.
+//!
+//! Requests above 16 KiB are **large** blocks: page runs from the same arenas,
+//! kept warm after free up to a dirty-page budget and then purged oldest-first;
+//! blocks above 32 MiB are **huge** mappings of their own, resized with
+//! `mremap` ([`large`]).
+//!
+//! [`alloc`] holds the entry points (with start-up, fork handling and foreign
+//! pointers), [`abi`] the exported symbols, [`stats`] the per-CPU counters,
+//! [`config`] the `SLABALLOC_*` variables, [`os`] every system call, [`fmt`]
+//! allocation-free formatting for diagnostics.
+//!
+//! ## Rules every module follows
+//!
+//! Nothing on a malloc path allocates, panics or takes a lock that a fork could
+//! leave held (fork handlers take them all; see [`alloc`]). Every `unsafe`
+//! block says why it is sound; lock-free code says which ordering pairs with
+//! which.
+//!
+//! ## Rust users
+//!
+//! ```
+//! #[global_allocator]
+//! static A: slaballoc::SlabAlloc = slaballoc::SlabAlloc;
+//!
+//! let v: Vec<u32> = (0..1000).collect();
+//! assert_eq!(v.iter().sum::<u32>(), 499_500);
+//! ```
+
+pub mod abi;
+pub mod alloc;
+pub mod config;
+pub mod cpu;
+pub mod fmt;
+pub mod large;
+pub mod os;
+pub mod pagemap;
+pub mod reclaim;
+pub mod ring;
+pub mod runs;
+pub mod size_class;
+pub mod slab;
+pub mod stats;
+pub mod sync;
+pub mod zone;
+
+pub use stats::{totals, Totals};
+
+/// slaballoc as Rust's global allocator.
+pub struct SlabAlloc;
+
+// SAFETY: the methods forward to the allocator, which returns blocks of at
+// least the requested size and alignment, or null.
+unsafe impl core::alloc::GlobalAlloc for SlabAlloc {
+    #[inline]
+    unsafe fn alloc(&self, l: core::alloc::Layout) -> *mut u8 {
+        if l.align() <= 16 {
+            alloc::malloc(l.size())
+        } else {
+            alloc::memalign(l.align(), l.size())
+        }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, _l: core::alloc::Layout) {
+        alloc::free(p)
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, l: core::alloc::Layout) -> *mut u8 {
+        if l.align() <= 16 {
+            alloc::calloc(1, l.size())
+        } else {
+            let p = alloc::memalign(l.align(), l.size());
+            if !p.is_null() {
+                os::memset(p, 0, l.size());
+            }
+            p
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, p: *mut u8, l: core::alloc::Layout, new: usize) -> *mut u8 {
+        if l.align() <= 16 {
+            return alloc::realloc(p, new);
+        }
+        let q = alloc::memalign(l.align(), new);
+        if !q.is_null() {
+            os::memcpy(q, p, l.size().min(new));
+            alloc::free(p);
+        }
+        q
+    }
+}
+
+/// Library constructor: what can wait until the environment exists. Malloc
+/// itself never depends on it (ld.so calls malloc before any constructor).
+#[ctor::ctor]
+fn slaballoc_init() {
+    alloc::ensure_init();
+    config::load();
+    alloc::foreign::preload();
+    if config::BACKGROUND.load(core::sync::atomic::Ordering::Relaxed) {
+        reclaim::request();
+        reclaim::after_slow_path();
+    }
+}
+
+/// At exit: the stats line, if asked for.
+#[ctor::dtor]
+fn slaballoc_exit() {
+    if config::STATS.load(core::sync::atomic::Ordering::Relaxed) != 0 {
+        stats::print();
+    }
+}

@@ -1,0 +1,39 @@
+# Benchmark targets. Include from the top-level Makefile with
+#     include bench/bench.mk
+# (paths are relative to the repository root, where make runs).
+# A failing `cargo build --release` does not stop the comparison: slaballoc is
+# then simply left out (or tested in whatever state target/release has).
+#
+#   make compare          full comparison, 5 runs (< 10 min on 2 cores)
+#   make compare QUICK=1  1 run, smaller scale (< 1 min)
+#   make compare-quick    same as QUICK=1
+#   make notify-study     the 100x study -> bench/results/notify.md
+#   make callgrind        instructions per malloc+free -> bench/results/callgrind.md
+#   make bench-criterion  cargo bench (criterion, sa_* API)
+#   make bench-clean      remove bench/build
+
+PYTHON ?= python3
+
+.PHONY: compare compare-quick notify-study callgrind bench-criterion bench-clean
+
+compare:
+	-cargo build --release
+	$(PYTHON) bench/compare.py
+
+compare-quick:
+	-cargo build --release
+	QUICK=1 $(PYTHON) bench/compare.py
+
+notify-study:
+	cargo build --release
+	sh bench/notify_study.sh
+
+callgrind:
+	-cargo build --release
+	bash bench/callgrind.sh
+
+bench-criterion:
+	cargo bench --bench alloc
+
+bench-clean:
+	rm -rf bench/build

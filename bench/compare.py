@@ -1,0 +1,571 @@
+#!/usr/bin/env python3
+"""Compare slaballoc against glibc, jemalloc, tcmalloc and mimalloc.
+
+Builds the C workloads in bench/workloads/ into bench/build/, installs missing
+peer allocators with apt-get (only when missing; an allocator that cannot be
+had is skipped with a warning), then runs every workload under every allocator
+(glibc without preload, the others via LD_PRELOAD), alternating allocators run
+by run (A B C D E, A B C D E, ...).
+
+Per run it records the workload's own time (its `seconds=` line, CLOCK_MONOTONIC
+around the work), wall time, and peak RSS / page faults from the rusage that
+wait4() returns for the workload (taken by the small static launcher
+bench/tools/runner.c, because ru_maxrss of a child spawned straight from Python
+includes the interpreter's own RSS). Writes
+    bench/results/latest.md    medians + ratios to glibc + geometric mean
+    bench/results/latest.csv   every raw run
+    bench/results/latest.svg   chart of the time ratios (hand-written SVG)
+
+Environment / options (options win):
+    QUICK=1            1 run, scale 0.2 (finishes in well under a minute)
+    RUNS=N             runs per (workload, allocator)            [5]
+    SCALE=F            work multiplier passed to every workload  [1.0]
+    WORKLOADS=a,b      only these workloads
+    ALLOCATORS=a,b     only these allocators (glibc is always kept as baseline)
+    SLABALLOC_SO=path  library to test   [target/release/libslaballoc.so]
+    NO_INSTALL=1       never call apt-get
+    CC=cc              C compiler
+A workload that exits non-zero (content mismatch, crash, timeout) under an
+allocator is shown as FAIL in the tables.
+"""
+import argparse
+import csv
+import datetime
+import glob
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+WL_DIR = os.path.join(HERE, "workloads")
+TOOLS_DIR = os.path.join(HERE, "tools")
+BUILD = os.path.join(HERE, "build")
+RESULTS = os.path.join(HERE, "results")
+
+# Order matters: it is the table/chart order.
+WORKLOADS = ["mixed", "shortlived", "midsize", "large_realloc", "threads_noshare",
+             "prodcons", "server", "falseshare", "churn"]
+
+LIBDIR = "/usr/lib/x86_64-linux-gnu"
+PEERS = {
+    # name: (debian package, candidate paths, glob used on `dpkg -L` output)
+    "jemalloc": ("libjemalloc2", [f"{LIBDIR}/libjemalloc.so.2"], r"/libjemalloc\.so\.\d+$"),
+    "tcmalloc": ("libtcmalloc-minimal4", [f"{LIBDIR}/libtcmalloc_minimal.so.4"],
+                 r"/libtcmalloc_minimal\.so\.\d+$"),
+    "mimalloc": ("libmimalloc2.0", [f"{LIBDIR}/libmimalloc.so.2", f"{LIBDIR}/libmimalloc.so.2.0"],
+                 r"/libmimalloc\.so\.[\d.]+$"),
+}
+ALL_ALLOCS = ["glibc", "jemalloc", "tcmalloc", "mimalloc", "slaballoc"]
+COLORS = {"glibc": "#7f7f7f", "jemalloc": "#1f77b4", "tcmalloc": "#2ca02c",
+          "mimalloc": "#ff7f0e", "slaballoc": "#d62728"}
+
+
+def log(msg="", end="\n"):
+    sys.stderr.write(msg + end)
+    sys.stderr.flush()
+
+
+def warn(msg):
+    log(f"compare.py: WARNING: {msg}")
+
+
+# ---------------------------------------------------------------- building
+
+def build(cc):
+    os.makedirs(BUILD, exist_ok=True)
+    common = os.path.join(WL_DIR, "common.h")
+    srcs = [(os.path.join(WL_DIR, w + ".c"), w) for w in WORKLOADS]
+    srcs += [(os.path.join(TOOLS_DIR, "probe.c"), "probe"),
+             (os.path.join(TOOLS_DIR, "hotloop.c"), "hotloop"),
+             (os.path.join(TOOLS_DIR, "runner.c"), "runner")]
+    for src, name in srcs:
+        out = os.path.join(BUILD, name)
+        newest = max(os.path.getmtime(src), os.path.getmtime(common))
+        if os.path.exists(out) and os.path.getmtime(out) >= newest:
+            continue
+        cmd = [cc, "-O2", "-pthread", "-Wall", "-o", out, src, "-lm"]
+        if name == "runner":   # static: keeps its own RSS out of ru_maxrss
+            cmd.insert(1, "-static")
+        log("  " + " ".join(cmd))
+        r = subprocess.run(cmd)
+        if r.returncode != 0 and name == "runner":
+            warn("static link of runner failed; linking it dynamically (RSS floor ~1 MiB higher)")
+            cmd.remove("-static")
+            r = subprocess.run(cmd)
+        if r.returncode != 0:
+            sys.exit(f"compare.py: failed to build {name}")
+
+
+# ---------------------------------------------------------------- allocators
+
+def find_peer(name):
+    pkg, cands, rx = PEERS[name]
+    for c in cands:
+        if os.path.exists(c):
+            return c
+    try:
+        out = subprocess.run(["dpkg", "-L", pkg], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if re.search(rx, line) and os.path.exists(line):
+                return line
+    except FileNotFoundError:
+        pass
+    return None
+
+
+def apt_install(pkg):
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return False
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    log(f"  apt-get install {pkg} ...")
+    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", pkg]
+    if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode == 0:
+        return True
+    subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL)
+    return subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode == 0
+
+
+def pkg_version(pkg):
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else "?"
+
+
+def probe(lib):
+    """Which object provides malloc when `lib` is preloaded (None = glibc)."""
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    if lib:
+        env["LD_PRELOAD"] = lib
+    r = subprocess.run([os.path.join(BUILD, "probe")], env=env, capture_output=True,
+                       text=True, timeout=30)
+    m = re.search(r"malloc=(\S+) free=(\S+)", r.stdout)
+    return r.returncode, (m.group(1), m.group(2)) if m else None, r.stderr.strip()
+
+
+def setup_allocators(wanted, no_install, slaballoc_so):
+    """Returns list of (name, lib path or None, description, preload problem or None)."""
+    allocs = []
+    glibc_ver = os.confstr("CS_GNU_LIBC_VERSION") if hasattr(os, "confstr") else "glibc"
+    allocs.append(("glibc", None, f"{glibc_ver} (no preload)", None))
+    for name in ("jemalloc", "tcmalloc", "mimalloc"):
+        if name not in wanted:
+            continue
+        path = find_peer(name)
+        if not path and not no_install:
+            if apt_install(PEERS[name][0]):
+                path = find_peer(name)
+        if not path:
+            warn(f"{name} not available (package {PEERS[name][0]}); skipped")
+            continue
+        allocs.append((name, path, f"{path} (Debian {PEERS[name][0]} {pkg_version(PEERS[name][0])})", None))
+    if "slaballoc" in wanted:
+        if os.path.exists(slaballoc_so):
+            st = os.stat(slaballoc_so)
+            when = datetime.datetime.fromtimestamp(st.st_mtime).strftime("%Y-%m-%d %H:%M")
+            allocs.append(("slaballoc", os.path.abspath(slaballoc_so), f"{slaballoc_so} (built {when})", None))
+        else:
+            warn(f"{slaballoc_so} does not exist (run `cargo build --release`); slaballoc skipped")
+    checked = []
+    for name, lib, desc, _ in allocs:
+        problem = None
+        try:
+            rc, who, err = probe(lib)
+        except subprocess.TimeoutExpired:
+            rc, who, err = -1, None, "probe timed out"
+        if rc != 0 or who is None:
+            problem = f"probe failed rc={rc} {err[:200]}"
+        elif lib and (os.path.realpath(who[0]) != os.path.realpath(lib)
+                      or os.path.realpath(who[1]) != os.path.realpath(lib)):
+            problem = f"preload not effective: malloc from {who[0]}, free from {who[1]} {err[:200]}"
+        if problem:
+            warn(f"{name}: {problem}; its runs will be reported as FAIL")
+        checked.append((name, lib, desc, problem))
+    return checked
+
+
+# ---------------------------------------------------------------- running
+
+RESULT_RE = re.compile(r"workload=(\S+) threads=(\d+) ops=(\d+) seconds=([0-9.eE+-]+)")
+
+
+def run_one(workload, lib, scale, timeout, extra_env=None, wrapper=None):
+    """Run one workload under `lib` (None = glibc) via bench/build/runner, which
+    reports the workload's rusage from wait4(). Returns (record, stdout, stderr)."""
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    if lib:
+        env["LD_PRELOAD"] = lib
+    if extra_env:
+        env.update(extra_env)
+    exe = os.path.join(BUILD, workload)
+    with tempfile.TemporaryDirectory() as td:
+        outp, errp, rup = (os.path.join(td, n) for n in ("out", "err", "rusage"))
+        fl = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        argv = [os.path.join(BUILD, "runner"), rup, str(timeout)] + (wrapper or []) + [exe, repr(scale)]
+        t0 = time.monotonic()
+        pid = os.posix_spawn(argv[0], argv, env, file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, outp, fl, 0o644),
+            (os.POSIX_SPAWN_OPEN, 2, errp, fl, 0o644)])
+        while True:   # runner enforces the timeout; this is only a backstop
+            wpid, status, _ = os.wait4(pid, os.WNOHANG)
+            if wpid == pid:
+                break
+            if time.monotonic() - t0 > timeout + 30:
+                os.kill(pid, signal.SIGKILL)
+                os.wait4(pid, 0)
+                break
+            time.sleep(0.002)
+        out = open(outp, errors="replace").read()
+        err = open(errp, errors="replace").read()
+        ru = {}
+        if os.path.exists(rup):
+            for tok in open(rup).read().split():
+                k, _, v = tok.partition("=")
+                ru[k] = float(v) if "." in v else int(v)
+    rec = {k: ru.get(k, "") for k in ("wall_s", "maxrss_kb", "utime_s", "stime_s", "minflt",
+                                          "majflt", "nvcsw", "nivcsw")}
+    rec.update(threads="", ops="", seconds="", status="ok", detail="")
+    m = RESULT_RE.search(out)
+    if m:
+        rec.update(threads=int(m.group(2)), ops=int(m.group(3)), seconds=float(m.group(4)))
+    if not ru:
+        rec["status"], rec["detail"] = "FAIL", "runner failed"
+    elif ru.get("timeout"):
+        rec["status"], rec["detail"] = "FAIL", f"timeout after {timeout}s"
+    elif ru.get("signal"):
+        rec["status"], rec["detail"] = "FAIL", f"killed by signal {ru['signal']}"
+    elif ru.get("code"):
+        rec["status"], rec["detail"] = "FAIL", f"exit {ru['code']}"
+    elif not m:
+        rec["status"], rec["detail"] = "FAIL", "no result line"
+    if "ERROR: ld.so" in err:
+        rec["status"] = "FAIL"
+        rec["detail"] = (rec["detail"] + " preload failed").strip()
+    if rec["status"] != "ok":
+        lines = [l for l in err.strip().splitlines() if l.strip()]
+        if lines:
+            rec["detail"] += ": " + lines[-1][:160]
+    return rec, out, err
+
+
+# ---------------------------------------------------------------- reporting
+
+def fmt_time(s):
+    return f"{s:.3f} s" if s >= 0.1 else f"{s * 1000:.1f} ms"
+
+
+def fmt_kb(kb):
+    return f"{kb / 1024:.1f} MiB" if kb >= 1024 else f"{kb} KiB"
+
+
+def fmt_ratio(r):
+    return f"{r:.2f}x"
+
+
+def geomean(xs):
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
+
+
+def summarize(rows, workloads, allocs):
+    """{(wl, alloc): dict(ok, n, nfail, time, rss, minflt, detail)}"""
+    summ = {}
+    for wl in workloads:
+        for a in allocs:
+            rs = [r for r in rows if r["workload"] == wl and r["allocator"] == a]
+            if not rs:
+                continue
+            bad = [r for r in rs if r["status"] != "ok"]
+            good = [r for r in rs if r["status"] == "ok"]
+            d = {"n": len(rs), "nfail": len(bad), "ok": not bad,
+                 "detail": bad[0]["detail"] if bad else ""}
+            if good:
+                d["time"] = statistics.median(r["seconds"] for r in good)
+                d["tmin"] = min(r["seconds"] for r in good)
+                d["tmax"] = max(r["seconds"] for r in good)
+                d["rss"] = statistics.median(r["maxrss_kb"] for r in good)
+                d["minflt"] = statistics.median(r["minflt"] for r in good)
+            summ[(wl, a)] = d
+    return summ
+
+
+def table(summ, workloads, allocs, key, fmt):
+    hdr = "| workload | " + " | ".join(allocs) + " |"
+    sep = "|---|" + "---:|" * len(allocs)
+    lines = [hdr, sep]
+    ratios = {a: [] for a in allocs}
+    for wl in workloads:
+        cells = []
+        base = summ.get((wl, "glibc"))
+        for a in allocs:
+            d = summ.get((wl, a))
+            if d is None:
+                cells.append("n/a")
+            elif not d["ok"]:
+                cells.append(f"**FAIL** ({d['nfail']}/{d['n']})")
+            else:
+                v = d[key]
+                if base and base["ok"] and base[key] > 0:
+                    r = v / base[key]
+                    ratios[a].append(r)
+                    cells.append(f"{fmt(v)} ({fmt_ratio(r)})")
+                else:
+                    cells.append(fmt(v))
+        lines.append(f"| {wl} | " + " | ".join(cells) + " |")
+    gm = []
+    for a in allocs:
+        rs = ratios[a]
+        if not rs:
+            gm.append("n/a")
+        else:
+            s = fmt_ratio(geomean(rs))
+            if len(rs) < len(workloads):
+                s += f" ({len(rs)}/{len(workloads)} workloads)"
+            gm.append(s)
+    lines.append("| **geomean ratio to glibc** | " + " | ".join(gm) + " |")
+    return "\n".join(lines), ratios
+
+
+def machine_info():
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) // 1024} MiB"
+    except OSError:
+        pass
+    osname = "?"
+    try:
+        for line in open("/etc/os-release"):
+            if line.startswith("PRETTY_NAME="):
+                osname = line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} CPUs online, {mem} RAM, {osname}, "
+            f"kernel {platform.release()}, {os.confstr('CS_GNU_LIBC_VERSION')}")
+
+
+def write_md(path, summ, workloads, allocs, alloc_desc, args, rows, started, elapsed):
+    t_table, t_ratios = table(summ, workloads, allocs, "time", fmt_time)
+    r_table, _ = table(summ, workloads, allocs, "rss", lambda kb: fmt_kb(int(kb)))
+    f_table, _ = table(summ, workloads, allocs, "minflt", lambda x: f"{int(x)}")
+    out = []
+    out.append("# Allocator comparison\n")
+    out.append(f"Generated by `bench/compare.py` on {started} in {elapsed:.0f} s.  ")
+    out.append(f"Machine: {machine_info()}.  ")
+    out.append(f"Runs per cell: {args.runs}; scale: {args.scale}; allocators alternated run by run.\n")
+    out.append("Allocators:\n")
+    for a in allocs:
+        out.append(f"- **{a}**: {alloc_desc[a]}")
+    out.append("")
+    out.append("## Time\n")
+    out.append("Median of the workload's own `seconds` (CLOCK_MONOTONIC around the work); "
+               "in parentheses the ratio to glibc (lower is better).\n")
+    out.append(t_table)
+    out.append("\n## Peak RSS\n")
+    out.append("Median `ru_maxrss` of the workload process (from `wait4`, via the static launcher `bench/tools/runner.c`; floor about 1 MiB); ratio to glibc.\n")
+    out.append(r_table)
+    out.append("\n## Minor page faults\n")
+    out.append("Median `ru_minflt`; ratio to glibc.\n")
+    out.append(f_table)
+    out.append("\n## Spread\n")
+    out.append("min..max of the time over the runs (relative spread = (max-min)/median).\n")
+    out.append("| workload | " + " | ".join(allocs) + " |")
+    out.append("|---|" + "---:|" * len(allocs))
+    for wl in workloads:
+        cells = []
+        for a in allocs:
+            d = summ.get((wl, a))
+            if d is None or "time" not in d:
+                cells.append("n/a")
+            else:
+                spread = (d["tmax"] - d["tmin"]) / d["time"] * 100 if d["time"] else 0
+                cells.append(f"{fmt_time(d['tmin'])}..{fmt_time(d['tmax'])} ({spread:.0f}%)")
+        out.append(f"| {wl} | " + " | ".join(cells) + " |")
+    fails = [r for r in rows if r["status"] != "ok"]
+    out.append("\n## Failures\n")
+    if not fails:
+        out.append("None: every run exited 0 with its contents verified.")
+    else:
+        for r in fails:
+            out.append(f"- {r['workload']} / {r['allocator']} run {r['run']}: {r['detail']}")
+    rel = os.path.relpath(args.out, ROOT)
+    out.append(f"\nRaw runs: `{rel}.csv`; chart: `{rel}.svg`.\n")
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+
+
+def esc(s):
+    return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def write_svg(path, summ, workloads, allocs):
+    groups = list(workloads) + ["geomean"]
+    ratio = {}
+    for a in allocs:
+        rs = []
+        for wl in workloads:
+            d, b = summ.get((wl, a)), summ.get((wl, "glibc"))
+            if d is None:
+                continue
+            if not d["ok"] or not (b and b["ok"]):
+                ratio[(wl, a)] = "FAIL" if not d["ok"] else None
+                continue
+            r = d["time"] / b["time"]
+            ratio[(wl, a)] = r
+            rs.append(r)
+        ratio[("geomean", a)] = geomean(rs) if rs else None
+    vals = [v for v in ratio.values() if isinstance(v, float) and v > 0]
+    lo = min([0.25] + vals)
+    hi = max([4.0] + vals)
+    e_lo, e_hi = math.floor(math.log2(lo)), math.ceil(math.log2(hi))
+    bw, gap = 14, 22
+    gw = bw * len(allocs) + gap
+    left, top, plot_h, bottom = 60, 50, 320, 110
+    width = left + gw * len(groups) + 20
+    height = top + plot_h + bottom
+
+    def y(v):
+        return top + plot_h * (e_hi - math.log2(v)) / (e_hi - e_lo)
+
+    s = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+         f'font-family="sans-serif" font-size="11">',
+         f'<rect width="{width}" height="{height}" fill="white"/>',
+         f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14">'
+         f'Time relative to glibc (log scale, lower is better)</text>']
+    for e in range(e_lo, e_hi + 1):
+        v = 2.0 ** e
+        yy = y(v)
+        s.append(f'<line x1="{left}" x2="{width - 20}" y1="{yy:.1f}" y2="{yy:.1f}" '
+                 f'stroke="{"#000" if e == 0 else "#ddd"}" stroke-width="{1.2 if e == 0 else 1}"/>')
+        lab = f"{v:g}x" if v >= 1 else f"1/{int(round(1 / v))}x"
+        s.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" text-anchor="end">{lab}</text>')
+    y1 = y(1.0)
+    for gi, g in enumerate(groups):
+        x0 = left + gi * gw + gap / 2
+        for ai, a in enumerate(allocs):
+            v = ratio.get((g, a))
+            x = x0 + ai * bw
+            if v == "FAIL":
+                s.append(f'<text x="{x + bw / 2:.1f}" y="{y1 - 4:.1f}" text-anchor="middle" '
+                         f'fill="{COLORS.get(a, "#000")}" font-weight="bold" '
+                         f'transform="rotate(-90 {x + bw / 2:.1f} {y1 - 4:.1f})">FAIL</text>')
+                continue
+            if not isinstance(v, float):
+                continue
+            yy = y(v)
+            top_y, h = min(yy, y1), abs(yy - y1)
+            s.append(f'<rect x="{x:.1f}" y="{top_y:.1f}" width="{bw - 2}" height="{max(h, 1):.1f}" '
+                     f'fill="{COLORS.get(a, "#000")}"><title>{esc(g)} / {esc(a)}: {v:.2f}x</title></rect>')
+        lx = x0 + len(allocs) * bw / 2
+        ly = top + plot_h + 12
+        s.append(f'<text x="{lx:.1f}" y="{ly}" text-anchor="end" '
+                 f'transform="rotate(-35 {lx:.1f} {ly})">{esc(g)}</text>')
+    lx = left
+    for a in allocs:
+        s.append(f'<rect x="{lx}" y="{height - 22}" width="12" height="12" fill="{COLORS.get(a, "#000")}"/>')
+        s.append(f'<text x="{lx + 16}" y="{height - 12}">{esc(a)}</text>')
+        lx += 16 + 8 * len(a) + 20
+    s.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(s) + "\n")
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    quick = os.environ.get("QUICK", "") not in ("", "0")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=int(os.environ.get("RUNS", 1 if quick else 5)))
+    ap.add_argument("--scale", type=float, default=float(os.environ.get("SCALE", 0.2 if quick else 1.0)))
+    ap.add_argument("--workloads", default=os.environ.get("WORKLOADS", ",".join(WORKLOADS)))
+    ap.add_argument("--allocators", default=os.environ.get("ALLOCATORS", ",".join(ALL_ALLOCS)))
+    ap.add_argument("--slaballoc", default=os.environ.get(
+        "SLABALLOC_SO", os.path.join(ROOT, "target", "release", "libslaballoc.so")))
+    ap.add_argument("--timeout", type=float, default=float(os.environ.get("RUN_TIMEOUT", 30 if quick else 60)),
+                    help="seconds before a run is killed and counted as FAIL")
+    ap.add_argument("--no-install", action="store_true", default=os.environ.get("NO_INSTALL", "") not in ("", "0"))
+    ap.add_argument("--out", default=os.path.join(RESULTS, "latest"), help="output prefix (.md/.csv/.svg)")
+    args = ap.parse_args()
+
+    workloads = [w for w in args.workloads.split(",") if w]
+    for w in workloads:
+        if w not in WORKLOADS:
+            sys.exit(f"compare.py: unknown workload {w}; known: {', '.join(WORKLOADS)}")
+    wanted = set(a for a in args.allocators.split(",") if a) | {"glibc"}
+
+    started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    t_start = time.monotonic()
+    log("compare.py: building workloads")
+    build(os.environ.get("CC", "cc"))
+    log("compare.py: allocators")
+    checked = setup_allocators(wanted, args.no_install, args.slaballoc)
+    allocs = [c[0] for c in checked]
+    alloc_desc = {c[0]: c[2] for c in checked}
+    for name, lib, desc, problem in checked:
+        log(f"  {name:10s} {desc}" + (f"  [PROBLEM: {problem}]" if problem else ""))
+    log(f"compare.py: {len(workloads)} workloads x {len(allocs)} allocators x {args.runs} runs, "
+        f"scale {args.scale}")
+
+    rows = []
+    for wi, wl in enumerate(workloads):
+        for run in range(1, args.runs + 1):
+            log(f"[{wi + 1}/{len(workloads)}] {wl:15s} run {run}/{args.runs}:", end="")
+            for name, lib, desc, problem in checked:
+                if problem:
+                    rec = {"wall_s": "", "maxrss_kb": "", "utime_s": "", "stime_s": "", "minflt": "",
+                           "majflt": "", "nvcsw": "", "nivcsw": "", "threads": "", "ops": "",
+                           "seconds": "", "status": "FAIL", "detail": problem}
+                else:
+                    rec, _, _ = run_one(wl, lib, args.scale, args.timeout)
+                rec.update(workload=wl, allocator=name, run=run, scale=args.scale)
+                rows.append(rec)
+                if rec["status"] == "ok":
+                    log(f"  {name} {rec['seconds']:.3f}s {rec['maxrss_kb'] / 1024:.0f}M", end="")
+                else:
+                    log(f"  {name} FAIL", end="")
+            log()
+
+    elapsed = time.monotonic() - t_start
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    fields = ["workload", "allocator", "run", "scale", "status", "threads", "ops", "seconds", "wall_s",
+              "maxrss_kb", "minflt", "majflt", "utime_s", "stime_s", "nvcsw", "nivcsw", "detail"]
+    with open(args.out + ".csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k, "") for k in fields})
+    summ = summarize(rows, workloads, allocs)
+    write_md(args.out + ".md", summ, workloads, allocs, alloc_desc, args, rows, started, elapsed)
+    write_svg(args.out + ".svg", summ, workloads, allocs)
+    log(f"compare.py: done in {elapsed:.0f} s; wrote {args.out}.md, .csv, .svg")
+    with open(args.out + ".md") as f:
+        md = f.read()
+    # the time table on stdout for the impatient
+    sec = md.split("## Time", 1)[1].split("## Peak RSS", 1)[0]
+    print("## Time" + sec.rstrip())
+    nfail = sum(1 for r in rows if r["status"] != "ok")
+    if nfail:
+        log(f"compare.py: {nfail} failing run(s), see the Failures section")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

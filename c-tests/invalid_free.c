@@ -1,0 +1,162 @@
+/* invalid_free.c - [slaballoc only] invalid frees abort with a diagnostic.
+ *
+ * Each case runs in a forked child whose stderr goes to a pipe. The child must
+ * die by SIGABRT, and its stderr must contain "slaballoc:" and the offending
+ * pointer as printed by %p. Under glibc the test prints SKIP and exits 0
+ * (glibc aborts too, but with its own messages).
+ */
+#define _GNU_SOURCE
+#include "common.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#pragma GCC diagnostic ignored "-Wfree-nonheap-object"
+#pragma GCC diagnostic ignored "-Wuse-after-free"
+
+#define OPAQUE(p) ({ __typeof__(p) _q = (p); __asm__ volatile("" : "+r"(_q)); _q; })
+
+/* The case functions run in the child, print the pointer they pass to free on
+ * fd 3 (a second pipe) and then do the invalid free. */
+static int report_fd = -1;
+
+static void report(void *bad)
+{
+    char buf[64];
+    int n = snprintf(buf, sizeof buf, "%p", bad);
+    if (write(report_fd, buf, n) != n) _exit(99);
+    close(report_fd);
+}
+
+static void case_interior_small(void)
+{
+    char *p = OPAQUE(malloc(64));
+    memset(p, 1, 64);
+    report(p + 16);
+    free(p + 16);
+}
+
+static void case_interior_large(void)
+{
+    char *p = OPAQUE(malloc(1u << 20));
+    memset(p, 1, 1u << 20);
+    report(p + 4096);
+    free(p + 4096);
+}
+
+static void case_double_small(void)
+{
+    char *p = OPAQUE(malloc(64));
+    memset(p, 1, 64);
+    report(p);
+    free(p);
+    free(OPAQUE(p));
+}
+
+static void case_double_between(void)
+{
+    enum { M = 200 };
+    void *other[M];
+    for (int i = 0; i < M; i++) other[i] = OPAQUE(malloc(64));
+    char *p = OPAQUE(malloc(64));
+    void *more[M];
+    for (int i = 0; i < M; i++) more[i] = OPAQUE(malloc(64));
+    report(p);
+    free(p);
+    for (int i = 0; i < M; i++) {
+        free(other[i]);
+        free(more[M - 1 - i]);
+    }
+    free(OPAQUE(p));
+}
+
+struct tcase {
+    const char *name;
+    void (*fn)(void);
+};
+
+static const struct tcase cases[] = {
+    {"interior pointer p+16 of a 64-byte block", case_interior_small},
+    {"interior pointer p+4096 of a 1 MiB block", case_interior_large},
+    {"double free of a 64-byte block", case_double_small},
+    {"double free with 400 other frees in between", case_double_between},
+};
+
+static ssize_t read_all(int fd, char *buf, size_t cap)
+{
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, cap - 1 - len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        len += (size_t)n;
+        if (len >= cap - 1) break;
+    }
+    buf[len] = 0;
+    return (ssize_t)len;
+}
+
+static int run_case(const struct tcase *c)
+{
+    int errp[2], repp[2];
+    if (pipe(errp) || pipe(repp)) DIE("pipe");
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) DIE("fork");
+    if (pid == 0) {
+        close(errp[0]);
+        close(repp[0]);
+        dup2(errp[1], 2);
+        close(errp[1]);
+        report_fd = repp[1];
+        alarm(20);
+        c->fn();
+        _exit(0); /* survived: failure */
+    }
+    close(errp[1]);
+    close(repp[1]);
+    static char err[65536];
+    char ptr[64];
+    read_all(repp[0], ptr, sizeof ptr);
+    read_all(errp[0], err, sizeof err);
+    close(repp[0]);
+    close(errp[0]);
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+
+    int ok = 1;
+    printf("invalid_free: %s (pointer %s)\n", c->name, ptr);
+    if (!(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT)) {
+        ok = 0;
+        if (WIFSIGNALED(st))
+            printf("  FAIL: child died by signal %d (%s), want SIGABRT\n", WTERMSIG(st), strsignal(WTERMSIG(st)));
+        else
+            printf("  FAIL: child exited with status %d, want death by SIGABRT\n", WEXITSTATUS(st));
+    }
+    if (!strstr(err, "slaballoc:")) {
+        ok = 0;
+        printf("  FAIL: stderr lacks \"slaballoc:\"\n");
+    }
+    if (!ptr[0] || !strstr(err, ptr)) {
+        ok = 0;
+        printf("  FAIL: stderr lacks the pointer %s\n", ptr);
+    }
+    if (!ok || getenv("VERBOSE")) printf("  child stderr: %s%s", err[0] ? err : "(empty)\n",
+                                          err[0] && err[strlen(err) - 1] != '\n' ? "\n" : "");
+    if (ok) printf("  ok\n");
+    return ok;
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (!slaballoc_loaded()) {
+        printf("SKIP invalid_free: slaballoc not loaded (glibc's diagnostics differ)\n");
+        return 0;
+    }
+    int failed = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        failed += !run_case(&cases[i]);
+    printf("invalid_free: %d of %zu cases failed\n", failed, sizeof cases / sizeof *cases);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# run.sh - build and run the slaballoc C test suite.
+#
+# Usage (from anywhere inside the repo):  c-tests/run.sh
+# Env:
+#   SLABALLOC_SO  path of the shared library (default target/release/libslaballoc.so,
+#                 relative to the repo root); the static variant uses libslaballoc.a
+#                 from the same directory.
+#   CC            C compiler (default cc)
+#   QUICK=1       smaller sizes (about a minute in all)
+#   KEEP_LOGS=1   print the full log of every test, not only of failures
+# Output: one line per test, "PASS name" / "FAIL name" / "SKIP name (why)",
+# then "N passed, N failed[, N skipped]". Exit status 1 if any test failed.
+# Logs: c-tests/build/logs/<name>.log
+set -u
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(git -C "$here" rev-parse --show-toplevel 2>/dev/null || (cd "$here/.." && pwd))
+cd "$root" || exit 2
+
+so=${SLABALLOC_SO:-target/release/libslaballoc.so}
+case $so in /*) ;; *) so=$root/$so ;; esac
+libdir=$(dirname "$so")
+ar=$libdir/libslaballoc.a
+CC=${CC:-cc}
+QUICK=${QUICK:-0}
+CFLAGS="-O2 -pthread -Wall"
+build=$here/build
+logs=$build/logs
+mkdir -p "$build" "$logs"
+# the knobs are set explicitly per run below
+unset SLABALLOC_STATS SLABALLOC_NOTIFY SLABALLOC_BACKGROUND
+
+if [ "$QUICK" = 1 ]; then
+    N_PRODCONS=500000; N_FORK=50; N_CHURN=400; RECLAIM_MIB=150
+else
+    N_PRODCONS=4000000; N_FORK=200; N_CHURN=2000; RECLAIM_MIB=400
+fi
+
+npass=0; nfail=0; nskip=0
+pass() { echo "PASS $1"; npass=$((npass + 1)); [ "${KEEP_LOGS:-0}" = 1 ] && [ -f "$logs/$1.log" ] && sed 's/^/    /' "$logs/$1.log"; return 0; }
+fail() {
+    echo "FAIL $1${2:+ ($2)}"; nfail=$((nfail + 1))
+    if [ -f "$logs/$1.log" ]; then tail -40 "$logs/$1.log" | sed 's/^/    /'; fi
+    return 0
+}
+skip() { echo "SKIP $1${2:+ ($2)}"; nskip=$((nskip + 1)); }
+
+have_so=0
+[ -f "$so" ] && have_so=1
+
+# ------------------------------------------------------------------ build
+built=()
+for t in conformance invalid_free prodcons fork_load churn reclaim; do
+    if $CC $CFLAGS -o "$build/$t" "$here/$t.c" -ldl >"$logs/build.$t.log" 2>&1; then
+        built+=("$t")
+    else
+        fail "build.$t"
+    fi
+done
+is_built() { [ -x "$build/$1" ] && printf '%s\n' "${built[@]}" | grep -qx "$1"; }
+
+# linked variants of conformance
+static_ok=0; linked_ok=0
+if [ -f "$ar" ]; then
+    # -rdynamic: export sa_malloc & co from the executable so dlsym finds them
+    if $CC $CFLAGS -rdynamic -o "$build/conformance.static" "$here/conformance.c" "$ar" \
+        -lpthread -ldl -lgcc_s -lc -lm -lrt -lutil >"$logs/build.conformance.static.log" 2>&1; then
+        static_ok=1
+    elif { echo "--- retry with --whole-archive"; $CC $CFLAGS -rdynamic -o "$build/conformance.static" \
+        "$here/conformance.c" -Wl,--whole-archive "$ar" -Wl,--no-whole-archive \
+        -lpthread -ldl -lgcc_s -lc -lm -lrt -lutil; } >>"$logs/build.conformance.static.log" 2>&1; then
+        static_ok=1
+    else
+        fail build.conformance.static "linking libslaballoc.a failed"
+    fi
+fi
+if [ "$have_so" = 1 ]; then
+    if $CC $CFLAGS -o "$build/conformance.linked" "$here/conformance.c" -L"$libdir" -lslaballoc \
+        -Wl,-rpath,"$libdir" -ldl >"$logs/build.conformance.linked.log" 2>&1; then
+        linked_ok=1
+    else
+        fail build.conformance.linked "linking -lslaballoc failed"
+    fi
+fi
+
+# run NAME MODE CMD... : MODE glibc|sa; log to logs/NAME.log; returns status
+run() {
+    local name=$1 mode=$2; shift 2
+    local st
+    if [ "$mode" = sa ]; then
+        env LD_PRELOAD="$so" timeout -k 10 300 "$@" >"$logs/$name.log" 2>&1; st=$?
+    else
+        timeout -k 10 300 "$@" >"$logs/$name.log" 2>&1; st=$?
+    fi
+    [ $st = 124 ] && echo "(timed out after 300 s)" >>"$logs/$name.log"
+    return $st
+}
+# simple NAME MODE CMD...: PASS iff exit 0
+simple() {
+    local name=$1
+    if run "$@"; then pass "$name"; else fail "$name" "exit $?"; fi
+}
+need_so() { if [ "$have_so" = 1 ]; then return 0; fi; skip "$1" "no $so"; return 1; }
+
+# ------------------------------------------------------------------ conformance
+if is_built conformance; then
+    simple conformance.glibc glibc "$build/conformance"
+    need_so conformance.slaballoc && simple conformance.slaballoc sa "$build/conformance"
+fi
+if [ "$static_ok" = 1 ]; then
+    simple conformance.static glibc "$build/conformance.static"
+    grep -q "allocator = slaballoc" "$logs/conformance.static.log" ||
+        echo "    note: static variant did not detect slaballoc (sa_malloc not visible)"
+else
+    [ -f "$ar" ] || skip conformance.static "no $ar"
+fi
+if [ "$linked_ok" = 1 ]; then
+    simple conformance.linked glibc "$build/conformance.linked"
+elif [ "$have_so" = 0 ]; then
+    skip conformance.linked "no $so"
+fi
+
+# ------------------------------------------------------------------ invalid_free
+if is_built invalid_free && need_so invalid_free.slaballoc; then
+    simple invalid_free.slaballoc sa "$build/invalid_free"
+fi
+
+# ------------------------------------------------------------------ prodcons
+kv() { # kv KEY LINE -> integer value of KEY=... in LINE (empty if absent)
+    printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=\([0-9][0-9]*\).*/\1/p" | head -1
+}
+statsline() { grep '^slaballoc:.*remote_frees=' "$1" | tail -1; }
+if is_built prodcons; then
+    rss_g=""
+    if run prodcons.glibc glibc "$build/prodcons" "$N_PRODCONS" && grep -q "blocks=$N_PRODCONS ok" "$logs/prodcons.glibc.log"; then
+        pass prodcons.glibc
+        rss_g=$(kv maxrss_kb "$(grep '^prodcons: blocks=' "$logs/prodcons.glibc.log")")
+        echo "    glibc maxrss_kb=$rss_g"
+    else
+        fail prodcons.glibc
+    fi
+    if need_so prodcons.slaballoc; then
+        if run prodcons.slaballoc sa env SLABALLOC_STATS=1 "$build/prodcons" "$N_PRODCONS" &&
+            grep -q "blocks=$N_PRODCONS ok" "$logs/prodcons.slaballoc.log"; then
+            pass prodcons.slaballoc
+        else
+            fail prodcons.slaballoc
+        fi
+        rss_s=$(kv maxrss_kb "$(grep '^prodcons: blocks=' "$logs/prodcons.slaballoc.log")")
+        line=$(statsline "$logs/prodcons.slaballoc.log")
+        rf=$(kv remote_frees "$line"); nt=$(kv notifications "$line"); fw=$(kv futex_wakes "$line")
+        echo "    slaballoc maxrss_kb=${rss_s:-?}; ${line:-no stats line}"
+        # RSS: at most 2x glibc + 8 MiB
+        if [ -n "$rss_s" ] && [ -n "$rss_g" ]; then
+            if [ "$rss_s" -le $((2 * rss_g + 8192)) ]; then pass prodcons.rss
+            else fail prodcons.rss "maxrss_kb $rss_s > 2 * $rss_g + 8192"; fi
+        else
+            fail prodcons.rss "maxrss missing (glibc '${rss_g}', slaballoc '${rss_s:-}')"
+        fi
+        if [ -n "$rf" ] && [ -n "$nt" ]; then
+            echo "    default mode: remote_frees=$rf notifications=$nt ($(awk -v n="$nt" -v r="$rf" 'BEGIN{printf "%.4f", r ? n / r : 0}') messages per remote free)"
+            if [ "$rf" -ge $((N_PRODCONS * 9 / 10)) ]; then pass prodcons.remote_frees
+            else fail prodcons.remote_frees "remote_frees $rf < 0.9 * $N_PRODCONS"; fi
+            if [ $((nt * 100)) -le "$rf" ]; then pass prodcons.notify_ratio
+            else fail prodcons.notify_ratio "notifications $nt > 1% of remote_frees $rf"; fi
+            if [ -n "$fw" ] && [ $((fw * 100)) -lt "$rf" ]; then pass prodcons.futex_wakes
+            else fail prodcons.futex_wakes "futex_wakes '${fw}' not < 1% of remote_frees $rf"; fi
+            echo "    futex_wakes=${fw:-?}"
+        else
+            fail prodcons.stats "no parsable stats line on stderr with SLABALLOC_STATS=1"
+        fi
+        # notify-every mode
+        if run prodcons.notify_every sa env SLABALLOC_STATS=1 SLABALLOC_NOTIFY=every "$build/prodcons" "$N_PRODCONS" &&
+            grep -q "blocks=$N_PRODCONS ok" "$logs/prodcons.notify_every.log"; then
+            line=$(statsline "$logs/prodcons.notify_every.log")
+            rf2=$(kv remote_frees "$line"); nt2=$(kv notifications "$line")
+            echo "    ${line:-no stats line}"
+            if [ -n "$rf2" ] && [ -n "$nt2" ] && [ $((nt2 * 10)) -ge $((rf2 * 9)) ] && [ "$rf2" -gt 0 ]; then
+                pass prodcons.notify_every
+            else
+                fail prodcons.notify_every "want notifications >= 0.9 * remote_frees (got '${nt2:-}' / '${rf2:-}')"
+            fi
+            if [ -n "${rf:-}" ] && [ -n "${nt:-}" ] && [ -n "$rf2" ] && [ -n "$nt2" ]; then
+                echo "    messages per remote free: default $(awk -v n="$nt" -v r="$rf" 'BEGIN{printf "%.5f", r ? n / r : 0}')," \
+                    "every $(awk -v n="$nt2" -v r="$rf2" 'BEGIN{printf "%.5f", r ? n / r : 0}')" \
+                    "(reduction x$(awk -v a="$nt" -v b="$rf" -v c="$nt2" -v d="$rf2" 'BEGIN{ if (a > 0 && b > 0 && d > 0) printf "%.0f", (c / d) / (a / b); else printf "inf" }'))"
+            fi
+        else
+            fail prodcons.notify_every
+        fi
+    fi
+fi
+
+# ------------------------------------------------------------------ fork_load, churn
+for t in fork_load churn; do
+    is_built $t || continue
+    arg=$N_FORK; [ $t = churn ] && arg=$N_CHURN
+    simple $t.glibc glibc "$build/$t" "$arg"
+    need_so $t.slaballoc && simple $t.slaballoc sa "$build/$t" "$arg"
+done
+
+# ------------------------------------------------------------------ reclaim (slaballoc only)
+if is_built reclaim && need_so reclaim.background; then
+    simple reclaim.background sa env SLABALLOC_BACKGROUND=1 "$build/reclaim" "$RECLAIM_MIB"
+    grep '^reclaim:' "$logs/reclaim.background.log" | sed 's/^/    /'
+    simple reclaim.nobackground sa "$build/reclaim" "$RECLAIM_MIB"
+    grep '^reclaim:' "$logs/reclaim.nobackground.log" | sed 's/^/    /'
+fi
+
+# ------------------------------------------------------------------ real programs
+if [ "$have_so" = 1 ]; then
+    QUICK=$QUICK timeout -k 10 900 bash "$here/realprogs.sh" "$so" >"$logs/realprogs.log" 2>&1
+    while IFS= read -r l; do
+        case $l in
+            PASS\ *) echo "$l"; npass=$((npass + 1)) ;;
+            FAIL\ *) echo "$l"; nfail=$((nfail + 1)) ;;
+            SKIP\ *) echo "$l"; nskip=$((nskip + 1)) ;;
+            *) echo "$l" ;;
+        esac
+    done <"$logs/realprogs.log"
+else
+    skip realprogs "no $so"
+fi
+
+summary="$npass passed, $nfail failed"
+[ "$nskip" -gt 0 ] && summary="$summary, $nskip skipped"
+echo "$summary"
+[ "$nfail" = 0 ]

@@ -1,0 +1,531 @@
+//! The allocator's entry points behind the C ABI: malloc, free, realloc,
+//! calloc, aligned allocation, usable size; start-up and fork handling; and
+//! pointers that are not ours.
+//!
+//! Nothing here allocates, panics or recurses into malloc; the only locks are
+//! zone locks (per CPU) and the page lock, always in that order.
+
+use crate::large;
+use crate::os::{self, PAGE_SIZE};
+use crate::pagemap::{self, Desc, Lookup};
+use crate::size_class::{self, SMALL_MAX};
+use crate::stats::GLOBAL;
+use crate::zone::{self, FREE_KEY};
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+
+/// Largest request we accept (glibc refuses sizes above PTRDIFF_MAX).
+pub const MAX_REQUEST: usize = isize::MAX as usize - 2 * pagemap::ARENA_SIZE;
+
+// ---- start-up ----
+
+static INIT: AtomicU8 = AtomicU8::new(0);
+const INIT_NONE: u8 = 0;
+const INIT_RUNNING: u8 = 1;
+const INIT_DONE: u8 = 2;
+
+/// Lazy, re-entrancy-safe initialisation. ld.so calls malloc before any
+/// constructor runs, so this runs on the first slow path. It never allocates:
+/// the only call that might (registering fork handlers) comes after the state
+/// says done, so a malloc from inside it takes the normal path.
+#[inline(always)]
+pub fn ensure_init() {
+    if INIT.load(Ordering::Acquire) != INIT_DONE {
+        init_slow();
+    }
+}
+
+#[cold]
+fn init_slow() {
+    match INIT.compare_exchange(INIT_NONE, INIT_RUNNING, Ordering::Acquire, Ordering::Acquire) {
+        Ok(_) => {
+            crate::cpu::init();
+            FREE_KEY.store(os::random_u64() | 0x8000_0000_0000_0001, Ordering::Relaxed);
+            INIT.store(INIT_DONE, Ordering::Release);
+            os::atfork(fork_prepare, fork_parent, fork_child);
+        }
+        Err(_) => {
+            // Another thread is initialising (it does not allocate): wait.
+            while INIT.load(Ordering::Acquire) != INIT_DONE {
+                os::yield_now();
+            }
+        }
+    }
+}
+
+/// Fork, prepare: take every lock in one fixed order (zones, then pages), so
+/// the child starts with consistent state. Registered first, it runs last,
+/// after other libraries' prepare handlers that may still malloc.
+extern "C" fn fork_prepare() {
+    zone::fork_prepare();
+    crate::runs::RUNS.fork_prepare();
+}
+
+extern "C" fn fork_parent() {
+    crate::runs::RUNS.fork_parent();
+    zone::fork_parent();
+}
+
+/// Fork, child: only this thread exists. Free the locks, reset the rings
+/// (a slot claimed by a thread that is gone would stall them) and have each
+/// zone rescan its slabs; the reclaimer is restarted lazily.
+extern "C" fn fork_child() {
+    crate::runs::RUNS.fork_child();
+    zone::fork_child();
+    crate::reclaim::fork_child();
+}
+
+// ---- malloc ----
+
+/// malloc: NULL with ENOMEM on failure.
+#[inline(always)]
+pub fn malloc(size: usize) -> *mut u8 {
+    if size <= SMALL_MAX {
+        let p = alloc_small(size_class::class_of(size));
+        if !p.is_null() {
+            return p;
+        }
+        return fail();
+    }
+    alloc_big(size, PAGE_SIZE).0
+}
+
+#[cold]
+fn fail() -> *mut u8 {
+    os::set_errno(libc::ENOMEM);
+    ptr::null_mut()
+}
+
+/// A chunk of class `c` from the current CPU's zone (or a free one).
+#[inline(always)]
+fn alloc_small(c: usize) -> *mut u8 {
+    match zone::lock_current() {
+        Some(z) => {
+            let p = z.alloc(c);
+            drop(z);
+            if p.is_null() {
+                return emergency(size_class::class_size(c), 16);
+            }
+            p
+        }
+        None => emergency(size_class::class_size(c), 16),
+    }
+}
+
+/// Every zone is held by this very thread (malloc from nested signal handlers
+/// that interrupted malloc), or the arenas are exhausted: fall back to a
+/// mapping of its own.
+#[cold]
+fn emergency(size: usize, align: usize) -> *mut u8 {
+    crate::reclaim::after_slow_path();
+    let p = large::alloc_huge(size, align);
+    if p.is_null() {
+        return fail();
+    }
+    p
+}
+
+/// Requests above the size classes: page runs, or huge mappings. Returns
+/// (pointer, reads-as-zero); sets ENOMEM on failure.
+fn alloc_big(size: usize, align: usize) -> (*mut u8, bool) {
+    ensure_init();
+    crate::reclaim::after_slow_path();
+    if size > MAX_REQUEST {
+        return (fail(), false);
+    }
+    if large::fits_run(size, align) {
+        let (p, z) = large::alloc_large(size, align);
+        if !p.is_null() {
+            return (p, z);
+        }
+    }
+    let p = large::alloc_huge(size, align);
+    if p.is_null() {
+        return (fail(), false);
+    }
+    (p, true)
+}
+
+/// Aligned allocation; `align` must be a power of two.
+pub fn memalign(align: usize, size: usize) -> *mut u8 {
+    if align <= 16 {
+        return malloc(size);
+    }
+    if let Some(c) = size_class::class_for_aligned(size, align) {
+        let p = alloc_small(c);
+        if !p.is_null() {
+            return p;
+        }
+        return fail();
+    }
+    if size > MAX_REQUEST || align > MAX_REQUEST / 2 {
+        return fail();
+    }
+    alloc_big(size.max(SMALL_MAX + 1), align.max(PAGE_SIZE)).0
+}
+
+/// calloc: zeroed, with overflow check. Skips the memset where the memory
+/// cannot have been written since it was mapped or purged.
+pub fn calloc(n: usize, m: usize) -> *mut u8 {
+    let Some(size) = n.checked_mul(m) else {
+        return fail();
+    };
+    if size <= SMALL_MAX {
+        let p = malloc(size);
+        if !p.is_null() {
+            os::memset(p, 0, size);
+        }
+        return p;
+    }
+    let (p, zeroed) = alloc_big(size, PAGE_SIZE);
+    if !p.is_null() && !zeroed {
+        os::memset(p, 0, size);
+    }
+    p
+}
+
+// ---- free ----
+
+/// What a pointer of ours is, validated.
+enum Block {
+    Small(*mut Desc, usize),
+    Large(*mut Desc),
+    Huge(usize),
+    Foreign,
+}
+
+/// Classifies `p` for `what` (free, realloc, ...), aborting with a clear
+/// message if it points into our memory but is not a live block.
+#[inline(always)]
+fn classify(p: *mut u8, what: &str) -> Block {
+    match pagemap::lookup(p as usize) {
+        Lookup::Slab(d) => {
+            // SAFETY: lookup found a live slab descriptor.
+            let c = unsafe { (*d).class.load(Ordering::Relaxed) } as usize;
+            let off = p as usize - zone::slab_base(d);
+            if off % size_class::class_size(c) != 0 || off >= size_class::capacity(c) * size_class::class_size(c) {
+                crate::fmt::fatal_pointer(what, p, "invalid pointer (not the start of a block)");
+            }
+            Block::Small(d, c)
+        }
+        Lookup::Large(d) => Block::Large(d),
+        Lookup::Huge(base) => {
+            if large::huge_usable(base, p as usize).is_none() {
+                crate::fmt::fatal_pointer(what, p, "invalid pointer (inside a huge block)");
+            }
+            Block::Huge(base)
+        }
+        Lookup::Foreign => Block::Foreign,
+        Lookup::Invalid(why) => crate::fmt::fatal_pointer(what, p, why),
+    }
+}
+
+#[inline(always)]
+pub fn free(p: *mut u8) {
+    if p.is_null() {
+        return;
+    }
+    match classify(p, "free") {
+        // SAFETY: classify validated a live chunk of slab d.
+        Block::Small(d, _) => unsafe { free_small(d, p) },
+        Block::Large(d) => {
+            // SAFETY: classify validated a live large run.
+            unsafe { large::free_large(d) };
+        }
+        Block::Huge(base) => {
+            large::free_huge(base, p as usize);
+        }
+        Block::Foreign => foreign::free(p),
+    }
+}
+
+/// # Safety
+/// `p` is a chunk of the live slab `d` (validated by `classify`).
+#[inline(always)]
+unsafe fn free_small(d: *mut Desc, p: *mut u8) {
+    if *(p as *const u64).add(1) == FREE_KEY.load(Ordering::Relaxed) {
+        check_double_free(d, p);
+    }
+    let owner = (*d).owner.load(Ordering::Relaxed) as usize;
+    if owner == crate::cpu::current_zone() {
+        if let Some(z) = zone::try_lock_index(owner) {
+            z.free_local(d, p);
+            return;
+        }
+    }
+    zone::free_remote(d, p);
+}
+
+/// Word 1 of the chunk holds the free mark: this may be a double free, or a
+/// user value that happens to match. Confirm under the owner's lock by looking
+/// for the chunk among the slab's free chunks.
+#[cold]
+#[inline(never)]
+unsafe fn check_double_free(d: *mut Desc, p: *mut u8) {
+    let owner = (*d).owner.load(Ordering::Relaxed) as usize;
+    let Some(_z) = zone::lock_index(owner) else {
+        return; // re-entered from a signal handler: cannot look safely
+    };
+    let c = (*d).class.load(Ordering::Relaxed) as usize;
+    let cap = size_class::capacity(c);
+    if p >= (*d).bump {
+        crate::fmt::fatal_pointer("free", p, "pointer to a block that was never allocated");
+    }
+    for head in [(*d).free, ((*d).rchunks.load(Ordering::Acquire) & !crate::slab::DETACHED) as *mut u8] {
+        let mut q = head;
+        let mut k = 0;
+        while !q.is_null() && k <= cap {
+            if q == p {
+                crate::fmt::fatal_pointer("free", p, "double free");
+            }
+            q = *(q as *const *mut u8);
+            k += 1;
+        }
+    }
+}
+
+// ---- sizes and realloc ----
+
+pub fn usable_size(p: *mut u8) -> usize {
+    if p.is_null() {
+        return 0;
+    }
+    match classify(p, "malloc_usable_size") {
+        Block::Small(_, c) => size_class::class_size(c),
+        Block::Large(d) => large::large_usable(d),
+        Block::Huge(base) => large::huge_usable(base, p as usize).unwrap_or(0),
+        Block::Foreign => foreign::usable_size(p),
+    }
+}
+
+pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
+    if p.is_null() {
+        return malloc(size);
+    }
+    if size == 0 {
+        free(p);
+        return ptr::null_mut();
+    }
+    if size > MAX_REQUEST {
+        return fail();
+    }
+    let usable = match classify(p, "realloc") {
+        Block::Small(_, c) => {
+            let u = size_class::class_size(c);
+            // Same block while it fits and we would not waste more than half.
+            if size <= u && (size > u / 2 || u <= 32) {
+                return p;
+            }
+            u
+        }
+        Block::Large(d) => {
+            let u = large::large_usable(d);
+            if size <= u && size > SMALL_MAX && size > u / 2 {
+                return p;
+            }
+            if size > u && large::fits_run(size, PAGE_SIZE) && large::grow_large(d, size) {
+                return p;
+            }
+            u
+        }
+        Block::Huge(base) => {
+            let u = large::huge_usable(base, p as usize).unwrap_or(0);
+            if size > u / 2 || size > large::HUGE_MIN {
+                let q = large::realloc_huge(base, p as usize, size);
+                if !q.is_null() {
+                    return q;
+                }
+            }
+            u
+        }
+        Block::Foreign => return foreign::realloc(p, size),
+    };
+    let q = malloc(size);
+    if q.is_null() {
+        return q; // ENOMEM set; the old block is untouched
+    }
+    os::memcpy(q, p, usable.min(size));
+    free(p);
+    q
+}
+
+/// Pointers that are not ours: blocks from glibc's own malloc (libraries opened
+/// with RTLD_DEEPBIND, code calling `__libc_malloc` of a different link). We
+/// never write through them; glibc's functions, found with
+/// `dlsym(RTLD_NEXT, ...)` outside any lock of ours, handle them, including
+/// reporting garbage exactly as they would without us.
+pub mod foreign {
+    use super::*;
+
+    static FREE: AtomicPtr<libc::c_void> = AtomicPtr::new(ptr::null_mut());
+    static USABLE: AtomicPtr<libc::c_void> = AtomicPtr::new(ptr::null_mut());
+
+    fn resolve(slot: &AtomicPtr<libc::c_void>, name: &core::ffi::CStr) -> *mut libc::c_void {
+        let f = slot.load(Ordering::Acquire);
+        if !f.is_null() {
+            return f;
+        }
+        let f = os::next_symbol(name);
+        slot.store(f, Ordering::Release);
+        f
+    }
+
+    /// Resolves glibc's functions ahead of need (library constructor).
+    pub fn preload() {
+        resolve(&FREE, c"free");
+        resolve(&USABLE, c"malloc_usable_size");
+    }
+
+    pub fn free(p: *mut u8) {
+        GLOBAL.foreign_frees.fetch_add(1, Ordering::Relaxed);
+        let f = resolve(&FREE, c"free");
+        if f.is_null() || f as usize == crate::abi::free_addr() {
+            // No other allocator in the chain: the block is not ours to free.
+            return;
+        }
+        // SAFETY: f is the next definition of `free`, with free's signature.
+        unsafe {
+            let f: extern "C" fn(*mut libc::c_void) = core::mem::transmute(f);
+            f(p as *mut libc::c_void);
+        }
+    }
+
+    pub fn usable_size(p: *mut u8) -> usize {
+        let f = resolve(&USABLE, c"malloc_usable_size");
+        if f.is_null() || f as usize == crate::abi::usable_addr() {
+            return 0;
+        }
+        // SAFETY: f is the next definition of `malloc_usable_size`.
+        unsafe {
+            let f: extern "C" fn(*mut libc::c_void) -> usize = core::mem::transmute(f);
+            f(p as *mut libc::c_void)
+        }
+    }
+
+    /// Moves a foreign block into our heap.
+    pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
+        let old = usable_size(p);
+        let q = super::malloc(size);
+        if q.is_null() {
+            return q;
+        }
+        os::memcpy(q, p, old.min(size));
+        free(p);
+        q
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malloc_free_every_size_class() {
+        ensure_init();
+        for size in (0..=SMALL_MAX + 100).step_by(7).chain([1 << 20, 40 << 20]) {
+            let p = malloc(size);
+            assert!(!p.is_null());
+            assert_eq!(p as usize % 16, 0);
+            assert!(usable_size(p) >= size);
+            unsafe { core::ptr::write_bytes(p, 0xCD, size) };
+            free(p);
+        }
+    }
+
+    #[test]
+    fn realloc_keeps_contents_across_classes() {
+        let mut p = malloc(1);
+        unsafe { *p = 7 };
+        let mut size = 1usize;
+        while size < (64 << 20) {
+            let n = size * 3 / 2 + 1;
+            let u = usable_size(p);
+            unsafe {
+                for i in 1..u {
+                    *p.add(i) = (i % 251) as u8;
+                }
+            }
+            let q = realloc(p, n);
+            assert!(!q.is_null());
+            unsafe {
+                assert_eq!(*q, 7);
+                for i in 1..u.min(n) {
+                    assert_eq!(*q.add(i), (i % 251) as u8, "size {size} -> {n} at {i}");
+                }
+            }
+            p = q;
+            size = n;
+        }
+        // And back down.
+        while size > 1 {
+            size /= 3;
+            p = realloc(p, size.max(1));
+            assert_eq!(unsafe { *p }, 7);
+        }
+        free(p);
+    }
+
+    #[test]
+    fn calloc_zeroes_dirty_memory() {
+        for size in [16usize, 100, 5000, 20_000, 300_000, 3 << 20] {
+            let p = malloc(size);
+            unsafe { core::ptr::write_bytes(p, 0xAA, size) };
+            free(p);
+            let q = calloc(1, size);
+            assert!(unsafe { core::slice::from_raw_parts(q, size) }.iter().all(|&b| b == 0));
+            free(q);
+        }
+        assert!(calloc(usize::MAX / 2, 3).is_null());
+        assert_eq!(os::errno(), libc::ENOMEM);
+    }
+
+    #[test]
+    fn aligned_allocations() {
+        let mut a = 16;
+        while a <= 1 << 22 {
+            for size in [1usize, 15, 100, 4096, 20_000, 1 << 20] {
+                let p = memalign(a, size);
+                assert!(!p.is_null());
+                assert_eq!(p as usize % a, 0, "align {a} size {size}");
+                assert!(usable_size(p) >= size);
+                free(p);
+            }
+            a *= 2;
+        }
+    }
+
+    #[test]
+    fn huge_blocks_grow_and_shrink() {
+        let p = malloc(50 << 20);
+        assert!(!p.is_null());
+        unsafe { core::ptr::write_bytes(p, 3, 50 << 20) };
+        let q = realloc(p, 200 << 20);
+        assert!(!q.is_null());
+        assert_eq!(unsafe { *q.add((50 << 20) - 1) }, 3);
+        let r = realloc(q, 40 << 20);
+        assert_eq!(unsafe { *r.add((40 << 20) - 1) }, 3);
+        free(r);
+        assert!(malloc(usize::MAX).is_null());
+        assert!(malloc(MAX_REQUEST + 1).is_null());
+    }
+
+    #[test]
+    fn remote_frees_from_another_thread() {
+        let ptrs: Vec<usize> = (0..100_000).map(|i| malloc(16 + i % 500) as usize).collect();
+        let h = std::thread::spawn(move || {
+            if let Some(id) = core_affinity::get_core_ids().and_then(|v| v.last().copied()) {
+                core_affinity::set_for_current(id);
+            }
+            for p in ptrs {
+                free(p as *mut u8);
+            }
+        });
+        h.join().unwrap();
+        // Reuse works after remote frees.
+        for _ in 0..100_000 {
+            let p = malloc(64);
+            assert!(!p.is_null());
+            free(p);
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Run-time options, from `SLABALLOC_*` environment variables.
+//!
+//! Read once by the library constructor (the environment is not set up yet when
+//! ld.so makes its first malloc calls), never on a malloc path. Until then the
+//! defaults apply. In set-uid/set-gid programs (`AT_SECURE`) the environment is
+//! ignored, as glibc does for its own malloc variables. A malformed value gets
+//! one warning line and the default.
+
+use crate::fmt::warn;
+use core::ffi::CStr;
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
+
+/// `SLABALLOC_NOTIFY=every`: a ring message for every remote free (the pre-2010
+/// DragonFly design), to compare with the default (`detach`).
+pub static NOTIFY_EVERY: AtomicBool = AtomicBool::new(false);
+/// `SLABALLOC_STATS`: 0 off, 1 text line at exit.
+pub static STATS: AtomicU8 = AtomicU8::new(0);
+/// `SLABALLOC_BACKGROUND=1`: start the reclaimer thread.
+pub static BACKGROUND: AtomicBool = AtomicBool::new(false);
+/// `SLABALLOC_FAIL_MAP_AFTER=n`: the (n+1)-th and later mappings fail (fault
+/// injection for out-of-memory tests). -1: off.
+static FAIL_MAP_AFTER: AtomicI64 = AtomicI64::new(-1);
+
+/// Fault injection: true if this mapping attempt must fail.
+#[inline]
+pub fn inject_map_failure() -> bool {
+    let n = FAIL_MAP_AFTER.load(Ordering::Relaxed);
+    if n < 0 {
+        return false;
+    }
+    if n == 0 {
+        return true;
+    }
+    FAIL_MAP_AFTER.fetch_sub(1, Ordering::Relaxed);
+    false
+}
+
+fn parse_u64(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in v {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + (b - b'0') as u64;
+    }
+    Some(n)
+}
+
+fn bad(name: &CStr, v: &[u8], expect: &str) {
+    warn(&[
+        b"ignoring ",
+        name.to_bytes(),
+        b"=",
+        v,
+        b" (expected ",
+        expect.as_bytes(),
+        b")",
+    ]);
+}
+
+fn flag(name: &CStr) -> Option<bool> {
+    let v = crate::os::getenv(name)?;
+    match v {
+        b"1" | b"yes" | b"on" | b"true" => Some(true),
+        b"0" | b"no" | b"off" | b"false" | b"" => Some(false),
+        _ => {
+            bad(name, v, "0 or 1");
+            None
+        }
+    }
+}
+
+/// Reads the environment. Called from the library constructor.
+pub fn load() {
+    if crate::os::getauxval(libc::AT_SECURE) != 0 {
+        return;
+    }
+    if let Some(v) = crate::os::getenv(c"SLABALLOC_NOTIFY") {
+        match v {
+            b"every" => NOTIFY_EVERY.store(true, Ordering::Relaxed),
+            b"detach" | b"" => NOTIFY_EVERY.store(false, Ordering::Relaxed),
+            _ => bad(c"SLABALLOC_NOTIFY", v, "detach or every"),
+        }
+    }
+    if let Some(v) = crate::os::getenv(c"SLABALLOC_STATS") {
+        match v {
+            b"1" | b"text" => STATS.store(1, Ordering::Relaxed),
+            b"0" | b"" => STATS.store(0, Ordering::Relaxed),
+            _ => bad(c"SLABALLOC_STATS", v, "0 or 1"),
+        }
+    }
+    if let Some(b) = flag(c"SLABALLOC_BACKGROUND") {
+        BACKGROUND.store(b, Ordering::Relaxed);
+    }
+    if let Some(v) = crate::os::getenv(c"SLABALLOC_DIRTY_MAX_MB") {
+        match parse_u64(v) {
+            Some(mb) if mb <= 1 << 20 => crate::runs::RUNS
+                .dirty_budget
+                .store((mb as usize) << 8, Ordering::Relaxed),
+            _ => bad(c"SLABALLOC_DIRTY_MAX_MB", v, "a number of MiB"),
+        }
+    }
+    if let Some(v) = crate::os::getenv(c"SLABALLOC_FAIL_MAP_AFTER") {
+        match parse_u64(v) {
+            Some(n) if n < i64::MAX as u64 => FAIL_MAP_AFTER.store(n as i64, Ordering::Relaxed),
+            _ => bad(c"SLABALLOC_FAIL_MAP_AFTER", v, "a count"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_u64(b"0"), Some(0));
+        assert_eq!(parse_u64(b"123"), Some(123));
+        assert_eq!(parse_u64(b""), None);
+        assert_eq!(parse_u64(b"12x"), None);
+        assert_eq!(parse_u64(b"99999999999999999999"), None);
+    }
+}

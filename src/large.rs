@@ -1,0 +1,199 @@
+//! Large and huge blocks.
+//!
+//! *Large* blocks (above the biggest size class, up to `MAX_RUN_PAGES` pages)
+//! are page runs from the arenas: no system call per block, and freed runs
+//! stay warm for reuse until the dirty budget says otherwise (`runs`). Their
+//! `realloc` grows in place into a free neighbour when it can.
+//!
+//! *Huge* blocks get a mapping of their own, a whole number of 64 MiB regions
+//! aligned to 64 MiB, so the page map's region table identifies them and
+//! nothing else can share their regions. A header page at the start records
+//! the mapping's length and where the user's block begins. Growing uses the
+//! slack up to the region end, then `mremap`, which moves the pages to a new
+//! aligned reservation without copying.
+
+use crate::os::{self, PAGE_SIZE};
+use crate::pagemap::{self, Desc, ARENA_SIZE, KIND_LARGE, REGION_HUGE, REGION_HUGE_TAIL, REGION_NONE};
+use crate::runs::{RUNS, MAX_RUN_PAGES};
+use crate::stats::GLOBAL;
+use core::sync::atomic::Ordering;
+
+/// Smallest request that may be a huge block.
+pub const HUGE_MIN: usize = MAX_RUN_PAGES * PAGE_SIZE;
+
+const HUGE_MAGIC: u64 = 0x534c_4142_4855_4745; // "SLABHUGE"
+
+#[repr(C)]
+struct HugeHeader {
+    magic: u64,
+    /// Bytes mapped (a multiple of ARENA_SIZE).
+    len: usize,
+    /// Offset of the user block from the mapping start.
+    off: usize,
+}
+
+/// True if `size` bytes at page alignment `align` fit in a page run.
+pub fn fits_run(size: usize, align: usize) -> bool {
+    size <= MAX_RUN_PAGES * PAGE_SIZE && align <= MAX_RUN_PAGES * PAGE_SIZE / 2
+}
+
+/// A large block: returns (pointer, reads-as-zero) or null.
+pub fn alloc_large(size: usize, align: usize) -> (*mut u8, bool) {
+    let pages = size.div_ceil(PAGE_SIZE).max(1);
+    let Some(r) = RUNS.alloc(pages, (align / PAGE_SIZE).max(1)) else {
+        return (core::ptr::null_mut(), false);
+    };
+    let d = r.desc();
+    // SAFETY: the run is ours alone until we publish it; Release pairs with
+    // the Acquire in `pagemap::lookup`.
+    unsafe {
+        (*d).state = 0;
+        (*d).kind.store(KIND_LARGE, Ordering::Release);
+    }
+    GLOBAL.large_allocs.fetch_add(1, Ordering::Relaxed);
+    (r.addr() as *mut u8, r.zeroed)
+}
+
+pub fn large_usable(d: *const Desc) -> usize {
+    // SAFETY: d is the head descriptor of a live large run.
+    unsafe { (*d).npages.load(Ordering::Relaxed) as usize * PAGE_SIZE }
+}
+
+/// # Safety
+/// `d` is the head descriptor of a live large run that the caller frees.
+pub unsafe fn free_large(d: *mut Desc) {
+    let (base, head) = pagemap::desc_home(d);
+    let n = (*d).npages.load(Ordering::Relaxed) as usize;
+    GLOBAL.large_frees.fetch_add(1, Ordering::Relaxed);
+    RUNS.free(base, head, n);
+}
+
+/// Grows a large run in place to hold `size` bytes, if its neighbour is free.
+pub fn grow_large(d: *mut Desc, size: usize) -> bool {
+    let (base, head) = pagemap::desc_home(d);
+    // SAFETY: d is the head of a live large run owned by the caller.
+    let n = unsafe { (*d).npages.load(Ordering::Relaxed) as usize };
+    RUNS.grow_in_place(base, head, n, size.div_ceil(PAGE_SIZE))
+}
+
+fn mark_regions(base: usize, len: usize, kind: u8) {
+    let mut a = base;
+    while a < base + len {
+        let k = if a == base || kind == REGION_NONE {
+            kind
+        } else {
+            REGION_HUGE_TAIL
+        };
+        pagemap::set_region(a, k);
+        a += ARENA_SIZE;
+    }
+}
+
+fn huge_len(size: usize, off: usize) -> Option<usize> {
+    size.checked_add(off)?
+        .checked_add(ARENA_SIZE - 1)
+        .map(|v| v & !(ARENA_SIZE - 1))
+}
+
+/// A huge block with its own mapping; `align` may be anything up to 32 MiB.
+pub fn alloc_huge(size: usize, align: usize) -> *mut u8 {
+    let off = align.max(PAGE_SIZE);
+    let Some(len) = huge_len(size, off) else {
+        return core::ptr::null_mut();
+    };
+    if off >= ARENA_SIZE || len > isize::MAX as usize {
+        return core::ptr::null_mut();
+    }
+    let base = os::map_aligned(len, ARENA_SIZE);
+    if base.is_null() {
+        return base;
+    }
+    // SAFETY: base is a fresh mapping of `len` bytes; the header page is ours.
+    unsafe {
+        (base as *mut HugeHeader).write(HugeHeader {
+            magic: HUGE_MAGIC,
+            len,
+            off,
+        });
+    }
+    mark_regions(base as usize, len, REGION_HUGE);
+    GLOBAL.huge_allocs.fetch_add(1, Ordering::Relaxed);
+    GLOBAL.huge_bytes.fetch_add(len, Ordering::Relaxed);
+    base.wrapping_add(off)
+}
+
+/// The header of the huge mapping at `base`, if `ptr` is its user block.
+fn header(base: usize, ptr: usize) -> Option<*mut HugeHeader> {
+    let h = base as *mut HugeHeader;
+    // SAFETY: the region table says a huge mapping starts at base; its header
+    // page stays mapped as long as the mapping exists.
+    unsafe { ((*h).magic == HUGE_MAGIC && base + (*h).off == ptr).then_some(h) }
+}
+
+pub fn huge_usable(base: usize, ptr: usize) -> Option<usize> {
+    // SAFETY: header() validated it.
+    header(base, ptr).map(|h| unsafe { (*h).len - (*h).off })
+}
+
+/// Frees a huge block; false if `ptr` is not the start of one.
+pub fn free_huge(base: usize, ptr: usize) -> bool {
+    let Some(h) = header(base, ptr) else {
+        return false;
+    };
+    // SAFETY: validated header of a mapping we own.
+    let len = unsafe { (*h).len };
+    mark_regions(base, len, REGION_NONE);
+    GLOBAL.huge_frees.fetch_add(1, Ordering::Relaxed);
+    GLOBAL.huge_bytes.fetch_sub(len, Ordering::Relaxed);
+    os::unmap(base as *mut u8, len);
+    true
+}
+
+/// Resizes a huge block without copying where possible. Returns the new
+/// pointer, or null if the caller must allocate, copy and free.
+pub fn realloc_huge(base: usize, ptr: usize, size: usize) -> *mut u8 {
+    let Some(h) = header(base, ptr) else {
+        return core::ptr::null_mut();
+    };
+    // SAFETY: validated header of a mapping we own.
+    let (len, off) = unsafe { ((*h).len, (*h).off) };
+    let Some(want) = huge_len(size, off) else {
+        return core::ptr::null_mut();
+    };
+    if want == len {
+        return ptr as *mut u8;
+    }
+    if want < len {
+        // Shrink: give back the whole regions past the new end.
+        mark_regions(base + want, len - want, REGION_NONE);
+        os::unmap((base + want) as *mut u8, len - want);
+        // SAFETY: header page is still mapped.
+        unsafe { (*h).len = want };
+        GLOBAL.huge_bytes.fetch_sub(len - want, Ordering::Relaxed);
+        return ptr as *mut u8;
+    }
+    if os::remap_in_place(base as *mut u8, len, want) {
+        // SAFETY: header page is still mapped.
+        unsafe { (*h).len = want };
+        mark_regions(base, want, REGION_HUGE);
+        GLOBAL.huge_bytes.fetch_add(want - len, Ordering::Relaxed);
+        return ptr as *mut u8;
+    }
+    let dst = os::map_aligned(want, ARENA_SIZE);
+    if dst.is_null() {
+        return dst;
+    }
+    // Unpublish the old regions first: after the move they are unmapped.
+    mark_regions(base, len, REGION_NONE);
+    if !os::remap_to(base as *mut u8, len, want, dst) {
+        mark_regions(base, len, REGION_HUGE);
+        os::unmap(dst, want);
+        return core::ptr::null_mut();
+    }
+    let nh = dst as *mut HugeHeader;
+    // SAFETY: the header page moved with the mapping to dst.
+    unsafe { (*nh).len = want };
+    mark_regions(dst as usize, want, REGION_HUGE);
+    GLOBAL.huge_bytes.fetch_add(want - len, Ordering::Relaxed);
+    dst.wrapping_add(off)
+}

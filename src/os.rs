@@ -1,0 +1,300 @@
+//! The platform layer: every call into the operating system lives here.
+//!
+//! Everything else in the crate goes through these thin wrappers, so the set of
+//! system interfaces the allocator depends on is visible in one place (snmalloc's
+//! `pal/` idea). None of these functions allocate; all are safe to call from a
+//! malloc path, a fork handler or a signal handler.
+
+use core::ptr;
+
+pub const PAGE_SIZE: usize = 4096;
+
+/// Reserves `len` bytes of zero-filled read-write memory. Returns null on failure.
+pub fn map(len: usize) -> *mut u8 {
+    let e = errno();
+    // SAFETY: an anonymous private mapping with a null hint cannot alias any
+    // existing Rust object; the kernel chooses the address.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    set_errno(e);
+    if p == libc::MAP_FAILED || crate::config::inject_map_failure() {
+        if p != libc::MAP_FAILED {
+            unmap(p as *mut u8, len);
+        }
+        return ptr::null_mut();
+    }
+    p as *mut u8
+}
+
+/// Maps `len` bytes aligned to `align` (a power of two >= the page size) by
+/// over-mapping and trimming both ends. Returns null on failure.
+pub fn map_aligned(len: usize, align: usize) -> *mut u8 {
+    let Some(total) = len.checked_add(align) else {
+        return ptr::null_mut();
+    };
+    let raw = map(total);
+    if raw.is_null() {
+        return raw;
+    }
+    let start = raw as usize;
+    let aligned = (start + align - 1) & !(align - 1);
+    let lead = aligned - start;
+    let trail = total - lead - len;
+    if lead > 0 {
+        unmap(raw, lead);
+    }
+    if trail > 0 {
+        unmap((aligned + len) as *mut u8, trail);
+    }
+    aligned as *mut u8
+}
+
+/// Returns a mapping (or part of one) to the kernel.
+pub fn unmap(p: *mut u8, len: usize) {
+    // SAFETY: callers pass whole pages of mappings this crate created and no
+    // longer hands out.
+    let e = errno();
+    unsafe {
+        libc::munmap(p as *mut libc::c_void, len);
+    }
+    set_errno(e);
+}
+
+/// Drops the physical pages behind `[p, p+len)`; the range reads as zero
+/// afterwards (MADV_DONTNEED on a private anonymous mapping).
+pub fn purge(p: *mut u8, len: usize) {
+    // SAFETY: the range is whole pages of our own anonymous mapping and holds
+    // no live allocation.
+    let e = errno();
+    unsafe {
+        libc::madvise(p as *mut libc::c_void, len, libc::MADV_DONTNEED);
+    }
+    set_errno(e);
+}
+
+/// Resizes a mapping in place (no move). Returns false if the kernel refuses.
+pub fn remap_in_place(p: *mut u8, old: usize, new: usize) -> bool {
+    let e = errno();
+    // SAFETY: `p` is the start of a mapping of `old` bytes that we own; without
+    // MREMAP_MAYMOVE the kernel either resizes it in place or fails.
+    let r = unsafe { libc::mremap(p as *mut libc::c_void, old, new, 0) };
+    set_errno(e);
+    r != libc::MAP_FAILED
+}
+
+/// Moves the pages of mapping `[p, p+old)` to `dst` (which must be a mapping of
+/// at least `new` bytes that we own), growing it to `new` bytes, without copying.
+pub fn remap_to(p: *mut u8, old: usize, new: usize, dst: *mut u8) -> bool {
+    let e = errno();
+    // SAFETY: both ranges are mappings owned by the caller; MREMAP_FIXED
+    // replaces the destination reservation atomically.
+    let r = unsafe {
+        libc::mremap(
+            p as *mut libc::c_void,
+            old,
+            new,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            dst as *mut libc::c_void,
+        )
+    };
+    set_errno(e);
+    r != libc::MAP_FAILED
+}
+
+/// FUTEX_WAIT_PRIVATE on `word` while it equals `val`, for at most `timeout_ms`.
+pub fn futex_wait(word: &core::sync::atomic::AtomicU32, val: u32, timeout_ms: u64) {
+    let ts = libc::timespec {
+        tv_sec: (timeout_ms / 1000) as libc::time_t,
+        tv_nsec: ((timeout_ms % 1000) * 1_000_000) as libc::c_long,
+    };
+    let e = errno();
+    // SAFETY: the futex word is a live atomic for the duration of the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            val,
+            &ts as *const libc::timespec,
+        );
+    }
+    set_errno(e);
+}
+
+/// FUTEX_WAKE_PRIVATE: wakes up to `n` waiters on `word`.
+pub fn futex_wake(word: &core::sync::atomic::AtomicU32, n: i32) {
+    let e = errno();
+    // SAFETY: the futex word is a live atomic.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            n,
+        );
+    }
+    set_errno(e);
+}
+
+pub fn yield_now() {
+    // SAFETY: no preconditions.
+    unsafe {
+        libc::sched_yield();
+    }
+}
+
+pub fn sched_getcpu() -> i32 {
+    // SAFETY: no preconditions; glibc's sched_getcpu does not allocate.
+    unsafe { libc::sched_getcpu() }
+}
+
+/// Writes all of `buf` to file descriptor `fd`, retrying on EINTR / short writes.
+pub fn write_all(fd: i32, mut buf: &[u8]) {
+    while !buf.is_empty() {
+        // SAFETY: buf is a valid slice for its length.
+        let n = unsafe { libc::write(fd, buf.as_ptr() as *const libc::c_void, buf.len()) };
+        if n <= 0 {
+            if n < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            return;
+        }
+        buf = &buf[n as usize..];
+    }
+}
+
+pub fn abort() -> ! {
+    // SAFETY: no preconditions.
+    unsafe { libc::abort() }
+}
+
+pub fn errno() -> i32 {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+pub fn set_errno(e: i32) {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() = e }
+}
+
+pub fn getauxval(key: libc::c_ulong) -> libc::c_ulong {
+    // SAFETY: getauxval only reads the auxiliary vector.
+    unsafe { libc::getauxval(key) }
+}
+
+/// Reads up to `buf.len()` bytes of a small file (procfs / sysfs) with plain
+/// system calls. Returns the byte count, or 0 on failure.
+pub fn read_small_file(path: &core::ffi::CStr, buf: &mut [u8]) -> usize {
+    // SAFETY: path is NUL-terminated; buf is valid for its length.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return 0;
+        }
+        let n = libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len());
+        libc::close(fd);
+        if n < 0 {
+            0
+        } else {
+            n as usize
+        }
+    }
+}
+
+/// A random 64-bit value from the kernel (the AT_RANDOM bytes as fallback).
+pub fn random_u64() -> u64 {
+    let mut v: u64 = 0;
+    // SAFETY: v is a valid 8-byte buffer; GRND_NONBLOCK never blocks.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_getrandom,
+            &mut v as *mut u64,
+            8usize,
+            libc::GRND_NONBLOCK,
+        )
+    };
+    if n != 8 {
+        let at = getauxval(libc::AT_RANDOM) as *const u64;
+        if !at.is_null() {
+            // SAFETY: AT_RANDOM points at 16 random bytes supplied by the kernel.
+            v = unsafe { at.read_unaligned() };
+        }
+        v ^= &v as *const u64 as u64;
+    }
+    v | 1
+}
+
+/// The value of environment variable `name` (NUL-terminated), without allocating.
+pub fn getenv(name: &core::ffi::CStr) -> Option<&'static [u8]> {
+    // SAFETY: getenv reads the environment without allocating; the returned
+    // string lives as long as the environment entry (we never modify it).
+    unsafe {
+        let p = libc::getenv(name.as_ptr());
+        if p.is_null() {
+            None
+        } else {
+            Some(core::ffi::CStr::from_ptr(p).to_bytes())
+        }
+    }
+}
+
+/// Registers the fork handlers. glibc stores the first handlers it is given
+/// without allocating.
+pub fn atfork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) {
+    // SAFETY: the handlers are plain functions that live for the process.
+    unsafe {
+        libc::pthread_atfork(Some(prepare), Some(parent), Some(child));
+    }
+}
+
+/// Starts a detached thread running `f` with every signal blocked.
+pub fn spawn_thread(f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void) -> bool {
+    // SAFETY: the sigsets and attributes are local values initialised by the
+    // libc calls before use; the thread function is a plain function.
+    unsafe {
+        let mut all: libc::sigset_t = core::mem::zeroed();
+        let mut old: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        libc::pthread_attr_setstacksize(&mut attr, 256 * 1024);
+        let mut tid: libc::pthread_t = 0;
+        let r = libc::pthread_create(&mut tid, &attr, f, ptr::null_mut());
+        libc::pthread_attr_destroy(&mut attr);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut());
+        r == 0
+    }
+}
+
+/// Looks up the next definition of `name` after this library (glibc's own
+/// allocator functions), for pointers that are not ours. May allocate inside
+/// ld.so on error paths, so callers must hold no allocator lock.
+pub fn next_symbol(name: &core::ffi::CStr) -> *mut libc::c_void {
+    // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
+    unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) }
+}
+
+pub fn memcpy(dst: *mut u8, src: *const u8, n: usize) {
+    // SAFETY: callers guarantee both ranges are valid and disjoint.
+    unsafe {
+        libc::memcpy(dst as *mut libc::c_void, src as *const libc::c_void, n);
+    }
+}
+
+pub fn memset(dst: *mut u8, v: u8, n: usize) {
+    // SAFETY: callers guarantee the range is valid and writable.
+    unsafe {
+        libc::memset(dst as *mut libc::c_void, v as i32, n);
+    }
+}

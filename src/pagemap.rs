@@ -1,0 +1,273 @@
+//! The page map: DragonFly's `kmemusage`, for user space.
+//!
+//! Address space is reserved in *arenas* of 64 MiB aligned to 64 MiB. A static
+//! byte map with one entry per 64 MiB of the 47-bit address space says whether
+//! a region is one of our arenas, the head of a huge mapping, or the tail of
+//! one. Inside an arena, the first pages hold metadata, out of line from the
+//! memory handed to users:
+//!
+//! * a `u16` per page naming the *head page* of the run that contains it
+//!   (valid for every page of an allocated run and for the first and last page
+//!   of a free run);
+//! * a 128-byte [`Desc`] per page, used only for head pages: what the run is
+//!   (slab, large block, free run), its size, owner and generation, and for
+//!   slabs the free lists. The remote-free word has its own cache line.
+//!
+//! So `lookup(ptr)` answers "is this ours, which run, what kind, which owner"
+//! in O(1) without touching the chunk. Arenas are never unmapped (only purged),
+//! which makes descriptors type-stable: a stale pointer to one can always be
+//! read, and the generation number tells whether it still means the same slab.
+
+use crate::os::PAGE_SIZE;
+use core::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+
+pub const ARENA_SHIFT: usize = 26;
+pub const ARENA_SIZE: usize = 1 << ARENA_SHIFT;
+pub const PAGE_SHIFT: usize = 12;
+pub const ARENA_PAGES: usize = ARENA_SIZE / PAGE_SIZE;
+/// 47-bit user address space.
+const ADDR_BITS: usize = 47;
+const NREGIONS: usize = 1 << (ADDR_BITS - ARENA_SHIFT);
+
+const MAP_OFFSET: usize = PAGE_SIZE;
+const DESC_OFFSET: usize = 64 * 1024;
+pub const DESC_SIZE: usize = 128;
+/// Pages at the start of each arena that hold its metadata.
+pub const META_PAGES: usize = (DESC_OFFSET + ARENA_PAGES * DESC_SIZE) / PAGE_SIZE;
+/// Most arenas we can register (4096 x 64 MiB = 256 GiB).
+pub const MAX_ARENAS: usize = 4096;
+
+/// Region kinds in the byte map.
+pub const REGION_NONE: u8 = 0;
+pub const REGION_ARENA: u8 = 1;
+pub const REGION_HUGE: u8 = 2;
+pub const REGION_HUGE_TAIL: u8 = 3;
+
+/// Run kinds in a descriptor.
+pub const KIND_NONE: u8 = 0;
+pub const KIND_FREE: u8 = 1;
+pub const KIND_SLAB: u8 = 2;
+pub const KIND_LARGE: u8 = 3;
+
+static REGIONS: [AtomicU8; NREGIONS] = [const { AtomicU8::new(0) }; NREGIONS];
+static ARENAS: [AtomicUsize; MAX_ARENAS] = [const { AtomicUsize::new(0) }; MAX_ARENAS];
+static NARENAS: AtomicUsize = AtomicUsize::new(0);
+
+/// Per-page descriptor (used for run heads only). Fields read by threads that
+/// do not hold the owning lock are atomics; the rest belong to the lock that
+/// owns the run (the page lock for free runs, the owner zone's lock for slabs).
+#[repr(C, align(128))]
+pub struct Desc {
+    // --- first cache line: owner side ---
+    pub kind: AtomicU8,
+    pub class: AtomicU8,
+    /// Slab: where the owner keeps it (see `zone::State`). Free run: dirty flag.
+    pub state: u8,
+    /// Slab: its untouched (bump) region reads as zero.
+    pub zeroed: u8,
+    pub owner: AtomicU16,
+    pub npages: AtomicU32,
+    pub gen: AtomicU32,
+    pub used: u32,
+    /// Slab: local free list (linked through the first word of each chunk).
+    pub free: *mut u8,
+    /// Slab: chunks never handed out yet are carved lazily from [bump, end).
+    pub bump: *mut u8,
+    pub end: *mut u8,
+    /// List links: slab lists of a zone, or size bins of free runs.
+    pub prev: *mut Desc,
+    pub next: *mut Desc,
+    // --- second cache line: the word remote CPUs write ---
+    /// Slab: remote-free list head, tagged with `slab::DETACHED`.
+    pub rchunks: AtomicUsize,
+    /// Slab: link on the owner's overflow list of notified slabs.
+    pub notify_next: AtomicPtr<Desc>,
+    /// Free runs (never slabs, so no remote traffic): dirty-run age list.
+    pub lru_prev: *mut Desc,
+    pub lru_next: *mut Desc,
+    _pad: [u8; 32],
+}
+
+// SAFETY: descriptors live in shared arena metadata; their plain fields are
+// only touched under the lock that owns the run (page lock or owner zone lock),
+// and the fields other threads read are atomics.
+unsafe impl Sync for Desc {}
+// SAFETY: as above; a descriptor has no thread affinity.
+unsafe impl Send for Desc {}
+
+const _: () = assert!(core::mem::size_of::<Desc>() == DESC_SIZE);
+const _: () = assert!(core::mem::offset_of!(Desc, rchunks) == 64);
+const _: () = assert!(META_PAGES < ARENA_PAGES && META_PAGES * PAGE_SIZE >= DESC_OFFSET);
+
+/// Registers a new arena at `base` (ARENA_SIZE-aligned, freshly mapped).
+/// Returns false if the registry is full.
+pub fn register_arena(base: usize) -> bool {
+    let n = NARENAS.load(Ordering::Relaxed);
+    if n >= MAX_ARENAS {
+        return false;
+    }
+    ARENAS[n].store(base, Ordering::Relaxed);
+    // Release: a reader that sees the new count sees the slot.
+    NARENAS.store(n + 1, Ordering::Release);
+    set_region(base, REGION_ARENA);
+    true
+}
+
+pub fn narenas() -> usize {
+    NARENAS.load(Ordering::Acquire)
+}
+
+pub fn arena_at(i: usize) -> usize {
+    ARENAS.get(i).map_or(0, |a| a.load(Ordering::Relaxed))
+}
+
+pub fn set_region(addr: usize, kind: u8) {
+    if let Some(r) = REGIONS.get(addr >> ARENA_SHIFT) {
+        r.store(kind, Ordering::Release);
+    }
+}
+
+#[inline(always)]
+pub fn region_of(addr: usize) -> u8 {
+    match REGIONS.get(addr >> ARENA_SHIFT) {
+        Some(r) => r.load(Ordering::Acquire),
+        None => REGION_NONE,
+    }
+}
+
+/// The page-map slot of page `page` of the arena at `base`.
+#[inline(always)]
+pub fn map_slot(base: usize, page: usize) -> &'static AtomicU16 {
+    debug_assert!(page < ARENA_PAGES);
+    // SAFETY: the map lies at MAP_OFFSET in every registered arena, holds
+    // ARENA_PAGES u16 entries, and arenas are never unmapped; `page` is masked
+    // into range.
+    unsafe { &*((base + MAP_OFFSET) as *const AtomicU16).add(page & (ARENA_PAGES - 1)) }
+}
+
+/// The descriptor of page `page` of the arena at `base`.
+#[inline(always)]
+pub fn desc(base: usize, page: usize) -> *mut Desc {
+    ((base + DESC_OFFSET) as *mut Desc).wrapping_add(page & (ARENA_PAGES - 1))
+}
+
+/// Arena base and page index of a descriptor pointer.
+#[inline(always)]
+pub fn desc_home(d: *const Desc) -> (usize, usize) {
+    let a = d as usize & !(ARENA_SIZE - 1);
+    (a, (d as usize - a - DESC_OFFSET) / DESC_SIZE)
+}
+
+/// Address of page `page` of the arena at `base`.
+#[inline(always)]
+pub fn page_addr(base: usize, page: usize) -> usize {
+    base + (page << PAGE_SHIFT)
+}
+
+/// True if `d` points at a descriptor slot inside one of our arenas (used to
+/// validate descriptors named in ring messages before touching them).
+pub fn is_desc_ptr(d: *const Desc) -> bool {
+    let a = d as usize;
+    if region_of(a) != REGION_ARENA {
+        return false;
+    }
+    let off = a & (ARENA_SIZE - 1);
+    if off < DESC_OFFSET || (off - DESC_OFFSET) % DESC_SIZE != 0 {
+        return false;
+    }
+    let page = (off - DESC_OFFSET) / DESC_SIZE;
+    (META_PAGES..ARENA_PAGES).contains(&page)
+}
+
+/// What a pointer is, according to the page map.
+pub enum Lookup {
+    /// Not in any region we manage.
+    Foreign,
+    /// A live slab; the chunk still has to be validated against it.
+    Slab(*mut Desc),
+    /// The head page of a large run (ptr is page-aligned at the run start).
+    Large(*mut Desc),
+    /// A huge mapping whose header is at this base.
+    Huge(usize),
+    /// Inside our memory but not the start of a live block; the text says why.
+    Invalid(&'static str),
+}
+
+/// Classifies `ptr` in O(1) without touching the memory it points to.
+#[inline(always)]
+pub fn lookup(ptr: usize) -> Lookup {
+    match region_of(ptr) {
+        REGION_ARENA => {}
+        REGION_NONE => return Lookup::Foreign,
+        REGION_HUGE => return Lookup::Huge(ptr & !(ARENA_SIZE - 1)),
+        _ => return Lookup::Invalid("pointer into the middle of a huge block"),
+    }
+    let base = ptr & !(ARENA_SIZE - 1);
+    let page = (ptr - base) >> PAGE_SHIFT;
+    if page < META_PAGES {
+        return Lookup::Invalid("pointer into allocator metadata");
+    }
+    let head = map_slot(base, page).load(Ordering::Relaxed) as usize;
+    if head < META_PAGES || head > page {
+        return Lookup::Invalid("pointer to memory that was never allocated");
+    }
+    let d = desc(base, head);
+    // SAFETY: d is a descriptor slot of a registered arena (type-stable).
+    let (kind, npages) = unsafe {
+        (
+            (*d).kind.load(Ordering::Acquire),
+            (*d).npages.load(Ordering::Relaxed) as usize,
+        )
+    };
+    if page >= head + npages {
+        return Lookup::Invalid("pointer to memory that is not allocated");
+    }
+    match kind {
+        KIND_SLAB => Lookup::Slab(d),
+        KIND_LARGE if page == head && ptr & (PAGE_SIZE - 1) == 0 => Lookup::Large(d),
+        KIND_LARGE => Lookup::Invalid("pointer into the middle of a large block"),
+        KIND_FREE => Lookup::Invalid("pointer to freed memory (double free?)"),
+        _ => Lookup::Invalid("pointer to memory that is not allocated"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout() {
+        assert_eq!(META_PAGES, 528);
+        assert!(MAX_ARENAS.is_power_of_two());
+        let base = 5 * ARENA_SIZE;
+        let d = desc(base, 600);
+        assert_eq!(desc_home(d), (base, 600));
+        assert_eq!(page_addr(base, 1), base + 4096);
+    }
+
+    #[test]
+    fn foreign_pointers_are_foreign() {
+        let x = 5u64;
+        assert!(matches!(lookup(&x as *const u64 as usize), Lookup::Foreign));
+        assert!(matches!(lookup(usize::MAX), Lookup::Foreign));
+        assert!(matches!(lookup(0), Lookup::Foreign));
+        assert!(!is_desc_ptr(&x as *const u64 as *const Desc));
+    }
+
+    #[test]
+    fn our_pointers_are_classified() {
+        crate::alloc::ensure_init();
+        let p = crate::alloc::malloc(100) as usize;
+        assert!(matches!(lookup(p), Lookup::Slab(_)));
+        if let Lookup::Slab(d) = lookup(p) {
+            assert!(is_desc_ptr(d));
+        }
+        let q = crate::alloc::malloc(100_000) as usize;
+        assert!(matches!(lookup(q), Lookup::Large(_)));
+        assert!(matches!(lookup(q + 4096), Lookup::Invalid(_)));
+        let base = p & !(ARENA_SIZE - 1);
+        assert!(matches!(lookup(base + 8), Lookup::Invalid(_)));
+        crate::alloc::free(p as *mut u8);
+        crate::alloc::free(q as *mut u8);
+    }
+}

@@ -1,0 +1,101 @@
+//! The background reclaimer (`SLABALLOC_BACKGROUND=1`), and `malloc_trim`.
+//!
+//! Memory freed to a CPU whose threads went quiet would otherwise stay with
+//! that CPU's zone: remote chunks wait on their slabs until the owner runs its
+//! slow path again, and empty slabs wait in its cache. The reclaimer is the
+//! sleeper on the rings' futex doorbell: it sleeps until a ring has messages
+//! (or a period passes), then takes each zone's lock if it is free, handles
+//! its messages, and for zones that allocated nothing since its last look,
+//! collects every remote chunk and gives empty slabs back; dirty page runs are
+//! purged with exponential decay (half of them per idle period).
+
+use crate::stats::GLOBAL;
+use crate::{cpu, ring, runs::RUNS, zone};
+use core::sync::atomic::{AtomicU8, Ordering};
+
+const OFF: u8 = 0;
+const WANTED: u8 = 1;
+const RUNNING: u8 = 2;
+static STATE: AtomicU8 = AtomicU8::new(OFF);
+
+/// Period between passes when no message wakes it.
+const PERIOD_MS: u64 = 250;
+
+/// Asks for the reclaimer; it starts on the next slow path with no lock held.
+pub fn request() {
+    let _ = STATE.compare_exchange(OFF, WANTED, Ordering::Relaxed, Ordering::Relaxed);
+}
+
+/// Called on slow paths, with no allocator lock held.
+#[inline]
+pub fn after_slow_path() {
+    if STATE.load(Ordering::Relaxed) == WANTED {
+        start();
+    }
+}
+
+#[cold]
+fn start() {
+    if STATE
+        .compare_exchange(WANTED, RUNNING, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
+        && !crate::os::spawn_thread(thread_main)
+    {
+        STATE.store(OFF, Ordering::Relaxed);
+    }
+}
+
+pub fn running() -> bool {
+    STATE.load(Ordering::Relaxed) == RUNNING
+}
+
+extern "C" fn thread_main(_: *mut libc::c_void) -> *mut libc::c_void {
+    loop {
+        if ring::sleep_until_work(zone::any_ring_has_work, PERIOD_MS) {
+            GLOBAL.futex_waits.fetch_add(1, Ordering::Relaxed);
+        }
+        pass(false);
+    }
+}
+
+/// One pass over every zone. `force` (malloc_trim) waits for busy zones and
+/// reclaims everything; otherwise busy zones are skipped and only idle zones
+/// give memory back. Returns the number of pages purged.
+pub fn pass(force: bool) -> usize {
+    GLOBAL.reclaim_passes.fetch_add(1, Ordering::Relaxed);
+    let mut all_idle = true;
+    for i in 0..cpu::nzones() {
+        let z = if force {
+            zone::lock_index(i)
+        } else {
+            zone::try_lock_index(i)
+        };
+        let Some(z) = z else {
+            all_idle = false;
+            continue;
+        };
+        z.drain();
+        let idle = z.idle_since_last_look();
+        if force || idle {
+            z.sweep();
+            z.release_empties();
+        } else {
+            all_idle = false;
+        }
+    }
+    let dirty = RUNS.dirty_pages();
+    if force || dirty < 256 {
+        RUNS.purge(0)
+    } else if all_idle {
+        RUNS.purge(dirty / 2)
+    } else {
+        0
+    }
+}
+
+/// Forked child: the thread is gone; start a new one lazily.
+pub fn fork_child() {
+    if STATE.load(Ordering::Relaxed) == RUNNING {
+        STATE.store(WANTED, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,495 @@
+//! The page-run allocator: runs of whole pages inside arenas, for slabs and for
+//! large blocks (16 KiB .. 32 MiB).
+//!
+//! Free runs are kept in size bins (exact bins up to 64 pages, one bin per
+//! doubling above), split on allocation and coalesced with free neighbours on
+//! release. Runs are *dirty* (their pages may be resident and hold old data) or
+//! *clean* (purged or never touched: they read as zero and cost no RSS). The two
+//! are binned separately and only merge with their own kind, so reuse prefers
+//! warm dirty memory (no page faults), a calloc from a clean run skips its
+//! memset, and purging never has to touch clean memory.
+//!
+//! Freed runs are not purged at once: a mid-size block freed and requested again
+//! soon after is served from the dirty bins without a page fault. Once more than
+//! the dirty budget is waiting, the oldest dirty runs are purged with
+//! `MADV_DONTNEED` (which lowers RSS at once, unlike `MADV_FREE`), down to half the
+//! budget: hysteresis, so a workload at the budget's edge does not purge on
+//! every free. All of it sits behind one lock, the page lock; zone locks are
+//! always taken before it, never after.
+
+use crate::os::{self, PAGE_SIZE};
+use crate::pagemap::{self, Desc, ARENA_PAGES, ARENA_SIZE, KIND_FREE, KIND_NONE, META_PAGES};
+use crate::sync::{Busy, OwnerLock};
+use core::cell::UnsafeCell;
+use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+const EXACT_BINS: usize = 64;
+const NBINS: usize = EXACT_BINS + 10;
+/// Largest run the arenas serve, in pages; bigger blocks are huge mappings.
+pub const MAX_RUN_PAGES: usize = 8192;
+
+struct Bins {
+    heads: [*mut Desc; NBINS],
+    nonempty: u128,
+}
+
+struct State {
+    dirty: Bins,
+    clean: Bins,
+    /// Oldest dirty run first.
+    lru_head: *mut Desc,
+    lru_tail: *mut Desc,
+    dirty_pages: usize,
+}
+
+pub struct Runs {
+    lock: OwnerLock,
+    state: UnsafeCell<State>,
+    /// Dirty pages allowed to wait for reuse before purging starts.
+    pub dirty_budget: AtomicUsize,
+    pub bytes_mapped: AtomicUsize,
+    pub purged_bytes: AtomicUsize,
+}
+
+// SAFETY: `state` is only accessed with `lock` held.
+unsafe impl Sync for Runs {}
+
+pub static RUNS: Runs = Runs {
+    lock: OwnerLock::new(),
+    state: UnsafeCell::new(State {
+        dirty: Bins::new(),
+        clean: Bins::new(),
+        lru_head: ptr::null_mut(),
+        lru_tail: ptr::null_mut(),
+        dirty_pages: 0,
+    }),
+    dirty_budget: AtomicUsize::new(8192), // 32 MiB; config may change it
+    bytes_mapped: AtomicUsize::new(0),
+    purged_bytes: AtomicUsize::new(0),
+};
+
+/// A run handed out: its arena, head page and size, and whether it reads as zero.
+#[derive(Clone, Copy)]
+pub struct Run {
+    pub base: usize,
+    pub head: usize,
+    pub npages: usize,
+    pub zeroed: bool,
+}
+
+impl Run {
+    pub fn addr(&self) -> usize {
+        pagemap::page_addr(self.base, self.head)
+    }
+    pub fn desc(&self) -> *mut Desc {
+        pagemap::desc(self.base, self.head)
+    }
+}
+
+fn bin_of(n: usize) -> usize {
+    if n <= EXACT_BINS {
+        n - 1
+    } else {
+        // 65..128 -> 64, 129..256 -> 65, ...
+        let b = EXACT_BINS + (usize::BITS - (n - 1).leading_zeros()) as usize - 7;
+        b.min(NBINS - 1)
+    }
+}
+
+impl Bins {
+    const fn new() -> Self {
+        Bins {
+            heads: [ptr::null_mut(); NBINS],
+            nonempty: 0,
+        }
+    }
+
+    /// # Safety
+    /// `d` is a free-run head descriptor not on any bin; page lock held.
+    unsafe fn push(&mut self, d: *mut Desc, n: usize) {
+        let b = bin_of(n);
+        let h = self.heads[b];
+        (*d).prev = ptr::null_mut();
+        (*d).next = h;
+        if !h.is_null() {
+            (*h).prev = d;
+        }
+        self.heads[b] = d;
+        self.nonempty |= 1u128 << b;
+    }
+
+    /// # Safety
+    /// `d` is on bin `bin_of(n)`; page lock held.
+    unsafe fn remove(&mut self, d: *mut Desc, n: usize) {
+        let b = bin_of(n);
+        let (p, nx) = ((*d).prev, (*d).next);
+        if p.is_null() {
+            self.heads[b] = nx;
+        } else {
+            (*p).next = nx;
+        }
+        if !nx.is_null() {
+            (*nx).prev = p;
+        }
+        if self.heads[b].is_null() {
+            self.nonempty &= !(1u128 << b);
+        }
+    }
+
+    /// Finds a run that holds `n` pages at page alignment `align`.
+    /// # Safety
+    /// Page lock held.
+    unsafe fn find(&self, n: usize, align: usize) -> Option<(*mut Desc, usize)> {
+        let mut mask = self.nonempty & (!0u128 << bin_of(n));
+        while mask != 0 {
+            let b = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            let mut d = self.heads[b];
+            while !d.is_null() {
+                let size = (*d).npages.load(Ordering::Relaxed) as usize;
+                let (_, head) = pagemap::desc_home(d);
+                let start = head.next_multiple_of(align);
+                if start + n <= head + size {
+                    return Some((d, start));
+                }
+                d = (*d).next;
+            }
+        }
+        None
+    }
+}
+
+/// Sets the page map for pages `[head, head+n)` to `head` (all of them, or just
+/// the two ends for a free run).
+fn map_run(base: usize, head: usize, n: usize, all: bool) {
+    if all {
+        for p in head..head + n {
+            pagemap::map_slot(base, p).store(head as u16, Ordering::Relaxed);
+        }
+    } else {
+        pagemap::map_slot(base, head).store(head as u16, Ordering::Relaxed);
+        pagemap::map_slot(base, head + n - 1).store(head as u16, Ordering::Relaxed);
+    }
+}
+
+impl State {
+    fn bins(&mut self, dirty: bool) -> &mut Bins {
+        if dirty {
+            &mut self.dirty
+        } else {
+            &mut self.clean
+        }
+    }
+
+    /// Makes `[head, head+n)` a free run and files it, with no coalescing.
+    /// # Safety
+    /// The pages are ours and hold no live block; page lock held.
+    unsafe fn insert(&mut self, base: usize, head: usize, n: usize, dirty: bool) {
+        let d = pagemap::desc(base, head);
+        (*d).npages.store(n as u32, Ordering::Relaxed);
+        (*d).state = dirty as u8;
+        (*d).kind.store(KIND_FREE, Ordering::Release);
+        map_run(base, head, n, false);
+        self.bins(dirty).push(d, n);
+        if dirty {
+            (*d).lru_next = ptr::null_mut();
+            (*d).lru_prev = self.lru_tail;
+            if self.lru_tail.is_null() {
+                self.lru_head = d;
+            } else {
+                (*self.lru_tail).lru_next = d;
+            }
+            self.lru_tail = d;
+            self.dirty_pages += n;
+        }
+    }
+
+    /// Unfiles free run `d` and clears its descriptor.
+    /// # Safety
+    /// `d` is a filed free-run head; page lock held.
+    unsafe fn unlink(&mut self, d: *mut Desc) -> (usize, bool) {
+        let n = (*d).npages.load(Ordering::Relaxed) as usize;
+        let dirty = (*d).state != 0;
+        self.bins(dirty).remove(d, n);
+        if dirty {
+            let (p, nx) = ((*d).lru_prev, (*d).lru_next);
+            if p.is_null() {
+                self.lru_head = nx;
+            } else {
+                (*p).lru_next = nx;
+            }
+            if nx.is_null() {
+                self.lru_tail = p;
+            } else {
+                (*nx).lru_prev = p;
+            }
+            self.dirty_pages -= n;
+        }
+        (*d).kind.store(KIND_NONE, Ordering::Release);
+        (n, dirty)
+    }
+
+    /// The free run of the same dirtiness that starts at page `p`, if any.
+    unsafe fn free_run_at(&self, base: usize, p: usize, dirty: bool) -> Option<*mut Desc> {
+        if !(META_PAGES..ARENA_PAGES).contains(&p) {
+            return None;
+        }
+        let d = pagemap::desc(base, p);
+        ((*d).kind.load(Ordering::Relaxed) == KIND_FREE && ((*d).state != 0) == dirty).then_some(d)
+    }
+
+    /// Returns pages to the free bins, merging with free neighbours of the same kind.
+    /// # Safety
+    /// The pages are ours and hold no live block; page lock held.
+    unsafe fn release(&mut self, base: usize, mut head: usize, mut n: usize, dirty: bool) {
+        if head > META_PAGES {
+            let left = pagemap::map_slot(base, head - 1).load(Ordering::Relaxed) as usize;
+            if let Some(d) = self.free_run_at(base, left, dirty) {
+                let ln = (*d).npages.load(Ordering::Relaxed) as usize;
+                if left + ln == head {
+                    self.unlink(d);
+                    head = left;
+                    n += ln;
+                }
+            }
+        }
+        if let Some(d) = self.free_run_at(base, head + n, dirty) {
+            let (rn, _) = self.unlink(d);
+            n += rn;
+        }
+        self.insert(base, head, n, dirty);
+    }
+
+    /// Purges the oldest dirty runs until at most `keep` dirty pages remain.
+    unsafe fn purge_to(&mut self, keep: usize) -> usize {
+        let mut purged = 0;
+        while self.dirty_pages > keep && !self.lru_head.is_null() {
+            let d = self.lru_head;
+            let (base, head) = pagemap::desc_home(d);
+            let (n, _) = self.unlink(d);
+            os::purge(pagemap::page_addr(base, head) as *mut u8, n * PAGE_SIZE);
+            purged += n;
+            self.release(base, head, n, false);
+        }
+        RUNS.purged_bytes
+            .fetch_add(purged * PAGE_SIZE, Ordering::Relaxed);
+        purged
+    }
+
+    /// Maps and registers a new arena, filing its pages as one clean run.
+    unsafe fn grow(&mut self) -> bool {
+        let base = os::map_aligned(ARENA_SIZE, ARENA_SIZE) as usize;
+        if base == 0 {
+            return false;
+        }
+        if !pagemap::register_arena(base) {
+            os::unmap(base as *mut u8, ARENA_SIZE);
+            return false;
+        }
+        RUNS.bytes_mapped.fetch_add(ARENA_SIZE, Ordering::Relaxed);
+        self.insert(base, META_PAGES, ARENA_PAGES - META_PAGES, false);
+        true
+    }
+
+    unsafe fn take(&mut self, n: usize, align: usize) -> Option<Run> {
+        let (d, start, dirty) = if let Some((d, s)) = self.dirty.find(n, align) {
+            (d, s, true)
+        } else if let Some((d, s)) = self.clean.find(n, align) {
+            (d, s, false)
+        } else {
+            return None;
+        };
+        let (base, head) = pagemap::desc_home(d);
+        let (size, _) = self.unlink(d);
+        if start > head {
+            self.insert(base, head, start - head, dirty);
+        }
+        if start + n < head + size {
+            self.insert(base, start + n, head + size - start - n, dirty);
+        }
+        map_run(base, start, n, true);
+        let nd = pagemap::desc(base, start);
+        (*nd).npages.store(n as u32, Ordering::Relaxed);
+        Some(Run {
+            base,
+            head: start,
+            npages: n,
+            zeroed: !dirty,
+        })
+    }
+}
+
+impl Runs {
+    /// Allocates a run of `n` pages whose start is a multiple of `align` pages.
+    /// The caller sets the descriptor's kind. Returns None when out of memory or
+    /// when the calling thread already holds the page lock (signal re-entry).
+    pub fn alloc(&self, n: usize, align: usize) -> Option<Run> {
+        if n == 0 || n > MAX_RUN_PAGES || align == 0 || align > MAX_RUN_PAGES {
+            return None;
+        }
+        if self.lock.lock() == Err(Busy::Reentrant) {
+            return None;
+        }
+        // SAFETY: page lock held.
+        let r = unsafe {
+            let st = &mut *self.state.get();
+            let mut r = st.take(n, align);
+            if r.is_none() && st.dirty_pages > 0 {
+                // Dirty and clean runs do not merge: purge to coalesce, then retry.
+                st.purge_to(0);
+                r = st.take(n, align);
+            }
+            if r.is_none() && st.grow() {
+                r = st.take(n, align);
+            }
+            r
+        };
+        self.lock.unlock();
+        r
+    }
+
+    /// Returns a run to the free bins (dirty), purging if over budget.
+    pub fn free(&self, base: usize, head: usize, n: usize) {
+        let _ = self.lock.lock();
+        // SAFETY: page lock held; the run is no longer used by anyone.
+        unsafe {
+            let st = &mut *self.state.get();
+            st.release(base, head, n, true);
+            let budget = self.dirty_budget.load(Ordering::Relaxed);
+            if st.dirty_pages > budget {
+                st.purge_to(budget / 2);
+            }
+        }
+        self.lock.unlock();
+    }
+
+    /// Tries to grow the run at `head` of `n` pages to `want` pages in place.
+    pub fn grow_in_place(&self, base: usize, head: usize, n: usize, want: usize) -> bool {
+        if want > MAX_RUN_PAGES || head + want > ARENA_PAGES {
+            return false;
+        }
+        if self.lock.lock() == Err(Busy::Reentrant) {
+            return false;
+        }
+        // SAFETY: page lock held.
+        let ok = unsafe {
+            let st = &mut *self.state.get();
+            let next = head + n;
+            let mut ok = false;
+            for dirty in [true, false] {
+                if let Some(d) = st.free_run_at(base, next, dirty) {
+                    let rn = (*d).npages.load(Ordering::Relaxed) as usize;
+                    if n + rn >= want {
+                        st.unlink(d);
+                        if n + rn > want {
+                            st.insert(base, head + want, n + rn - want, dirty);
+                        }
+                        for p in next..head + want {
+                            pagemap::map_slot(base, p).store(head as u16, Ordering::Relaxed);
+                        }
+                        let hd = pagemap::desc(base, head);
+                        (*hd).npages.store(want as u32, Ordering::Release);
+                        ok = true;
+                    }
+                    break;
+                }
+            }
+            ok
+        };
+        self.lock.unlock();
+        ok
+    }
+
+    /// Purges dirty runs down to `keep` pages. Returns the pages purged.
+    pub fn purge(&self, keep: usize) -> usize {
+        if self.lock.lock() == Err(Busy::Reentrant) {
+            return 0;
+        }
+        // SAFETY: page lock held.
+        let n = unsafe { (*self.state.get()).purge_to(keep) };
+        self.lock.unlock();
+        n
+    }
+
+    pub fn dirty_pages(&self) -> usize {
+        if self.lock.lock() == Err(Busy::Reentrant) {
+            return 0;
+        }
+        // SAFETY: page lock held.
+        let n = unsafe { (*self.state.get()).dirty_pages };
+        self.lock.unlock();
+        n
+    }
+
+    pub fn fork_prepare(&self) {
+        let _ = self.lock.lock();
+    }
+    pub fn fork_parent(&self) {
+        self.lock.unlock();
+    }
+    pub fn fork_child(&self) {
+        self.lock.reset();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins() {
+        assert_eq!(bin_of(1), 0);
+        assert_eq!(bin_of(64), 63);
+        assert_eq!(bin_of(65), 64);
+        assert_eq!(bin_of(128), 64);
+        assert_eq!(bin_of(129), 65);
+        assert_eq!(bin_of(MAX_RUN_PAGES), 64 + 7);
+        assert!(bin_of(ARENA_PAGES) < NBINS);
+    }
+
+    #[test]
+    fn runs_split_align_and_coalesce() {
+        crate::alloc::ensure_init();
+        let a = RUNS.alloc(3, 1).unwrap();
+        let b = RUNS.alloc(5, 4).unwrap();
+        assert_eq!(b.head % 4, 0);
+        assert_eq!(a.npages, 3);
+        // Every page of an allocated run maps to its head.
+        for p in 0..5 {
+            assert_eq!(
+                pagemap::map_slot(b.base, b.head + p).load(Ordering::Relaxed) as usize,
+                b.head
+            );
+        }
+        // Mark them as large runs so lookups see them, then free and reuse.
+        unsafe {
+            (*a.desc()).kind.store(pagemap::KIND_LARGE, Ordering::Release);
+        }
+        RUNS.free(a.base, a.head, a.npages);
+        RUNS.free(b.base, b.head, b.npages);
+        let c = RUNS.alloc(3, 1).unwrap();
+        assert!(!c.zeroed || c.npages == 3);
+        RUNS.free(c.base, c.head, c.npages);
+        assert!(RUNS.alloc(MAX_RUN_PAGES + 1, 1).is_none());
+        assert!(RUNS.alloc(0, 1).is_none());
+    }
+
+    #[test]
+    fn purge_returns_memory_and_marks_clean() {
+        crate::alloc::ensure_init();
+        let r = RUNS.alloc(64, 1).unwrap();
+        let p = r.addr() as *mut u8;
+        unsafe { core::ptr::write_bytes(p, 0xAB, 64 * PAGE_SIZE) };
+        RUNS.free(r.base, r.head, r.npages);
+        assert!(RUNS.purge(0) >= 64 || RUNS.dirty_pages() == 0);
+        // Other tests run concurrently and may free dirty runs meanwhile: check
+        // only what the run says about itself.
+        let r2 = RUNS.alloc(64, 1).unwrap();
+        if r2.zeroed {
+            let s = unsafe { core::slice::from_raw_parts(r2.addr() as *const u8, 64 * PAGE_SIZE) };
+            assert!(s.iter().all(|&b| b == 0));
+        }
+        RUNS.free(r2.base, r2.head, r2.npages);
+    }
+}

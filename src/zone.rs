@@ -1,0 +1,683 @@
+//! Per-CPU zones (DragonFly's `ZoneAry[cpu][class]`).
+//!
+//! A zone holds, per size class, the slab being carved (`cur`), the slabs with
+//! free chunks (`partial`), notified slabs still short of the hysteresis
+//! threshold (`waiting`) and one cached empty slab; plus the zone's event ring.
+//! Everything in a zone belongs to whoever holds its lock: normally a thread
+//! running on that CPU, but also the reclaimer, `malloc_trim`, or a thread
+//! whose own zone was busy. Remote CPUs never take it: they free onto a slab's
+//! remote list (see `slab`) and, rarely, post a message to the ring.
+//!
+//! Slab life: new (from the page runs) -> `cur` -> runs dry -> collects its
+//! remote list -> still dry: detached -> first remote free notifies -> the
+//! owner collects it and puts it on `partial` (or on `waiting` if fewer than
+//! `wake_threshold` chunks came back, so that a slab does not ping-pong between
+//! full and one-free, which would bring back one message per free) -> all
+//! chunks free: cached as the class's empty slab, or returned to the page runs.
+
+use crate::cpu;
+use crate::pagemap::{self, Desc, KIND_NONE, KIND_SLAB};
+use crate::ring::{Msg, Posted, Ring};
+use crate::runs::RUNS;
+use crate::size_class::{self, NCLASSES};
+use crate::slab::{self, Pushed};
+use crate::stats::{bump, bump_locked, ZoneStats, GLOBAL};
+use crate::sync::{Busy, OwnerLock};
+use core::cell::UnsafeCell;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Where a slab is, from its owner's point of view (`Desc::state`).
+pub const ST_CUR: u8 = 1;
+pub const ST_PARTIAL: u8 = 2;
+pub const ST_WAITING: u8 = 3;
+pub const ST_DETACHED: u8 = 4;
+pub const ST_EMPTY: u8 = 5;
+
+/// Sweep the zone's listed slabs for remote chunks every this many refills.
+const SWEEP_EVERY: u32 = 128;
+/// At most this many waiting slabs are examined per refill.
+const WAITING_SCAN: usize = 16;
+
+/// Marks freed chunks (word 1) so a double free is caught cheaply; set per
+/// process at start-up, cleared when a chunk is handed out again.
+pub static FREE_KEY: AtomicU64 = AtomicU64::new(0x5a5a_1b2c_3d4e_6f70);
+
+#[derive(Clone, Copy)]
+struct ClassZone {
+    cur: *mut Desc,
+    partial: *mut Desc,
+    waiting: *mut Desc,
+    empty: *mut Desc,
+}
+
+struct Inner {
+    classes: [ClassZone; NCLASSES],
+    refills: u32,
+    /// `allocs` seen by the reclaimer's previous pass (idle detection).
+    seen_allocs: u64,
+}
+
+#[repr(C, align(128))]
+pub struct Zone {
+    lock: OwnerLock,
+    inner: UnsafeCell<Inner>,
+    /// Set in a forked child: messages may have been lost with the ring.
+    rescan: AtomicBool,
+    pub ring: Ring,
+    pub stats: ZoneStats,
+}
+
+// SAFETY: `inner` is only accessed with `lock` held; the rest are atomics.
+unsafe impl Sync for Zone {}
+
+impl Zone {
+    const fn new() -> Self {
+        Zone {
+            lock: OwnerLock::new(),
+            inner: UnsafeCell::new(Inner {
+                classes: [ClassZone {
+                    cur: ptr::null_mut(),
+                    partial: ptr::null_mut(),
+                    waiting: ptr::null_mut(),
+                    empty: ptr::null_mut(),
+                }; NCLASSES],
+                refills: 0,
+                seen_allocs: 0,
+            }),
+            rescan: AtomicBool::new(false),
+            ring: Ring::new(),
+            stats: ZoneStats::new(),
+        }
+    }
+}
+
+pub static ZONES: [Zone; cpu::MAX_ZONES] = [const { Zone::new() }; cpu::MAX_ZONES];
+
+#[inline(always)]
+pub fn zone(i: usize) -> &'static Zone {
+    &ZONES[i % cpu::MAX_ZONES]
+}
+
+/// A locked zone. Dropping it unlocks.
+pub struct Locked {
+    z: &'static Zone,
+    idx: usize,
+}
+
+impl Drop for Locked {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.z.lock.unlock();
+    }
+}
+
+/// Locks the current CPU's zone; if it is busy, any other free zone; if all are
+/// busy, waits (yielding) for one. Returns None only if every zone is held by
+/// the calling thread itself (nested signal handlers).
+#[inline(always)]
+pub fn lock_current() -> Option<Locked> {
+    let idx = cpu::current_zone();
+    let z = zone(idx);
+    if z.lock.try_lock().is_ok() {
+        return Some(Locked { z, idx });
+    }
+    lock_contended(idx)
+}
+
+#[cold]
+fn lock_contended(first: usize) -> Option<Locked> {
+    let n = cpu::nzones();
+    let mut round = 0u32;
+    loop {
+        let mut all_mine = true;
+        for k in 0..n {
+            let idx = (first + k) % n;
+            let z = zone(idx);
+            match z.lock.try_lock() {
+                Ok(()) => return Some(Locked { z, idx }),
+                Err(Busy::Reentrant) => {}
+                Err(Busy::Other) => all_mine = false,
+            }
+        }
+        if all_mine {
+            return None;
+        }
+        round += 1;
+        if round < 4 {
+            core::hint::spin_loop();
+        } else {
+            crate::os::yield_now();
+        }
+    }
+}
+
+/// Locks zone `idx`, waiting for it. None if the calling thread holds it.
+pub fn lock_index(idx: usize) -> Option<Locked> {
+    let z = zone(idx);
+    z.lock.lock().ok()?;
+    Some(Locked { z, idx })
+}
+
+/// Locks zone `idx` if it is free right now.
+pub fn try_lock_index(idx: usize) -> Option<Locked> {
+    let z = zone(idx);
+    z.lock.try_lock().ok()?;
+    Some(Locked { z, idx })
+}
+
+/// The first chunk address of slab `d`.
+#[inline(always)]
+pub fn slab_base(d: *const Desc) -> usize {
+    let (base, head) = pagemap::desc_home(d);
+    pagemap::page_addr(base, head)
+}
+
+// ---- intrusive slab lists (owner lock held) ----
+
+unsafe fn list_push(head: &mut *mut Desc, d: *mut Desc) {
+    (*d).prev = ptr::null_mut();
+    (*d).next = *head;
+    if !(*head).is_null() {
+        (**head).prev = d;
+    }
+    *head = d;
+}
+
+unsafe fn list_remove(head: &mut *mut Desc, d: *mut Desc) {
+    let (p, n) = ((*d).prev, (*d).next);
+    if p.is_null() {
+        *head = n;
+    } else {
+        (*p).next = n;
+    }
+    if !n.is_null() {
+        (*n).prev = p;
+    }
+    (*d).prev = ptr::null_mut();
+    (*d).next = ptr::null_mut();
+}
+
+impl Locked {
+    pub fn index(&self) -> usize {
+        self.idx
+    }
+
+    #[inline(always)]
+    fn inner(&self) -> &mut Inner {
+        // SAFETY: we hold the zone lock, which owns `inner`; the reference does
+        // not outlive `self` in any caller.
+        unsafe { &mut *self.z.inner.get() }
+    }
+
+    /// Allocates a chunk of class `c`. The fast path: pop the current slab's
+    /// free list, else carve from its untouched tail.
+    #[inline(always)]
+    pub fn alloc(&self, c: usize) -> *mut u8 {
+        let c = c % NCLASSES;
+        let s = self.inner().classes[c].cur;
+        if !s.is_null() {
+            // SAFETY: `cur` is a live slab owned by this zone; we hold the lock.
+            unsafe {
+                let f = (*s).free;
+                if !f.is_null() {
+                    (*s).free = *(f as *mut *mut u8);
+                    // Clear the double-free mark (word 1 of every chunk).
+                    *(f as *mut u64).add(1) = 0;
+                    (*s).used += 1;
+                    bump_locked(&self.z.stats.allocs);
+                    return f;
+                }
+                let b = (*s).bump;
+                if b < (*s).end {
+                    (*s).bump = b.add(size_class::class_size(c));
+                    (*s).used += 1;
+                    bump_locked(&self.z.stats.allocs);
+                    return b;
+                }
+            }
+        }
+        self.refill(c)
+    }
+
+    /// Frees a chunk of slab `d`, which this zone owns.
+    ///
+    /// # Safety
+    /// `chunk` is a live chunk of `d`; `d` is owned by this zone.
+    #[inline(always)]
+    pub unsafe fn free_local(&self, d: *mut Desc, chunk: *mut u8) {
+        *(chunk as *mut *mut u8) = (*d).free;
+        *(chunk as *mut u64).add(1) = FREE_KEY.load(Ordering::Relaxed);
+        (*d).free = chunk;
+        (*d).used -= 1;
+        bump_locked(&self.z.stats.local_frees);
+        if (*d).used == 0 || (*d).state == ST_DETACHED {
+            self.after_local_free(d);
+        }
+    }
+
+    #[cold]
+    unsafe fn after_local_free(&self, d: *mut Desc) {
+        let c = (*d).class.load(Ordering::Relaxed) as usize % NCLASSES;
+        match (*d).state {
+            ST_DETACHED => {
+                // Full and detached: if no remote free has seen the detach, take
+                // it back; otherwise a message is on its way and will list it.
+                if slab::try_reattach(d) {
+                    if (*d).used == 0 {
+                        self.release(d);
+                    } else {
+                        (*d).state = ST_PARTIAL;
+                        list_push(&mut self.inner().classes[c].partial, d);
+                    }
+                }
+            }
+            ST_PARTIAL | ST_WAITING => self.release(d),
+            _ => {} // the current slab stays, even when empty
+        }
+    }
+
+    /// Collects `d`'s remote list into its local free list. Returns the count.
+    unsafe fn collect(&self, d: *mut Desc) -> usize {
+        let l = slab::take_remote(d);
+        if l.is_null() {
+            return 0;
+        }
+        let cap = size_class::capacity((*d).class.load(Ordering::Relaxed) as usize);
+        match slab::absorb(d, l, cap) {
+            Some(n) if n as u32 <= (*d).used => {
+                (*d).used -= n as u32;
+                n
+            }
+            _ => crate::fmt::fatal_pointer(
+                "free",
+                l,
+                "corrupted remote free list (a chunk freed twice?)",
+            ),
+        }
+    }
+
+    /// Takes `d` off whatever list it is on and gives it up: cached as the
+    /// class's empty slab, or returned to the page runs.
+    unsafe fn release(&self, d: *mut Desc) {
+        let c = (*d).class.load(Ordering::Relaxed) as usize % NCLASSES;
+        let cz = &mut self.inner().classes[c];
+        match (*d).state {
+            ST_PARTIAL => list_remove(&mut cz.partial, d),
+            ST_WAITING => list_remove(&mut cz.waiting, d),
+            ST_CUR => cz.cur = ptr::null_mut(),
+            _ => {}
+        }
+        // Stale messages naming this slab must not match any more.
+        (*d).gen.fetch_add(1, Ordering::Relaxed);
+        if cz.empty.is_null() {
+            (*d).free = ptr::null_mut();
+            (*d).bump = slab_base(d) as *mut u8;
+            (*d).zeroed = 0;
+            (*d).state = ST_EMPTY;
+            cz.empty = d;
+            GLOBAL.slabs_cached.fetch_add(1, Ordering::Relaxed);
+        } else {
+            destroy(d);
+        }
+    }
+
+    /// Reclaims the cached empty slabs of every class, and the current slabs
+    /// that are empty (reclaimer, malloc_trim).
+    pub fn release_empties(&self) {
+        for c in 0..NCLASSES {
+            let cz = &mut self.inner().classes[c];
+            // SAFETY: lock held; slabs on our lists are ours.
+            unsafe {
+                if !cz.empty.is_null() {
+                    let d = cz.empty;
+                    cz.empty = ptr::null_mut();
+                    GLOBAL.slabs_cached.fetch_sub(1, Ordering::Relaxed);
+                    destroy(d);
+                }
+                let s = cz.cur;
+                if !s.is_null() {
+                    self.collect(s);
+                    if (*s).used == 0 {
+                        cz.cur = ptr::null_mut();
+                        (*s).gen.fetch_add(1, Ordering::Relaxed);
+                        destroy(s);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The slow path of `alloc`: messages, lazy collection, detach, next slab.
+    #[cold]
+    #[inline(never)]
+    fn refill(&self, c: usize) -> *mut u8 {
+        crate::alloc::ensure_init();
+        bump_locked(&self.z.stats.refills);
+        let inner = self.inner();
+        inner.refills = inner.refills.wrapping_add(1);
+        if self.z.rescan.load(Ordering::Relaxed) {
+            self.rescan();
+        }
+        self.drain();
+        if inner.refills % SWEEP_EVERY == 0 {
+            self.sweep();
+        }
+        // SAFETY: lock held throughout; every slab touched is owned by us.
+        unsafe {
+            loop {
+                let s = self.inner().classes[c].cur;
+                if !s.is_null() {
+                    if self.collect(s) > 0 || !(*s).free.is_null() || (*s).bump < (*s).end {
+                        return self.alloc(c);
+                    }
+                    if slab::try_detach(s) {
+                        (*s).state = ST_DETACHED;
+                        self.inner().classes[c].cur = ptr::null_mut();
+                        bump_locked(&self.z.stats.detaches);
+                    } else {
+                        continue; // remote chunks arrived: collect them
+                    }
+                }
+                let n = self.next_slab(c);
+                if n.is_null() {
+                    return ptr::null_mut();
+                }
+                (*n).state = ST_CUR;
+                self.inner().classes[c].cur = n;
+            }
+        }
+    }
+
+    /// Picks the next slab for class `c`: a partial one, a waiting one that
+    /// reached the threshold, the cached empty one, the fullest-of-free waiting
+    /// one, or a new one. The result is on no list.
+    unsafe fn next_slab(&self, c: usize) -> *mut Desc {
+        let thr = size_class::wake_threshold(c) as u32;
+        let cap = size_class::capacity(c) as u32;
+        let cz = &mut self.inner().classes[c];
+        if cz.partial.is_null() {
+            // Promote waiting slabs that have collected enough.
+            let mut d = cz.waiting;
+            let mut k = 0;
+            while !d.is_null() && k < WAITING_SCAN {
+                let next = (*d).next;
+                self.collect(d);
+                if (*d).used == 0 {
+                    self.release(d);
+                } else if cap - (*d).used >= thr {
+                    list_remove(&mut cz.waiting, d);
+                    (*d).state = ST_PARTIAL;
+                    list_push(&mut cz.partial, d);
+                }
+                d = next;
+                k += 1;
+            }
+        }
+        if !cz.partial.is_null() {
+            let d = cz.partial;
+            list_remove(&mut cz.partial, d);
+            return d;
+        }
+        if !cz.empty.is_null() {
+            let d = cz.empty;
+            cz.empty = ptr::null_mut();
+            GLOBAL.slabs_cached.fetch_sub(1, Ordering::Relaxed);
+            return d;
+        }
+        // Any waiting slab with free chunks beats mapping more memory.
+        let mut best: *mut Desc = ptr::null_mut();
+        let mut d = cz.waiting;
+        while !d.is_null() {
+            if best.is_null() || (*d).used < (*best).used {
+                best = d;
+            }
+            d = (*d).next;
+        }
+        if !best.is_null() && (*best).used < cap {
+            list_remove(&mut cz.waiting, best);
+            return best;
+        }
+        self.new_slab(c)
+    }
+
+    unsafe fn new_slab(&self, c: usize) -> *mut Desc {
+        let Some(r) = RUNS.alloc(
+            size_class::SLAB_PAGES[c] as usize,
+            size_class::slab_align_pages(c),
+        ) else {
+            return ptr::null_mut();
+        };
+        let d = r.desc();
+        let csize = size_class::class_size(c);
+        let base = r.addr() as *mut u8;
+        (*d).class.store(c as u8, Ordering::Relaxed);
+        (*d).owner.store(self.idx as u16, Ordering::Relaxed);
+        (*d).gen.fetch_add(1, Ordering::Relaxed);
+        (*d).used = 0;
+        (*d).free = ptr::null_mut();
+        (*d).bump = base;
+        (*d).end = base.add(size_class::capacity(c) * csize);
+        (*d).zeroed = r.zeroed as u8;
+        (*d).prev = ptr::null_mut();
+        (*d).next = ptr::null_mut();
+        (*d).rchunks.store(0, Ordering::Relaxed);
+        (*d).notify_next.store(ptr::null_mut(), Ordering::Relaxed);
+        // Release: a thread that finds the slab through the page map sees it whole.
+        (*d).kind.store(KIND_SLAB, Ordering::Release);
+        GLOBAL.slabs_live.fetch_add(1, Ordering::Relaxed);
+        d
+    }
+
+    /// Handles every message in the ring and on the overflow list.
+    pub fn drain(&self) {
+        while let Some(m) = self.z.ring.pop() {
+            self.handle(m.slab, Some(m.gen));
+        }
+        let mut d = self.z.ring.take_overflow();
+        while !d.is_null() {
+            // SAFETY: overflow entries are slab descriptors (type-stable);
+            // `handle` validates them before use.
+            let next = unsafe { (*d).notify_next.load(Ordering::Relaxed) };
+            self.handle(d, None);
+            d = next;
+        }
+    }
+
+    /// A notification: validate through the page map, then collect and re-list.
+    fn handle(&self, d: *mut Desc, gen: Option<u32>) {
+        if !pagemap::is_desc_ptr(d) {
+            bump_locked(&self.z.stats.msgs_stale);
+            return;
+        }
+        // SAFETY: `d` is a descriptor slot of one of our arenas (type-stable
+        // memory); we check it is a slab of ours in the expected state before
+        // touching anything else, and we hold the owner lock.
+        unsafe {
+            let valid = (*d).kind.load(Ordering::Acquire) == KIND_SLAB
+                && (*d).owner.load(Ordering::Relaxed) as usize == self.idx
+                && gen.is_none_or(|g| g == (*d).gen.load(Ordering::Relaxed))
+                && (*d).state == ST_DETACHED;
+            if !valid {
+                bump_locked(&self.z.stats.msgs_stale);
+                return;
+            }
+            if self.collect(d) == 0 {
+                // Nothing came back (only possible for the `every` mode's
+                // extra messages racing with us): still detached.
+                bump_locked(&self.z.stats.msgs_stale);
+                return;
+            }
+            bump_locked(&self.z.stats.msgs_handled);
+            self.relist(d);
+        }
+    }
+
+    /// Files a slab that is off every list according to how free it is.
+    unsafe fn relist(&self, d: *mut Desc) {
+        let c = (*d).class.load(Ordering::Relaxed) as usize % NCLASSES;
+        let cap = size_class::capacity(c) as u32;
+        if (*d).used == 0 {
+            (*d).state = 0; // on no list: release() has nothing to unlink
+            self.release(d);
+        } else if cap - (*d).used >= size_class::wake_threshold(c) as u32 {
+            (*d).state = ST_PARTIAL;
+            list_push(&mut self.inner().classes[c].partial, d);
+        } else {
+            (*d).state = ST_WAITING;
+            list_push(&mut self.inner().classes[c].waiting, d);
+        }
+    }
+
+    /// Collects remote chunks on every listed slab; frees empty ones and
+    /// promotes waiting ones past the threshold.
+    pub fn sweep(&self) {
+        for c in 0..NCLASSES {
+            let thr = size_class::wake_threshold(c) as u32;
+            let cap = size_class::capacity(c) as u32;
+            // SAFETY: lock held; list members are our slabs.
+            unsafe {
+                let cur = self.inner().classes[c].cur;
+                if !cur.is_null() {
+                    self.collect(cur);
+                }
+                for waiting in [false, true] {
+                    let cz = &mut self.inner().classes[c];
+                    let mut d = if waiting { cz.waiting } else { cz.partial };
+                    while !d.is_null() {
+                        let next = (*d).next;
+                        self.collect(d);
+                        if (*d).used == 0 {
+                            self.release(d);
+                        } else if waiting && cap - (*d).used >= thr {
+                            let cz = &mut self.inner().classes[c];
+                            list_remove(&mut cz.waiting, d);
+                            (*d).state = ST_PARTIAL;
+                            list_push(&mut cz.partial, d);
+                        }
+                        d = next;
+                    }
+                }
+            }
+        }
+    }
+
+    /// After fork: ring messages may have been lost. Walk every arena and
+    /// handle detached slabs of ours that have remote chunks waiting.
+    fn rescan(&self) {
+        self.z.rescan.store(false, Ordering::Relaxed);
+        for i in 0..pagemap::narenas() {
+            let base = pagemap::arena_at(i);
+            let mut p = pagemap::META_PAGES;
+            while base != 0 && p < pagemap::ARENA_PAGES {
+                let d = pagemap::desc(base, p);
+                // SAFETY: run heads tile the arena, so stepping by npages from
+                // the first usable page visits exactly the heads.
+                let (kind, n) = unsafe {
+                    (
+                        (*d).kind.load(Ordering::Acquire),
+                        (*d).npages.load(Ordering::Relaxed) as usize,
+                    )
+                };
+                if kind == KIND_NONE || n == 0 {
+                    break;
+                }
+                // SAFETY: a slab descriptor; handle() validates ownership/state.
+                unsafe {
+                    if kind == KIND_SLAB
+                        && (*d).state == ST_DETACHED
+                        && (*d).rchunks.load(Ordering::Relaxed) > slab::DETACHED
+                    {
+                        self.handle(d, None);
+                    }
+                }
+                p += n;
+            }
+        }
+    }
+
+    /// Idle detection for the reclaimer: true if no allocation happened in
+    /// this zone since the previous call.
+    pub fn idle_since_last_look(&self) -> bool {
+        let a = self.z.stats.allocs.load(Ordering::Relaxed);
+        let inner = self.inner();
+        let idle = a == inner.seen_allocs;
+        inner.seen_allocs = a;
+        idle
+    }
+}
+
+/// Gives a slab's pages back to the page runs.
+unsafe fn destroy(d: *mut Desc) {
+    let (base, head) = pagemap::desc_home(d);
+    let n = (*d).npages.load(Ordering::Relaxed) as usize;
+    (*d).state = 0;
+    (*d).kind.store(KIND_NONE, Ordering::Release);
+    GLOBAL.slabs_live.fetch_sub(1, Ordering::Relaxed);
+    RUNS.free(base, head, n);
+}
+
+/// Frees `chunk` of slab `d` from a CPU that does not own it (or could not take
+/// the owner's lock): one CAS onto the slab's remote list, and a message to the
+/// owner only if that CAS found the slab detached.
+///
+/// # Safety
+/// `chunk` is a live chunk of the live slab `d`.
+#[inline(always)]
+pub unsafe fn free_remote(d: *mut Desc, chunk: *mut u8) {
+    // Read before the CAS: afterwards the slab may be collected and released.
+    let owner = (*d).owner.load(Ordering::Relaxed) as usize;
+    let gen = (*d).gen.load(Ordering::Relaxed);
+    *(chunk as *mut u64).add(1) = FREE_KEY.load(Ordering::Relaxed);
+    let me = zone(cpu::current_zone());
+    bump(&me.stats.remote_frees);
+    match slab::remote_push(d, chunk) {
+        Pushed::MustNotify => notify(me, owner, Msg { slab: d, gen }, true),
+        Pushed::Quiet => {
+            if crate::config::NOTIFY_EVERY.load(Ordering::Relaxed) {
+                notify(me, owner, Msg { slab: d, gen }, false);
+            }
+        }
+    }
+}
+
+#[cold]
+unsafe fn notify(me: &Zone, owner: usize, m: Msg, must: bool) {
+    bump(&me.stats.notifications);
+    match zone(owner).ring.post(m, must) {
+        Posted::Ring => {}
+        Posted::Overflow => bump(&me.stats.ring_overflows),
+        Posted::Dropped => bump(&me.stats.msgs_dropped),
+    }
+    if crate::ring::ring_doorbell() {
+        bump(&me.stats.futex_wakes);
+    }
+}
+
+/// True if any zone's ring has messages.
+pub fn any_ring_has_work() -> bool {
+    (0..cpu::nzones()).any(|i| zone(i).ring.has_work())
+}
+
+// ---- fork ----
+
+pub fn fork_prepare() {
+    for i in 0..cpu::nzones() {
+        let _ = zone(i).lock.lock();
+    }
+}
+
+pub fn fork_parent() {
+    for i in (0..cpu::nzones()).rev() {
+        zone(i).lock.unlock();
+    }
+}
+
+pub fn fork_child() {
+    for i in 0..cpu::nzones() {
+        let z = zone(i);
+        z.ring.reset();
+        z.rescan.store(true, Ordering::Relaxed);
+        z.lock.reset();
+    }
+}
