@@ -444,7 +444,7 @@ mod tests {
         assert_eq!(bin_of(65), 64);
         assert_eq!(bin_of(128), 64);
         assert_eq!(bin_of(129), 65);
-        assert_eq!(bin_of(MAX_RUN_PAGES), 64 + 7);
+        assert_eq!(bin_of(MAX_RUN_PAGES), 64 + 6);
         assert!(bin_of(ARENA_PAGES) < NBINS);
     }
 
