@@ -38,7 +38,8 @@ fn memalign_impl(align: usize, size: usize) -> Ptr {
 }
 
 fn posix_memalign_impl(memptr: *mut Ptr, align: usize, size: usize) -> c_int {
-    if align == 0 || !align.is_power_of_two() || align % core::mem::size_of::<Ptr>() != 0 {
+    if align == 0 || !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<Ptr>())
+    {
         return libc::EINVAL;
     }
     if memptr.is_null() {
@@ -60,7 +61,10 @@ fn pvalloc_impl(size: usize) -> Ptr {
         os::set_errno(libc::ENOMEM);
         return core::ptr::null_mut();
     };
-    out(alloc::memalign(PAGE_SIZE, (s & !(PAGE_SIZE - 1)).max(PAGE_SIZE)))
+    out(alloc::memalign(
+        PAGE_SIZE,
+        (s & !(PAGE_SIZE - 1)).max(PAGE_SIZE),
+    ))
 }
 
 fn reallocarray_impl(p: Ptr, n: usize, m: usize) -> Ptr {
@@ -83,37 +87,37 @@ fn free_impl(p: Ptr) {
 
 /// Allocates `size` bytes from slaballoc (like malloc).
 #[no_mangle]
-pub extern "C" fn sa_malloc(size: usize) -> Ptr {
+pub extern "C" fn sa_malloc(size: usize) -> *mut c_void {
     out(alloc::malloc(size))
 }
 
 /// Frees a block from any sa_* or malloc-family function (like free).
 #[no_mangle]
-pub extern "C" fn sa_free(p: Ptr) {
+pub extern "C" fn sa_free(p: *mut c_void) {
     free_impl(p)
 }
 
 /// Allocates zeroed memory for `n` elements of `size` bytes (like calloc).
 #[no_mangle]
-pub extern "C" fn sa_calloc(n: usize, size: usize) -> Ptr {
+pub extern "C" fn sa_calloc(n: usize, size: usize) -> *mut c_void {
     out(alloc::calloc(n, size))
 }
 
 /// Resizes a block, keeping its contents (like realloc).
 #[no_mangle]
-pub extern "C" fn sa_realloc(p: Ptr, size: usize) -> Ptr {
+pub extern "C" fn sa_realloc(p: *mut c_void, size: usize) -> *mut c_void {
     out(alloc::realloc(p as *mut u8, size))
 }
 
 /// Allocates `size` bytes aligned to `align` (like aligned_alloc).
 #[no_mangle]
-pub extern "C" fn sa_aligned_alloc(align: usize, size: usize) -> Ptr {
+pub extern "C" fn sa_aligned_alloc(align: usize, size: usize) -> *mut c_void {
     memalign_impl(align, size)
 }
 
 /// Usable size of a block (like malloc_usable_size).
 #[no_mangle]
-pub extern "C" fn sa_usable_size(p: Ptr) -> usize {
+pub extern "C" fn sa_usable_size(p: *mut c_void) -> usize {
     alloc::usable_size(p as *mut u8)
 }
 
@@ -205,7 +209,11 @@ mod overrides {
     /// # Safety
     /// As `posix_memalign`.
     #[no_mangle]
-    pub unsafe extern "C" fn __posix_memalign(memptr: *mut Ptr, align: usize, size: usize) -> c_int {
+    pub unsafe extern "C" fn __posix_memalign(
+        memptr: *mut Ptr,
+        align: usize,
+        size: usize,
+    ) -> c_int {
         posix_memalign_impl(memptr, align, size)
     }
 

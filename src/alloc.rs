@@ -37,7 +37,12 @@ pub fn ensure_init() {
 
 #[cold]
 fn init_slow() {
-    match INIT.compare_exchange(INIT_NONE, INIT_RUNNING, Ordering::Acquire, Ordering::Acquire) {
+    match INIT.compare_exchange(
+        INIT_NONE,
+        INIT_RUNNING,
+        Ordering::Acquire,
+        Ordering::Acquire,
+    ) {
         Ok(_) => {
             crate::cpu::init();
             FREE_KEY.store(os::random_u64() | 0x8000_0000_0000_0001, Ordering::Relaxed);
@@ -203,7 +208,9 @@ fn classify(p: *mut u8, what: &str) -> Block {
             // SAFETY: lookup found a live slab descriptor.
             let c = unsafe { (*d).class.load(Ordering::Relaxed) } as usize;
             let off = p as usize - zone::slab_base(d);
-            if off % size_class::class_size(c) != 0 || off >= size_class::capacity(c) * size_class::class_size(c) {
+            if !off.is_multiple_of(size_class::class_size(c))
+                || off >= size_class::capacity(c) * size_class::class_size(c)
+            {
                 crate::fmt::fatal_pointer(what, p, "invalid pointer (not the start of a block)");
             }
             Block::Small(d, c)
@@ -221,6 +228,9 @@ fn classify(p: *mut u8, what: &str) -> Block {
 }
 
 #[inline(always)]
+// Accepts any pointer, like C's free: the page map validates it before
+// anything is read through it, and foreign ones are never dereferenced.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn free(p: *mut u8) {
     if p.is_null() {
         return;
@@ -271,7 +281,10 @@ unsafe fn check_double_free(d: *mut Desc, p: *mut u8) {
     if p >= (*d).bump {
         crate::fmt::fatal_pointer("free", p, "pointer to a block that was never allocated");
     }
-    for head in [(*d).free, ((*d).rchunks.load(Ordering::Acquire) & !crate::slab::DETACHED) as *mut u8] {
+    for head in [
+        (*d).free,
+        ((*d).rchunks.load(Ordering::Acquire) & !crate::slab::DETACHED) as *mut u8,
+    ] {
         let mut q = head;
         let mut k = 0;
         while !q.is_null() && k <= cap {
@@ -286,18 +299,25 @@ unsafe fn check_double_free(d: *mut Desc, p: *mut u8) {
 
 // ---- sizes and realloc ----
 
+// Accepts any pointer, like C's free: the page map validates it before
+// anything is read through it, and foreign ones are never dereferenced.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn usable_size(p: *mut u8) -> usize {
     if p.is_null() {
         return 0;
     }
     match classify(p, "malloc_usable_size") {
         Block::Small(_, c) => size_class::class_size(c),
-        Block::Large(d) => large::large_usable(d),
+        // SAFETY: classify validated a live large run.
+        Block::Large(d) => unsafe { large::large_usable(d) },
         Block::Huge(base) => large::huge_usable(base, p as usize).unwrap_or(0),
         Block::Foreign => foreign::usable_size(p),
     }
 }
 
+// Accepts any pointer, like C's free: the page map validates it before
+// anything is read through it, and foreign ones are never dereferenced.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     if p.is_null() {
         return malloc(size);
@@ -319,11 +339,14 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
             u
         }
         Block::Large(d) => {
-            let u = large::large_usable(d);
+            // SAFETY: classify validated a live large run, which we own.
+            let u = unsafe { large::large_usable(d) };
             if size <= u && size > SMALL_MAX && size > u / 2 {
                 return p;
             }
-            if size > u && large::fits_run(size, PAGE_SIZE) && large::grow_large(d, size) {
+            // SAFETY: as above.
+            if size > u && large::fits_run(size, PAGE_SIZE) && unsafe { large::grow_large(d, size) }
+            {
                 return p;
             }
             u
@@ -472,7 +495,9 @@ mod tests {
             unsafe { core::ptr::write_bytes(p, 0xAA, size) };
             free(p);
             let q = calloc(1, size);
-            assert!(unsafe { core::slice::from_raw_parts(q, size) }.iter().all(|&b| b == 0));
+            assert!(unsafe { core::slice::from_raw_parts(q, size) }
+                .iter()
+                .all(|&b| b == 0));
             free(q);
         }
         assert!(calloc(usize::MAX / 2, 3).is_null());
@@ -511,7 +536,9 @@ mod tests {
 
     #[test]
     fn remote_frees_from_another_thread() {
-        let ptrs: Vec<usize> = (0..100_000).map(|i| malloc(16 + i % 500) as usize).collect();
+        let ptrs: Vec<usize> = (0..100_000)
+            .map(|i| malloc(16 + i % 500) as usize)
+            .collect();
         let h = std::thread::spawn(move || {
             if let Some(id) = core_affinity::get_core_ids().and_then(|v| v.last().copied()) {
                 core_affinity::set_for_current(id);

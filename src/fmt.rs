@@ -115,7 +115,14 @@ mod tests {
     #[test]
     fn formats() {
         let mut b = Buf::<64>::new();
-        b.u64(0).str(" ").u64(18446744073709551615).str(" ").hex(0xdead).kv("k", 42).str(" ").i64(-5);
+        b.u64(0)
+            .str(" ")
+            .u64(18446744073709551615)
+            .str(" ")
+            .hex(0xdead)
+            .kv("k", 42)
+            .str(" ")
+            .i64(-5);
         assert_eq!(b.bytes(), b"0 18446744073709551615 0xdead k=42 -5");
         let mut t = Buf::<4>::new();
         t.str("abcdef");

@@ -13,8 +13,10 @@
 //! aligned reservation without copying.
 
 use crate::os::{self, PAGE_SIZE};
-use crate::pagemap::{self, Desc, ARENA_SIZE, KIND_LARGE, REGION_HUGE, REGION_HUGE_TAIL, REGION_NONE};
-use crate::runs::{RUNS, MAX_RUN_PAGES};
+use crate::pagemap::{
+    self, Desc, ARENA_SIZE, KIND_LARGE, REGION_HUGE, REGION_HUGE_TAIL, REGION_NONE,
+};
+use crate::runs::{MAX_RUN_PAGES, RUNS};
 use crate::stats::GLOBAL;
 use core::sync::atomic::Ordering;
 
@@ -54,7 +56,9 @@ pub fn alloc_large(size: usize, align: usize) -> (*mut u8, bool) {
     (r.addr() as *mut u8, r.zeroed)
 }
 
-pub fn large_usable(d: *const Desc) -> usize {
+/// # Safety
+/// `d` is the head descriptor of a live large run.
+pub unsafe fn large_usable(d: *const Desc) -> usize {
     // SAFETY: d is the head descriptor of a live large run.
     unsafe { (*d).npages.load(Ordering::Relaxed) as usize * PAGE_SIZE }
 }
@@ -69,7 +73,10 @@ pub unsafe fn free_large(d: *mut Desc) {
 }
 
 /// Grows a large run in place to hold `size` bytes, if its neighbour is free.
-pub fn grow_large(d: *mut Desc, size: usize) -> bool {
+///
+/// # Safety
+/// `d` is the head descriptor of a live large run owned by the caller.
+pub unsafe fn grow_large(d: *mut Desc, size: usize) -> bool {
     let (base, head) = pagemap::desc_home(d);
     // SAFETY: d is the head of a live large run owned by the caller.
     let n = unsafe { (*d).npages.load(Ordering::Relaxed) as usize };

@@ -172,7 +172,7 @@ pub fn is_desc_ptr(d: *const Desc) -> bool {
         return false;
     }
     let off = a & (ARENA_SIZE - 1);
-    if off < DESC_OFFSET || (off - DESC_OFFSET) % DESC_SIZE != 0 {
+    if off < DESC_OFFSET || !(off - DESC_OFFSET).is_multiple_of(DESC_SIZE) {
         return false;
     }
     let page = (off - DESC_OFFSET) / DESC_SIZE;

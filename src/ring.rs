@@ -139,7 +139,7 @@ impl Ring {
     /// With `must`, `m.slab` is a live slab descriptor that is on no overflow
     /// list (guaranteed by the detach protocol: it notifies once per detach).
     pub unsafe fn post(&self, m: Msg, must: bool) -> Posted {
-        let r = if self.try_push(m) {
+        if self.try_push(m) {
             Posted::Ring
         } else if must {
             let mut head = self.overflow.0.load(Ordering::Relaxed);
@@ -158,8 +158,7 @@ impl Ring {
             Posted::Overflow
         } else {
             Posted::Dropped
-        };
-        r
+        }
     }
 
     /// Takes the whole overflow list (consumer only).
@@ -272,7 +271,10 @@ mod tests {
             .collect();
         let ptrs: Vec<*mut Desc> = descs.iter_mut().map(|d| &mut **d as *mut Desc).collect();
         for &p in &ptrs {
-            assert_eq!(unsafe { r.post(Msg { slab: p, gen: 0 }, true) }, Posted::Overflow);
+            assert_eq!(
+                unsafe { r.post(Msg { slab: p, gen: 0 }, true) },
+                Posted::Overflow
+            );
         }
         assert_eq!(unsafe { r.post(msg(7), false) }, Posted::Dropped);
         let mut l = r.take_overflow();

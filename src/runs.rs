@@ -464,7 +464,9 @@ mod tests {
         }
         // Mark them as large runs so lookups see them, then free and reuse.
         unsafe {
-            (*a.desc()).kind.store(pagemap::KIND_LARGE, Ordering::Release);
+            (*a.desc())
+                .kind
+                .store(pagemap::KIND_LARGE, Ordering::Release);
         }
         RUNS.free(a.base, a.head, a.npages);
         RUNS.free(b.base, b.head, b.npages);

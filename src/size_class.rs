@@ -141,8 +141,8 @@ mod tests {
         for c in 1..NCLASSES {
             assert!(CLASS_SIZE[c] > CLASS_SIZE[c - 1]);
         }
-        for c in 0..NCLASSES {
-            assert_eq!(CLASS_SIZE[c] % 16, 0);
+        for (c, &size) in CLASS_SIZE.iter().enumerate() {
+            assert_eq!(size % 16, 0);
             assert!(chunk_align(c) >= 16);
             if class_size(c).is_power_of_two() {
                 assert_eq!(chunk_align(c), class_size(c), "class {c}");
@@ -182,7 +182,9 @@ mod tests {
         let c = class_for_aligned(1, 4096).unwrap();
         assert_eq!(class_size(c) % 4096, 0);
         assert_eq!(class_for_aligned(SMALL_MAX + 1, 16), None);
-        for a in [16usize, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384] {
+        for a in [
+            16usize, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384,
+        ] {
             for s in [1usize, 17, 100, 1000, 5000, 16384] {
                 if let Some(c) = class_for_aligned(s, a) {
                     assert!(class_size(c) >= s);

@@ -141,7 +141,7 @@ mod tests {
     fn detach_then_first_remote_free_notifies_once() {
         let d = new_desc();
         let dp = &*d as *const Desc as *mut Desc;
-        let mut chunks = vec![[0u64; 2]; 4];
+        let mut chunks = [[0u64; 2]; 4];
         unsafe {
             assert!(try_detach(dp));
             assert!(take_remote(dp).is_null());
@@ -166,7 +166,10 @@ mod tests {
         let dp = &*d as *const Desc as *mut Desc;
         let mut c = [0u64; 2];
         unsafe {
-            assert!(matches!(remote_push(dp, c.as_mut_ptr() as *mut u8), Pushed::Quiet));
+            assert!(matches!(
+                remote_push(dp, c.as_mut_ptr() as *mut u8),
+                Pushed::Quiet
+            ));
             assert!(!try_detach(dp));
             assert!(!take_remote(dp).is_null());
             assert!(try_detach(dp));

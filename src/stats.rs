@@ -135,8 +135,8 @@ pub fn totals() -> Totals {
     t.slabs_live = g.slabs_live.load(Ordering::Relaxed) as u64;
     t.slabs_cached = g.slabs_cached.load(Ordering::Relaxed) as u64;
     let runs = &crate::runs::RUNS;
-    t.bytes_mapped = (runs.bytes_mapped.load(Ordering::Relaxed)
-        + g.huge_bytes.load(Ordering::Relaxed)) as u64;
+    t.bytes_mapped =
+        (runs.bytes_mapped.load(Ordering::Relaxed) + g.huge_bytes.load(Ordering::Relaxed)) as u64;
     t.bytes_purged = runs.purged_bytes.load(Ordering::Relaxed) as u64;
     t.dirty_bytes = (runs.dirty_pages() * crate::os::PAGE_SIZE) as u64;
     t.zones = crate::cpu::nzones() as u64;

@@ -203,6 +203,10 @@ impl Locked {
         self.idx
     }
 
+    // The guard proves exclusive access to the zone, so handing out `&mut`
+    // from `&self` is sound; callers never hold two of these at once across a
+    // call that takes another.
+    #[allow(clippy::mut_from_ref)]
     #[inline(always)]
     fn inner(&self) -> &mut Inner {
         // SAFETY: we hold the zone lock, which owns `inner`; the reference does
@@ -260,16 +264,14 @@ impl Locked {
     unsafe fn after_local_free(&self, d: *mut Desc) {
         let c = (*d).class.load(Ordering::Relaxed) as usize % NCLASSES;
         match (*d).state {
-            ST_DETACHED => {
-                // Full and detached: if no remote free has seen the detach, take
-                // it back; otherwise a message is on its way and will list it.
-                if slab::try_reattach(d) {
-                    if (*d).used == 0 {
-                        self.release(d);
-                    } else {
-                        (*d).state = ST_PARTIAL;
-                        list_push(&mut self.inner().classes[c].partial, d);
-                    }
+            // Full and detached: if no remote free has seen the detach, take it
+            // back; otherwise a message is on its way and will list it.
+            ST_DETACHED if slab::try_reattach(d) => {
+                if (*d).used == 0 {
+                    self.release(d);
+                } else {
+                    (*d).state = ST_PARTIAL;
+                    list_push(&mut self.inner().classes[c].partial, d);
                 }
             }
             ST_PARTIAL | ST_WAITING => self.release(d),
@@ -360,7 +362,7 @@ impl Locked {
             self.rescan();
         }
         self.drain();
-        if inner.refills % SWEEP_EVERY == 0 {
+        if inner.refills.is_multiple_of(SWEEP_EVERY) {
             self.sweep();
         }
         // SAFETY: lock held throughout; every slab touched is owned by us.

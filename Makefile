@@ -1,0 +1,68 @@
+# slaballoc — build, run, test, compare.
+#
+#   make            build target/release/libslaballoc.{so,a} and include/slaballoc.h
+#   make run        the main job: real programs under the library, with its stats
+#   make test       every test: Rust unit tests, then the C suite (c-tests/run.sh)
+#   make compare    side-by-side benchmark against glibc, jemalloc, tcmalloc, mimalloc
+#   make install PREFIX=/usr/local
+
+SO      := target/release/libslaballoc.so
+CARGO   ?= cargo
+PREFIX  ?= /usr/local
+
+.PHONY: all build run test test-rust test-c clippy fmt clean install
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+# The main job: sqlite3 (single-threaded, many small objects) and GNU sort
+# with two threads (blocks made on one thread die on another) under the
+# library, printing slaballoc's counters at exit; output checked against glibc.
+run: build
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	printf '%s\n' \
+	  "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, v REAL);" \
+	  "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<200000)" \
+	  "  INSERT INTO t SELECT x, printf('name-%08d', (x*7919)%200000), x*0.5 FROM c;" \
+	  "CREATE INDEX t_name ON t(name);" \
+	  "SELECT count(*), sum(v), min(name), max(name) FROM t;" \
+	  "SELECT substr(name,6,2) k, count(*), avg(v) FROM t GROUP BY k ORDER BY k LIMIT 5;" \
+	  > $$tmp/q.sql; \
+	echo "== sqlite3 under slaballoc"; \
+	SLABALLOC_STATS=1 LD_PRELOAD=$(CURDIR)/$(SO) sqlite3 $$tmp/db.sqlite < $$tmp/q.sql > $$tmp/out.slab; \
+	rm -f $$tmp/db.sqlite; sqlite3 $$tmp/db.sqlite < $$tmp/q.sql > $$tmp/out.glibc; \
+	cat $$tmp/out.slab; cmp -s $$tmp/out.slab $$tmp/out.glibc && echo "sqlite3: output identical to glibc's" || { echo "sqlite3: OUTPUT DIFFERS"; exit 1; }; \
+	seq 1 2000000 | awk '{print ($$1*2654435761)%1000003 " line " $$1}' > $$tmp/in.txt; \
+	echo "== sort --parallel=2 under slaballoc"; \
+	SLABALLOC_STATS=1 LD_PRELOAD=$(CURDIR)/$(SO) LC_ALL=C sort --parallel=2 -S 64M -n $$tmp/in.txt | md5sum > $$tmp/sort.slab; \
+	LC_ALL=C sort --parallel=2 -S 64M -n $$tmp/in.txt | md5sum > $$tmp/sort.glibc; \
+	cmp -s $$tmp/sort.slab $$tmp/sort.glibc && echo "sort: output identical to glibc's" || { echo "sort: OUTPUT DIFFERS"; exit 1; }
+
+test: test-rust test-c
+
+test-rust:
+	$(CARGO) test --release
+
+test-c: build
+	bash c-tests/run.sh
+
+clippy:
+	$(CARGO) clippy --release --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --check
+
+clean:
+	$(CARGO) clean
+	rm -rf c-tests/build bench/build
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(SO) $(DESTDIR)$(PREFIX)/lib/libslaballoc.so
+	install -m 644 target/release/libslaballoc.a $(DESTDIR)$(PREFIX)/lib/libslaballoc.a
+	install -m 644 include/slaballoc.h $(DESTDIR)$(PREFIX)/include/slaballoc.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' slaballoc.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/slaballoc.pc
+
+include bench/bench.mk
