@@ -17,8 +17,8 @@ all: build
 build:
 	$(CARGO) build --release
 
-# The main job: sqlite3 (single-threaded, many small objects) and GNU sort
-# with two threads (blocks made on one thread die on another) under the
+# The main job: sqlite3 (many small objects) and a two-thread python3
+# producer/consumer (objects made on one thread die on the other) under the
 # library, printing slaballoc's counters at exit; output checked against glibc.
 run: build
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
@@ -34,11 +34,29 @@ run: build
 	SLABALLOC_STATS=1 LD_PRELOAD=$(CURDIR)/$(SO) sqlite3 $$tmp/db.sqlite < $$tmp/q.sql > $$tmp/out.slab; \
 	rm -f $$tmp/db.sqlite; sqlite3 $$tmp/db.sqlite < $$tmp/q.sql > $$tmp/out.glibc; \
 	cat $$tmp/out.slab; cmp -s $$tmp/out.slab $$tmp/out.glibc && echo "sqlite3: output identical to glibc's" || { echo "sqlite3: OUTPUT DIFFERS"; exit 1; }; \
-	seq 1 2000000 | awk '{print ($$1*2654435761)%1000003 " line " $$1}' > $$tmp/in.txt; \
-	echo "== sort --parallel=2 under slaballoc"; \
-	SLABALLOC_STATS=1 LD_PRELOAD=$(CURDIR)/$(SO) LC_ALL=C sort --parallel=2 -S 64M -n $$tmp/in.txt | md5sum > $$tmp/sort.slab; \
-	LC_ALL=C sort --parallel=2 -S 64M -n $$tmp/in.txt | md5sum > $$tmp/sort.glibc; \
-	cmp -s $$tmp/sort.slab $$tmp/sort.glibc && echo "sort: output identical to glibc's" || { echo "sort: OUTPUT DIFFERS"; exit 1; }
+	echo "== python3 (PYTHONMALLOC=malloc): 2 threads, objects made on one and freed on the other"; \
+	printf '%s\n' \
+	  "import threading, queue, hashlib, os" \
+	  "cpus = sorted(os.sched_getaffinity(0))" \
+	  "def pin(k): os.sched_setaffinity(0, {cpus[k % len(cpus)]})" \
+	  "q = queue.Queue(maxsize=1000)" \
+	  "def produce():" \
+	  "    pin(0)" \
+	  "    for i in range(100000):" \
+	  "        q.put({'id': i, 'name': 'item-%d' % i, 'tags': [str(i % 7), str(i % 11)] * (i % 5)})" \
+	  "    q.put(None)" \
+	  "h = hashlib.sha256()" \
+	  "def consume():" \
+	  "    pin(1)" \
+	  "    while (o := q.get()) is not None:" \
+	  "        h.update(('%d %s %s' % (o['id'], o['name'], ','.join(o['tags']))).encode())" \
+	  "t = [threading.Thread(target=f) for f in (produce, consume)]" \
+	  "[x.start() for x in t]; [x.join() for x in t]" \
+	  "print('digest', h.hexdigest())" > $$tmp/pc.py; \
+	py=$$(python3 -c 'import sys; print(sys.executable)'); \
+	SLABALLOC_STATS=1 PYTHONMALLOC=malloc LD_PRELOAD=$(CURDIR)/$(SO) $$py $$tmp/pc.py > $$tmp/py.slab; \
+	PYTHONMALLOC=malloc $$py $$tmp/pc.py > $$tmp/py.glibc; \
+	cat $$tmp/py.slab; cmp -s $$tmp/py.slab $$tmp/py.glibc && echo "python3: output identical to glibc's" || { echo "python3: OUTPUT DIFFERS"; exit 1; }
 
 test: test-rust test-c
 

@@ -135,6 +135,9 @@ fn slaballoc_init() {
     alloc::ensure_init();
     config::load();
     alloc::foreign::preload();
+    if config::STATS.load(core::sync::atomic::Ordering::Relaxed) != 0 {
+        stats::keep_stderr();
+    }
     if config::BACKGROUND.load(core::sync::atomic::Ordering::Relaxed) {
         reclaim::request();
         reclaim::after_slow_path();
@@ -145,6 +148,6 @@ fn slaballoc_init() {
 #[ctor::dtor]
 fn slaballoc_exit() {
     if config::STATS.load(core::sync::atomic::Ordering::Relaxed) != 0 {
-        stats::print();
+        stats::print_at_exit();
     }
 }

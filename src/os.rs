@@ -171,6 +171,12 @@ pub fn write_all(fd: i32, mut buf: &[u8]) {
     }
 }
 
+/// Duplicates `fd` onto a high, close-on-exec descriptor (-1 on failure).
+pub fn dup_high(fd: i32) -> i32 {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) has no memory-safety preconditions.
+    unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 200) }
+}
+
 pub fn abort() -> ! {
     // SAFETY: no preconditions.
     unsafe { libc::abort() }

@@ -174,9 +174,26 @@ pub fn line(t: &Totals) -> Buf<1024> {
     b
 }
 
+/// Where the exit-time report goes: a duplicate of stderr taken at start-up,
+/// because programs such as coreutils close fd 2 in their own exit handlers.
+static REPORT_FD: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(2);
+
+/// Keeps a private copy of stderr for the exit-time report.
+pub fn keep_stderr() {
+    let fd = crate::os::dup_high(2);
+    if fd >= 0 {
+        REPORT_FD.store(fd, Ordering::Relaxed);
+    }
+}
+
 /// Prints the stats line on stderr.
 pub fn print() {
     crate::os::write_all(2, line(&totals()).bytes());
+}
+
+/// Prints the stats line at exit, on the copy of stderr.
+pub fn print_at_exit() {
+    crate::os::write_all(REPORT_FD.load(Ordering::Relaxed), line(&totals()).bytes());
 }
 
 #[cfg(test)]
