@@ -106,16 +106,23 @@ static inline uint64_t xorshift64(uint64_t *st)
     return *st = x;
 }
 
+/* CPUs the process may run on, captured at startup (before any thread pins
+ * itself: threads inherit their creator's affinity). */
+static cpu_set_t g_allowed_cpus;
+__attribute__((constructor)) static void capture_allowed_cpus(void)
+{
+    if (sched_getaffinity(0, sizeof g_allowed_cpus, &g_allowed_cpus) != 0)
+        CPU_ZERO(&g_allowed_cpus);
+}
+
 /* Pin the calling thread to the idx-th CPU of the process's allowed set
  * (modulo the set size). Returns the CPU number, or -1. */
 static inline int pin_to(int idx)
 {
-    cpu_set_t allowed, one;
+    cpu_set_t one;
     int cpus[CPU_SETSIZE], n = 0, c;
-    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0)
-        return -1;
     for (c = 0; c < CPU_SETSIZE; c++)
-        if (CPU_ISSET(c, &allowed))
+        if (CPU_ISSET(c, &g_allowed_cpus))
             cpus[n++] = c;
     if (n == 0)
         return -1;
@@ -125,6 +132,12 @@ static inline int pin_to(int idx)
     if (pthread_setaffinity_np(pthread_self(), sizeof one, &one) != 0)
         return -1;
     return c;
+}
+
+/* Unpin: allow the calling thread on all CPUs of the process's set. */
+static inline void unpin(void)
+{
+    pthread_setaffinity_np(pthread_self(), sizeof g_allowed_cpus, &g_allowed_cpus);
 }
 
 /* Resident set size in bytes from /proc/self/statm (no stdio, no malloc). */

@@ -531,6 +531,7 @@ static void t_calloc(void)
             free(d);
             unsigned char *c = OPAQUE(calloc(1, n));
             CHECK(c && all_zero(c, n), "calloc(1,%zu) after dirty free not zero", n);
+            CHECK(aligned(c, 16), "calloc(1,%zu) = %p not 16-aligned", n, (void *)c);
             memset(c, 0xAA, malloc_usable_size(c));
             free(c);
             c = OPAQUE(calloc(n, 1));

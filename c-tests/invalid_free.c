@@ -70,6 +70,24 @@ static void case_double_between(void)
     free(OPAQUE(p));
 }
 
+/* extra (not in the written contract, but the page map makes it cheap) */
+static void case_double_large(void)
+{
+    char *p = OPAQUE(malloc(1u << 20));
+    memset(p, 1, 1u << 20);
+    report(p);
+    free(p);
+    free(OPAQUE(p));
+}
+
+static void case_double_aligned(void)
+{
+    char *p = OPAQUE(aligned_alloc(4096, 100));
+    report(p);
+    free(p);
+    free(OPAQUE(p));
+}
+
 struct tcase {
     const char *name;
     void (*fn)(void);
@@ -80,6 +98,8 @@ static const struct tcase cases[] = {
     {"interior pointer p+4096 of a 1 MiB block", case_interior_large},
     {"double free of a 64-byte block", case_double_small},
     {"double free with 400 other frees in between", case_double_between},
+    {"double free of a 1 MiB block", case_double_large},
+    {"double free of an aligned_alloc(4096, 100) block", case_double_aligned},
 };
 
 static ssize_t read_all(int fd, char *buf, size_t cap)

@@ -88,10 +88,11 @@ fi
 run() {
     local name=$1 mode=$2; shift 2
     local st
+    # the group's stderr catches bash's "Aborted"/"Segmentation fault" notice
     if [ "$mode" = sa ]; then
-        env LD_PRELOAD="$so" timeout -k 10 300 "$@" >"$logs/$name.log" 2>&1; st=$?
+        { env LD_PRELOAD="$so" timeout -k 10 300 "$@" >"$logs/$name.log" 2>&1; st=$?; } 2>>"$logs/$name.log"
     else
-        timeout -k 10 300 "$@" >"$logs/$name.log" 2>&1; st=$?
+        { timeout -k 10 300 "$@" >"$logs/$name.log" 2>&1; st=$?; } 2>>"$logs/$name.log"
     fi
     [ $st = 124 ] && echo "(timed out after 300 s)" >>"$logs/$name.log"
     return $st
@@ -198,6 +199,13 @@ for t in fork_load churn; do
     arg=$N_FORK; [ $t = churn ] && arg=$N_CHURN
     simple $t.glibc glibc "$build/$t" "$arg"
     need_so $t.slaballoc && simple $t.slaballoc sa "$build/$t" "$arg"
+done
+
+# ------------------------------------------------------------------ rseq off (cpu_id reads -2)
+for t in conformance churn; do
+    is_built $t || continue
+    arg=""; [ $t = churn ] && arg=$((N_CHURN / 4))
+    need_so $t.norseq && simple $t.norseq sa env GLIBC_TUNABLES=glibc.pthread.rseq=0 "$build/$t" $arg
 done
 
 # ------------------------------------------------------------------ reclaim (slaballoc only)

@@ -195,7 +195,7 @@ pub fn calloc(n: usize, m: usize) -> *mut u8 {
 enum Block {
     Small(*mut Desc, usize),
     Large(*mut Desc),
-    Huge(usize),
+    Huge,
     Foreign,
 }
 
@@ -216,11 +216,11 @@ fn classify(p: *mut u8, what: &str) -> Block {
             Block::Small(d, c)
         }
         Lookup::Large(d) => Block::Large(d),
-        Lookup::Huge(base) => {
-            if large::huge_usable(base, p as usize).is_none() {
+        Lookup::Huge => {
+            if large::huge_usable(p as usize).is_none() {
                 crate::fmt::fatal_pointer(what, p, "invalid pointer (inside a huge block)");
             }
-            Block::Huge(base)
+            Block::Huge
         }
         Lookup::Foreign => Block::Foreign,
         Lookup::Invalid(why) => crate::fmt::fatal_pointer(what, p, why),
@@ -242,8 +242,8 @@ pub fn free(p: *mut u8) {
             // SAFETY: classify validated a live large run.
             unsafe { large::free_large(d) };
         }
-        Block::Huge(base) => {
-            large::free_huge(base, p as usize);
+        Block::Huge => {
+            large::free_huge(p as usize);
         }
         Block::Foreign => foreign::free(p),
     }
@@ -310,7 +310,7 @@ pub fn usable_size(p: *mut u8) -> usize {
         Block::Small(_, c) => size_class::class_size(c),
         // SAFETY: classify validated a live large run.
         Block::Large(d) => unsafe { large::large_usable(d) },
-        Block::Huge(base) => large::huge_usable(base, p as usize).unwrap_or(0),
+        Block::Huge => large::huge_usable(p as usize).unwrap_or(0),
         Block::Foreign => foreign::usable_size(p),
     }
 }
@@ -351,10 +351,10 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
             }
             u
         }
-        Block::Huge(base) => {
-            let u = large::huge_usable(base, p as usize).unwrap_or(0);
+        Block::Huge => {
+            let u = large::huge_usable(p as usize).unwrap_or(0);
             if size > u / 2 || size > large::HUGE_MIN {
-                let q = large::realloc_huge(base, p as usize, size);
+                let q = large::realloc_huge(p as usize, size);
                 if !q.is_null() {
                     return q;
                 }

@@ -7,8 +7,8 @@
 //!
 //! *Huge* blocks get a mapping of their own, a whole number of 64 MiB regions
 //! aligned to 64 MiB, so the page map's region table identifies them and
-//! nothing else can share their regions. A header page at the start records
-//! the mapping's length and where the user's block begins. Growing uses the
+//! nothing else can share their regions. The page before the user's block
+//! holds a header with the mapping's start and length. Growing uses the
 //! slack up to the region end, then `mremap`, which moves the pages to a new
 //! aligned reservation without copying.
 
@@ -28,6 +28,8 @@ const HUGE_MAGIC: u64 = 0x534c_4142_4855_4745; // "SLABHUGE"
 #[repr(C)]
 struct HugeHeader {
     magic: u64,
+    /// Start of the mapping.
+    base: usize,
     /// Bytes mapped (a multiple of ARENA_SIZE).
     len: usize,
     /// Offset of the user block from the mapping start.
@@ -83,10 +85,13 @@ pub unsafe fn grow_large(d: *mut Desc, size: usize) -> bool {
     RUNS.grow_in_place(base, head, n, size.div_ceil(PAGE_SIZE))
 }
 
-fn mark_regions(base: usize, len: usize, kind: u8) {
+/// Publishes (or, with REGION_NONE, retracts) the regions of a huge mapping:
+/// the region holding the user block is REGION_HUGE, the others its tail.
+fn mark_regions(base: usize, len: usize, block: usize, kind: u8) {
+    let head = block & !(ARENA_SIZE - 1);
     let mut a = base;
     while a < base + len {
-        let k = if a == base || kind == REGION_NONE {
+        let k = if a == head || kind == REGION_NONE {
             kind
         } else {
             REGION_HUGE_TAIL
@@ -102,54 +107,64 @@ fn huge_len(size: usize, off: usize) -> Option<usize> {
         .map(|v| v & !(ARENA_SIZE - 1))
 }
 
-/// A huge block with its own mapping; `align` may be anything up to 32 MiB.
+/// A huge block with its own mapping, at any power-of-two alignment.
 pub fn alloc_huge(size: usize, align: usize) -> *mut u8 {
+    // The block sits at `off` from the mapping start, the header in the page
+    // just before it; the mapping is aligned to max(64 MiB, align), so the
+    // block is aligned too.
     let off = align.max(PAGE_SIZE);
     let Some(len) = huge_len(size, off) else {
         return core::ptr::null_mut();
     };
-    if off >= ARENA_SIZE || len > isize::MAX as usize {
+    if len > isize::MAX as usize || !off.is_power_of_two() {
         return core::ptr::null_mut();
     }
-    let base = os::map_aligned(len, ARENA_SIZE);
+    let base = os::map_aligned(len, off.max(ARENA_SIZE));
     if base.is_null() {
         return base;
     }
-    // SAFETY: base is a fresh mapping of `len` bytes; the header page is ours.
+    let block = base as usize + off;
+    // SAFETY: base is a fresh mapping of `len` bytes; the header page before
+    // the block is ours.
     unsafe {
-        (base as *mut HugeHeader).write(HugeHeader {
+        ((block - PAGE_SIZE) as *mut HugeHeader).write(HugeHeader {
             magic: HUGE_MAGIC,
+            base: base as usize,
             len,
             off,
         });
     }
-    mark_regions(base as usize, len, REGION_HUGE);
+    mark_regions(base as usize, len, block, REGION_HUGE);
     GLOBAL.huge_allocs.fetch_add(1, Ordering::Relaxed);
     GLOBAL.huge_bytes.fetch_add(len, Ordering::Relaxed);
-    base.wrapping_add(off)
+    block as *mut u8
 }
 
-/// The header of the huge mapping at `base`, if `ptr` is its user block.
-fn header(base: usize, ptr: usize) -> Option<*mut HugeHeader> {
-    let h = base as *mut HugeHeader;
-    // SAFETY: the region table says a huge mapping starts at base; its header
-    // page stays mapped as long as the mapping exists.
-    unsafe { ((*h).magic == HUGE_MAGIC && base + (*h).off == ptr).then_some(h) }
+/// The header of the huge block at `ptr`, if `ptr` is the start of one. The
+/// region table already said `ptr`'s region holds a huge block.
+fn header(ptr: usize) -> Option<*mut HugeHeader> {
+    if ptr & (PAGE_SIZE - 1) != 0 || ptr < PAGE_SIZE {
+        return None;
+    }
+    let h = (ptr - PAGE_SIZE) as *mut HugeHeader;
+    // SAFETY: a page-aligned pointer into a huge mapping's head region always
+    // has a mapped page before it (the header page, or the user's own block).
+    unsafe { ((*h).magic == HUGE_MAGIC && (*h).base + (*h).off == ptr).then_some(h) }
 }
 
-pub fn huge_usable(base: usize, ptr: usize) -> Option<usize> {
+pub fn huge_usable(ptr: usize) -> Option<usize> {
     // SAFETY: header() validated it.
-    header(base, ptr).map(|h| unsafe { (*h).len - (*h).off })
+    header(ptr).map(|h| unsafe { (*h).len - (*h).off })
 }
 
 /// Frees a huge block; false if `ptr` is not the start of one.
-pub fn free_huge(base: usize, ptr: usize) -> bool {
-    let Some(h) = header(base, ptr) else {
+pub fn free_huge(ptr: usize) -> bool {
+    let Some(h) = header(ptr) else {
         return false;
     };
     // SAFETY: validated header of a mapping we own.
-    let len = unsafe { (*h).len };
-    mark_regions(base, len, REGION_NONE);
+    let (base, len) = unsafe { ((*h).base, (*h).len) };
+    mark_regions(base, len, ptr, REGION_NONE);
     GLOBAL.huge_frees.fetch_add(1, Ordering::Relaxed);
     GLOBAL.huge_bytes.fetch_sub(len, Ordering::Relaxed);
     os::unmap(base as *mut u8, len);
@@ -158,12 +173,12 @@ pub fn free_huge(base: usize, ptr: usize) -> bool {
 
 /// Resizes a huge block without copying where possible. Returns the new
 /// pointer, or null if the caller must allocate, copy and free.
-pub fn realloc_huge(base: usize, ptr: usize, size: usize) -> *mut u8 {
-    let Some(h) = header(base, ptr) else {
+pub fn realloc_huge(ptr: usize, size: usize) -> *mut u8 {
+    let Some(h) = header(ptr) else {
         return core::ptr::null_mut();
     };
     // SAFETY: validated header of a mapping we own.
-    let (len, off) = unsafe { ((*h).len, (*h).off) };
+    let (base, len, off) = unsafe { ((*h).base, (*h).len, (*h).off) };
     let Some(want) = huge_len(size, off) else {
         return core::ptr::null_mut();
     };
@@ -172,35 +187,39 @@ pub fn realloc_huge(base: usize, ptr: usize, size: usize) -> *mut u8 {
     }
     if want < len {
         // Shrink: give back the whole regions past the new end.
-        mark_regions(base + want, len - want, REGION_NONE);
+        mark_regions(base + want, len - want, ptr, REGION_NONE);
         os::unmap((base + want) as *mut u8, len - want);
-        // SAFETY: header page is still mapped.
+        // SAFETY: the header page is still mapped.
         unsafe { (*h).len = want };
         GLOBAL.huge_bytes.fetch_sub(len - want, Ordering::Relaxed);
         return ptr as *mut u8;
     }
     if os::remap_in_place(base as *mut u8, len, want) {
-        // SAFETY: header page is still mapped.
+        // SAFETY: the header page is still mapped.
         unsafe { (*h).len = want };
-        mark_regions(base, want, REGION_HUGE);
+        mark_regions(base, want, ptr, REGION_HUGE);
         GLOBAL.huge_bytes.fetch_add(want - len, Ordering::Relaxed);
         return ptr as *mut u8;
     }
-    let dst = os::map_aligned(want, ARENA_SIZE);
+    let dst = os::map_aligned(want, off.max(ARENA_SIZE));
     if dst.is_null() {
         return dst;
     }
     // Unpublish the old regions first: after the move they are unmapped.
-    mark_regions(base, len, REGION_NONE);
+    mark_regions(base, len, ptr, REGION_NONE);
     if !os::remap_to(base as *mut u8, len, want, dst) {
-        mark_regions(base, len, REGION_HUGE);
+        mark_regions(base, len, ptr, REGION_HUGE);
         os::unmap(dst, want);
         return core::ptr::null_mut();
     }
-    let nh = dst as *mut HugeHeader;
+    let block = dst as usize + off;
+    let nh = (block - PAGE_SIZE) as *mut HugeHeader;
     // SAFETY: the header page moved with the mapping to dst.
-    unsafe { (*nh).len = want };
-    mark_regions(dst as usize, want, REGION_HUGE);
+    unsafe {
+        (*nh).base = dst as usize;
+        (*nh).len = want;
+    }
+    mark_regions(dst as usize, want, block, REGION_HUGE);
     GLOBAL.huge_bytes.fetch_add(want - len, Ordering::Relaxed);
-    dst.wrapping_add(off)
+    block as *mut u8
 }

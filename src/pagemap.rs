@@ -187,8 +187,8 @@ pub enum Lookup {
     Slab(*mut Desc),
     /// The head page of a large run (ptr is page-aligned at the run start).
     Large(*mut Desc),
-    /// A huge mapping whose header is at this base.
-    Huge(usize),
+    /// In the head region of a huge mapping (`large::huge_usable` validates).
+    Huge,
     /// Inside our memory but not the start of a live block; the text says why.
     Invalid(&'static str),
 }
@@ -199,7 +199,7 @@ pub fn lookup(ptr: usize) -> Lookup {
     match region_of(ptr) {
         REGION_ARENA => {}
         REGION_NONE => return Lookup::Foreign,
-        REGION_HUGE => return Lookup::Huge(ptr & !(ARENA_SIZE - 1)),
+        REGION_HUGE => return Lookup::Huge,
         _ => return Lookup::Invalid("pointer into the middle of a huge block"),
     }
     let base = ptr & !(ARENA_SIZE - 1);

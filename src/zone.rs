@@ -250,6 +250,9 @@ impl Locked {
     /// `chunk` is a live chunk of `d`; `d` is owned by this zone.
     #[inline(always)]
     pub unsafe fn free_local(&self, d: *mut Desc, chunk: *mut u8) {
+        if (*d).used == 0 {
+            crate::fmt::fatal_pointer("free", chunk, "double free (slab has no live block)");
+        }
         *(chunk as *mut *mut u8) = (*d).free;
         *(chunk as *mut u64).add(1) = FREE_KEY.load(Ordering::Relaxed);
         (*d).free = chunk;
@@ -584,9 +587,11 @@ impl Locked {
                 if kind == KIND_NONE || n == 0 {
                     break;
                 }
-                // SAFETY: a slab descriptor; handle() validates ownership/state.
+                // SAFETY: a slab descriptor; its owner-side state is ours to
+                // read only once the owner check says the slab is ours.
                 unsafe {
                     if kind == KIND_SLAB
+                        && (*d).owner.load(Ordering::Relaxed) as usize == self.idx
                         && (*d).state == ST_DETACHED
                         && (*d).rchunks.load(Ordering::Relaxed) > slab::DETACHED
                     {
