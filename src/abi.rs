@@ -9,7 +9,8 @@
 use crate::alloc;
 use crate::os::{self, PAGE_SIZE};
 use crate::stats;
-use core::ffi::{c_int, c_void};
+use crate::types::sa_malloc_type;
+use core::ffi::{c_char, c_int, c_void};
 
 type Ptr = *mut c_void;
 
@@ -119,6 +120,219 @@ pub extern "C" fn sa_aligned_alloc(align: usize, size: usize) -> *mut c_void {
 #[no_mangle]
 pub extern "C" fn sa_usable_size(p: *mut c_void) -> usize {
     alloc::usable_size(p as *mut u8)
+}
+
+// ---- malloc types ----
+
+/// Allocates `size` bytes charged to malloc type `type_` (DragonFly's
+/// kmalloc). `flags`: `SA_ZERO`, and one of `SA_NOWAIT` (fail with ENOMEM at
+/// the type's limit) or `SA_WAITOK` (wait until frees make room). NULL with
+/// EINVAL for a NULL type or unknown flags.
+///
+/// # Safety
+/// `type_` must point at a `struct sa_malloc_type` that lives for the rest of
+/// the program (define it with `SA_DEFINE_TYPE`).
+#[no_mangle]
+pub unsafe extern "C" fn sa_kmalloc(
+    size: usize,
+    type_: *mut sa_malloc_type,
+    flags: c_int,
+) -> *mut c_void {
+    out(crate::types::kmalloc(size, type_, flags))
+}
+
+/// Frees a block allocated with `sa_kmalloc` with the same type.
+///
+/// # Safety
+/// As `sa_kmalloc`; `p` came from `sa_kmalloc(.., type_, ..)`.
+#[no_mangle]
+pub unsafe extern "C" fn sa_kfree(p: *mut c_void, type_: *mut sa_malloc_type) {
+    crate::types::kfree(p as *mut u8, type_)
+}
+
+/// Current usage of a malloc type, summed over CPUs. Either output may be NULL.
+///
+/// # Safety
+/// `type_` as for `sa_kmalloc`; the outputs, if not NULL, are writable.
+#[no_mangle]
+pub unsafe extern "C" fn sa_type_usage(
+    type_: *mut sa_malloc_type,
+    bytes: *mut i64,
+    objects: *mut i64,
+) -> c_int {
+    if type_.is_null() {
+        return libc::EINVAL;
+    }
+    let (b, o) = crate::types::type_usage(type_);
+    if !bytes.is_null() {
+        *bytes = b;
+    }
+    if !objects.is_null() {
+        *objects = o;
+    }
+    0
+}
+
+// ---- statistics ----
+
+/// Counters of one size class.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct sa_class_stats {
+    pub size: u64,
+    pub allocs: u64,
+    pub frees: u64,
+    pub in_use: u64,
+    pub slabs: u64,
+}
+
+/// Counters of one CPU.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct sa_cpu_stats {
+    pub allocs: u64,
+    pub local_frees: u64,
+    pub remote_frees: u64,
+    pub notifications: u64,
+    pub refills: u64,
+}
+
+/// A snapshot of the allocator's counters (`sa_stats_get`).
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct sa_stats {
+    pub allocs: u64,
+    pub local_frees: u64,
+    pub remote_frees: u64,
+    pub notifications: u64,
+    pub ring_overflows: u64,
+    pub futex_waits: u64,
+    pub futex_wakes: u64,
+    pub large_allocs: u64,
+    pub large_frees: u64,
+    pub huge_allocs: u64,
+    pub huge_frees: u64,
+    pub slabs_live: u64,
+    pub slabs_cached: u64,
+    pub bytes_mapped: u64,
+    pub bytes_in_use: u64,
+    pub bytes_dirty: u64,
+    pub bytes_purged: u64,
+    /// Entries used in `classes` (36) and `cpus` (CPUs that can be online).
+    pub nclasses: u32,
+    pub ncpus: u32,
+    pub classes: [sa_class_stats; 36],
+    pub cpus: [sa_cpu_stats; 256],
+}
+
+const _: () = assert!(crate::size_class::NCLASSES == 36 && crate::cpu::MAX_ZONES == 256);
+const _: () = assert!(
+    crate::types::SA_ZERO == 1 && crate::types::SA_NOWAIT == 2 && crate::types::SA_WAITOK == 4
+);
+
+/// Fills `*out` with a snapshot of the counters. `size` must be
+/// `sizeof(struct sa_stats)` (guards against a header/library mismatch).
+/// Returns 0, or EINVAL.
+///
+/// # Safety
+/// `out` is valid for `size` bytes of writes.
+#[no_mangle]
+pub unsafe extern "C" fn sa_stats_get(out: *mut sa_stats, size: usize) -> c_int {
+    if out.is_null() || size != core::mem::size_of::<sa_stats>() {
+        return libc::EINVAL;
+    }
+    let t = stats::totals();
+    core::ptr::write_bytes(out as *mut u8, 0, size);
+    let o = &mut *out;
+    o.allocs = t.allocs;
+    o.local_frees = t.local_frees;
+    o.remote_frees = t.remote_frees;
+    o.notifications = t.notifications;
+    o.ring_overflows = t.ring_overflows;
+    o.futex_waits = t.futex_waits;
+    o.futex_wakes = t.futex_wakes;
+    o.large_allocs = t.large_allocs;
+    o.large_frees = t.large_frees;
+    o.huge_allocs = t.huge_allocs;
+    o.huge_frees = t.huge_frees;
+    o.slabs_live = t.slabs_live;
+    o.slabs_cached = t.slabs_cached;
+    o.bytes_mapped = t.bytes_mapped;
+    o.bytes_in_use = t.bytes_in_use;
+    o.bytes_dirty = t.bytes_dirty;
+    o.bytes_purged = t.bytes_purged;
+    o.nclasses = crate::size_class::NCLASSES as u32;
+    o.ncpus = crate::cpu::nzones() as u32;
+    for (d, c) in o.classes.iter_mut().zip(stats::classes().iter()) {
+        *d = sa_class_stats {
+            size: c.size,
+            allocs: c.allocs,
+            frees: c.frees,
+            in_use: c.in_use,
+            slabs: c.slabs,
+        };
+    }
+    for (i, d) in o.cpus.iter_mut().enumerate().take(crate::cpu::nzones()) {
+        let c = stats::cpu(i);
+        *d = sa_cpu_stats {
+            allocs: c.allocs,
+            local_frees: c.local_frees,
+            remote_frees: c.remote_frees,
+            notifications: c.notifications,
+            refills: c.refills,
+        };
+    }
+    0
+}
+
+fn format_of(format: c_int) -> Option<stats::Format> {
+    match format {
+        0 => Some(stats::Format::Text),
+        1 => Some(stats::Format::Json),
+        2 => Some(stats::Format::Line),
+        _ => None,
+    }
+}
+
+/// Prints the statistics to `stream`: `format` 0 readable text, 1 JSON,
+/// 2 one `key=value` line. Returns 0, or -1 with errno EINVAL.
+///
+/// # Safety
+/// `stream` is a valid `FILE*`.
+#[no_mangle]
+pub unsafe extern "C" fn sa_stats_print(stream: *mut libc::FILE, format: c_int) -> c_int {
+    let Some(f) = format_of(format) else {
+        os::set_errno(libc::EINVAL);
+        return -1;
+    };
+    if stream.is_null() {
+        os::set_errno(libc::EINVAL);
+        return -1;
+    }
+    // No allocator lock is held while stdio runs (it may allocate).
+    stats::report(f, &mut |b| {
+        libc::fwrite(b.as_ptr() as *const c_void, 1, b.len(), stream);
+    });
+    0
+}
+
+/// Like `sa_stats_print`, but hands the text to `write(arg, text, len)` piece
+/// by piece (pieces are not NUL-terminated).
+///
+/// # Safety
+/// `write` is a valid function; it is called with `arg` as given.
+#[no_mangle]
+pub unsafe extern "C" fn sa_stats_print_cb(
+    write: Option<unsafe extern "C" fn(arg: *mut c_void, text: *const c_char, len: usize)>,
+    arg: *mut c_void,
+    format: c_int,
+) -> c_int {
+    let (Some(f), Some(w)) = (format_of(format), write) else {
+        os::set_errno(libc::EINVAL);
+        return -1;
+    };
+    stats::report(f, &mut |b| w(arg, b.as_ptr() as *const c_char, b.len()));
+    0
 }
 
 /// Address of our `free`, to recognise ourselves among `RTLD_NEXT` results.
@@ -297,10 +511,9 @@ mod overrides {
     #[no_mangle]
     pub extern "C" fn mallinfo2() -> libc::mallinfo2 {
         let t = stats::totals();
-        let live = t.slabs_live as usize; // slabs, not bytes: see README
         libc::mallinfo2 {
             arena: t.bytes_mapped as usize,
-            ordblks: live,
+            ordblks: t.slabs_live as usize,
             smblks: t.slabs_cached as usize,
             hblks: (t.huge_allocs - t.huge_frees) as usize,
             hblkhd: crate::stats::GLOBAL
@@ -308,8 +521,8 @@ mod overrides {
                 .load(core::sync::atomic::Ordering::Relaxed),
             usmblks: 0,
             fsmblks: 0,
-            uordblks: (t.bytes_mapped - t.dirty_bytes) as usize,
-            fordblks: t.dirty_bytes as usize,
+            uordblks: t.bytes_in_use as usize,
+            fordblks: t.bytes_mapped.saturating_sub(t.bytes_in_use) as usize,
             keepcost: 0,
         }
     }
@@ -347,7 +560,7 @@ mod overrides {
         b.str("<malloc version=\"slaballoc-1\">\n<total type=\"mapped\" size=\"")
             .u64(t.bytes_mapped)
             .str("\"/>\n<total type=\"dirty\" size=\"")
-            .u64(t.dirty_bytes)
+            .u64(t.bytes_dirty)
             .str("\"/>\n<slabs live=\"")
             .u64(t.slabs_live)
             .str("\" cached=\"")

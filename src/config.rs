@@ -13,13 +13,23 @@ use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
 /// `SLABALLOC_NOTIFY=every`: a ring message for every remote free (the pre-2010
 /// DragonFly design), to compare with the default (`detach`).
 pub static NOTIFY_EVERY: AtomicBool = AtomicBool::new(false);
-/// `SLABALLOC_STATS`: 0 off, 1 text line at exit.
+/// `SLABALLOC_STATS`: 0 off, 1 key=value line at exit, 2 text, 3 JSON.
 pub static STATS: AtomicU8 = AtomicU8::new(0);
 /// `SLABALLOC_BACKGROUND=1`: start the reclaimer thread.
 pub static BACKGROUND: AtomicBool = AtomicBool::new(false);
 /// `SLABALLOC_FAIL_MAP_AFTER=n`: the (n+1)-th and later mappings fail (fault
 /// injection for out-of-memory tests). -1: off.
 static FAIL_MAP_AFTER: AtomicI64 = AtomicI64::new(-1);
+
+/// The exit-time report asked for, if any.
+pub fn stats_format() -> Option<crate::stats::Format> {
+    match STATS.load(Ordering::Relaxed) {
+        1 => Some(crate::stats::Format::Line),
+        2 => Some(crate::stats::Format::Text),
+        3 => Some(crate::stats::Format::Json),
+        _ => None,
+    }
+}
 
 /// Fault injection: true if this mapping attempt must fail.
 #[inline]
@@ -87,9 +97,11 @@ pub fn load() {
     }
     if let Some(v) = crate::os::getenv(c"SLABALLOC_STATS") {
         match v {
-            b"1" | b"text" => STATS.store(1, Ordering::Relaxed),
+            b"1" => STATS.store(1, Ordering::Relaxed),
+            b"text" => STATS.store(2, Ordering::Relaxed),
+            b"json" => STATS.store(3, Ordering::Relaxed),
             b"0" | b"" => STATS.store(0, Ordering::Relaxed),
-            _ => bad(c"SLABALLOC_STATS", v, "0 or 1"),
+            _ => bad(c"SLABALLOC_STATS", v, "0, 1, text or json"),
         }
     }
     if let Some(b) = flag(c"SLABALLOC_BACKGROUND") {

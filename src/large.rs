@@ -55,6 +55,9 @@ pub fn alloc_large(size: usize, align: usize) -> (*mut u8, bool) {
         (*d).kind.store(KIND_LARGE, Ordering::Release);
     }
     GLOBAL.large_allocs.fetch_add(1, Ordering::Relaxed);
+    GLOBAL
+        .large_bytes
+        .fetch_add(r.npages * PAGE_SIZE, Ordering::Relaxed);
     (r.addr() as *mut u8, r.zeroed)
 }
 
@@ -71,6 +74,9 @@ pub unsafe fn free_large(d: *mut Desc) {
     let (base, head) = pagemap::desc_home(d);
     let n = (*d).npages.load(Ordering::Relaxed) as usize;
     GLOBAL.large_frees.fetch_add(1, Ordering::Relaxed);
+    GLOBAL
+        .large_bytes
+        .fetch_sub(n * PAGE_SIZE, Ordering::Relaxed);
     RUNS.free(base, head, n);
 }
 
@@ -82,7 +88,14 @@ pub unsafe fn grow_large(d: *mut Desc, size: usize) -> bool {
     let (base, head) = pagemap::desc_home(d);
     // SAFETY: d is the head of a live large run owned by the caller.
     let n = unsafe { (*d).npages.load(Ordering::Relaxed) as usize };
-    RUNS.grow_in_place(base, head, n, size.div_ceil(PAGE_SIZE))
+    let want = size.div_ceil(PAGE_SIZE);
+    let ok = RUNS.grow_in_place(base, head, n, want);
+    if ok {
+        GLOBAL
+            .large_bytes
+            .fetch_add((want - n) * PAGE_SIZE, Ordering::Relaxed);
+    }
+    ok
 }
 
 /// Publishes (or, with REGION_NONE, retracts) the regions of a huge mapping:

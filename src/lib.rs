@@ -77,6 +77,7 @@ pub mod size_class;
 pub mod slab;
 pub mod stats;
 pub mod sync;
+pub mod types;
 pub mod zone;
 
 pub use stats::{totals, Totals};
@@ -147,7 +148,7 @@ fn slaballoc_init() {
 /// At exit: the stats line, if asked for.
 #[ctor::dtor]
 fn slaballoc_exit() {
-    if config::STATS.load(core::sync::atomic::Ordering::Relaxed) != 0 {
-        stats::print_at_exit();
+    if let Some(f) = config::stats_format() {
+        stats::print_at_exit(f);
     }
 }

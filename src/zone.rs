@@ -229,14 +229,14 @@ impl Locked {
                     // Clear the double-free mark (word 1 of every chunk).
                     *(f as *mut u64).add(1) = 0;
                     (*s).used += 1;
-                    bump_locked(&self.z.stats.allocs);
+                    bump_locked(&self.z.stats.class[c].allocs);
                     return f;
                 }
                 let b = (*s).bump;
                 if b < (*s).end {
                     (*s).bump = b.add(size_class::class_size(c));
                     (*s).used += 1;
-                    bump_locked(&self.z.stats.allocs);
+                    bump_locked(&self.z.stats.class[c].allocs);
                     return b;
                 }
             }
@@ -257,7 +257,8 @@ impl Locked {
         *(chunk as *mut u64).add(1) = FREE_KEY.load(Ordering::Relaxed);
         (*d).free = chunk;
         (*d).used -= 1;
-        bump_locked(&self.z.stats.local_frees);
+        let c = (*d).class.load(Ordering::Relaxed) as usize % NCLASSES;
+        bump_locked(&self.z.stats.class[c].local_frees);
         if (*d).used == 0 || (*d).state == ST_DETACHED {
             self.after_local_free(d);
         }
@@ -471,6 +472,7 @@ impl Locked {
         // Release: a thread that finds the slab through the page map sees it whole.
         (*d).kind.store(KIND_SLAB, Ordering::Release);
         GLOBAL.slabs_live.fetch_add(1, Ordering::Relaxed);
+        bump_locked(&self.z.stats.class[c].slabs_new);
         d
     }
 
@@ -606,7 +608,7 @@ impl Locked {
     /// Idle detection for the reclaimer: true if no allocation happened in
     /// this zone since the previous call.
     pub fn idle_since_last_look(&self) -> bool {
-        let a = self.z.stats.allocs.load(Ordering::Relaxed);
+        let a = self.z.stats.allocs();
         let inner = self.inner();
         let idle = a == inner.seen_allocs;
         inner.seen_allocs = a;
@@ -614,8 +616,12 @@ impl Locked {
     }
 }
 
-/// Gives a slab's pages back to the page runs.
+/// Gives a slab's pages back to the page runs. Counted on the owner zone,
+/// whose lock the caller holds.
 unsafe fn destroy(d: *mut Desc) {
+    let c = (*d).class.load(Ordering::Relaxed) as usize % NCLASSES;
+    let owner = (*d).owner.load(Ordering::Relaxed) as usize;
+    bump_locked(&zone(owner).stats.class[c].slabs_freed);
     let (base, head) = pagemap::desc_home(d);
     let n = (*d).npages.load(Ordering::Relaxed) as usize;
     (*d).state = 0;
@@ -635,9 +641,10 @@ pub unsafe fn free_remote(d: *mut Desc, chunk: *mut u8) {
     // Read before the CAS: afterwards the slab may be collected and released.
     let owner = (*d).owner.load(Ordering::Relaxed) as usize;
     let gen = (*d).gen.load(Ordering::Relaxed);
+    let c = (*d).class.load(Ordering::Relaxed) as usize % NCLASSES;
     *(chunk as *mut u64).add(1) = FREE_KEY.load(Ordering::Relaxed);
     let me = zone(cpu::current_zone());
-    bump(&me.stats.remote_frees);
+    bump(&me.stats.class[c].remote_frees);
     match slab::remote_push(d, chunk) {
         Pushed::MustNotify => notify(me, owner, Msg { slab: d, gen }, true),
         Pushed::Quiet => {
