@@ -10,7 +10,7 @@ SO      := target/release/libslaballoc.so
 CARGO   ?= cargo
 PREFIX  ?= /usr/local
 
-.PHONY: all build run test test-rust test-c clippy fmt clean install
+.PHONY: all build run test test-rust test-c test-install clippy fmt clean install
 
 all: build
 
@@ -58,13 +58,16 @@ run: build
 	PYTHONMALLOC=malloc $$py $$tmp/pc.py > $$tmp/py.glibc; \
 	cat $$tmp/py.slab; cmp -s $$tmp/py.slab $$tmp/py.glibc && echo "python3: output identical to glibc's" || { echo "python3: OUTPUT DIFFERS"; exit 1; }
 
-test: test-rust test-c
+test: test-rust test-c test-install
 
 test-rust:
 	$(CARGO) test --release
 
 test-c: build
 	bash c-tests/run.sh
+
+test-install: build
+	bash c-tests/install.sh
 
 clippy:
 	$(CARGO) clippy --release --all-targets -- -D warnings
@@ -77,10 +80,12 @@ clean:
 	rm -rf c-tests/build bench/build
 
 install: build
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(SO) $(DESTDIR)$(PREFIX)/lib/libslaballoc.so
 	install -m 644 target/release/libslaballoc.a $(DESTDIR)$(PREFIX)/lib/libslaballoc.a
 	install -m 644 include/slaballoc.h $(DESTDIR)$(PREFIX)/include/slaballoc.h
 	sed -e 's|@PREFIX@|$(PREFIX)|g' slaballoc.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/slaballoc.pc
+	sed -e 's|@LIBDIR@|$(PREFIX)/lib|g' tools/slabrun > $(DESTDIR)$(PREFIX)/bin/slabrun
+	chmod 755 $(DESTDIR)$(PREFIX)/bin/slabrun
 
 include bench/bench.mk

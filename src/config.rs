@@ -83,11 +83,42 @@ fn flag(name: &CStr) -> Option<bool> {
     }
 }
 
+/// Every variable we read; any other `SLABALLOC_*` name gets a warning.
+const KNOWN: [&[u8]; 5] = [
+    b"SLABALLOC_NOTIFY",
+    b"SLABALLOC_STATS",
+    b"SLABALLOC_BACKGROUND",
+    b"SLABALLOC_DIRTY_MAX_MB",
+    b"SLABALLOC_FAIL_MAP_AFTER",
+];
+
+/// Warns about `SLABALLOC_*` variables we do not know (a typo would otherwise
+/// be silently ignored).
+fn warn_unknown() {
+    extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    // SAFETY: `environ` is glibc's NULL-terminated array of NUL-terminated
+    // strings; we only read it, from the constructor, before main.
+    unsafe {
+        let mut e = environ;
+        while !e.is_null() && !(*e).is_null() {
+            let s = CStr::from_ptr(*e).to_bytes();
+            e = e.add(1);
+            let name = s.split(|&b| b == b'=').next().unwrap_or(s);
+            if name.starts_with(b"SLABALLOC_") && !KNOWN.contains(&name) {
+                warn(&[b"unknown variable ", name, b" ignored"]);
+            }
+        }
+    }
+}
+
 /// Reads the environment. Called from the library constructor.
 pub fn load() {
     if crate::os::getauxval(libc::AT_SECURE) != 0 {
         return;
     }
+    warn_unknown();
     if let Some(v) = crate::os::getenv(c"SLABALLOC_NOTIFY") {
         match v {
             b"every" => NOTIFY_EVERY.store(true, Ordering::Relaxed),
