@@ -10,7 +10,7 @@ SO      := target/release/libslaballoc.so
 CARGO   ?= cargo
 PREFIX  ?= /usr/local
 
-.PHONY: all build run test test-rust test-c test-install clippy fmt clean install
+.PHONY: all build run test test-rust test-c test-install test-config clippy fmt clean install
 
 all: build
 
@@ -58,7 +58,7 @@ run: build
 	PYTHONMALLOC=malloc $$py $$tmp/pc.py > $$tmp/py.glibc; \
 	cat $$tmp/py.slab; cmp -s $$tmp/py.slab $$tmp/py.glibc && echo "python3: output identical to glibc's" || { echo "python3: OUTPUT DIFFERS"; exit 1; }
 
-test: test-rust test-c test-install
+test: test-rust test-c test-install test-config
 
 test-rust:
 	$(CARGO) test --release
@@ -68,6 +68,9 @@ test-c: build
 
 test-install: build
 	bash c-tests/install.sh
+
+test-config: build
+	bash c-tests/config.sh
 
 clippy:
 	$(CARGO) clippy --release --all-targets -- -D warnings
