@@ -208,9 +208,10 @@ fn classify(p: *mut u8, what: &str) -> Block {
             // SAFETY: lookup found a live slab descriptor.
             let c = unsafe { (*d).class.load(Ordering::Relaxed) } as usize;
             let off = p as usize - zone::slab_base(d);
-            if !off.is_multiple_of(size_class::class_size(c))
-                || off >= size_class::capacity(c) * size_class::class_size(c)
-            {
+            let ok = size_class::CLASS_INFO
+                .get(c)
+                .is_some_and(|i| i.is_chunk_start(off));
+            if !ok {
                 crate::fmt::fatal_pointer(what, p, "invalid pointer (not the start of a block)");
             }
             Block::Small(d, c)

@@ -90,14 +90,16 @@ pub fn current() -> usize {
     slow_current()
 }
 
+/// Without a registered rseq area (glibc < 2.35, `glibc.pthread.rseq=0`,
+/// valgrind) the CPU cannot be read cheaply: `sched_getcpu` would cost a vDSO
+/// call or a system call per malloc. Spread threads over zones by their
+/// thread pointer instead, as an arena-per-thread allocator would; zones are
+/// locked, so any mapping is correct, only locality is lost.
 #[cold]
 fn slow_current() -> usize {
-    let c = crate::os::sched_getcpu();
-    if c < 0 {
-        0
-    } else {
-        c as usize
-    }
+    let t = thread_id();
+    // Thread pointers are page-aligned-ish and spaced by stack sizes: mix.
+    (t ^ (t >> 12) ^ (t >> 21)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32
 }
 
 /// The zone index for the current CPU.
@@ -108,7 +110,8 @@ pub fn current_zone() -> usize {
     if c < n {
         c
     } else {
-        c % n
+        // Multiply-shift range reduction: no division on this path.
+        ((c as u32 as u64 * n as u64) >> 32) as usize
     }
 }
 

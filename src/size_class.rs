@@ -72,6 +72,53 @@ const fn build_pages() -> [u16; NCLASSES] {
 
 /// Chunk size of each class.
 pub static CLASS_SIZE: [u32; NCLASSES] = build_sizes();
+
+/// What `free` needs to validate a chunk offset without dividing: the class
+/// size, the bytes of the slab holding chunks, and a 32-bit reciprocal of the
+/// size (`ceil(2^32 / size)`), exact for every offset below `limit`
+/// (`offset * recip >> 32 == offset / size` for exact multiples, which is all
+/// the check needs; the unit test proves it for every class).
+#[derive(Clone, Copy)]
+pub struct ClassInfo {
+    pub size: u32,
+    pub limit: u32,
+    pub recip: u64,
+}
+
+const fn build_info() -> [ClassInfo; NCLASSES] {
+    let mut t = [ClassInfo {
+        size: 0,
+        limit: 0,
+        recip: 0,
+    }; NCLASSES];
+    let pages = build_pages();
+    let mut i = 0;
+    while i < NCLASSES {
+        let size = size_of_class(i);
+        let cap = pages[i] as usize * PAGE_SIZE / size;
+        t[i] = ClassInfo {
+            size: size as u32,
+            limit: (cap * size) as u32,
+            recip: (1u64 << 32).div_ceil(size as u64),
+        };
+        i += 1;
+    }
+    t
+}
+
+pub static CLASS_INFO: [ClassInfo; NCLASSES] = build_info();
+
+impl ClassInfo {
+    /// True if `off` (bytes from the slab start) is the start of a chunk.
+    #[inline(always)]
+    pub fn is_chunk_start(&self, off: usize) -> bool {
+        if off >= self.limit as usize {
+            return false;
+        }
+        let idx = (off as u64 * self.recip) >> 32;
+        idx * self.size as u64 == off as u64
+    }
+}
 /// Class of a request, indexed by `(size + 15) / 16`.
 static CLASS_INDEX: [u8; SMALL_MAX / 16 + 1] = build_index();
 /// Pages per slab of each class.
@@ -164,6 +211,18 @@ mod tests {
                 assert!(class_size(c) * 4 <= size * 5 + 4 * 16, "size {size}");
             } else {
                 assert!(class_size(c) - size.max(1) < 16);
+            }
+        }
+    }
+
+    #[test]
+    fn chunk_start_check_is_exact() {
+        for (c, info) in CLASS_INFO.iter().enumerate() {
+            let size = class_size(c);
+            assert_eq!(info.limit as usize, capacity(c) * size);
+            for off in 0..info.limit as usize + 2 * size {
+                let want = off % size == 0 && off < capacity(c) * size;
+                assert_eq!(info.is_chunk_start(off), want, "class {c} off {off}");
             }
         }
     }

@@ -259,7 +259,8 @@ impl Locked {
         (*d).used -= 1;
         let c = (*d).class.load(Ordering::Relaxed) as usize % NCLASSES;
         bump_locked(&self.z.stats.class[c].local_frees);
-        if (*d).used == 0 || (*d).state == ST_DETACHED {
+        // The current slab needs nothing more, even when it becomes empty.
+        if (*d).state != ST_CUR && ((*d).used == 0 || (*d).state == ST_DETACHED) {
             self.after_local_free(d);
         }
     }
