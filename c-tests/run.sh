@@ -32,9 +32,9 @@ mkdir -p "$build" "$logs"
 unset SLABALLOC_STATS SLABALLOC_NOTIFY SLABALLOC_BACKGROUND
 
 if [ "$QUICK" = 1 ]; then
-    N_PRODCONS=500000; N_FORK=50; N_CHURN=400; RECLAIM_MIB=150
+    N_PRODCONS=500000; N_FORK=50; N_CHURN=400; RECLAIM_MIB=150; SOAK_S=15; FUZZ_S=10
 else
-    N_PRODCONS=4000000; N_FORK=200; N_CHURN=2000; RECLAIM_MIB=400
+    N_PRODCONS=4000000; N_FORK=200; N_CHURN=2000; RECLAIM_MIB=400; SOAK_S=60; FUZZ_S=20
 fi
 
 npass=0; nfail=0; nskip=0
@@ -51,7 +51,7 @@ have_so=0
 
 # ------------------------------------------------------------------ build
 built=()
-for t in conformance invalid_free prodcons fork_load churn reclaim; do
+for t in conformance invalid_free prodcons fork_load churn reclaim oom soak; do
     if $CC $CFLAGS -o "$build/$t" "$here/$t.c" -ldl >"$logs/build.$t.log" 2>&1; then
         built+=("$t")
     else
@@ -214,6 +214,39 @@ if is_built reclaim && need_so reclaim.background; then
     grep '^reclaim:' "$logs/reclaim.background.log" | sed 's/^/    /'
     simple reclaim.nobackground sa "$build/reclaim" "$RECLAIM_MIB"
     grep '^reclaim:' "$logs/reclaim.nobackground.log" | sed 's/^/    /'
+fi
+
+# ------------------------------------------------------------------ oom (RELIABILITY.md)
+# rlimit: RLIMIT_AS = address space + 256 MiB; inject.N: SLABALLOC_FAIL_MAP_AFTER=N
+if is_built oom; then
+    simple oom.rlimit.glibc glibc "$build/oom" rlimit
+    if need_so oom.rlimit.slaballoc; then
+        simple oom.rlimit.slaballoc sa "$build/oom" rlimit
+        for n in 0 1 3 10; do
+            simple oom.inject.$n sa env SLABALLOC_FAIL_MAP_AFTER=$n "$build/oom" inject
+        done
+    fi
+    for l in "$logs"/oom.*.log; do grep -h '^oom: \(fill\|replay\|live\)' "$l" | sed "s|^|    $(basename "$l" .log): |"; done
+fi
+
+# ------------------------------------------------------------------ soak (RELIABILITY.md)
+if is_built soak; then
+    simple soak.glibc glibc "$build/soak" "$SOAK_S"
+    grep -h '^soak: \(final\|after\|ops\)' "$logs/soak.glibc.log" | sed 's/^/    /'
+    if need_so soak.slaballoc; then
+        simple soak.slaballoc sa env SLABALLOC_STATS=1 "$build/soak" "$SOAK_S"
+        grep -h '^soak: \(final\|after\|ops\)' "$logs/soak.slaballoc.log" | sed 's/^/    /'
+    fi
+fi
+
+# ------------------------------------------------------------------ fuzz (fuzz/run.sh: libFuzzer, or the
+# deterministic driver when libFuzzer is missing; needs libslaballoc.a)
+if [ -f "$ar" ]; then
+    if timeout -k 10 $((FUZZ_S + 240)) bash "$root/fuzz/run.sh" "$FUZZ_S" >"$logs/fuzz.log" 2>&1; then pass fuzz
+    else fail fuzz "exit $?"; fi
+    grep -h '^fuzz:' "$logs/fuzz.log" | sed 's/^/    /'
+else
+    skip fuzz "no $ar"
 fi
 
 # ------------------------------------------------------------------ real programs

@@ -109,12 +109,26 @@ fn alloc_small(c: usize) -> *mut u8 {
             let p = z.alloc(c);
             drop(z);
             if p.is_null() {
-                return emergency(size_class::class_size(c), 16);
+                return alloc_small_retry(c);
             }
             p
         }
         None => emergency(size_class::class_size(c), 16),
     }
+}
+
+/// Out of memory: empty slabs cached by zones and dirty page runs may still
+/// hold what the request needs. Give them back (no lock is held here), retry.
+#[cold]
+fn alloc_small_retry(c: usize) -> *mut u8 {
+    crate::reclaim::pass(true);
+    if let Some(z) = zone::lock_current() {
+        let p = z.alloc(c);
+        if !p.is_null() {
+            return p;
+        }
+    }
+    emergency(size_class::class_size(c), 16)
 }
 
 /// Every zone is held by this very thread (malloc from nested signal handlers
@@ -138,17 +152,23 @@ fn alloc_big(size: usize, align: usize) -> (*mut u8, bool) {
     if size > MAX_REQUEST {
         return (fail(), false);
     }
-    if large::fits_run(size, align) {
-        let (p, z) = large::alloc_large(size, align);
+    for attempt in 0..2 {
+        if large::fits_run(size, align) {
+            let (p, z) = large::alloc_large(size, align);
+            if !p.is_null() {
+                return (p, z);
+            }
+        }
+        let p = large::alloc_huge(size, align);
         if !p.is_null() {
-            return (p, z);
+            return (p, true);
+        }
+        if attempt == 0 {
+            // Out of memory: give back cached slabs and dirty runs, retry.
+            crate::reclaim::pass(true);
         }
     }
-    let p = large::alloc_huge(size, align);
-    if p.is_null() {
-        return (fail(), false);
-    }
-    (p, true)
+    (fail(), false)
 }
 
 /// Aligned allocation; `align` must be a power of two.

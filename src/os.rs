@@ -11,12 +11,18 @@ pub const PAGE_SIZE: usize = 4096;
 
 /// Reserves `len` bytes of zero-filled read-write memory. Returns null on failure.
 pub fn map(len: usize) -> *mut u8 {
+    map_hint(len, 0)
+}
+
+/// `map` with an address hint (never MAP_FIXED: the kernel may place the
+/// mapping elsewhere, and never replaces an existing one).
+fn map_hint(len: usize, hint: usize) -> *mut u8 {
     let e = errno();
-    // SAFETY: an anonymous private mapping with a null hint cannot alias any
-    // existing Rust object; the kernel chooses the address.
+    // SAFETY: an anonymous private mapping without MAP_FIXED cannot alias any
+    // existing object; the kernel chooses the address.
     let p = unsafe {
         libc::mmap(
-            ptr::null_mut(),
+            hint as *mut libc::c_void,
             len,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
@@ -37,6 +43,23 @@ pub fn map(len: usize) -> *mut u8 {
 /// Maps `len` bytes aligned to `align` (a power of two >= the page size) by
 /// over-mapping and trimming both ends. Returns null on failure.
 pub fn map_aligned(len: usize, align: usize) -> *mut u8 {
+    // First ask for exactly `len` bytes: the kernel often returns an aligned
+    // address, or honours a hint at the next aligned one. Only then over-map,
+    // which needs `align` more bytes of address space for a moment (that
+    // matters under `ulimit -v`).
+    let p = map(len);
+    if p.is_null() || (p as usize) & (align - 1) == 0 {
+        return p;
+    }
+    let hint = ((p as usize) + align - 1) & !(align - 1);
+    unmap(p, len);
+    let q = map_hint(len, hint);
+    if !q.is_null() {
+        if (q as usize) & (align - 1) == 0 {
+            return q;
+        }
+        unmap(q, len);
+    }
     let Some(total) = len.checked_add(align) else {
         return ptr::null_mut();
     };

@@ -175,7 +175,12 @@ pub fn slab_base(d: *const Desc) -> usize {
 
 // ---- intrusive slab lists (owner lock held) ----
 
-unsafe fn list_push(head: &mut *mut Desc, d: *mut Desc) {
+// Lists are reached through raw pointers only: several methods of a locked
+// zone work on the same class lists while calling each other, and holding
+// `&mut` references across such calls would let the compiler assume they do
+// not alias.
+
+unsafe fn list_push(head: *mut *mut Desc, d: *mut Desc) {
     (*d).prev = ptr::null_mut();
     (*d).next = *head;
     if !(*head).is_null() {
@@ -184,7 +189,7 @@ unsafe fn list_push(head: &mut *mut Desc, d: *mut Desc) {
     *head = d;
 }
 
-unsafe fn list_remove(head: &mut *mut Desc, d: *mut Desc) {
+unsafe fn list_remove(head: *mut *mut Desc, d: *mut Desc) {
     let (p, n) = ((*d).prev, (*d).next);
     if p.is_null() {
         *head = n;
@@ -203,15 +208,19 @@ impl Locked {
         self.idx
     }
 
-    // The guard proves exclusive access to the zone, so handing out `&mut`
-    // from `&self` is sound; callers never hold two of these at once across a
-    // call that takes another.
-    #[allow(clippy::mut_from_ref)]
+    /// The zone's private state. A raw pointer, never a long-lived `&mut`:
+    /// the guard proves exclusive access, and every access goes through the
+    /// pointer so overlapping uses from nested calls are well defined.
     #[inline(always)]
-    fn inner(&self) -> &mut Inner {
-        // SAFETY: we hold the zone lock, which owns `inner`; the reference does
-        // not outlive `self` in any caller.
-        unsafe { &mut *self.z.inner.get() }
+    fn inner(&self) -> *mut Inner {
+        self.z.inner.get()
+    }
+
+    /// The lists of class `c` (raw, as `inner`).
+    #[inline(always)]
+    fn cz(&self, c: usize) -> *mut ClassZone {
+        // SAFETY: in bounds (`c % NCLASSES`); the pointer stays inside `inner`.
+        unsafe { ptr::addr_of_mut!((*self.inner()).classes[c % NCLASSES]) }
     }
 
     /// Allocates a chunk of class `c`. The fast path: pop the current slab's
@@ -219,7 +228,8 @@ impl Locked {
     #[inline(always)]
     pub fn alloc(&self, c: usize) -> *mut u8 {
         let c = c % NCLASSES;
-        let s = self.inner().classes[c].cur;
+        // SAFETY: we hold the zone lock, which owns the class lists.
+        let s = unsafe { (*self.cz(c)).cur };
         if !s.is_null() {
             // SAFETY: `cur` is a live slab owned by this zone; we hold the lock.
             unsafe {
@@ -276,7 +286,7 @@ impl Locked {
                     self.release(d);
                 } else {
                     (*d).state = ST_PARTIAL;
-                    list_push(&mut self.inner().classes[c].partial, d);
+                    list_push(ptr::addr_of_mut!((*self.cz(c)).partial), d);
                 }
             }
             ST_PARTIAL | ST_WAITING => self.release(d),
@@ -308,21 +318,21 @@ impl Locked {
     /// class's empty slab, or returned to the page runs.
     unsafe fn release(&self, d: *mut Desc) {
         let c = (*d).class.load(Ordering::Relaxed) as usize % NCLASSES;
-        let cz = &mut self.inner().classes[c];
+        let cz = self.cz(c);
         match (*d).state {
-            ST_PARTIAL => list_remove(&mut cz.partial, d),
-            ST_WAITING => list_remove(&mut cz.waiting, d),
-            ST_CUR => cz.cur = ptr::null_mut(),
+            ST_PARTIAL => list_remove(ptr::addr_of_mut!((*cz).partial), d),
+            ST_WAITING => list_remove(ptr::addr_of_mut!((*cz).waiting), d),
+            ST_CUR => (*cz).cur = ptr::null_mut(),
             _ => {}
         }
         // Stale messages naming this slab must not match any more.
         (*d).gen.fetch_add(1, Ordering::Relaxed);
-        if cz.empty.is_null() {
+        if (*cz).empty.is_null() {
             (*d).free = ptr::null_mut();
             (*d).bump = slab_base(d) as *mut u8;
             (*d).zeroed = 0;
             (*d).state = ST_EMPTY;
-            cz.empty = d;
+            (*cz).empty = d;
             GLOBAL.slabs_cached.fetch_add(1, Ordering::Relaxed);
         } else {
             destroy(d);
@@ -333,20 +343,20 @@ impl Locked {
     /// that are empty (reclaimer, malloc_trim).
     pub fn release_empties(&self) {
         for c in 0..NCLASSES {
-            let cz = &mut self.inner().classes[c];
+            let cz = self.cz(c);
             // SAFETY: lock held; slabs on our lists are ours.
             unsafe {
-                if !cz.empty.is_null() {
-                    let d = cz.empty;
-                    cz.empty = ptr::null_mut();
+                if !(*cz).empty.is_null() {
+                    let d = (*cz).empty;
+                    (*cz).empty = ptr::null_mut();
                     GLOBAL.slabs_cached.fetch_sub(1, Ordering::Relaxed);
                     destroy(d);
                 }
-                let s = cz.cur;
+                let s = (*cz).cur;
                 if !s.is_null() {
                     self.collect(s);
                     if (*s).used == 0 {
-                        cz.cur = ptr::null_mut();
+                        (*cz).cur = ptr::null_mut();
                         (*s).gen.fetch_add(1, Ordering::Relaxed);
                         destroy(s);
                     }
@@ -361,26 +371,30 @@ impl Locked {
     fn refill(&self, c: usize) -> *mut u8 {
         crate::alloc::ensure_init();
         bump_locked(&self.z.stats.refills);
-        let inner = self.inner();
-        inner.refills = inner.refills.wrapping_add(1);
+        // SAFETY: lock held; a short access through the raw pointer.
+        let refills = unsafe {
+            let inner = self.inner();
+            (*inner).refills = (*inner).refills.wrapping_add(1);
+            (*inner).refills
+        };
         if self.z.rescan.load(Ordering::Relaxed) {
             self.rescan();
         }
         self.drain();
-        if inner.refills.is_multiple_of(SWEEP_EVERY) {
+        if refills.is_multiple_of(SWEEP_EVERY) {
             self.sweep();
         }
         // SAFETY: lock held throughout; every slab touched is owned by us.
         unsafe {
             loop {
-                let s = self.inner().classes[c].cur;
+                let s = (*self.cz(c)).cur;
                 if !s.is_null() {
                     if self.collect(s) > 0 || !(*s).free.is_null() || (*s).bump < (*s).end {
                         return self.alloc(c);
                     }
                     if slab::try_detach(s) {
                         (*s).state = ST_DETACHED;
-                        self.inner().classes[c].cur = ptr::null_mut();
+                        (*self.cz(c)).cur = ptr::null_mut();
                         bump_locked(&self.z.stats.detaches);
                     } else {
                         continue; // remote chunks arrived: collect them
@@ -391,7 +405,7 @@ impl Locked {
                     return ptr::null_mut();
                 }
                 (*n).state = ST_CUR;
-                self.inner().classes[c].cur = n;
+                (*self.cz(c)).cur = n;
             }
         }
     }
@@ -402,10 +416,10 @@ impl Locked {
     unsafe fn next_slab(&self, c: usize) -> *mut Desc {
         let thr = size_class::wake_threshold(c) as u32;
         let cap = size_class::capacity(c) as u32;
-        let cz = &mut self.inner().classes[c];
-        if cz.partial.is_null() {
+        let cz = self.cz(c);
+        if (*cz).partial.is_null() {
             // Promote waiting slabs that have collected enough.
-            let mut d = cz.waiting;
+            let mut d = (*cz).waiting;
             let mut k = 0;
             while !d.is_null() && k < WAITING_SCAN {
                 let next = (*d).next;
@@ -413,28 +427,28 @@ impl Locked {
                 if (*d).used == 0 {
                     self.release(d);
                 } else if cap - (*d).used >= thr {
-                    list_remove(&mut cz.waiting, d);
+                    list_remove(ptr::addr_of_mut!((*cz).waiting), d);
                     (*d).state = ST_PARTIAL;
-                    list_push(&mut cz.partial, d);
+                    list_push(ptr::addr_of_mut!((*cz).partial), d);
                 }
                 d = next;
                 k += 1;
             }
         }
-        if !cz.partial.is_null() {
-            let d = cz.partial;
-            list_remove(&mut cz.partial, d);
+        if !(*cz).partial.is_null() {
+            let d = (*cz).partial;
+            list_remove(ptr::addr_of_mut!((*cz).partial), d);
             return d;
         }
-        if !cz.empty.is_null() {
-            let d = cz.empty;
-            cz.empty = ptr::null_mut();
+        if !(*cz).empty.is_null() {
+            let d = (*cz).empty;
+            (*cz).empty = ptr::null_mut();
             GLOBAL.slabs_cached.fetch_sub(1, Ordering::Relaxed);
             return d;
         }
         // Any waiting slab with free chunks beats mapping more memory.
         let mut best: *mut Desc = ptr::null_mut();
-        let mut d = cz.waiting;
+        let mut d = (*cz).waiting;
         while !d.is_null() {
             if best.is_null() || (*d).used < (*best).used {
                 best = d;
@@ -442,7 +456,7 @@ impl Locked {
             d = (*d).next;
         }
         if !best.is_null() && (*best).used < cap {
-            list_remove(&mut cz.waiting, best);
+            list_remove(ptr::addr_of_mut!((*cz).waiting), best);
             return best;
         }
         self.new_slab(c)
@@ -530,10 +544,10 @@ impl Locked {
             self.release(d);
         } else if cap - (*d).used >= size_class::wake_threshold(c) as u32 {
             (*d).state = ST_PARTIAL;
-            list_push(&mut self.inner().classes[c].partial, d);
+            list_push(ptr::addr_of_mut!((*self.cz(c)).partial), d);
         } else {
             (*d).state = ST_WAITING;
-            list_push(&mut self.inner().classes[c].waiting, d);
+            list_push(ptr::addr_of_mut!((*self.cz(c)).waiting), d);
         }
     }
 
@@ -545,23 +559,26 @@ impl Locked {
             let cap = size_class::capacity(c) as u32;
             // SAFETY: lock held; list members are our slabs.
             unsafe {
-                let cur = self.inner().classes[c].cur;
+                let cz = self.cz(c);
+                let cur = (*cz).cur;
                 if !cur.is_null() {
                     self.collect(cur);
                 }
                 for waiting in [false, true] {
-                    let cz = &mut self.inner().classes[c];
-                    let mut d = if waiting { cz.waiting } else { cz.partial };
+                    let mut d = if waiting {
+                        (*cz).waiting
+                    } else {
+                        (*cz).partial
+                    };
                     while !d.is_null() {
                         let next = (*d).next;
                         self.collect(d);
                         if (*d).used == 0 {
                             self.release(d);
                         } else if waiting && cap - (*d).used >= thr {
-                            let cz = &mut self.inner().classes[c];
-                            list_remove(&mut cz.waiting, d);
+                            list_remove(ptr::addr_of_mut!((*cz).waiting), d);
                             (*d).state = ST_PARTIAL;
-                            list_push(&mut cz.partial, d);
+                            list_push(ptr::addr_of_mut!((*cz).partial), d);
                         }
                         d = next;
                     }
@@ -610,10 +627,13 @@ impl Locked {
     /// this zone since the previous call.
     pub fn idle_since_last_look(&self) -> bool {
         let a = self.z.stats.allocs();
-        let inner = self.inner();
-        let idle = a == inner.seen_allocs;
-        inner.seen_allocs = a;
-        idle
+        // SAFETY: lock held; a short access through the raw pointer.
+        unsafe {
+            let inner = self.inner();
+            let idle = a == (*inner).seen_allocs;
+            (*inner).seen_allocs = a;
+            idle
+        }
     }
 }
 
