@@ -32,6 +32,7 @@ import argparse
 import csv
 import datetime
 import glob
+import hashlib
 import math
 import os
 import platform
@@ -169,9 +170,16 @@ def setup_allocators(wanted, no_install, slaballoc_so):
         allocs.append((name, path, f"{path} (Debian {PEERS[name][0]} {pkg_version(PEERS[name][0])})", None))
     if "slaballoc" in wanted:
         if os.path.exists(slaballoc_so):
+            # Preload a private copy: the library may be rebuilt while we run.
             st = os.stat(slaballoc_so)
-            when = datetime.datetime.fromtimestamp(st.st_mtime).strftime("%Y-%m-%d %H:%M")
-            allocs.append(("slaballoc", os.path.abspath(slaballoc_so), f"{slaballoc_so} (built {when})", None))
+            when = datetime.datetime.fromtimestamp(st.st_mtime).strftime("%Y-%m-%d %H:%M:%S")
+            copy = os.path.join(BUILD, "libslaballoc.under-test.so")
+            shutil.copyfile(slaballoc_so, copy)
+            with open(copy, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()[:12]
+            allocs.append(("slaballoc", copy,
+                           f"{os.path.relpath(slaballoc_so, ROOT)} (built {when}, sha256 {digest}; "
+                           f"a copy in bench/build/ is preloaded)", None))
         else:
             warn(f"{slaballoc_so} does not exist (run `cargo build --release`); slaballoc skipped")
     checked = []
@@ -194,6 +202,18 @@ def setup_allocators(wanted, no_install, slaballoc_so):
 
 # ---------------------------------------------------------------- running
 
+def cpu_busy_s():
+    """System-wide busy CPU seconds so far (all CPUs), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return None
+    # user nice system idle iowait irq softirq steal ...
+    busy = v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 RESULT_RE = re.compile(r"workload=(\S+) threads=(\d+) ops=(\d+) seconds=([0-9.eE+-]+)")
 
 
@@ -211,6 +231,7 @@ def run_one(workload, lib, scale, timeout, extra_env=None, wrapper=None):
         outp, errp, rup = (os.path.join(td, n) for n in ("out", "err", "rusage"))
         fl = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
         argv = [os.path.join(BUILD, "runner"), rup, str(timeout)] + (wrapper or []) + [exe, repr(scale)]
+        busy0 = cpu_busy_s()
         t0 = time.monotonic()
         pid = os.posix_spawn(argv[0], argv, env, file_actions=[
             (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
@@ -225,6 +246,7 @@ def run_one(workload, lib, scale, timeout, extra_env=None, wrapper=None):
                 os.wait4(pid, 0)
                 break
             time.sleep(0.002)
+        busy1 = cpu_busy_s()
         out = open(outp, errors="replace").read()
         err = open(errp, errors="replace").read()
         ru = {}
@@ -234,7 +256,11 @@ def run_one(workload, lib, scale, timeout, extra_env=None, wrapper=None):
                 ru[k] = float(v) if "." in v else int(v)
     rec = {k: ru.get(k, "") for k in ("wall_s", "maxrss_kb", "utime_s", "stime_s", "minflt",
                                           "majflt", "nvcsw", "nivcsw")}
-    rec.update(threads="", ops="", seconds="", status="ok", detail="")
+    rec.update(threads="", ops="", seconds="", status="ok", detail="", other_cpu_s="")
+    if busy0 is not None and busy1 is not None and ru:
+        # CPU time other processes used while this run was going on: a noise
+        # indicator (jiffy resolution, so +-0.02 s or so)
+        rec["other_cpu_s"] = round(max(0.0, busy1 - busy0 - ru.get("utime_s", 0) - ru.get("stime_s", 0)), 3)
     m = RESULT_RE.search(out)
     if m:
         rec.update(threads=int(m.group(2)), ops=int(m.group(3)), seconds=float(m.group(4)))
@@ -399,6 +425,17 @@ def write_md(path, summ, workloads, allocs, alloc_desc, args, rows, started, ela
                 spread = (d["tmax"] - d["tmin"]) / d["time"] * 100 if d["time"] else 0
                 cells.append(f"{fmt_time(d['tmin'])}..{fmt_time(d['tmax'])} ({spread:.0f}%)")
         out.append(f"| {wl} | " + " | ".join(cells) + " |")
+    out.append("\n## Noise\n")
+    noisy = [r for r in rows if isinstance(r.get("other_cpu_s"), float) and isinstance(r.get("wall_s"), float)
+             and r["wall_s"] > 0 and r["other_cpu_s"] > 0.1 * r["wall_s"]]
+    measured = [r for r in rows if isinstance(r.get("other_cpu_s"), float)]
+    if measured:
+        tot = sum(r["other_cpu_s"] for r in measured)
+        wall = sum(r["wall_s"] for r in measured if isinstance(r.get("wall_s"), float))
+        out.append(f"Other processes used {tot:.1f} CPU-seconds during {wall:.1f} s of runs "
+                   f"(/proc/stat busy time minus the workload's own rusage; column `other_cpu_s` in the CSV). "
+                   f"{len(noisy)} of {len(measured)} runs had other processes using more than 10% of a CPU"
+                   + (": " + ", ".join(sorted({r['workload'] for r in noisy})) if noisy else "") + ".")
     fails = [r for r in rows if r["status"] != "ok"]
     out.append("\n## Failures\n")
     if not fails:
@@ -416,7 +453,7 @@ def esc(s):
     return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def write_svg(path, summ, workloads, allocs):
+def write_svg(path, summ, workloads, allocs, subtitle=""):
     groups = list(workloads) + ["geomean"]
     ratio = {}
     for a in allocs:
@@ -449,7 +486,8 @@ def write_svg(path, summ, workloads, allocs):
          f'font-family="sans-serif" font-size="11">',
          f'<rect width="{width}" height="{height}" fill="white"/>',
          f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14">'
-         f'Time relative to glibc (log scale, lower is better)</text>']
+         f'Time relative to glibc (log scale, lower is better)</text>',
+         f'<text x="{width / 2}" y="36" text-anchor="middle" fill="#555">{esc(subtitle)}</text>']
     for e in range(e_lo, e_hi + 1):
         v = 2.0 ** e
         yy = y(v)
@@ -492,7 +530,7 @@ def write_svg(path, summ, workloads, allocs):
 
 def main():
     quick = os.environ.get("QUICK", "") not in ("", "0")
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=int(os.environ.get("RUNS", 1 if quick else 5)))
     ap.add_argument("--scale", type=float, default=float(os.environ.get("SCALE", 0.2 if quick else 1.0)))
     ap.add_argument("--workloads", default=os.environ.get("WORKLOADS", ",".join(WORKLOADS)))
@@ -546,7 +584,8 @@ def main():
     elapsed = time.monotonic() - t_start
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     fields = ["workload", "allocator", "run", "scale", "status", "threads", "ops", "seconds", "wall_s",
-              "maxrss_kb", "minflt", "majflt", "utime_s", "stime_s", "nvcsw", "nivcsw", "detail"]
+              "maxrss_kb", "minflt", "majflt", "utime_s", "stime_s", "nvcsw", "nivcsw", "other_cpu_s",
+              "detail"]
     with open(args.out + ".csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
@@ -554,7 +593,8 @@ def main():
             w.writerow({k: r.get(k, "") for k in fields})
     summ = summarize(rows, workloads, allocs)
     write_md(args.out + ".md", summ, workloads, allocs, alloc_desc, args, rows, started, elapsed)
-    write_svg(args.out + ".svg", summ, workloads, allocs)
+    write_svg(args.out + ".svg", summ, workloads, allocs,
+              f"median of {args.runs} run(s), scale {args.scale}, glibc = 1x; {started}")
     log(f"compare.py: done in {elapsed:.0f} s; wrote {args.out}.md, .csv, .svg")
     with open(args.out + ".md") as f:
         md = f.read()

@@ -183,6 +183,18 @@ struct Ring {
 const RING: usize = 1024;
 const BLOCKS_PER_ITER: u64 = 1000;
 
+/// Spin briefly, then yield: the machine may have only 2 cores.
+#[inline(always)]
+fn backoff(spins: &mut u32) {
+    *spins += 1;
+    if *spins < 256 {
+        std::hint::spin_loop();
+    } else {
+        *spins = 0;
+        std::thread::yield_now();
+    }
+}
+
 fn pin(core: usize) {
     if let Some(ids) = core_affinity::get_core_ids() {
         if ids.len() >= 2 {
@@ -195,7 +207,9 @@ fn pin(core: usize) {
 /// consumer pinned on core 1, which frees them (every free is remote).
 fn cross_cpu_run(size: usize, n: u64) -> Duration {
     let ring = Arc::new(Ring {
-        slots: (0..RING).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect(),
+        slots: (0..RING)
+            .map(|_| AtomicPtr::new(std::ptr::null_mut()))
+            .collect(),
         head: AtomicUsize::new(0),
         _pad: [0; 64],
         tail: AtomicUsize::new(0),
@@ -206,17 +220,17 @@ fn cross_cpu_run(size: usize, n: u64) -> Duration {
         let go = go.clone();
         std::thread::spawn(move || {
             pin(1);
+            let mut spins = 0;
             while !go.load(Ordering::Acquire) {
-                std::hint::spin_loop();
+                backoff(&mut spins);
             }
-            let mut t = 0usize;
-            for _ in 0..n {
+            for t in 0..n as usize {
+                let mut spins = 0;
                 while ring.head.load(Ordering::Acquire) == t {
-                    std::hint::spin_loop();
+                    backoff(&mut spins);
                 }
                 let p = ring.slots[t % RING].load(Ordering::Relaxed);
                 ring.tail.store(t + 1, Ordering::Release);
-                t += 1;
                 unsafe {
                     assert_eq!(p.read_volatile(), 0xA5, "block contents changed in flight");
                     sa_free(p);
@@ -229,16 +243,18 @@ fn cross_cpu_run(size: usize, n: u64) -> Duration {
         let go = go.clone();
         std::thread::spawn(move || {
             pin(0);
+            let mut spins = 0;
             while !go.load(Ordering::Acquire) {
-                std::hint::spin_loop();
+                backoff(&mut spins);
             }
             let start = Instant::now();
             let mut h = 0usize;
             for _ in 0..n {
                 let p = alloc(size);
                 touch(p, size, 0xA5);
+                let mut spins = 0;
                 while h - ring.tail.load(Ordering::Acquire) >= RING {
-                    std::hint::spin_loop();
+                    backoff(&mut spins);
                 }
                 ring.slots[h % RING].store(p, Ordering::Relaxed);
                 h += 1;
