@@ -38,6 +38,15 @@ run SLABALLOC_STATS=json
 python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["totals"]["allocs"] > 0 and len(r["classes"]) == 36' "$tmp/err" \
     && ok stats.json || ko stats.json "$(head -c 300 "$tmp/err")"
 
+# The statistics API from C (header + -lslaballoc).
+libdir=$(dirname "$so")
+if cc -O2 -I"$root/include" "$here/stats_api.c" -L"$libdir" -Wl,-rpath,"$libdir" -lslaballoc -o "$tmp/stats_api" 2>"$tmp/cc.err" \
+    && "$tmp/stats_api" >"$tmp/out" 2>&1; then
+    ok stats.api; sed 's/^/    /' "$tmp/out"
+else
+    ko stats.api "$(cat "$tmp/cc.err" "$tmp/out" 2>/dev/null | head -5)"
+fi
+
 # Set-uid programs ignore the environment: link a program to the library with
 # an absolute rpath (ld.so ignores LD_PRELOAD paths in secure mode), make it
 # set-uid to another user, run it as root with SLABALLOC_STATS=1.

@@ -37,7 +37,7 @@ typedef struct sa_malloc_type {
 } sa_malloc_type;
 
 /**
- * Counters of one size class.
+ * Summed counters of one size class (in C: `struct sa_class_stats`).
  */
 typedef struct sa_class_stats {
   uint64_t size;
@@ -48,7 +48,7 @@ typedef struct sa_class_stats {
 } sa_class_stats;
 
 /**
- * Counters of one CPU.
+ * Counters of one CPU (zone) (in C: `struct sa_cpu_stats`).
  */
 typedef struct sa_cpu_stats {
   uint64_t allocs;

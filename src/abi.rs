@@ -175,28 +175,6 @@ pub unsafe extern "C" fn sa_type_usage(
 
 // ---- statistics ----
 
-/// Counters of one size class.
-#[repr(C)]
-#[allow(non_camel_case_types)]
-pub struct sa_class_stats {
-    pub size: u64,
-    pub allocs: u64,
-    pub frees: u64,
-    pub in_use: u64,
-    pub slabs: u64,
-}
-
-/// Counters of one CPU.
-#[repr(C)]
-#[allow(non_camel_case_types)]
-pub struct sa_cpu_stats {
-    pub allocs: u64,
-    pub local_frees: u64,
-    pub remote_frees: u64,
-    pub notifications: u64,
-    pub refills: u64,
-}
-
 /// A snapshot of the allocator's counters (`sa_stats_get`).
 #[repr(C)]
 #[allow(non_camel_case_types)]
@@ -221,8 +199,8 @@ pub struct sa_stats {
     /// Entries used in `classes` (36) and `cpus` (CPUs that can be online).
     pub nclasses: u32,
     pub ncpus: u32,
-    pub classes: [sa_class_stats; 36],
-    pub cpus: [sa_cpu_stats; 256],
+    pub classes: [stats::ClassTotals; 36],
+    pub cpus: [stats::CpuTotals; 256],
 }
 
 const _: () = assert!(crate::size_class::NCLASSES == 36 && crate::cpu::MAX_ZONES == 256);
@@ -263,24 +241,9 @@ pub unsafe extern "C" fn sa_stats_get(out: *mut sa_stats, size: usize) -> c_int 
     o.bytes_purged = t.bytes_purged;
     o.nclasses = crate::size_class::NCLASSES as u32;
     o.ncpus = crate::cpu::nzones() as u32;
-    for (d, c) in o.classes.iter_mut().zip(stats::classes().iter()) {
-        *d = sa_class_stats {
-            size: c.size,
-            allocs: c.allocs,
-            frees: c.frees,
-            in_use: c.in_use,
-            slabs: c.slabs,
-        };
-    }
+    o.classes = stats::classes();
     for (i, d) in o.cpus.iter_mut().enumerate().take(crate::cpu::nzones()) {
-        let c = stats::cpu(i);
-        *d = sa_cpu_stats {
-            allocs: c.allocs,
-            local_frees: c.local_frees,
-            remote_frees: c.remote_frees,
-            notifications: c.notifications,
-            refills: c.refills,
-        };
+        *d = stats::cpu(i);
     }
     0
 }

@@ -126,7 +126,8 @@ pub static GLOBAL: Global = Global {
     reclaim_passes: AtomicU64::new(0),
 };
 
-/// Summed counters of one size class.
+/// Summed counters of one size class (in C: `struct sa_class_stats`).
+#[repr(C)]
 #[derive(Default, Debug, Clone, Copy)]
 pub struct ClassTotals {
     pub size: u64,
@@ -136,7 +137,8 @@ pub struct ClassTotals {
     pub slabs: u64,
 }
 
-/// Counters of one CPU (zone).
+/// Counters of one CPU (zone) (in C: `struct sa_cpu_stats`).
+#[repr(C)]
 #[derive(Default, Debug, Clone, Copy)]
 pub struct CpuTotals {
     pub allocs: u64,
