@@ -88,6 +88,40 @@ static void case_double_aligned(void)
     free(OPAQUE(p));
 }
 
+/* Double frees across threads: the first free on one CPU, the second on the
+ * other, so at least one of them is a remote free (slab list CAS). */
+static void *thread_free(void *p)
+{
+    pin_to(1);
+    free(p);
+    return NULL;
+}
+
+static void case_double_other_thread(void)
+{
+    pin_to(0);
+    char *p = OPAQUE(malloc(48));
+    memset(p, 1, 48);
+    report(p);
+    pthread_t t;
+    pthread_create(&t, NULL, thread_free, p);
+    pthread_join(t, NULL);
+    free(OPAQUE(p)); /* second free, on CPU 0, after a remote first free */
+}
+
+static void case_double_both_remote(void)
+{
+    pin_to(0);
+    char *p = OPAQUE(malloc(200));
+    memset(p, 1, 200);
+    report(p);
+    pthread_t t;
+    pthread_create(&t, NULL, thread_free, p);
+    pthread_join(t, NULL);
+    pthread_create(&t, NULL, thread_free, OPAQUE(p));
+    pthread_join(t, NULL);
+}
+
 struct tcase {
     const char *name;
     void (*fn)(void);
@@ -97,6 +131,8 @@ static const struct tcase cases[] = {
     {"interior pointer p+16 of a 64-byte block", case_interior_small},
     {"interior pointer p+4096 of a 1 MiB block", case_interior_large},
     {"double free of a 64-byte block", case_double_small},
+    {"double free: first on another CPU's thread, then locally", case_double_other_thread},
+    {"double free: both from another CPU's thread (remote)", case_double_both_remote},
     {"double free with 400 other frees in between", case_double_between},
     {"double free of a 1 MiB block", case_double_large},
     {"double free of an aligned_alloc(4096, 100) block", case_double_aligned},
