@@ -242,8 +242,10 @@ impl Locked {
                     bump_locked(&self.z.stats.class[c].allocs);
                     return f;
                 }
+                // Chunks freed by other CPUs come before untouched memory:
+                // reusing them keeps the resident set small.
                 let b = (*s).bump;
-                if b < (*s).end {
+                if b < (*s).end && (*s).rchunks.load(Ordering::Relaxed) == 0 {
                     (*s).bump = b.add(size_class::class_size(c));
                     (*s).used += 1;
                     bump_locked(&self.z.stats.class[c].allocs);
