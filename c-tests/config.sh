@@ -15,6 +15,18 @@ ko() { echo "FAIL $1${2:+ ($2)}"; nfail=$((nfail + 1)); }
 
 run() { env "$@" LD_PRELOAD="$so" /bin/echo hello >"$tmp/out" 2>"$tmp/err"; }
 
+# Every symbol of DESIGN.md's list, and the prefixed API, is exported.
+missing=""
+for sym in malloc free calloc realloc reallocarray posix_memalign aligned_alloc memalign \
+    valloc pvalloc malloc_usable_size cfree free_sized free_aligned_sized __libc_malloc \
+    __libc_calloc __libc_realloc __libc_free __libc_memalign __libc_valloc __libc_pvalloc \
+    __posix_memalign mallopt mallinfo mallinfo2 malloc_trim malloc_stats malloc_info \
+    sa_malloc sa_free sa_calloc sa_realloc sa_aligned_alloc sa_usable_size sa_kmalloc \
+    sa_kfree sa_type_usage sa_stats_get sa_stats_print sa_stats_print_cb; do
+    nm -D --defined-only "$so" | awk '{print $3}' | grep -qx "$sym" || missing="$missing $sym"
+done
+[ -z "$missing" ] && ok symbols.exported || ko symbols.exported "missing:$missing"
+
 # Malformed values: one warning each, defaults apply, output unchanged.
 run SLABALLOC_STATS=bogus SLABALLOC_BACKGROUND=2 SLABALLOC_NOTIFY=sometimes \
     SLABALLOC_DIRTY_MAX_MB=lots SLABALLOC_FAIL_MAP_AFTER=-3 SLABALLOC_STAT=1
