@@ -10,7 +10,7 @@ SO      := target/release/libslaballoc.so
 CARGO   ?= cargo
 PREFIX  ?= /usr/local
 
-.PHONY: all build run test test-rust test-c test-install test-config clippy fmt clean install
+.PHONY: all build run test test-rust test-loom test-c test-install test-config clippy fmt clean install
 
 all: build
 
@@ -58,10 +58,15 @@ run: build
 	PYTHONMALLOC=malloc $$py $$tmp/pc.py > $$tmp/py.glibc; \
 	cat $$tmp/py.slab; cmp -s $$tmp/py.slab $$tmp/py.glibc && echo "python3: output identical to glibc's" || { echo "python3: OUTPUT DIFFERS"; exit 1; }
 
-test: test-rust test-c test-install test-config
+test: test-rust test-loom test-c test-install test-config
 
 test-rust:
 	$(CARGO) test --release
+
+# Model check of the lock-free protocol (remote push/detach, ring, doorbell)
+# with loom, on the real slab.rs and ring.rs; separate target dir.
+test-loom:
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --release --test loom
 
 test-c: build
 	bash c-tests/run.sh

@@ -16,12 +16,26 @@
 //! the sleeper sets the flag, issues a SeqCst fence, then re-checks the rings
 //! before `FUTEX_WAIT`. Either the producer sees the flag or the sleeper sees
 //! the message. With no sleeper, a producer makes no system call at all.
+//!
+//! `tests/loom.rs` model-checks this very file under `--cfg loom`: loom's
+//! atomics (through the test crate's `loom_atomic`), a two-cell ring, the
+//! doorbell words as loom statics, and the futex modelled by the test crate's
+//! `os`. Without loom nothing here changes.
 
 use crate::pagemap::Desc;
 use core::ptr;
+#[cfg(not(loom))]
 use core::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+// Under loom this file is a module of tests/loom.rs, whose `loom_atomic` wraps
+// loom's atomics.
+#[cfg(loom)]
+use crate::loom_atomic::{fence, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
+#[cfg(not(loom))]
 pub const RING_SIZE: usize = 256;
+/// Under loom: a tiny ring, so that the models fill it and wrap around.
+#[cfg(loom)]
+pub const RING_SIZE: usize = 2;
 
 #[repr(C, align(64))]
 struct Pad<T>(T);
@@ -41,8 +55,17 @@ pub struct Ring {
 }
 
 /// The doorbell futex word and the sleeper flag.
+#[cfg(not(loom))]
 pub static DOORBELL: AtomicU32 = AtomicU32::new(0);
+#[cfg(not(loom))]
 pub static SLEEPING: AtomicU32 = AtomicU32::new(0);
+// Loom atomics have no const constructor; loom's statics are fresh in every
+// explored execution.
+#[cfg(loom)]
+loom::lazy_static! {
+    pub static ref DOORBELL: AtomicU32 = AtomicU32::new(0);
+    pub static ref SLEEPING: AtomicU32 = AtomicU32::new(0);
+}
 
 /// A message: a slab that needs its owner's attention, and its generation then.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +83,7 @@ pub enum Posted {
 }
 
 impl Ring {
+    #[cfg(not(loom))]
     pub const fn new() -> Self {
         let mut cells = [const {
             Cell {
@@ -77,6 +101,20 @@ impl Ring {
             tail: Pad(AtomicUsize::new(0)),
             head: Pad(AtomicUsize::new(0)),
             cells,
+            overflow: Pad(AtomicPtr::new(ptr::null_mut())),
+        }
+    }
+
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Ring {
+            tail: Pad(AtomicUsize::new(0)),
+            head: Pad(AtomicUsize::new(0)),
+            cells: core::array::from_fn(|i| Cell {
+                seq: AtomicUsize::new(i),
+                slab: AtomicUsize::new(0),
+                gen: AtomicU32::new(0),
+            }),
             overflow: Pad(AtomicPtr::new(ptr::null_mut())),
         }
     }
@@ -227,7 +265,7 @@ pub fn sleep_until_work(has_work: impl Fn() -> bool, timeout_ms: u64) -> bool {
     waited
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;

@@ -23,6 +23,16 @@
 //! of ABA. After its CAS the freeing thread owns nothing in the slab (the owner
 //! may collect and release it at once), so everything the notification needs
 //! (owner, generation) is read before the CAS.
+//!
+//! ## Model checking
+//!
+//! `tests/loom.rs` compiles this very file under `--cfg loom` (with loom's
+//! atomics in a reduced `Desc`) and explores every interleaving of pushes,
+//! detaches, re-attaches and collections. The chunk links are plain memory;
+//! they go through `set_link` and `link`, which under loom are
+//! `loom::cell::UnsafeCell` accesses, so a missing Release/Acquire pair on the
+//! head word shows up as a causality violation on the link. Without loom both
+//! are a plain load or store (`#[inline(always)]`, no added cost).
 
 use crate::pagemap::Desc;
 use core::sync::atomic::Ordering;
@@ -49,7 +59,7 @@ pub unsafe fn remote_push(d: *const Desc, chunk: *mut u8) -> Pushed {
     let mut old = word.load(Ordering::Relaxed);
     loop {
         // The tag is never set together with a non-empty list.
-        *(chunk as *mut usize) = old & !DETACHED;
+        set_link(chunk, old & !DETACHED);
         match word.compare_exchange_weak(old, chunk as usize, Ordering::Release, Ordering::Relaxed)
         {
             Ok(_) => break,
@@ -111,7 +121,7 @@ pub unsafe fn absorb(d: *mut Desc, list: *mut u8, max: usize) -> Option<usize> {
     let mut n = 1;
     let mut last = list;
     loop {
-        let next = *(last as *mut *mut u8);
+        let next = link(last);
         if next.is_null() {
             break;
         }
@@ -121,12 +131,51 @@ pub unsafe fn absorb(d: *mut Desc, list: *mut u8, max: usize) -> Option<usize> {
         }
         last = next;
     }
-    *(last as *mut *mut u8) = (*d).free;
+    set_link(last, (*d).free as usize);
     (*d).free = list;
     Some(n)
 }
 
-#[cfg(test)]
+/// Writes the link word (the first word) of a chunk.
+///
+/// # Safety
+/// `chunk` is a chunk the caller owns, 16-byte aligned.
+#[cfg(not(loom))]
+#[inline(always)]
+unsafe fn set_link(chunk: *mut u8, next: usize) {
+    *(chunk as *mut usize) = next;
+}
+
+/// Reads the link word of a chunk.
+///
+/// # Safety
+/// `chunk` is a chunk the caller owns, 16-byte aligned.
+#[cfg(not(loom))]
+#[inline(always)]
+unsafe fn link(chunk: *mut u8) -> *mut u8 {
+    *(chunk as *mut *mut u8)
+}
+
+/// Under loom a chunk is this cell, so that loom checks every link access
+/// against the happens-before order (a link read that the head word's
+/// Release/Acquire does not order after its write is reported).
+#[cfg(loom)]
+#[repr(C, align(16))]
+pub struct Chunk(pub loom::cell::UnsafeCell<usize>);
+
+#[cfg(loom)]
+#[track_caller]
+unsafe fn set_link(chunk: *mut u8, next: usize) {
+    (*(chunk as *const Chunk)).0.with_mut(|p| *p = next);
+}
+
+#[cfg(loom)]
+#[track_caller]
+unsafe fn link(chunk: *mut u8) -> *mut u8 {
+    (*(chunk as *const Chunk)).0.with(|p| *p as *mut u8)
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
