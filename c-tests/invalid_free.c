@@ -122,6 +122,23 @@ static void case_double_both_remote(void)
     pthread_join(t, NULL);
 }
 
+/* Use after free: a freed chunk's first word (its free-list link) is
+ * overwritten; the next malloc that pops it must notice, not follow it. The
+ * value written decodes to an unaligned address under safe-linking. */
+static void case_write_after_free(void)
+{
+    char *p = OPAQUE(malloc(64));
+    memset(p, 1, 64);
+    free(p);
+    uintptr_t v = 0x4141414141414141u;
+    if (((v ^ ((uintptr_t)p >> 12)) & 15) == 0) v ^= 8;
+    report(p);
+    *(volatile uintptr_t *)OPAQUE(p) = v;
+    void *q = OPAQUE(malloc(64)); /* pops p */
+    void *r = OPAQUE(malloc(64)); /* would follow the forged link */
+    (void)q; (void)r;
+}
+
 struct tcase {
     const char *name;
     void (*fn)(void);
@@ -135,6 +152,7 @@ static const struct tcase cases[] = {
     {"double free: both from another CPU's thread (remote)", case_double_both_remote},
     {"double free with 400 other frees in between", case_double_between},
     {"double free of a 1 MiB block", case_double_large},
+    {"write after free into a free chunk's link, then malloc", case_write_after_free},
     {"double free of an aligned_alloc(4096, 100) block", case_double_aligned},
 };
 

@@ -312,7 +312,7 @@ unsafe fn check_double_free(d: *mut Desc, p: *mut u8) {
             if q == p {
                 crate::fmt::fatal_pointer("free", p, "double free");
             }
-            q = *(q as *const *mut u8);
+            q = crate::slab::link(q);
             k += 1;
         }
     }

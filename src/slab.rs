@@ -136,24 +136,38 @@ pub unsafe fn absorb(d: *mut Desc, list: *mut u8, max: usize) -> Option<usize> {
     Some(n)
 }
 
-/// Writes the link word (the first word) of a chunk.
+/// Writes the link word (the first word) of a free chunk, encoded as glibc's
+/// safe-linking does: `next ^ (chunk >> 12)`. A stray write of a plain
+/// pointer into a free chunk (use after free) then decodes to garbage that
+/// `link` rejects instead of handing out an attacker's address. Every free
+/// list (local and remote) goes through here and `link`.
 ///
 /// # Safety
 /// `chunk` is a chunk the caller owns, 16-byte aligned.
 #[cfg(not(loom))]
 #[inline(always)]
-unsafe fn set_link(chunk: *mut u8, next: usize) {
-    *(chunk as *mut usize) = next;
+pub unsafe fn set_link(chunk: *mut u8, next: usize) {
+    *(chunk as *mut usize) = next ^ (chunk as usize >> 12);
 }
 
-/// Reads the link word of a chunk.
+/// Reads and decodes the link word of a free chunk. A link that does not
+/// decode to a 16-byte aligned address means the free list was overwritten:
+/// report it and abort rather than follow it.
 ///
 /// # Safety
 /// `chunk` is a chunk the caller owns, 16-byte aligned.
 #[cfg(not(loom))]
 #[inline(always)]
-unsafe fn link(chunk: *mut u8) -> *mut u8 {
-    *(chunk as *mut *mut u8)
+pub unsafe fn link(chunk: *mut u8) -> *mut u8 {
+    let next = *(chunk as *const usize) ^ (chunk as usize >> 12);
+    if next & 15 != 0 {
+        crate::fmt::fatal_pointer(
+            "malloc",
+            chunk,
+            "corrupted free list (a freed block was written to)",
+        );
+    }
+    next as *mut u8
 }
 
 /// Under loom a chunk is this cell, so that loom checks every link access
@@ -165,13 +179,13 @@ pub struct Chunk(pub loom::cell::UnsafeCell<usize>);
 
 #[cfg(loom)]
 #[track_caller]
-unsafe fn set_link(chunk: *mut u8, next: usize) {
+pub unsafe fn set_link(chunk: *mut u8, next: usize) {
     (*(chunk as *const Chunk)).0.with_mut(|p| *p = next);
 }
 
 #[cfg(loom)]
 #[track_caller]
-unsafe fn link(chunk: *mut u8) -> *mut u8 {
+pub unsafe fn link(chunk: *mut u8) -> *mut u8 {
     (*(chunk as *const Chunk)).0.with(|p| *p as *mut u8)
 }
 
@@ -180,6 +194,17 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
+
+    /// A 16-byte aligned stand-in for a chunk, as real chunks are.
+    #[derive(Clone, Copy)]
+    #[repr(C, align(16))]
+    struct C16([u64; 2]);
+
+    impl C16 {
+        fn as_mut_ptr(&mut self) -> *mut u64 {
+            self.0.as_mut_ptr()
+        }
+    }
 
     fn new_desc() -> Box<Desc> {
         // SAFETY: Desc is plain data for which all-zero is a valid value.
@@ -190,7 +215,7 @@ mod tests {
     fn detach_then_first_remote_free_notifies_once() {
         let d = new_desc();
         let dp = &*d as *const Desc as *mut Desc;
-        let mut chunks = [[0u64; 2]; 4];
+        let mut chunks = [C16([0; 2]); 4];
         unsafe {
             assert!(try_detach(dp));
             assert!(take_remote(dp).is_null());
@@ -213,7 +238,7 @@ mod tests {
     fn detach_fails_when_remote_chunks_wait() {
         let d = new_desc();
         let dp = &*d as *const Desc as *mut Desc;
-        let mut c = [0u64; 2];
+        let mut c = C16([0; 2]);
         unsafe {
             assert!(matches!(
                 remote_push(dp, c.as_mut_ptr() as *mut u8),
@@ -229,10 +254,10 @@ mod tests {
     fn cycle_is_detected() {
         let d = new_desc();
         let dp = &*d as *const Desc as *mut Desc;
-        let mut c = [0u64; 2];
+        let mut c = C16([0; 2]);
         let p = c.as_mut_ptr() as *mut u8;
         unsafe {
-            *(p as *mut *mut u8) = p; // a chunk linked to itself
+            set_link(p, p as usize); // a chunk linked to itself
             assert_eq!(absorb(dp, p, 100), None);
         }
     }
@@ -246,7 +271,7 @@ mod tests {
         const PER: usize = 20_000;
         let d: Arc<Desc> = Arc::from(new_desc());
         let notified = Arc::new(AtomicUsize::new(0));
-        let mem: Arc<Vec<[u64; 2]>> = Arc::new(vec![[0u64; 2]; THREADS * PER]);
+        let mem: Arc<Vec<C16>> = Arc::new(vec![C16([0; 2]); THREADS * PER]);
         let base = mem.as_ptr() as usize;
         let hs: Vec<_> = (0..THREADS)
             .map(|t| {
@@ -279,7 +304,7 @@ mod tests {
                         let mut c = l;
                         while !c.is_null() {
                             n += 1;
-                            c = *(c as *mut *mut u8);
+                            c = link(c);
                         }
                         collected += n;
                     }
@@ -290,7 +315,7 @@ mod tests {
                     let mut c = take_remote(dp);
                     while !c.is_null() {
                         collected += 1;
-                        c = *(c as *mut *mut u8);
+                        c = link(c);
                     }
                 }
             }

@@ -235,7 +235,7 @@ impl Locked {
             unsafe {
                 let f = (*s).free;
                 if !f.is_null() {
-                    (*s).free = *(f as *mut *mut u8);
+                    (*s).free = slab::link(f);
                     // Clear the double-free mark (word 1 of every chunk).
                     *(f as *mut u64).add(1) = 0;
                     (*s).used += 1;
@@ -265,7 +265,7 @@ impl Locked {
         if (*d).used == 0 {
             crate::fmt::fatal_pointer("free", chunk, "double free (slab has no live block)");
         }
-        *(chunk as *mut *mut u8) = (*d).free;
+        slab::set_link(chunk, (*d).free as usize);
         *(chunk as *mut u64).add(1) = FREE_KEY.load(Ordering::Relaxed);
         (*d).free = chunk;
         (*d).used -= 1;
