@@ -9,6 +9,7 @@
 #include "common.h"
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 
 #pragma GCC diagnostic ignored "-Wfree-nonheap-object"
@@ -139,6 +140,25 @@ static void case_write_after_free(void)
     (void)q; (void)r;
 }
 
+/* Foreign pointers (not in slaballoc's memory) that no allocator made: glibc's
+ * malloc holds no memory here, so slaballoc reports them itself (glibc's own
+ * free would crash on the stack address). */
+static void case_foreign_stack(void)
+{
+    char buf[64];
+    memset(buf, 1, sizeof buf);
+    report(buf + 16);
+    free(OPAQUE(buf + 16));
+}
+
+static void case_foreign_mapping(void)
+{
+    char *m = mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) _exit(98);
+    report(m + 4096);
+    free(OPAQUE(m + 4096));
+}
+
 struct tcase {
     const char *name;
     void (*fn)(void);
@@ -153,6 +173,8 @@ static const struct tcase cases[] = {
     {"double free with 400 other frees in between", case_double_between},
     {"double free of a 1 MiB block", case_double_large},
     {"write after free into a free chunk's link, then malloc", case_write_after_free},
+    {"free of a stack address", case_foreign_stack},
+    {"free of an address in a private mapping", case_foreign_mapping},
     {"double free of an aligned_alloc(4096, 100) block", case_double_aligned},
 };
 

@@ -310,6 +310,17 @@ pub fn free_addr() -> usize {
     }
 }
 
+pub fn mallinfo2_addr() -> usize {
+    #[cfg(feature = "override")]
+    {
+        mallinfo2 as *const () as usize
+    }
+    #[cfg(not(feature = "override"))]
+    {
+        0
+    }
+}
+
 pub fn usable_addr() -> usize {
     #[cfg(feature = "override")]
     {
