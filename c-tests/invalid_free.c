@@ -81,6 +81,18 @@ static void case_double_large(void)
     free(OPAQUE(p));
 }
 
+/* Two adjacent large blocks; the right one's run merges into the left one's
+ * free run, then the right one is freed again. */
+static void case_double_large_merged(void)
+{
+    char *a = OPAQUE(malloc(100000)), *b = OPAQUE(malloc(100000));
+    char *lo = a < b ? a : b, *hi = a < b ? b : a;
+    free(lo);
+    free(hi);
+    report(hi);
+    free(OPAQUE(hi));
+}
+
 static void case_double_aligned(void)
 {
     char *p = OPAQUE(aligned_alloc(4096, 100));
@@ -172,6 +184,7 @@ static const struct tcase cases[] = {
     {"double free: both from another CPU's thread (remote)", case_double_both_remote},
     {"double free with 400 other frees in between", case_double_between},
     {"double free of a 1 MiB block", case_double_large},
+    {"double free of a large block merged into its free neighbour", case_double_large_merged},
     {"write after free into a free chunk's link, then malloc", case_write_after_free},
     {"free of a stack address", case_foreign_stack},
     {"free of an address in a private mapping", case_foreign_mapping},

@@ -51,7 +51,7 @@ have_so=0
 
 # ------------------------------------------------------------------ build
 built=()
-for t in conformance invalid_free prodcons fork_load churn reclaim oom soak; do
+for t in conformance invalid_free sigfree prodcons fork_load churn reclaim oom soak; do
     if $CC $CFLAGS -o "$build/$t" "$here/$t.c" -ldl >"$logs/build.$t.log" 2>&1; then
         built+=("$t")
     else
@@ -125,6 +125,11 @@ fi
 # ------------------------------------------------------------------ invalid_free
 if is_built invalid_free && need_so invalid_free.slaballoc; then
     simple invalid_free.slaballoc sa "$build/invalid_free"
+fi
+
+# ------------------------------------------------------------------ sigfree
+if is_built sigfree && need_so sigfree.slaballoc; then
+    simple sigfree.slaballoc sa "$build/sigfree"
 fi
 
 # ------------------------------------------------------------------ prodcons

@@ -104,6 +104,9 @@ fn fail() -> *mut u8 {
 /// A chunk of class `c` from the current CPU's zone (or a free one).
 #[inline(always)]
 fn alloc_small(c: usize) -> *mut u8 {
+    // Before any zone lock: first-time init registers fork handlers, which
+    // takes glibc's atfork lock.
+    ensure_init();
     match zone::lock_current() {
         Some(z) => {
             let p = z.alloc(c);

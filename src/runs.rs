@@ -22,7 +22,7 @@ use crate::pagemap::{self, Desc, ARENA_PAGES, ARENA_SIZE, KIND_FREE, KIND_NONE, 
 use crate::sync::{Busy, OwnerLock};
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 const EXACT_BINS: usize = 64;
 const NBINS: usize = EXACT_BINS + 10;
@@ -46,6 +46,9 @@ struct State {
 pub struct Runs {
     lock: OwnerLock,
     state: UnsafeCell<State>,
+    /// Runs freed by a signal handler while its thread held the page lock.
+    deferred: AtomicPtr<Desc>,
+    fork_took: AtomicBool,
     /// Dirty pages allowed to wait for reuse before purging starts.
     pub dirty_budget: AtomicUsize,
     pub bytes_mapped: AtomicUsize,
@@ -57,6 +60,8 @@ unsafe impl Sync for Runs {}
 
 pub static RUNS: Runs = Runs {
     lock: OwnerLock::new(),
+    deferred: AtomicPtr::new(ptr::null_mut()),
+    fork_took: AtomicBool::new(false),
     state: UnsafeCell::new(State {
         dirty: Bins::new(),
         clean: Bins::new(),
@@ -243,6 +248,12 @@ impl State {
     /// # Safety
     /// The pages are ours and hold no live block; page lock held.
     unsafe fn release(&mut self, base: usize, mut head: usize, mut n: usize, dirty: bool) {
+        // The run stops being a slab or a large block now: if it merges into
+        // a left neighbour, its descriptor must not go on saying so (a second
+        // free of it would otherwise pass as a large block).
+        (*pagemap::desc(base, head))
+            .kind
+            .store(KIND_NONE, Ordering::Release);
         if head > META_PAGES {
             let left = pagemap::map_slot(base, head - 1).load(Ordering::Relaxed) as usize;
             if let Some(d) = self.free_run_at(base, left, dirty) {
@@ -334,9 +345,11 @@ impl Runs {
         // SAFETY: page lock held.
         let r = unsafe {
             let st = &mut *self.state.get();
+            self.drain_deferred(st);
             let mut r = st.take(n, align);
-            if r.is_none() && st.dirty_pages > 0 {
-                // Dirty and clean runs do not merge: purge to coalesce, then retry.
+            if r.is_none() && st.dirty_pages >= n {
+                // Dirty and clean runs do not merge: purging may coalesce a fit
+                // (only worth it when the dirty pages could hold the request).
                 st.purge_to(0);
                 r = st.take(n, align);
             }
@@ -351,10 +364,17 @@ impl Runs {
 
     /// Returns a run to the free bins (dirty), purging if over budget.
     pub fn free(&self, base: usize, head: usize, n: usize) {
-        let _ = self.lock.lock();
+        if self.lock.lock() == Err(Busy::Reentrant) {
+            // A signal handler interrupted this thread inside the page lock:
+            // the bins are mid-edit. Leave the run on the deferred list
+            // (its descriptor already holds its size); the next holder files it.
+            self.defer(pagemap::desc(base, head));
+            return;
+        }
         // SAFETY: page lock held; the run is no longer used by anyone.
         unsafe {
             let st = &mut *self.state.get();
+            self.drain_deferred(st);
             st.release(base, head, n, true);
             let budget = self.dirty_budget.load(Ordering::Relaxed);
             if st.dirty_pages > budget {
@@ -422,11 +442,49 @@ impl Runs {
         n
     }
 
+    /// Pushes a freed run onto the deferred list (one CAS; the run's head
+    /// descriptor is on no other list, its `notify_next` is free to use).
+    fn defer(&self, d: *mut Desc) {
+        let mut head = self.deferred.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: d is the head descriptor of a run nobody uses any more.
+            unsafe { (*d).notify_next.store(head, Ordering::Relaxed) };
+            match self
+                .deferred
+                .compare_exchange_weak(head, d, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// Files the runs freed while the lock was re-entered. Page lock held.
+    unsafe fn drain_deferred(&self, st: &mut State) {
+        if self.deferred.load(Ordering::Relaxed).is_null() {
+            return;
+        }
+        // Acquire pairs with the Release push: the links are visible.
+        let mut d = self.deferred.swap(ptr::null_mut(), Ordering::Acquire);
+        while !d.is_null() {
+            let next = (*d).notify_next.load(Ordering::Relaxed);
+            let (base, head) = pagemap::desc_home(d);
+            let n = (*d).npages.load(Ordering::Relaxed) as usize;
+            st.release(base, head, n, true);
+            d = next;
+        }
+    }
+
     pub fn fork_prepare(&self) {
-        let _ = self.lock.lock();
+        // A fork from a signal handler that interrupted the page lock's holder
+        // cannot take it: remember not to release what we did not take.
+        let took = self.lock.lock().is_ok();
+        self.fork_took.store(took, Ordering::Relaxed);
     }
     pub fn fork_parent(&self) {
-        self.lock.unlock();
+        if self.fork_took.load(Ordering::Relaxed) {
+            self.lock.unlock();
+        }
     }
     pub fn fork_child(&self) {
         self.lock.reset();

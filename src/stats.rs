@@ -46,6 +46,7 @@ pub struct ZoneStats {
     pub msgs_dropped: AtomicU64,
     pub msgs_handled: AtomicU64,
     pub msgs_stale: AtomicU64,
+    pub msgs_info: AtomicU64,
     pub futex_wakes: AtomicU64,
     pub refills: AtomicU64,
     pub detaches: AtomicU64,
@@ -60,6 +61,7 @@ impl ZoneStats {
             msgs_dropped: AtomicU64::new(0),
             msgs_handled: AtomicU64::new(0),
             msgs_stale: AtomicU64::new(0),
+            msgs_info: AtomicU64::new(0),
             futex_wakes: AtomicU64::new(0),
             refills: AtomicU64::new(0),
             detaches: AtomicU64::new(0),
@@ -159,6 +161,7 @@ pub struct Totals {
     pub msgs_dropped: u64,
     pub msgs_handled: u64,
     pub msgs_stale: u64,
+    pub msgs_info: u64,
     pub futex_waits: u64,
     pub futex_wakes: u64,
     pub refills: u64,
@@ -231,6 +234,7 @@ pub fn totals() -> Totals {
         t.msgs_dropped += r(&s.msgs_dropped);
         t.msgs_handled += r(&s.msgs_handled);
         t.msgs_stale += r(&s.msgs_stale);
+        t.msgs_info += r(&s.msgs_info);
         t.futex_wakes += r(&s.futex_wakes);
         t.refills += c.refills;
         t.detaches += r(&s.detaches);
@@ -256,7 +260,7 @@ pub fn totals() -> Totals {
 }
 
 /// The totals as `(key, value)` pairs, in report order.
-pub fn fields(t: &Totals) -> [(&'static str, u64); 24] {
+pub fn fields(t: &Totals) -> [(&'static str, u64); 25] {
     [
         ("zones", t.zones),
         ("allocs", t.allocs),
@@ -266,6 +270,7 @@ pub fn fields(t: &Totals) -> [(&'static str, u64); 24] {
         ("ring_overflows", t.ring_overflows),
         ("msgs_handled", t.msgs_handled),
         ("msgs_stale", t.msgs_stale),
+        ("msgs_info", t.msgs_info),
         ("msgs_dropped", t.msgs_dropped),
         ("futex_waits", t.futex_waits),
         ("futex_wakes", t.futex_wakes),

@@ -34,6 +34,11 @@ pub const ST_WAITING: u8 = 3;
 pub const ST_DETACHED: u8 = 4;
 pub const ST_EMPTY: u8 = 5;
 
+/// Generation bit marking an informational message (`SLABALLOC_NOTIFY=every`
+/// sends one per remote free): counted by the owner, never acted on, so a
+/// late one cannot re-list a slab that a later detach took off its lists.
+const INFO_MSG: u32 = 1 << 31;
+
 /// Sweep the zone's listed slabs for remote chunks every this many refills.
 const SWEEP_EVERY: u32 = 128;
 /// At most this many waiting slabs are examined per refill.
@@ -247,6 +252,8 @@ impl Locked {
                 let b = (*s).bump;
                 if b < (*s).end && (*s).rchunks.load(Ordering::Relaxed) == 0 {
                     (*s).bump = b.add(size_class::class_size(c));
+                    // A recycled slab's chunks may still carry an old mark.
+                    *(b as *mut u64).add(1) = 0;
                     (*s).used += 1;
                     bump_locked(&self.z.stats.class[c].allocs);
                     return b;
@@ -264,6 +271,9 @@ impl Locked {
     pub unsafe fn free_local(&self, d: *mut Desc, chunk: *mut u8) {
         if (*d).used == 0 {
             crate::fmt::fatal_pointer("free", chunk, "double free (slab has no live block)");
+        }
+        if chunk >= (*d).bump {
+            crate::fmt::fatal_pointer("free", chunk, "pointer to a block that was never allocated");
         }
         slab::set_link(chunk, (*d).free as usize);
         *(chunk as *mut u64).add(1) = FREE_KEY.load(Ordering::Relaxed);
@@ -510,6 +520,10 @@ impl Locked {
 
     /// A notification: validate through the page map, then collect and re-list.
     fn handle(&self, d: *mut Desc, gen: Option<u32>) {
+        if gen.is_some_and(|g| g & INFO_MSG != 0) {
+            bump_locked(&self.z.stats.msgs_info);
+            return;
+        }
         if !pagemap::is_desc_ptr(d) {
             bump_locked(&self.z.stats.msgs_stale);
             return;
@@ -520,7 +534,7 @@ impl Locked {
         unsafe {
             let valid = (*d).kind.load(Ordering::Acquire) == KIND_SLAB
                 && (*d).owner.load(Ordering::Relaxed) as usize == self.idx
-                && gen.is_none_or(|g| g == (*d).gen.load(Ordering::Relaxed))
+                && gen.is_none_or(|g| g == (*d).gen.load(Ordering::Relaxed) & !INFO_MSG)
                 && (*d).state == ST_DETACHED;
             if !valid {
                 bump_locked(&self.z.stats.msgs_stale);
@@ -606,9 +620,11 @@ impl Locked {
                         (*d).npages.load(Ordering::Relaxed) as usize,
                     )
                 };
-                if kind == KIND_NONE || n == 0 {
+                if n == 0 {
                     break;
                 }
+                // KIND_NONE with a size: a run handed out whose kind was not
+                // set yet when the parent forked; step over it.
                 // SAFETY: a slab descriptor; its owner-side state is ours to
                 // read only once the owner check says the slab is ours.
                 unsafe {
@@ -663,7 +679,7 @@ unsafe fn destroy(d: *mut Desc) {
 pub unsafe fn free_remote(d: *mut Desc, chunk: *mut u8) {
     // Read before the CAS: afterwards the slab may be collected and released.
     let owner = (*d).owner.load(Ordering::Relaxed) as usize;
-    let gen = (*d).gen.load(Ordering::Relaxed);
+    let gen = (*d).gen.load(Ordering::Relaxed) & !INFO_MSG;
     let c = (*d).class.load(Ordering::Relaxed) as usize % NCLASSES;
     *(chunk as *mut u64).add(1) = FREE_KEY.load(Ordering::Relaxed);
     let me = zone(cpu::current_zone());
@@ -672,6 +688,7 @@ pub unsafe fn free_remote(d: *mut Desc, chunk: *mut u8) {
         Pushed::MustNotify => notify(me, owner, Msg { slab: d, gen }, true),
         Pushed::Quiet => {
             if crate::config::NOTIFY_EVERY.load(Ordering::Relaxed) {
+                let gen = gen | INFO_MSG;
                 notify(me, owner, Msg { slab: d, gen }, false);
             }
         }
@@ -698,15 +715,22 @@ pub fn any_ring_has_work() -> bool {
 
 // ---- fork ----
 
+/// Zones whose lock the fork prepare handler took (a fork from a signal
+/// handler cannot take the ones its own thread holds: leave those alone).
+static FORK_TOOK: [AtomicBool; cpu::MAX_ZONES] = [const { AtomicBool::new(false) }; cpu::MAX_ZONES];
+
 pub fn fork_prepare() {
     for i in 0..cpu::nzones() {
-        let _ = zone(i).lock.lock();
+        let took = zone(i).lock.lock().is_ok();
+        FORK_TOOK[i % cpu::MAX_ZONES].store(took, Ordering::Relaxed);
     }
 }
 
 pub fn fork_parent() {
     for i in (0..cpu::nzones()).rev() {
-        zone(i).lock.unlock();
+        if FORK_TOOK[i % cpu::MAX_ZONES].load(Ordering::Relaxed) {
+            zone(i).lock.unlock();
+        }
     }
 }
 
