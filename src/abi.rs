@@ -347,44 +347,40 @@ pub use overrides::*;
 mod overrides {
     use super::*;
 
-    #[no_mangle]
-    pub extern "C" fn malloc(size: usize) -> Ptr {
-        out(alloc::malloc(size))
+    /// Exports C functions whose body is one expression: the malloc family and
+    /// glibc's `__libc_*` aliases are thin wrappers over the same few calls.
+    macro_rules! export {
+        ($(fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? = $body:expr;)*) => {
+            $(
+                #[no_mangle]
+                pub extern "C" fn $name($($arg: $ty),*) $(-> $ret)? {
+                    $body
+                }
+            )*
+        };
     }
 
-    #[no_mangle]
-    pub extern "C" fn free(p: Ptr) {
-        free_impl(p)
-    }
-
-    #[no_mangle]
-    pub extern "C" fn cfree(p: Ptr) {
-        free_impl(p)
-    }
-
-    #[no_mangle]
-    pub extern "C" fn free_sized(p: Ptr, _size: usize) {
-        free_impl(p)
-    }
-
-    #[no_mangle]
-    pub extern "C" fn free_aligned_sized(p: Ptr, _align: usize, _size: usize) {
-        free_impl(p)
-    }
-
-    #[no_mangle]
-    pub extern "C" fn calloc(n: usize, size: usize) -> Ptr {
-        out(alloc::calloc(n, size))
-    }
-
-    #[no_mangle]
-    pub extern "C" fn realloc(p: Ptr, size: usize) -> Ptr {
-        out(alloc::realloc(p as *mut u8, size))
-    }
-
-    #[no_mangle]
-    pub extern "C" fn reallocarray(p: Ptr, n: usize, size: usize) -> Ptr {
-        reallocarray_impl(p, n, size)
+    export! {
+        fn malloc(size: usize) -> Ptr = out(alloc::malloc(size));
+        fn __libc_malloc(size: usize) -> Ptr = out(alloc::malloc(size));
+        fn free(p: Ptr) = free_impl(p);
+        fn __libc_free(p: Ptr) = free_impl(p);
+        fn cfree(p: Ptr) = free_impl(p);
+        fn free_sized(p: Ptr, _size: usize) = free_impl(p);
+        fn free_aligned_sized(p: Ptr, _align: usize, _size: usize) = free_impl(p);
+        fn calloc(n: usize, size: usize) -> Ptr = out(alloc::calloc(n, size));
+        fn __libc_calloc(n: usize, size: usize) -> Ptr = out(alloc::calloc(n, size));
+        fn realloc(p: Ptr, size: usize) -> Ptr = out(alloc::realloc(p as *mut u8, size));
+        fn __libc_realloc(p: Ptr, size: usize) -> Ptr = out(alloc::realloc(p as *mut u8, size));
+        fn reallocarray(p: Ptr, n: usize, size: usize) -> Ptr = reallocarray_impl(p, n, size);
+        fn aligned_alloc(align: usize, size: usize) -> Ptr = memalign_impl(align, size);
+        fn memalign(align: usize, size: usize) -> Ptr = memalign_impl(align, size);
+        fn __libc_memalign(align: usize, size: usize) -> Ptr = memalign_impl(align, size);
+        fn valloc(size: usize) -> Ptr = out(alloc::memalign(PAGE_SIZE, size));
+        fn __libc_valloc(size: usize) -> Ptr = out(alloc::memalign(PAGE_SIZE, size));
+        fn pvalloc(size: usize) -> Ptr = pvalloc_impl(size);
+        fn __libc_pvalloc(size: usize) -> Ptr = pvalloc_impl(size);
+        fn malloc_usable_size(p: Ptr) -> usize = alloc::usable_size(p as *mut u8);
     }
 
     /// # Safety
@@ -403,66 +399,6 @@ mod overrides {
         size: usize,
     ) -> c_int {
         posix_memalign_impl(memptr, align, size)
-    }
-
-    #[no_mangle]
-    pub extern "C" fn aligned_alloc(align: usize, size: usize) -> Ptr {
-        memalign_impl(align, size)
-    }
-
-    #[no_mangle]
-    pub extern "C" fn memalign(align: usize, size: usize) -> Ptr {
-        memalign_impl(align, size)
-    }
-
-    #[no_mangle]
-    pub extern "C" fn valloc(size: usize) -> Ptr {
-        out(alloc::memalign(PAGE_SIZE, size))
-    }
-
-    #[no_mangle]
-    pub extern "C" fn pvalloc(size: usize) -> Ptr {
-        pvalloc_impl(size)
-    }
-
-    #[no_mangle]
-    pub extern "C" fn malloc_usable_size(p: Ptr) -> usize {
-        alloc::usable_size(p as *mut u8)
-    }
-
-    #[no_mangle]
-    pub extern "C" fn __libc_malloc(size: usize) -> Ptr {
-        out(alloc::malloc(size))
-    }
-
-    #[no_mangle]
-    pub extern "C" fn __libc_free(p: Ptr) {
-        free_impl(p)
-    }
-
-    #[no_mangle]
-    pub extern "C" fn __libc_calloc(n: usize, size: usize) -> Ptr {
-        out(alloc::calloc(n, size))
-    }
-
-    #[no_mangle]
-    pub extern "C" fn __libc_realloc(p: Ptr, size: usize) -> Ptr {
-        out(alloc::realloc(p as *mut u8, size))
-    }
-
-    #[no_mangle]
-    pub extern "C" fn __libc_memalign(align: usize, size: usize) -> Ptr {
-        memalign_impl(align, size)
-    }
-
-    #[no_mangle]
-    pub extern "C" fn __libc_valloc(size: usize) -> Ptr {
-        out(alloc::memalign(PAGE_SIZE, size))
-    }
-
-    #[no_mangle]
-    pub extern "C" fn __libc_pvalloc(size: usize) -> Ptr {
-        pvalloc_impl(size)
     }
 
     /// Accepted and ignored: slaballoc has no glibc tunables. Returns 1
