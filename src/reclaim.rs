@@ -45,10 +45,6 @@ fn start() {
     }
 }
 
-pub fn running() -> bool {
-    STATE.load(Ordering::Relaxed) == RUNNING
-}
-
 extern "C" fn thread_main(_: *mut libc::c_void) -> *mut libc::c_void {
     loop {
         if ring::sleep_until_work(zone::any_ring_has_work, PERIOD_MS) {

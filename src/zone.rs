@@ -209,10 +209,6 @@ unsafe fn list_remove(head: *mut *mut Desc, d: *mut Desc) {
 }
 
 impl Locked {
-    pub fn index(&self) -> usize {
-        self.idx
-    }
-
     /// The zone's private state. A raw pointer, never a long-lived `&mut`:
     /// the guard proves exclusive access, and every access goes through the
     /// pointer so overlapping uses from nested calls are well defined.

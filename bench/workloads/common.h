@@ -157,4 +157,25 @@ static inline void report(const char *wl, int threads, uint64_t ops, double secs
            (unsigned long long)ops, secs);
     fflush(stdout);
 }
+/* A table of `slots` live objects; each of `ops` steps replaces a random slot
+ * with a fresh block of a power-law size (8 B..64 KiB), checking the old
+ * block's contents before freeing it. Used by `mixed` (one thread) and
+ * `threads_noshare` (one private table per thread). */
+typedef struct { void *p; size_t n; uint64_t t; } slot_t;
+static inline void slot_table_run(const char *wl, uint64_t seed, int slots, uint64_t ops) {
+    slot_t *tab = calloc((size_t)slots, sizeof(slot_t));
+    rng_t r; rng_seed(&r, seed);
+    for (uint64_t i = 0; i < ops; i++) {
+        slot_t *s = &tab[rng_below(&r, slots)];
+        if (s->p) { check_or_die(wl, s->p, s->n, s->t); free(s->p); }
+        s->n = size_powerlaw(&r, 8, 65536);
+        s->t = rng_next(&r);
+        s->p = xmalloc(wl, s->n);
+        fill(s->p, s->n, s->t);
+    }
+    for (int i = 0; i < slots; i++)
+        if (tab[i].p) { check_or_die(wl, tab[i].p, tab[i].n, tab[i].t); free(tab[i].p); }
+    free(tab);
+}
+
 #endif

@@ -4,27 +4,14 @@
 #include "common.h"
 #define WL "threads_noshare"
 #define SLOTS 10000
-typedef struct { void *p; size_t n; uint64_t t; } slot_t;
 static uint64_t per_thread_ops;
 static pthread_barrier_t start;
 
 static void *worker(void *arg) {
     long id = (long)arg;
     pin_to((int)id);
-    slot_t *tab = calloc(SLOTS, sizeof(slot_t));
-    rng_t r; rng_seed(&r, 100 + (uint64_t)id);
     pthread_barrier_wait(&start);
-    for (uint64_t i = 0; i < per_thread_ops; i++) {
-        slot_t *s = &tab[rng_below(&r, SLOTS)];
-        if (s->p) { check_or_die(WL, s->p, s->n, s->t); free(s->p); }
-        s->n = size_powerlaw(&r, 8, 65536);
-        s->t = rng_next(&r);
-        s->p = xmalloc(WL, s->n);
-        fill(s->p, s->n, s->t);
-    }
-    for (int i = 0; i < SLOTS; i++)
-        if (tab[i].p) { check_or_die(WL, tab[i].p, tab[i].n, tab[i].t); free(tab[i].p); }
-    free(tab);
+    slot_table_run(WL, 100 + (uint64_t)id, SLOTS, per_thread_ops);
     return NULL;
 }
 
