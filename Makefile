@@ -14,8 +14,14 @@ PREFIX  ?= /usr/local
 
 all: build
 
+# The shipped libraries are built as cdylib and staticlib only: with the rlib
+# in the same compilation (Cargo.toml lists it for the Rust tests and benches)
+# Cargo skips LTO and every static and internal call goes through the GOT
+# (about 15 more instructions on the malloc+free fast path; see
+# bench/RESULTS.md). `cargo build --release` still works, but gives that slower
+# target/release/libslaballoc.so.
 build:
-	$(CARGO) build --release
+	$(CARGO) rustc --release --lib --crate-type cdylib,staticlib
 
 # The main job: sqlite3 (many small objects) and a two-thread python3
 # producer/consumer (objects made on one thread die on the other) under the

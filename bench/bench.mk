@@ -1,7 +1,7 @@
 # Benchmark targets. Include from the top-level Makefile with
 #     include bench/bench.mk
 # (paths are relative to the repository root, where make runs).
-# A failing `cargo build --release` does not stop the comparison: slaballoc is
+# A failing `make build` does not stop the comparison: slaballoc is
 # then simply left out (or tested in whatever state target/release has).
 #
 #   make compare          full comparison, 5 runs (< 10 min on 2 cores)
@@ -17,19 +17,19 @@ PYTHON ?= python3
 .PHONY: compare compare-quick notify-study callgrind bench-criterion bench-clean
 
 compare:
-	-cargo build --release
+	-$(MAKE) build
 	$(PYTHON) bench/compare.py
 
 compare-quick:
-	-cargo build --release
+	-$(MAKE) build
 	QUICK=1 $(PYTHON) bench/compare.py
 
 notify-study:
-	cargo build --release
+	$(MAKE) build
 	sh bench/notify_study.sh
 
 callgrind:
-	-cargo build --release
+	-$(MAKE) build
 	bash bench/callgrind.sh
 
 bench-criterion:

@@ -181,7 +181,7 @@ def setup_allocators(wanted, no_install, slaballoc_so):
                            f"{os.path.relpath(slaballoc_so, ROOT)} (built {when}, sha256 {digest}; "
                            f"a copy in bench/build/ is preloaded)", None))
         else:
-            warn(f"{slaballoc_so} does not exist (run `cargo build --release`); slaballoc skipped")
+            warn(f"{slaballoc_so} does not exist (run `make build`); slaballoc skipped")
     checked = []
     for name, lib, desc, _ in allocs:
         problem = None

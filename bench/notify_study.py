@@ -101,7 +101,7 @@ def main():
     os.makedirs(compare.RESULTS, exist_ok=True)
     compare.build(os.environ.get("CC", "cc"))
     if not os.path.exists(so):
-        msg = f"# Notification study\n\nNot run: `{so}` does not exist (run `cargo build --release`).\n"
+        msg = f"# Notification study\n\nNot run: `{so}` does not exist (run `make build`).\n"
         open(out_md, "w").write(msg)
         compare.warn(f"{so} missing; wrote {out_md} saying so")
         return 1

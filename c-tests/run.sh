@@ -125,6 +125,10 @@ fi
 # ------------------------------------------------------------------ invalid_free
 if is_built invalid_free && need_so invalid_free.slaballoc; then
     simple invalid_free.slaballoc sa "$build/invalid_free"
+    # rseq off: no per-CPU cache, every free reaches the slab lists, so the
+    # forged-link case must abort too.
+    need_so invalid_free.norseq && simple invalid_free.norseq sa \
+        env GLIBC_TUNABLES=glibc.pthread.rseq=0 INVALID_FREE_STRICT=1 "$build/invalid_free"
 fi
 
 # ------------------------------------------------------------------ sigfree

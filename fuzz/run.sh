@@ -15,7 +15,7 @@ root=$(cd "$here/.." && pwd)
 ar=$root/target/release/libslaballoc.a
 out=$root/c-tests/build/fuzz
 mkdir -p "$out/corpus"
-[ -f "$ar" ] || { echo "fuzz: no $ar (cargo build --release)"; exit 2; }
+[ -f "$ar" ] || { echo "fuzz: no $ar (make build)"; exit 2; }
 libs="-lpthread -ldl -lgcc_s -lc -lm -lrt -lutil"
 mode=${FUZZ_MODE:-}
 if [ -z "$mode" ]; then

@@ -45,6 +45,7 @@ fn init_slow() {
     ) {
         Ok(_) => {
             crate::cpu::init();
+            crate::cache::init();
             FREE_KEY.store(os::random_u64() | 0x8000_0000_0000_0001, Ordering::Relaxed);
             INIT.store(INIT_DONE, Ordering::Release);
             os::atfork(fork_prepare, fork_parent, fork_child);
@@ -101,19 +102,35 @@ fn fail() -> *mut u8 {
     ptr::null_mut()
 }
 
-/// A chunk of class `c` from the current CPU's zone (or a free one).
+/// A chunk of class `c`: from the current CPU's cache (lock-free, see
+/// `cache`), else from its zone.
 #[inline(always)]
 fn alloc_small(c: usize) -> *mut u8 {
+    let p = crate::cache::pop(c);
+    if !p.is_null() {
+        // Clear the free mark (word 1; every chunk has at least 16 bytes).
+        // SAFETY: a cached chunk is a free chunk of class `c`, now ours.
+        unsafe { *(p as *mut u64).add(1) = 0 };
+        return p;
+    }
+    alloc_small_zone(c)
+}
+
+/// A chunk of class `c` from the current CPU's zone (or a free one); the
+/// zone refills the CPU's cache while it holds the lock.
+#[inline(never)]
+fn alloc_small_zone(c: usize) -> *mut u8 {
     // Before any zone lock: first-time init registers fork handlers, which
     // takes glibc's atfork lock.
     ensure_init();
     match zone::lock_current() {
         Some(z) => {
             let p = z.alloc(c);
-            drop(z);
             if p.is_null() {
+                drop(z);
                 return alloc_small_retry(c);
             }
+            z.fill_cache(c);
             p
         }
         None => emergency(size_class::class_size(c), 16),
@@ -227,18 +244,10 @@ enum Block {
 #[inline(always)]
 fn classify(p: *mut u8, what: &str) -> Block {
     match pagemap::lookup(p as usize) {
-        Lookup::Slab(d) => {
-            // SAFETY: lookup found a live slab descriptor.
-            let c = unsafe { (*d).class.load(Ordering::Relaxed) } as usize;
-            let off = p as usize - zone::slab_base(d);
-            let ok = size_class::CLASS_INFO
-                .get(c)
-                .is_some_and(|i| i.is_chunk_start(off));
-            if !ok {
-                crate::fmt::fatal_pointer(what, p, "invalid pointer (not the start of a block)");
-            }
-            Block::Small(d, c)
-        }
+        Lookup::Slab(d) => match chunk_class(d, p) {
+            Some(c) => Block::Small(d, c),
+            None => crate::fmt::fatal_pointer(what, p, "invalid pointer (not the start of a block)"),
+        },
         Lookup::Large(d) => Block::Large(d),
         Lookup::Huge => {
             if large::huge_usable(p as usize).is_none() {
@@ -251,17 +260,44 @@ fn classify(p: *mut u8, what: &str) -> Block {
     }
 }
 
+/// The class of slab `d` if `p` is the start of one of its chunks.
+#[inline(always)]
+fn chunk_class(d: *mut Desc, p: *mut u8) -> Option<usize> {
+    // SAFETY: `d` is a descriptor slot of a registered arena (type-stable).
+    let c = unsafe { (*d).class.load(Ordering::Relaxed) } as usize;
+    let off = (p as usize).wrapping_sub(zone::slab_base(d));
+    let info = size_class::CLASS_INFO.get(c)?;
+    info.is_chunk_start(off).then_some(c)
+}
+
 #[inline(always)]
 // Accepts any pointer, like C's free: the page map validates it before
 // anything is read through it, and foreign ones are never dereferenced.
 #[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn free(p: *mut u8) {
+    // The common case first, with the fewest checks that keep it exact: a
+    // chunk of a live slab. Anything else, including every invalid pointer,
+    // goes through `classify`, which explains what is wrong.
+    if let Some(d) = pagemap::slab_fast(p as usize) {
+        if let Some(c) = chunk_class(d, p) {
+            // SAFETY: `p` starts a chunk of the live slab `d`, class `c`.
+            unsafe { free_small(d, c, p) };
+            return;
+        }
+    }
+    free_other(p);
+}
+
+/// `free` of anything but a chunk: NULL, large and huge blocks, foreign and
+/// invalid pointers.
+#[inline(never)]
+fn free_other(p: *mut u8) {
     if p.is_null() {
         return;
     }
     match classify(p, "free") {
         // SAFETY: classify validated a live chunk of slab d.
-        Block::Small(d, _) => unsafe { free_small(d, p) },
+        Block::Small(d, c) => unsafe { free_small(d, c, p) },
         Block::Large(d) => {
             // SAFETY: classify validated a live large run.
             unsafe { large::free_large(d) };
@@ -274,16 +310,48 @@ pub fn free(p: *mut u8) {
 }
 
 /// # Safety
-/// `p` is a chunk of the live slab `d` (validated by `classify`).
+/// `p` is a chunk of class `c` of the live slab `d` (validated by `classify`).
 #[inline(always)]
-unsafe fn free_small(d: *mut Desc, p: *mut u8) {
-    if *(p as *const u64).add(1) == FREE_KEY.load(Ordering::Relaxed) {
-        check_double_free(d, p);
+unsafe fn free_small(d: *mut Desc, c: usize, p: *mut u8) {
+    let key = FREE_KEY.load(Ordering::Relaxed);
+    if *(p as *const u64).add(1) == key {
+        // Out of line (a tail call), so that the fast path saves no registers.
+        return free_small_marked(d, c, p);
     }
+    free_small_unmarked(d, c, p, key);
+}
+
+/// `p` carries the free mark: a double free, or user data that matches it.
+#[inline(never)]
+unsafe fn free_small_marked(d: *mut Desc, c: usize, p: *mut u8) {
+    check_double_free(d, p);
+    free_small_unmarked(d, c, p, FREE_KEY.load(Ordering::Relaxed));
+}
+
+#[inline(always)]
+unsafe fn free_small_unmarked(d: *mut Desc, c: usize, p: *mut u8, key: u64) {
     let owner = (*d).owner.load(Ordering::Relaxed) as usize;
+    // A chunk past the slab's carved part was never handed out: leave it to
+    // the checks of the locked path.
+    if p < (*d).bump.load(Ordering::Relaxed) {
+        // The mark goes on before the push: once pushed, the chunk may be
+        // popped by another thread on this CPU.
+        *(p as *mut u64).add(1) = key;
+        if crate::cache::push(owner, c, p) {
+            return;
+        }
+    }
+    free_small_zone(d, c, p, owner);
+}
+
+/// The cache refused `p`: it is another CPU's (or the cache is off or full).
+#[inline(never)]
+unsafe fn free_small_zone(d: *mut Desc, c: usize, p: *mut u8, owner: usize) {
     if owner == crate::cpu::current_zone() {
         if let Some(z) = zone::try_lock_index(owner) {
             z.free_local(d, p);
+            // A full cache: hand half of it back while we hold the lock.
+            z.flush_cache(c);
             return;
         }
     }
@@ -302,8 +370,11 @@ unsafe fn check_double_free(d: *mut Desc, p: *mut u8) {
     };
     let c = (*d).class.load(Ordering::Relaxed) as usize;
     let cap = size_class::capacity(c);
-    if p >= (*d).bump {
+    if p >= (*d).bump.load(Ordering::Relaxed) {
         crate::fmt::fatal_pointer("free", p, "pointer to a block that was never allocated");
+    }
+    if crate::cache::contains(owner, c, p) {
+        crate::fmt::fatal_pointer("free", p, "double free");
     }
     for head in [
         (*d).free,

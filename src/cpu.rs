@@ -63,6 +63,15 @@ pub fn init() {
     NZONES.store(possible_cpus().clamp(1, MAX_ZONES), Ordering::Relaxed);
 }
 
+/// The rseq area's offset from the thread pointer, if glibc exported one
+/// (whether this thread registered it shows in `cpu_id`, which is negative
+/// when not).
+#[inline(always)]
+pub fn rseq_offset() -> Option<isize> {
+    let off = RSEQ_OFFSET.load(Ordering::Relaxed);
+    (off != NO_RSEQ).then_some(off)
+}
+
 /// The number of zones in use (CPUs that can ever be online, bounded).
 #[inline(always)]
 pub fn nzones() -> usize {

@@ -68,6 +68,7 @@
 
 pub mod abi;
 pub mod alloc;
+pub mod cache;
 pub mod config;
 pub mod cpu;
 pub mod fmt;

@@ -72,7 +72,10 @@ pub struct Desc {
     /// Slab: local free list (linked through the first word of each chunk).
     pub free: *mut u8,
     /// Slab: chunks never handed out yet are carved lazily from [bump, end).
-    pub bump: *mut u8,
+    /// Written by the owner under its lock; an atomic (relaxed, plain moves on
+    /// x86) because the per-CPU cache's free path reads it without the lock
+    /// to refuse a pointer past it (see `cache`).
+    pub bump: AtomicPtr<u8>,
     pub end: *mut u8,
     /// List links: slab lists of a zone, or size bins of free runs.
     pub prev: *mut Desc,
@@ -191,6 +194,26 @@ pub enum Lookup {
     Huge,
     /// Inside our memory but not the start of a live block; the text says why.
     Invalid(&'static str),
+}
+
+/// The fast path of `lookup` for `free`: the slab whose run `ptr`'s page
+/// belongs to, if the page map says so, with no reason given otherwise (the
+/// caller then runs `lookup`, which gives one). Fewer checks than `lookup`:
+/// a page of the metadata, or one whose map entry is stale or 0, names a
+/// descriptor slot that exists (arenas are mapped whole and never unmapped)
+/// but is not a live slab's, or one whose slab does not contain `ptr`; the
+/// caller's chunk check (`ClassInfo::is_chunk_start`, offset below the slab's
+/// chunk area) rejects the latter.
+#[inline(always)]
+pub fn slab_fast(ptr: usize) -> Option<*mut Desc> {
+    if region_of(ptr) != REGION_ARENA {
+        return None;
+    }
+    let base = ptr & !(ARENA_SIZE - 1);
+    let head = map_slot(base, (ptr - base) >> PAGE_SHIFT).load(Ordering::Relaxed) as usize;
+    let d = desc(base, head);
+    // SAFETY: d is a descriptor slot of a registered arena (type-stable).
+    (unsafe { (*d).kind.load(Ordering::Acquire) } == KIND_SLAB).then_some(d)
 }
 
 /// Classifies `ptr` in O(1) without touching the memory it points to.

@@ -71,6 +71,9 @@ pub fn pass(force: bool) -> usize {
             continue;
         };
         z.drain();
+        if force {
+            z.drain_cache();
+        }
         let idle = z.idle_since_last_look();
         if force || idle {
             z.sweep();

@@ -19,7 +19,7 @@ const MIN_CHUNKS: usize = 64;
 /// Smallest slab: 16 pages.
 const MIN_SLAB_PAGES: usize = 16;
 
-const fn size_of_class(i: usize) -> usize {
+pub const fn size_of_class(i: usize) -> usize {
     if i < 8 {
         16 * (i + 1)
     } else {

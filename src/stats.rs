@@ -202,7 +202,11 @@ pub fn classes() -> [ClassTotals; NCLASSES] {
     for (i, o) in out.iter_mut().enumerate() {
         o.size = size_class::class_size(i) as u64;
         // Counters are read one by one while other threads work: clamp.
-        o.in_use = o.allocs.saturating_sub(o.frees);
+        // Chunks in the per-CPU caches left their slabs but are free.
+        o.in_use = o
+            .allocs
+            .saturating_sub(o.frees)
+            .saturating_sub(crate::cache::cached(i));
     }
     out
 }

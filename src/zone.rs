@@ -15,6 +15,7 @@
 //! full and one-free, which would bring back one message per free) -> all
 //! chunks free: cached as the class's empty slab, or returned to the page runs.
 
+use crate::cache;
 use crate::cpu;
 use crate::pagemap::{self, Desc, KIND_NONE, KIND_SLAB};
 use crate::ring::{Msg, Posted, Ring};
@@ -245,9 +246,10 @@ impl Locked {
                 }
                 // Chunks freed by other CPUs come before untouched memory:
                 // reusing them keeps the resident set small.
-                let b = (*s).bump;
+                let b = (*s).bump.load(Ordering::Relaxed);
                 if b < (*s).end && (*s).rchunks.load(Ordering::Relaxed) == 0 {
-                    (*s).bump = b.add(size_class::class_size(c));
+                    (*s).bump
+                        .store(b.add(size_class::class_size(c)), Ordering::Relaxed);
                     // A recycled slab's chunks may still carry an old mark.
                     *(b as *mut u64).add(1) = 0;
                     (*s).used += 1;
@@ -268,7 +270,7 @@ impl Locked {
         if (*d).used == 0 {
             crate::fmt::fatal_pointer("free", chunk, "double free (slab has no live block)");
         }
-        if chunk >= (*d).bump {
+        if chunk >= (*d).bump.load(Ordering::Relaxed) {
             crate::fmt::fatal_pointer("free", chunk, "pointer to a block that was never allocated");
         }
         slab::set_link(chunk, (*d).free as usize);
@@ -281,6 +283,55 @@ impl Locked {
         if (*d).state != ST_CUR && ((*d).used == 0 || (*d).state == ST_DETACHED) {
             self.after_local_free(d);
         }
+    }
+
+    /// Moves up to a batch of chunks of class `c` into this CPU's cache, if
+    /// the caller runs on this zone's CPU (else the first push fails and the
+    /// chunk goes straight back). Amortises the lock over the batch.
+    #[inline(never)]
+    pub fn fill_cache(&self, c: usize) {
+        for _ in 1..cache::batch(c) {
+            let q = self.alloc(c);
+            if q.is_null() {
+                return;
+            }
+            if !cache::push(self.idx, c, q) {
+                // SAFETY: `q` is a chunk we just allocated from our own slab.
+                unsafe { self.free_local(slab_of(q), q) };
+                return;
+            }
+        }
+    }
+
+    /// Hands a batch of class `c` chunks from this CPU's cache back to
+    /// their slabs (a free found the cache full). Only chunks of this zone
+    /// can be there, and `pop_owned` takes them only while we run on its CPU.
+    #[inline(never)]
+    pub fn flush_cache(&self, c: usize) {
+        for _ in 0..cache::batch(c) {
+            if !self.uncache_one(c) {
+                return;
+            }
+        }
+    }
+
+    /// Gives every cached chunk of this zone back to its slab, if the caller
+    /// runs on the zone's CPU (`malloc_trim`, reclaim before ENOMEM).
+    pub fn drain_cache(&self) {
+        for c in 0..NCLASSES {
+            while self.uncache_one(c) {}
+        }
+    }
+
+    fn uncache_one(&self, c: usize) -> bool {
+        let q = cache::pop_owned(self.idx, c);
+        if q.is_null() {
+            return false;
+        }
+        // SAFETY: a chunk in this CPU's cache is a live (cached) chunk of one
+        // of this zone's slabs; we hold the zone lock.
+        unsafe { self.free_local(slab_of(q), q) };
+        true
     }
 
     #[cold]
@@ -337,7 +388,7 @@ impl Locked {
         (*d).gen.fetch_add(1, Ordering::Relaxed);
         if (*cz).empty.is_null() {
             (*d).free = ptr::null_mut();
-            (*d).bump = slab_base(d) as *mut u8;
+            (*d).bump.store(slab_base(d) as *mut u8, Ordering::Relaxed);
             (*d).zeroed = 0;
             (*d).state = ST_EMPTY;
             (*cz).empty = d;
@@ -397,7 +448,7 @@ impl Locked {
             loop {
                 let s = (*self.cz(c)).cur;
                 if !s.is_null() {
-                    if self.collect(s) > 0 || !(*s).free.is_null() || (*s).bump < (*s).end {
+                    if self.collect(s) > 0 || !(*s).free.is_null() || (*s).bump.load(Ordering::Relaxed) < (*s).end {
                         return self.alloc(c);
                     }
                     if slab::try_detach(s) {
@@ -485,7 +536,7 @@ impl Locked {
         (*d).gen.fetch_add(1, Ordering::Relaxed);
         (*d).used = 0;
         (*d).free = ptr::null_mut();
-        (*d).bump = base;
+        (*d).bump.store(base, Ordering::Relaxed);
         (*d).end = base.add(size_class::capacity(c) * csize);
         (*d).zeroed = r.zeroed as u8;
         (*d).prev = ptr::null_mut();
@@ -648,6 +699,15 @@ impl Locked {
             (*inner).seen_allocs = a;
             idle
         }
+    }
+}
+
+/// The slab of a chunk that the allocator itself holds (a cached chunk):
+/// anything else is a corrupted cache, reported as such.
+fn slab_of(q: *mut u8) -> *mut Desc {
+    match pagemap::lookup(q as usize) {
+        pagemap::Lookup::Slab(d) => d,
+        _ => crate::fmt::fatal_pointer("free", q, "corrupted per-CPU cache"),
     }
 }
 

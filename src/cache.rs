@@ -1,0 +1,466 @@
+//! The per-CPU chunk cache: a lock-free fast path on restartable sequences.
+//!
+//! Each CPU has, per size class, a small stack of free chunks (`top` and up
+//! to `CAP_MAX` slots, one 512-byte block). A thread pops from and pushes to
+//! the stack of the CPU it runs on inside an rseq critical section (the
+//! design of google/tcmalloc's per-CPU caches): the kernel restarts the
+//! section if the thread is preempted, migrated or signalled before its one
+//! committing store, so no lock and no atomic instruction is needed. The
+//! sections use glibc's registered rseq area (`__rseq_offset`, signature
+//! `0x53053053`); where it is missing (glibc < 2.35, the
+//! `glibc.pthread.rseq=0` tunable, valgrind, other architectures) the cache
+//! stays off and every request takes the zone lock as before.
+//!
+//! **Invariant: a CPU's cache holds only chunks of slabs its own zone owns.**
+//! A free pushes a chunk only if the section finds it running on the chunk's
+//! owner CPU (the check is inside the section, so a migration restarts it);
+//! a chunk of another CPU's slab still goes onto that slab's remote list with
+//! one CAS (`zone::free_remote`), so the notification mechanism and its
+//! counters are unchanged. The zone refills its own cache in batches under
+//! its lock, and a free that finds the stack full takes the lock and hands
+//! half of it back to the slabs (`alloc`). Cached chunks count as in use for
+//! their slab (its `used`), which bounds what the cache can pin: at most
+//! `cap(c)` chunks of about 8 KiB per class per CPU.
+//!
+//! Other threads never write a cache; `cached` (stats) and the double-free
+//! check read it racily, which can only miss a chunk that moves meanwhile.
+
+use crate::cpu;
+use crate::size_class::{self, NCLASSES};
+use core::sync::atomic::{AtomicIsize, AtomicU32, AtomicUsize, Ordering};
+
+/// Slots per class stack (one 512-byte block with the 8-byte header).
+pub const CAP_MAX: usize = 63;
+const CLASS_STRIDE: usize = 8 + CAP_MAX * 8;
+/// Class slots per CPU block: a power of two, so that a class index is
+/// bounded with one mask on the fast path; the blocks of the classes past
+/// `NCLASSES` are never used, hence never touched.
+const CLASS_SLOTS: usize = 64;
+const CPU_STRIDE: usize = CLASS_SLOTS * CLASS_STRIDE;
+const _: () = assert!(NCLASSES <= CLASS_SLOTS);
+/// Bytes a class stack may hold, roughly: its capacity is this over the size.
+const CLASS_BUDGET: usize = 8 * 1024;
+
+/// The caches of all CPUs: `cpus` blocks of `CPU_STRIDE` bytes at `base`,
+/// mapped at start-up and touched only as CPUs use them, and the rseq offset.
+/// `cpus` is 0 while the cache is off; it is set once, after the others. One
+/// cache line, read together on every fast path.
+#[repr(C, align(64))]
+struct Global {
+    cpus: AtomicU32,
+    off: AtomicIsize,
+    base: AtomicUsize,
+}
+
+static G: Global = Global {
+    cpus: AtomicU32::new(0),
+    off: AtomicIsize::new(0),
+    base: AtomicUsize::new(0),
+};
+
+const fn build_caps() -> [u32; CLASS_SLOTS] {
+    let mut t = [0u32; CLASS_SLOTS];
+    let mut c = 0;
+    while c < NCLASSES {
+        let n = CLASS_BUDGET / size_class::size_of_class(c);
+        t[c] = if n > CAP_MAX {
+            CAP_MAX as u32
+        } else if n < 1 {
+            1
+        } else {
+            n as u32
+        };
+        c += 1;
+    }
+    t
+}
+
+/// Capacity of each class stack (0 past the last class).
+static CAPS: [u32; CLASS_SLOTS] = build_caps();
+
+/// Chunks a refill moves from the slabs to the cache, and a flush back.
+#[inline(always)]
+pub fn batch(c: usize) -> usize {
+    (CAPS[c % CLASS_SLOTS] as usize).div_ceil(2)
+}
+
+/// Turns the cache on if this thread has a registered rseq area (then every
+/// thread has: glibc registers all or none). Called once from `ensure_init`.
+pub fn init() {
+    let Some(off) = cpu::rseq_offset() else {
+        return;
+    };
+    if !cfg!(target_arch = "x86_64") || current_cpu(off).is_none() {
+        return;
+    }
+    let n = cpu::nzones();
+    let p = crate::os::map(n * CPU_STRIDE);
+    if p.is_null() {
+        return; // no memory now: run without the cache
+    }
+    G.base.store(p as usize, Ordering::Relaxed);
+    G.off.store(off, Ordering::Relaxed);
+    // Release: a thread that sees `cpus` != 0 sees the others (Acquire in
+    // `state`; on x86 both are plain moves).
+    G.cpus.store(n as u32, Ordering::Release);
+}
+
+/// The CPU from the rseq area, if this thread registered one.
+fn current_cpu(off: isize) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let cpu: i32;
+        // SAFETY: `off` is glibc's `__rseq_offset`: the rseq area lives in
+        // this thread's static TLS at fs:[off]; cpu_id is the i32 at +4.
+        unsafe {
+            core::arch::asm!("mov {0:e}, dword ptr fs:[{1} + 4]", out(reg) cpu, in(reg) off,
+                             options(nostack, readonly, preserves_flags));
+        }
+        (cpu >= 0).then_some(cpu as usize)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = off;
+        None
+    }
+}
+
+/// A set of per-CPU caches: `n` blocks of `CPU_STRIDE` bytes at `base`, used
+/// through the rseq area at fs:[off]. The process has one (`state`); tests
+/// make private ones.
+#[derive(Clone, Copy)]
+struct Caches {
+    off: isize,
+    n: u32,
+    base: usize,
+}
+
+/// The process's caches, or None while the cache is off.
+#[inline(always)]
+fn state() -> Option<Caches> {
+    let n = G.cpus.load(Ordering::Acquire);
+    if n == 0 {
+        return None;
+    }
+    Some(Caches {
+        off: G.off.load(Ordering::Relaxed),
+        n,
+        base: G.base.load(Ordering::Relaxed),
+    })
+}
+
+/// True if the cache is on for this thread: rseq registered and a CPU with
+/// a cache. Used by slow paths to decide whether to refill or flush.
+pub fn active() -> bool {
+    state().is_some_and(|k| current_cpu(k.off).is_some_and(|c| c < k.n as usize))
+}
+
+/// One rseq critical section. The body runs between labels 3 (start) and 4
+/// (just after the committing store), sets `{ok}` to non-zero on success and
+/// leaves with `jmp 7f` to fail. The descriptor (`struct rseq_cs`) goes to
+/// section `__rseq_cs`; the abort handler (label 5, preceded by the signature
+/// glibc registered) and the failure exit live out of line in
+/// `.text.unlikely`, so that the successful path runs straight through. The
+/// handler restarts from label 2, which re-arms `rseq_cs` (the kernel clears
+/// it on abort). Numeric labels only, as the block is inlined in many places;
+/// none made of 0s and 1s alone, which Intel syntax reads as binary numbers.
+#[cfg(target_arch = "x86_64")]
+macro_rules! rseq_section {
+    ($($body:literal),* ; $($operands:tt)*) => {
+        core::arch::asm!(
+            ".pushsection __rseq_cs, \"aw\"",
+            ".balign 32",
+            "6:",
+            ".long 0, 0",
+            ".quad 3f, 4f - 3f, 5f",
+            ".popsection",
+            "2:",
+            "lea {cs}, [rip + 6b]",
+            "mov qword ptr fs:[{off} + 8], {cs}",
+            "3:",
+            $($body,)*
+            "4:",
+            ".pushsection .text.unlikely, \"ax\"",
+            ".long 0x53053053",
+            "5:",
+            "jmp 2b",
+            "7:",
+            "xor {ok:e}, {ok:e}",
+            "jmp 4b",
+            ".popsection",
+            $($operands)*
+            cs = out(reg) _,
+            options(nostack),
+        )
+    };
+}
+
+/// Pops a chunk of class `c` from the current CPU's cache; null if the cache
+/// is off or the stack is empty. The caller clears the chunk's free mark.
+#[inline(always)]
+pub fn pop(c: usize) -> *mut u8 {
+    match state() {
+        Some(k) => k.pop(c),
+        None => core::ptr::null_mut(),
+    }
+}
+
+/// Pushes `p`, a chunk of class `c` of a slab owned by zone `owner`, onto
+/// the cache of CPU `owner` if the caller runs on it and the stack has room.
+/// On false the caller frees `p` another way. The caller has already set the
+/// chunk's free mark (after a successful push another thread may pop it).
+#[inline(always)]
+pub fn push(owner: usize, c: usize, p: *mut u8) -> bool {
+    // `owner < cpus` also says the cache is on: one test for both.
+    let n = G.cpus.load(Ordering::Acquire);
+    if owner >= n as usize {
+        return false;
+    }
+    let k = Caches {
+        off: G.off.load(Ordering::Relaxed),
+        n,
+        base: G.base.load(Ordering::Relaxed),
+    };
+    k.push(owner, c, p)
+}
+
+/// Pops a chunk of class `c` from CPU `owner`'s cache if the caller runs on
+/// that CPU (so the chunk is one of zone `owner`'s); null otherwise.
+pub fn pop_owned(owner: usize, c: usize) -> *mut u8 {
+    match state() {
+        Some(k) => k.pop_owned(owner, c),
+        None => core::ptr::null_mut(),
+    }
+}
+
+/// Chunks of class `c` cached on all CPUs now (racy: for statistics).
+pub fn cached(c: usize) -> u64 {
+    state().map_or(0, |k| k.cached(c))
+}
+
+/// True if `p` (class `c`, owned by zone `owner`) sits in that CPU's cache:
+/// a double free. Racy: a chunk popped meanwhile is not reported.
+pub fn contains(owner: usize, c: usize, p: *mut u8) -> bool {
+    state().is_some_and(|k| k.contains(owner, c, p))
+}
+
+impl Caches {
+    /// The stack of class `c` of CPU `cpu` (header word `top`, then slots).
+    #[inline(always)]
+    fn stack(&self, cpu: usize, c: usize) -> usize {
+        self.base + cpu * CPU_STRIDE + (c % CLASS_SLOTS) * CLASS_STRIDE
+    }
+
+    #[inline(always)]
+    fn pop(&self, c: usize) -> *mut u8 {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let bc = self.base + (c % CLASS_SLOTS) * CLASS_STRIDE;
+            let p: usize;
+            // SAFETY: the section reads this thread's rseq area (fs:[off], see
+            // `current_cpu`) and the cache block of the CPU it runs on, which
+            // is mapped (`cpu < n`, compared unsigned so that an unregistered
+            // area's -1/-2 fails). Only threads on that CPU write the block,
+            // and only inside such sections, so `top` and the slot below it
+            // cannot change between our reads and the committing store of
+            // `top - 1` without the kernel restarting us from label 2.
+            unsafe {
+                rseq_section!(
+                    "mov {q:e}, dword ptr fs:[{off} + 4]",
+                    "cmp {q:e}, {n:e}",
+                    "jae 7f",
+                    "imul {q}, {q}, {stride}",
+                    "add {q}, {bc}",
+                    "mov {top:e}, dword ptr [{q}]",
+                    "sub {top:e}, 1",
+                    "jb 7f",
+                    "mov {ok}, qword ptr [{q} + {top} * 8 + 8]",
+                    "mov dword ptr [{q}], {top:e}";
+                    off = in(reg) self.off,
+                    n = in(reg) self.n,
+                    bc = in(reg) bc,
+                    stride = const CPU_STRIDE,
+                    q = out(reg) _,
+                    top = out(reg) _,
+                    ok = out(reg) p,
+                );
+            }
+            return p as *mut u8;
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = c;
+            core::ptr::null_mut()
+        }
+    }
+
+    #[inline(always)]
+    fn push(&self, owner: usize, c: usize, p: *mut u8) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if owner >= self.n as usize {
+                return false;
+            }
+            let q = self.stack(owner, c);
+            let cap = CAPS[c % CLASS_SLOTS];
+            let ok: usize;
+            // SAFETY: `q` is the mapped stack of CPU `owner` (< n). The
+            // section writes it only after finding itself on that CPU, and the
+            // kernel restarts it if the thread leaves the CPU before the
+            // committing store of `top + 1`, so the slot write and the commit
+            // see a stable `top`. A slot written by an aborted attempt lies
+            // above `top`, where nobody reads it.
+            unsafe {
+                rseq_section!(
+                    "cmp dword ptr fs:[{off} + 4], {owner:e}",
+                    "jne 7f",
+                    "mov {top:e}, dword ptr [{q}]",
+                    "cmp {top:e}, {cap:e}",
+                    "jae 7f",
+                    "mov qword ptr [{q} + {top} * 8 + 8], {p}",
+                    "mov {ok:e}, 1",
+                    "add {top:e}, 1",
+                    "mov dword ptr [{q}], {top:e}";
+                    off = in(reg) self.off,
+                    owner = in(reg) owner,
+                    q = in(reg) q,
+                    cap = in(reg) cap,
+                    p = in(reg) p,
+                    top = out(reg) _,
+                    ok = out(reg) ok,
+                );
+            }
+            ok != 0
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (owner, c, p);
+            false
+        }
+    }
+
+    fn pop_owned(&self, owner: usize, c: usize) -> *mut u8 {
+        #[cfg(target_arch = "x86_64")]
+        if owner < self.n as usize {
+            let q = self.stack(owner, c);
+            let p: usize;
+            // SAFETY: as in `push`: `q` is mapped, and written only after the
+            // section found itself on CPU `owner`, with a restart on leaving.
+            unsafe {
+                rseq_section!(
+                    "cmp dword ptr fs:[{off} + 4], {owner:e}",
+                    "jne 7f",
+                    "mov {top:e}, dword ptr [{q}]",
+                    "sub {top:e}, 1",
+                    "jb 7f",
+                    "mov {ok}, qword ptr [{q} + {top} * 8 + 8]",
+                    "mov dword ptr [{q}], {top:e}";
+                    off = in(reg) self.off,
+                    owner = in(reg) owner,
+                    q = in(reg) q,
+                    top = out(reg) _,
+                    ok = out(reg) p,
+                );
+            }
+            return p as *mut u8;
+        }
+        let _ = (owner, c);
+        core::ptr::null_mut()
+    }
+
+    /// The header word and slots of one stack, for racy reads.
+    fn view(&self, cpu: usize, c: usize) -> (&'static AtomicU32, *const AtomicUsize) {
+        let q = self.stack(cpu, c);
+        // SAFETY: `q` is inside the mapping (cpu < n, checked by callers);
+        // the header is an aligned u32 and the slots aligned words, which the
+        // sections only ever write whole.
+        unsafe { (&*(q as *const AtomicU32), (q + 8) as *const AtomicUsize) }
+    }
+
+    fn cached(&self, c: usize) -> u64 {
+        (0..self.n as usize)
+            .map(|cpu| self.view(cpu, c).0.load(Ordering::Relaxed).min(CAP_MAX as u32) as u64)
+            .sum()
+    }
+
+    fn contains(&self, owner: usize, c: usize, p: *mut u8) -> bool {
+        if owner >= self.n as usize {
+            return false;
+        }
+        let (top, slots) = self.view(owner, c);
+        let t = (top.load(Ordering::Relaxed) as usize).min(CAP_MAX);
+        // SAFETY: `slots` points at CAP_MAX slots of the stack (see `view`).
+        (0..t).any(|i| unsafe { (*slots.add(i)).load(Ordering::Relaxed) } == p as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacities() {
+        for c in 0..NCLASSES {
+            let cap = CAPS[c] as usize;
+            let size = size_class::class_size(c);
+            assert!((1..=CAP_MAX).contains(&cap));
+            assert!(cap * size <= CLASS_BUDGET.max(size));
+            assert!(batch(c) >= 1 && batch(c) <= cap);
+        }
+        assert_eq!(CLASS_STRIDE, 512);
+    }
+
+    /// The sections on a private set of caches (the process's own are in use
+    /// by every other test thread), pinned so that the CPU stays put.
+    #[test]
+    fn sections_push_pop_and_refuse() {
+        crate::alloc::ensure_init();
+        let Some(off) = cpu::rseq_offset().filter(|&o| current_cpu(o).is_some()) else {
+            eprintln!("rseq not registered: the cache stays off, nothing to test");
+            return;
+        };
+        let ids = core_affinity::get_core_ids().unwrap_or_default();
+        let Some(id) = ids.last() else { return };
+        assert!(core_affinity::set_for_current(*id));
+        let n = cpu::nzones();
+        let base = crate::os::map(n * CPU_STRIDE) as usize;
+        assert_ne!(base, 0);
+        let k = Caches {
+            off,
+            n: n as u32,
+            base,
+        };
+        let cpu = current_cpu(off).unwrap();
+        let other = (cpu + 1) % n;
+        let c = size_class::class_of(48);
+        assert!(k.pop(c).is_null());
+        for f in [0x1000usize, 0x2000, 0x3000] {
+            assert!(k.push(cpu, c, f as *mut u8));
+        }
+        // Not running on `other`: refused, unless it is the same CPU.
+        assert_eq!(k.push(other, c, 0x5000 as *mut u8), other == cpu);
+        assert_eq!(k.pop_owned(other, c).is_null(), other != cpu);
+        if other == cpu {
+            assert!(k.push(cpu, c, 0x5000 as *mut u8));
+        }
+        assert!(k.contains(cpu, c, 0x2000 as *mut u8));
+        assert!(!k.contains(cpu, c, 0x4000 as *mut u8));
+        assert_eq!(k.cached(c), 3);
+        assert_eq!(k.cached(c + 1), 0);
+        assert_eq!(k.pop(c) as usize, 0x3000);
+        assert_eq!(k.pop_owned(cpu, c) as usize, 0x2000);
+        assert_eq!(k.pop(c) as usize, 0x1000);
+        assert!(k.pop(c).is_null());
+        // A full stack refuses, and gives everything back in LIFO order.
+        let cap = CAPS[c] as usize;
+        for i in 0..cap {
+            assert!(k.push(cpu, c, (0x10_0000 + i * 64) as *mut u8));
+        }
+        assert!(!k.push(cpu, c, 0x9000 as *mut u8));
+        for i in (0..cap).rev() {
+            assert_eq!(k.pop(c) as usize, 0x10_0000 + i * 64);
+        }
+        assert!(k.pop(c).is_null());
+        crate::os::unmap(base as *mut u8, n * CPU_STRIDE);
+    }
+}
