@@ -258,6 +258,23 @@ else
     skip fuzz "no $ar"
 fi
 
+# ------------------------------------------------------------------ bench workloads
+# The workloads of bench/compare.py must keep building, and each verifies the
+# contents of every block it frees: run them all at a small scale.
+if [ "$have_so" = 1 ]; then
+    wl_ok=1
+    for f in "$here"/../bench/workloads/*.c; do
+        w=$(basename "$f" .c)
+        if ! $CC -O2 -pthread -Wall -o "$build/wl_$w" "$f" -lm >"$logs/build.wl_$w.log" 2>&1; then
+            fail "bench_workloads.build.$w"; wl_ok=0; continue
+        fi
+        run "wl_$w" sa "$build/wl_$w" 0.05 || { fail "bench_workloads.$w" "exit $?"; wl_ok=0; }
+    done
+    [ "$wl_ok" = 1 ] && pass bench_workloads
+else
+    skip bench_workloads "no $so"
+fi
+
 # ------------------------------------------------------------------ real programs
 if [ "$have_so" = 1 ]; then
     QUICK=$QUICK timeout -k 10 900 bash "$here/realprogs.sh" "$so" >"$logs/realprogs.log" 2>&1

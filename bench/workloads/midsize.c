@@ -3,7 +3,6 @@
 #include "common.h"
 #define WL "midsize"
 #define SLOTS 64
-typedef struct { void *p; size_t n; uint64_t t; } slot_t;
 
 int main(int argc, char **argv) {
     double scale = arg_scale(argc, argv);
