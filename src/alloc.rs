@@ -331,9 +331,11 @@ unsafe fn free_small_marked(d: *mut Desc, c: usize, p: *mut u8) {
 #[inline(always)]
 unsafe fn free_small_unmarked(d: *mut Desc, c: usize, p: *mut u8, key: u64) {
     let owner = (*d).owner.load(Ordering::Relaxed) as usize;
-    // A chunk past the slab's carved part was never handed out: leave it to
-    // the checks of the locked path.
-    if p < (*d).bump.load(Ordering::Relaxed) {
+    // Only a chunk of this CPU's zone may enter its cache: test that first,
+    // so that a remote free does not read `bump`, on the line the owner
+    // writes. A chunk past the slab's carved part was never handed out:
+    // leave it to the checks of the locked path.
+    if owner == crate::cache::cpu_hint() && p < (*d).bump.load(Ordering::Relaxed) {
         // The mark goes on before the push: once pushed, the chunk may be
         // popped by another thread on this CPU.
         *(p as *mut u64).add(1) = key;
@@ -355,7 +357,11 @@ unsafe fn free_small_zone(d: *mut Desc, c: usize, p: *mut u8, owner: usize) {
             return;
         }
     }
-    zone::free_remote(d, p);
+    // No `bump` check here: it would read the owner's busy cache line on
+    // every remote free. A never-allocated chunk freed remotely is caught
+    // when the owner collects it (more chunks than it has out: `collect`).
+    *(p as *mut u64).add(1) = FREE_KEY.load(Ordering::Relaxed);
+    zone::free_remote_batched(d, p);
 }
 
 /// Word 1 of the chunk holds the free mark: this may be a double free, or a

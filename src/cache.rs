@@ -60,6 +60,7 @@ static G: Global = Global {
 
 const fn build_caps() -> [u32; CLASS_SLOTS] {
     let mut t = [0u32; CLASS_SLOTS];
+    t[CLASS_SLOTS - 1] = CAP_MAX as u32; // the outbox
     let mut c = 0;
     while c < NCLASSES {
         let n = CLASS_BUDGET / size_class::size_of_class(c);
@@ -77,6 +78,13 @@ const fn build_caps() -> [u32; CLASS_SLOTS] {
 
 /// Capacity of each class stack (0 past the last class).
 static CAPS: [u32; CLASS_SLOTS] = build_caps();
+
+/// The class slot that serves as each CPU's *outbox*: chunks of other CPUs'
+/// slabs freed on this CPU, handed to their slabs in batches, one CAS per
+/// slab and batch (snmalloc's "BatchIt") instead of one per chunk (see
+/// `zone::flush_outbox`). Any chunk may be there; only `outbox_take` empties it.
+pub const OUTBOX: usize = CLASS_SLOTS - 1;
+const _: () = assert!(OUTBOX >= NCLASSES);
 
 /// Chunks a refill moves from the slabs to the cache, and a flush back.
 #[inline(always)]
@@ -106,6 +114,7 @@ pub fn init() {
 }
 
 /// The CPU from the rseq area, if this thread registered one.
+#[inline(always)]
 fn current_cpu(off: isize) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -147,6 +156,24 @@ fn state() -> Option<Caches> {
         n,
         base: G.base.load(Ordering::Relaxed),
     })
+}
+
+/// The CPU the caller runs on, if the cache is on; otherwise a value no zone
+/// index equals. A hint (the thread may migrate at once): the sections check
+/// again. Lets `free` skip work for chunks the cache would refuse.
+#[inline(always)]
+pub fn cpu_hint() -> usize {
+    let n = G.cpus.load(Ordering::Relaxed);
+    if n == 0 {
+        return usize::MAX;
+    }
+    current_cpu(G.off.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
+}
+
+/// True if the cache is on (the process has rseq).
+#[inline(always)]
+pub fn on() -> bool {
+    G.cpus.load(Ordering::Relaxed) != 0
 }
 
 /// True if the cache is on for this thread: rseq registered and a CPU with
@@ -238,10 +265,27 @@ pub fn cached(c: usize) -> u64 {
     state().map_or(0, |k| k.cached(c))
 }
 
-/// True if `p` (class `c`, owned by zone `owner`) sits in that CPU's cache:
-/// a double free. Racy: a chunk popped meanwhile is not reported.
+/// True if `p` (class `c`, owned by zone `owner`) sits in that CPU's cache,
+/// or in any CPU's outbox: a double free. Racy: a chunk that moves meanwhile
+/// is not reported.
 pub fn contains(owner: usize, c: usize, p: *mut u8) -> bool {
-    state().is_some_and(|k| k.contains(owner, c, p))
+    state().is_some_and(|k| {
+        k.contains(owner, c, p) || (0..k.n as usize).any(|cpu| k.contains(cpu, OUTBOX, p))
+    })
+}
+
+/// Defers the remote free of `p` (a chunk of another CPU's slab, its free
+/// mark set) to the current CPU's outbox. False if the cache is off or the
+/// outbox is full: the caller then empties it (`outbox_take`) or frees `p`
+/// directly.
+#[inline(always)]
+pub fn outbox_push(p: *mut u8) -> bool {
+    state().is_some_and(|k| k.push_here(OUTBOX, p))
+}
+
+/// Takes every chunk of the current CPU's outbox into `buf`; returns how many.
+pub fn outbox_take(buf: &mut [usize; CAP_MAX]) -> usize {
+    state().map_or(0, |k| k.take_here(OUTBOX, buf))
 }
 
 impl Caches {
@@ -366,6 +410,99 @@ impl Caches {
         }
         let _ = (owner, c);
         core::ptr::null_mut()
+    }
+
+    /// Pushes `p` onto stack `slot` of the CPU the caller runs on.
+    #[inline(always)]
+    fn push_here(&self, slot: usize, p: *mut u8) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let bc = self.base + (slot % CLASS_SLOTS) * CLASS_STRIDE;
+            let cap = CAPS[slot % CLASS_SLOTS];
+            let ok: usize;
+            // SAFETY: as in `pop`: the block of the CPU the section runs on
+            // (`cpu < n`), whose `top` cannot change before the committing
+            // store without a restart; an aborted slot write lies above `top`.
+            unsafe {
+                rseq_section!(
+                    "mov {q:e}, dword ptr fs:[{off} + 4]",
+                    "cmp {q:e}, {n:e}",
+                    "jae 7f",
+                    "imul {q}, {q}, {stride}",
+                    "add {q}, {bc}",
+                    "mov {top:e}, dword ptr [{q}]",
+                    "cmp {top:e}, {cap:e}",
+                    "jae 7f",
+                    "mov qword ptr [{q} + {top} * 8 + 8], {p}",
+                    "mov {ok:e}, 1",
+                    "add {top:e}, 1",
+                    "mov dword ptr [{q}], {top:e}";
+                    off = in(reg) self.off,
+                    n = in(reg) self.n,
+                    bc = in(reg) bc,
+                    cap = in(reg) cap,
+                    p = in(reg) p,
+                    stride = const CPU_STRIDE,
+                    q = out(reg) _,
+                    top = out(reg) _,
+                    ok = out(reg) ok,
+                );
+            }
+            ok != 0
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (slot, p);
+            false
+        }
+    }
+
+    /// Moves all of stack `slot` of the CPU the caller runs on into `buf`.
+    fn take_here(&self, slot: usize, buf: &mut [usize; CAP_MAX]) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let bc = self.base + (slot % CLASS_SLOTS) * CLASS_STRIDE;
+            let got: usize;
+            // SAFETY: as in `pop`. The copy loop writes only `buf` (ours, at
+            // least CAP_MAX words, and `top` <= CAP_MAX as every push checks
+            // the capacity); a restart redoes it. The one committing store
+            // empties the stack only after the whole copy.
+            unsafe {
+                rseq_section!(
+                    "mov {q:e}, dword ptr fs:[{off} + 4]",
+                    "cmp {q:e}, {n:e}",
+                    "jae 7f",
+                    "imul {q}, {q}, {stride}",
+                    "add {q}, {bc}",
+                    "mov {top:e}, dword ptr [{q}]",
+                    "test {top:e}, {top:e}",
+                    "jz 7f",
+                    "xor {ok:e}, {ok:e}",
+                    "9:",
+                    "mov {t}, qword ptr [{q} + {ok} * 8 + 8]",
+                    "mov qword ptr [{buf} + {ok} * 8], {t}",
+                    "add {ok:e}, 1",
+                    "cmp {ok:e}, {top:e}",
+                    "jb 9b",
+                    "mov dword ptr [{q}], 0";
+                    off = in(reg) self.off,
+                    n = in(reg) self.n,
+                    bc = in(reg) bc,
+                    buf = in(reg) buf.as_mut_ptr(),
+                    stride = const CPU_STRIDE,
+                    q = out(reg) _,
+                    top = out(reg) _,
+                    t = out(reg) _,
+                    ok = out(reg) got,
+                );
+            }
+            got
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (slot, buf);
+            0
+        }
     }
 
     /// The header word and slots of one stack, for racy reads.

@@ -73,6 +73,7 @@ pub fn pass(force: bool) -> usize {
         z.drain();
         if force {
             z.drain_cache();
+            zone::flush_outbox();
         }
         let idle = z.idle_since_last_look();
         if force || idle {

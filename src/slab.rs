@@ -17,6 +17,9 @@
 //! df9daea cannot happen. Every other remote free notifies nobody; the owner
 //! collects those chunks lazily, all at once, with one `swap(0)`.
 //!
+//! A remote CPU may also push a list of chunks it linked itself (a batch from
+//! its outbox, see `cache::OUTBOX`) with the same one CAS.
+//!
 //! Orderings: a push writes `chunk.next` then CASes the head with Release; the
 //! owner's `swap(0, Acquire)` pairs with it, so the links it walks are visible.
 //! The detach CAS is AcqRel. The list is push-only plus take-all, so it is free
@@ -55,12 +58,23 @@ pub enum Pushed {
 /// (allocated and not yet freed), at least 16 bytes and 16-byte aligned.
 #[inline(always)]
 pub unsafe fn remote_push(d: *const Desc, chunk: *mut u8) -> Pushed {
+    remote_push_list(d, chunk, chunk)
+}
+
+/// Pushes the list `head` .. `tail` (linked with `set_link`; `tail`'s link is
+/// written here) onto `d`'s remote list with one CAS.
+///
+/// # Safety
+/// `d` is a live slab descriptor; every chunk of the list is a chunk of it
+/// that the caller owns, at least 16 bytes and 16-byte aligned.
+#[inline(always)]
+pub unsafe fn remote_push_list(d: *const Desc, head: *mut u8, tail: *mut u8) -> Pushed {
     let word = &(*d).rchunks;
     let mut old = word.load(Ordering::Relaxed);
     loop {
         // The tag is never set together with a non-empty list.
-        set_link(chunk, old & !DETACHED);
-        match word.compare_exchange_weak(old, chunk as usize, Ordering::Release, Ordering::Relaxed)
+        set_link(tail, old & !DETACHED);
+        match word.compare_exchange_weak(old, head as usize, Ordering::Release, Ordering::Relaxed)
         {
             Ok(_) => break,
             Err(cur) => old = cur,

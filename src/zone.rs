@@ -733,22 +733,89 @@ unsafe fn destroy(d: *mut Desc) {
 /// `chunk` is a live chunk of the live slab `d`.
 #[inline(always)]
 pub unsafe fn free_remote(d: *mut Desc, chunk: *mut u8) {
+    *(chunk as *mut u64).add(1) = FREE_KEY.load(Ordering::Relaxed);
+    free_remote_list(d, chunk, chunk, 1);
+}
+
+/// `free_remote` of `n` chunks of `d`, linked from `head` to `tail` (their
+/// free marks set): one CAS for all of them.
+///
+/// # Safety
+/// Every chunk of the list is a live chunk of the live slab `d`.
+#[inline(always)]
+unsafe fn free_remote_list(d: *mut Desc, head: *mut u8, tail: *mut u8, n: u64) {
     // Read before the CAS: afterwards the slab may be collected and released.
     let owner = (*d).owner.load(Ordering::Relaxed) as usize;
     let gen = (*d).gen.load(Ordering::Relaxed) & !INFO_MSG;
     let c = (*d).class.load(Ordering::Relaxed) as usize % NCLASSES;
-    *(chunk as *mut u64).add(1) = FREE_KEY.load(Ordering::Relaxed);
     let me = zone(cpu::current_zone());
-    bump(&me.stats.class[c].remote_frees);
-    match slab::remote_push(d, chunk) {
+    me.stats.class[c].remote_frees.fetch_add(n, Ordering::Relaxed);
+    match slab::remote_push_list(d, head, tail) {
         Pushed::MustNotify => notify(me, owner, Msg { slab: d, gen }, true),
         Pushed::Quiet => {
             if crate::config::NOTIFY_EVERY.load(Ordering::Relaxed) {
-                let gen = gen | INFO_MSG;
-                notify(me, owner, Msg { slab: d, gen }, false);
+                // The study mode: one informational message per chunk.
+                for _ in 0..n {
+                    notify(me, owner, Msg { slab: d, gen: gen | INFO_MSG }, false);
+                }
             }
         }
     }
+}
+
+/// Frees another CPU's chunk `p` (its free mark set) through this CPU's
+/// outbox; when the outbox is full, empties it first: its chunks are linked
+/// into one list per slab (most come from a few slabs: the other CPUs'
+/// current ones) and each list is pushed with one CAS.
+///
+/// # Safety
+/// `p` is a live chunk of the live slab `d`, owned by another zone.
+pub unsafe fn free_remote_batched(d: *mut Desc, p: *mut u8) {
+    if cache::outbox_push(p) {
+        return;
+    }
+    // Full (or the cache is off, or the thread just migrated): empty it and
+    // try once more, else free `p` on its own.
+    if !cache::on() || flush_outbox() == 0 || !cache::outbox_push(p) {
+        free_remote_list(d, p, p, 1);
+    }
+}
+
+/// Empties the current CPU's outbox onto the slabs' remote lists. Returns the
+/// number of chunks it held.
+pub fn flush_outbox() -> usize {
+    /// Lists open at once; a chunk of a further slab closes the oldest.
+    const OPEN: usize = 8;
+    let mut buf = [0usize; cache::CAP_MAX];
+    let n = cache::outbox_take(&mut buf);
+    let mut open: [(*mut Desc, *mut u8, *mut u8, u64); OPEN] = [(ptr::null_mut(), ptr::null_mut(), ptr::null_mut(), 0); OPEN];
+    let mut next = 0;
+    for &q in &buf[..n] {
+        let q = q as *mut u8;
+        let d = slab_of(q);
+        // SAFETY (all blocks below): every chunk in the outbox is one the
+        // user freed, validated by `free` and not yet given back: a live
+        // chunk of the live slab `d`, now ours.
+        match open.iter_mut().find(|g| g.0 == d) {
+            Some(g) => unsafe {
+                slab::set_link(q, g.1 as usize);
+                g.1 = q;
+                g.3 += 1;
+            },
+            None => {
+                let g = &mut open[next % OPEN];
+                if !g.0.is_null() {
+                    unsafe { free_remote_list(g.0, g.1, g.2, g.3) };
+                }
+                *g = (d, q, q, 1);
+                next += 1;
+            }
+        }
+    }
+    for g in open.iter().filter(|g| !g.0.is_null()) {
+        unsafe { free_remote_list(g.0, g.1, g.2, g.3) };
+    }
+    n
 }
 
 #[cold]

@@ -507,6 +507,55 @@ fn slab_pushes_vs_detach_reattach() {
     });
 }
 
+/// A batch free (a CPU's outbox, linked locally and pushed with one CAS)
+/// races with a single remote free and the owner's detach / collect: every
+/// chunk of the batch must be collected exactly once, and a push that finds
+/// the slab detached must notify.
+#[test]
+fn slab_batch_push_vs_single_and_detach() {
+    model(SLAB_BOUND, || {
+        let d = Arc::new(Desc::new());
+        let chunks = Chunks::new(3);
+        let notes = Arc::new(AtomicUsize::new(0));
+        let batch = {
+            let (d, notes) = (d.clone(), notes.clone());
+            let (a, b) = (chunks.addr(0) as *mut u8, chunks.addr(1) as *mut u8);
+            loom::thread::spawn(move || {
+                // SAFETY: both chunks are this thread's to free; `a` links
+                // to `b`, whose link the push writes.
+                let r = unsafe {
+                    slab::set_link(a, b as usize);
+                    slab::remote_push_list(&*d, a, b)
+                };
+                if let Pushed::MustNotify = r {
+                    notes.fetch_add(1, Ordering::Release);
+                }
+            })
+        };
+        let single = {
+            let (d, notes) = (d.clone(), notes.clone());
+            let c = vec![chunks.addr(2)];
+            loom::thread::spawn(move || pusher(d, c, notes))
+        };
+        let mut o = Owner {
+            d: &*d as *const Desc as *mut Desc,
+            chunks: &chunks,
+            detached: false,
+            handled: 0,
+            collected: 0,
+        };
+        o.detach_or_collect();
+        if notes.load(Ordering::Acquire) > o.handled {
+            o.notified();
+        }
+        o.detach_or_collect();
+        batch.join().unwrap();
+        single.join().unwrap();
+        let n = notes.load(Ordering::Acquire);
+        o.finish(n);
+    });
+}
+
 // ---- (2) the event ring with its overflow list ----
 
 /// Slab descriptors that messages name (each posted with `must` at most once,
