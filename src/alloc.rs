@@ -87,12 +87,15 @@ extern "C" fn fork_child() {
 #[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
     if size <= SMALL_MAX {
-        let p = alloc_small(size_class::class_of(size));
-        if !p.is_null() {
-            return p;
-        }
-        return fail();
+        // Every path out of the cache hit is a tail call: the fast path sets
+        // up no stack frame.
+        return alloc_small(size_class::class_of(size));
     }
+    malloc_big(size)
+}
+
+#[inline(never)]
+fn malloc_big(size: usize) -> *mut u8 {
     alloc_big(size, PAGE_SIZE).0
 }
 
@@ -103,7 +106,7 @@ fn fail() -> *mut u8 {
 }
 
 /// A chunk of class `c`: from the current CPU's cache (lock-free, see
-/// `cache`), else from its zone.
+/// `cache`), else from its zone. Null with ENOMEM on failure.
 #[inline(always)]
 fn alloc_small(c: usize) -> *mut u8 {
     let p = crate::cache::pop(c);
@@ -197,11 +200,7 @@ pub fn memalign(align: usize, size: usize) -> *mut u8 {
         return malloc(size);
     }
     if let Some(c) = size_class::class_for_aligned(size, align) {
-        let p = alloc_small(c);
-        if !p.is_null() {
-            return p;
-        }
-        return fail();
+        return alloc_small(c);
     }
     if size > MAX_REQUEST || align > MAX_REQUEST / 2 {
         return fail();
@@ -246,7 +245,9 @@ fn classify(p: *mut u8, what: &str) -> Block {
     match pagemap::lookup(p as usize) {
         Lookup::Slab(d) => match chunk_class(d, p) {
             Some(c) => Block::Small(d, c),
-            None => crate::fmt::fatal_pointer(what, p, "invalid pointer (not the start of a block)"),
+            None => {
+                crate::fmt::fatal_pointer(what, p, "invalid pointer (not the start of a block)")
+            }
         },
         Lookup::Large(d) => Block::Large(d),
         Lookup::Huge => {
@@ -265,9 +266,16 @@ fn classify(p: *mut u8, what: &str) -> Block {
 fn chunk_class(d: *mut Desc, p: *mut u8) -> Option<usize> {
     // SAFETY: `d` is a descriptor slot of a registered arena (type-stable).
     let c = unsafe { (*d).class.load(Ordering::Relaxed) } as usize;
-    let off = (p as usize).wrapping_sub(zone::slab_base(d));
-    let info = size_class::CLASS_INFO.get(c)?;
-    info.is_chunk_start(off).then_some(c)
+    is_chunk(zone::slab_base(d), c, p).then_some(c)
+}
+
+/// True if `p` starts a chunk of the class `c` slab that starts at `start`.
+#[inline(always)]
+fn is_chunk(start: usize, c: usize, p: *mut u8) -> bool {
+    let off = (p as usize).wrapping_sub(start);
+    size_class::CLASS_INFO
+        .get(c)
+        .is_some_and(|info| info.is_chunk_start(off))
 }
 
 #[inline(always)]
@@ -278,8 +286,8 @@ pub fn free(p: *mut u8) {
     // The common case first, with the fewest checks that keep it exact: a
     // chunk of a live slab. Anything else, including every invalid pointer,
     // goes through `classify`, which explains what is wrong.
-    if let Some(d) = pagemap::slab_fast(p as usize) {
-        if let Some(c) = chunk_class(d, p) {
+    if let Some((d, c, start)) = pagemap::slab_fast(p as usize) {
+        if is_chunk(start, c, p) {
             // SAFETY: `p` starts a chunk of the live slab `d`, class `c`.
             unsafe { free_small(d, c, p) };
             return;
@@ -335,12 +343,14 @@ unsafe fn free_small_unmarked(d: *mut Desc, c: usize, p: *mut u8, key: u64) {
     // so that a remote free does not read `bump`, on the line the owner
     // writes. A chunk past the slab's carved part was never handed out:
     // leave it to the checks of the locked path.
-    if owner == crate::cache::cpu_hint() && p < (*d).bump.load(Ordering::Relaxed) {
-        // The mark goes on before the push: once pushed, the chunk may be
-        // popped by another thread on this CPU.
-        *(p as *mut u64).add(1) = key;
-        if crate::cache::push(owner, c, p) {
-            return;
+    if let Some(k) = crate::cache::on_cpu(owner) {
+        if p < (*d).bump.load(Ordering::Relaxed) {
+            // The mark goes on before the push: once pushed, the chunk may be
+            // popped by another thread on this CPU.
+            *(p as *mut u64).add(1) = key;
+            if k.push(owner, c, p) {
+                return;
+            }
         }
     }
     free_small_zone(d, c, p, owner);

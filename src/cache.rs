@@ -138,7 +138,7 @@ fn current_cpu(off: isize) -> Option<usize> {
 /// through the rseq area at fs:[off]. The process has one (`state`); tests
 /// make private ones.
 #[derive(Clone, Copy)]
-struct Caches {
+pub struct Caches {
     off: isize,
     n: u32,
     base: usize,
@@ -158,16 +158,35 @@ fn state() -> Option<Caches> {
     })
 }
 
-/// The CPU the caller runs on, if the cache is on; otherwise a value no zone
-/// index equals. A hint (the thread may migrate at once): the sections check
-/// again. Lets `free` skip work for chunks the cache would refuse.
+/// The process's caches if the cache is on and the caller runs on CPU
+/// `owner` now. A hint (the thread may migrate at once; the sections check
+/// again) that lets `free` skip work for chunks the cache would refuse.
 #[inline(always)]
-pub fn cpu_hint() -> usize {
+pub fn on_cpu(owner: usize) -> Option<Caches> {
     let n = G.cpus.load(Ordering::Relaxed);
-    if n == 0 {
-        return usize::MAX;
+    // `owner < n` also says the cache is on, and so that `off` is valid.
+    if owner >= n as usize {
+        return None;
     }
-    current_cpu(G.off.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
+    let off = G.off.load(Ordering::Relaxed);
+    #[cfg(target_arch = "x86_64")]
+    {
+        let cpu: u32;
+        // SAFETY: as in `current_cpu`; a negative (unregistered) id reads as
+        // a huge u32 that no zone index equals.
+        unsafe {
+            core::arch::asm!("mov {0:e}, dword ptr fs:[{1} + 4]", out(reg) cpu, in(reg) off,
+                             options(nostack, readonly, preserves_flags));
+        }
+        if cpu as usize != owner {
+            return None;
+        }
+    }
+    Some(Caches {
+        off,
+        n,
+        base: G.base.load(Ordering::Relaxed),
+    })
 }
 
 /// True if the cache is on (the process has rseq).
@@ -249,6 +268,15 @@ pub fn push(owner: usize, c: usize, p: *mut u8) -> bool {
         base: G.base.load(Ordering::Relaxed),
     };
     k.push(owner, c, p)
+}
+
+/// Sets the capacity word of CPU `cpu`'s class `c` stack, which reads 0 (no
+/// room: every push fails) until then. Called before the zone first fills
+/// it; the same constant every time, so racing with sections is harmless.
+pub fn prepare(cpu: usize, c: usize) {
+    if let Some(k) = state() {
+        k.prepare(cpu, c);
+    }
 }
 
 /// Pops a chunk of class `c` from CPU `owner`'s cache if the caller runs on
@@ -338,28 +366,35 @@ impl Caches {
         }
     }
 
+    /// Pushes `p` (class `c`, of zone `owner`) onto CPU `owner`'s stack if
+    /// the caller runs there and it has room: see the function `push`.
     #[inline(always)]
-    fn push(&self, owner: usize, c: usize, p: *mut u8) -> bool {
+    pub fn push(&self, owner: usize, c: usize, p: *mut u8) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
             if owner >= self.n as usize {
                 return false;
             }
-            let q = self.stack(owner, c);
-            let cap = CAPS[c % CLASS_SLOTS];
+            // The stack's address comes from the CPU the section runs on,
+            // which must be `owner`: a compare and branch, so that the slot
+            // address does not wait for the load that gave `owner`.
+            let bc = self.base + (c % CLASS_SLOTS) * CLASS_STRIDE;
             let ok: usize;
-            // SAFETY: `q` is the mapped stack of CPU `owner` (< n). The
-            // section writes it only after finding itself on that CPU, and the
-            // kernel restarts it if the thread leaves the CPU before the
-            // committing store of `top + 1`, so the slot write and the commit
-            // see a stable `top`. A slot written by an aborted attempt lies
-            // above `top`, where nobody reads it.
+            // SAFETY: the section writes the stack of the CPU it runs on
+            // (mapped: that CPU is `owner` < n) only after finding itself on
+            // it, and the kernel restarts it if the thread leaves the CPU
+            // before the committing store of `top + 1`, so the slot write and
+            // the commit see a stable `top`. A slot written by an aborted
+            // attempt lies above `top`, where nobody reads it.
             unsafe {
                 rseq_section!(
-                    "cmp dword ptr fs:[{off} + 4], {owner:e}",
+                    "mov {q:e}, dword ptr fs:[{off} + 4]",
+                    "cmp {q:e}, {owner:e}",
                     "jne 7f",
+                    "imul {q}, {q}, {stride}",
+                    "add {q}, {bc}",
                     "mov {top:e}, dword ptr [{q}]",
-                    "cmp {top:e}, {cap:e}",
+                    "cmp {top:e}, dword ptr [{q} + 4]",
                     "jae 7f",
                     "mov qword ptr [{q} + {top} * 8 + 8], {p}",
                     "mov {ok:e}, 1",
@@ -367,9 +402,10 @@ impl Caches {
                     "mov dword ptr [{q}], {top:e}";
                     off = in(reg) self.off,
                     owner = in(reg) owner,
-                    q = in(reg) q,
-                    cap = in(reg) cap,
+                    bc = in(reg) bc,
                     p = in(reg) p,
+                    stride = const CPU_STRIDE,
+                    q = out(reg) _,
                     top = out(reg) _,
                     ok = out(reg) ok,
                 );
@@ -505,6 +541,18 @@ impl Caches {
         }
     }
 
+    fn prepare(&self, cpu: usize, c: usize) {
+        if cpu < self.n as usize {
+            let q = self.stack(cpu, c);
+            // SAFETY: inside the mapping (cpu < n); an aligned u32 that only
+            // this function writes, and always with the same value.
+            let cap = unsafe { &*((q + 4) as *const AtomicU32) };
+            if cap.load(Ordering::Relaxed) == 0 {
+                cap.store(CAPS[c % CLASS_SLOTS], Ordering::Relaxed);
+            }
+        }
+    }
+
     /// The header word and slots of one stack, for racy reads.
     fn view(&self, cpu: usize, c: usize) -> (&'static AtomicU32, *const AtomicUsize) {
         let q = self.stack(cpu, c);
@@ -516,7 +564,12 @@ impl Caches {
 
     fn cached(&self, c: usize) -> u64 {
         (0..self.n as usize)
-            .map(|cpu| self.view(cpu, c).0.load(Ordering::Relaxed).min(CAP_MAX as u32) as u64)
+            .map(|cpu| {
+                self.view(cpu, c)
+                    .0
+                    .load(Ordering::Relaxed)
+                    .min(CAP_MAX as u32) as u64
+            })
             .sum()
     }
 
@@ -570,6 +623,10 @@ mod tests {
         let cpu = current_cpu(off).unwrap();
         let other = (cpu + 1) % n;
         let c = size_class::class_of(48);
+        // Not prepared yet: no room.
+        assert!(!k.push(cpu, c, 0x1000 as *mut u8));
+        k.prepare(cpu, c);
+        k.prepare(other, c);
         assert!(k.pop(c).is_null());
         for f in [0x1000usize, 0x2000, 0x3000] {
             assert!(k.push(cpu, c, f as *mut u8));

@@ -31,7 +31,12 @@ const ADDR_BITS: usize = 47;
 const NREGIONS: usize = 1 << (ADDR_BITS - ARENA_SHIFT);
 
 const MAP_OFFSET: usize = PAGE_SIZE;
+/// The class map: one byte per page, class + 1 for every page of a live
+/// slab, 0 for anything else.
+const CLASS_MAP_OFFSET: usize = 40 * 1024;
 const DESC_OFFSET: usize = 64 * 1024;
+const _: () = assert!(MAP_OFFSET + ARENA_PAGES * 2 <= CLASS_MAP_OFFSET);
+const _: () = assert!(CLASS_MAP_OFFSET + ARENA_PAGES <= DESC_OFFSET);
 pub const DESC_SIZE: usize = 256;
 /// Pages at the start of each arena that hold its metadata.
 pub const META_PAGES: usize = (DESC_OFFSET + ARENA_PAGES * DESC_SIZE) / PAGE_SIZE;
@@ -163,6 +168,24 @@ pub fn map_slot(base: usize, page: usize) -> &'static AtomicU16 {
     unsafe { &*((base + MAP_OFFSET) as *const AtomicU16).add(page & (ARENA_PAGES - 1)) }
 }
 
+/// The class-map byte of page `page` of the arena at `base`.
+#[inline(always)]
+pub fn class_slot(base: usize, page: usize) -> &'static AtomicU8 {
+    // SAFETY: as in `map_slot`: the class map lies at CLASS_MAP_OFFSET in
+    // every registered arena, ARENA_PAGES bytes; `page` is masked into range.
+    unsafe { &*((base + CLASS_MAP_OFFSET) as *const AtomicU8).add(page & (ARENA_PAGES - 1)) }
+}
+
+/// Marks the `npages` pages from `head` as a slab of class `c` (Some), or
+/// as no slab (None). Release: a reader that finds the mark (Acquire in
+/// `slab_fast`) sees the descriptor as it was set up before.
+pub fn mark_slab(base: usize, head: usize, npages: usize, c: Option<usize>) {
+    let v = c.map_or(0, |c| c as u8 + 1);
+    for page in head..head + npages {
+        class_slot(base, page).store(v, Ordering::Release);
+    }
+}
+
 /// The descriptor of page `page` of the arena at `base`.
 #[inline(always)]
 pub fn desc(base: usize, page: usize) -> *mut Desc {
@@ -212,23 +235,25 @@ pub enum Lookup {
 }
 
 /// The fast path of `lookup` for `free`: the slab whose run `ptr`'s page
-/// belongs to, if the page map says so, with no reason given otherwise (the
-/// caller then runs `lookup`, which gives one). Fewer checks than `lookup`:
-/// a page of the metadata, or one whose map entry is stale or 0, names a
-/// descriptor slot that exists (arenas are mapped whole and never unmapped)
-/// but is not a live slab's, or one whose slab does not contain `ptr`; the
-/// caller's chunk check (`ClassInfo::is_chunk_start`, offset below the slab's
-/// chunk area) rejects the latter.
+/// belongs to, its class and its first byte, if the class map says so, with no reason given
+/// otherwise (the caller then runs `lookup`, which gives one). The class
+/// comes from the class map, not the descriptor, so that the cache slot a
+/// free writes does not wait for the descriptor's load. The caller still
+/// checks that `ptr` starts a chunk (`ClassInfo::is_chunk_start`, relative
+/// to the slab's start).
 #[inline(always)]
-pub fn slab_fast(ptr: usize) -> Option<*mut Desc> {
+pub fn slab_fast(ptr: usize) -> Option<(*mut Desc, usize, usize)> {
     if region_of(ptr) != REGION_ARENA {
         return None;
     }
     let base = ptr & !(ARENA_SIZE - 1);
-    let head = map_slot(base, (ptr - base) >> PAGE_SHIFT).load(Ordering::Relaxed) as usize;
-    let d = desc(base, head);
-    // SAFETY: d is a descriptor slot of a registered arena (type-stable).
-    (unsafe { (*d).kind.load(Ordering::Acquire) } == KIND_SLAB).then_some(d)
+    let page = (ptr - base) >> PAGE_SHIFT;
+    let c = class_slot(base, page).load(Ordering::Acquire) as usize;
+    if c == 0 {
+        return None;
+    }
+    let head = map_slot(base, page).load(Ordering::Relaxed) as usize & (ARENA_PAGES - 1);
+    Some((desc(base, head), c - 1, page_addr(base, head)))
 }
 
 /// Classifies `ptr` in O(1) without touching the memory it points to.

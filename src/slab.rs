@@ -74,8 +74,7 @@ pub unsafe fn remote_push_list(d: *const Desc, head: *mut u8, tail: *mut u8) -> 
     loop {
         // The tag is never set together with a non-empty list.
         set_link(tail, old & !DETACHED);
-        match word.compare_exchange_weak(old, head as usize, Ordering::Release, Ordering::Relaxed)
-        {
+        match word.compare_exchange_weak(old, head as usize, Ordering::Release, Ordering::Relaxed) {
             Ok(_) => break,
             Err(cur) => old = cur,
         }

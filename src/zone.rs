@@ -290,6 +290,7 @@ impl Locked {
     /// chunk goes straight back). Amortises the lock over the batch.
     #[inline(never)]
     pub fn fill_cache(&self, c: usize) {
+        cache::prepare(self.idx, c);
         for _ in 1..cache::batch(c) {
             let q = self.alloc(c);
             if q.is_null() {
@@ -448,7 +449,10 @@ impl Locked {
             loop {
                 let s = (*self.cz(c)).cur;
                 if !s.is_null() {
-                    if self.collect(s) > 0 || !(*s).free.is_null() || (*s).bump.load(Ordering::Relaxed) < (*s).end {
+                    if self.collect(s) > 0
+                        || !(*s).free.is_null()
+                        || (*s).bump.load(Ordering::Relaxed) < (*s).end
+                    {
                         return self.alloc(c);
                     }
                     if slab::try_detach(s) {
@@ -545,6 +549,13 @@ impl Locked {
         (*d).notify_next.store(ptr::null_mut(), Ordering::Relaxed);
         // Release: a thread that finds the slab through the page map sees it whole.
         (*d).kind.store(KIND_SLAB, Ordering::Release);
+        let (abase, head) = pagemap::desc_home(d);
+        pagemap::mark_slab(
+            abase,
+            head,
+            (*d).npages.load(Ordering::Relaxed) as usize,
+            Some(c),
+        );
         GLOBAL.slabs_live.fetch_add(1, Ordering::Relaxed);
         bump_locked(&self.z.stats.class[c].slabs_new);
         d
@@ -719,6 +730,7 @@ unsafe fn destroy(d: *mut Desc) {
     bump_locked(&zone(owner).stats.class[c].slabs_freed);
     let (base, head) = pagemap::desc_home(d);
     let n = (*d).npages.load(Ordering::Relaxed) as usize;
+    pagemap::mark_slab(base, head, n, None);
     (*d).state = 0;
     (*d).kind.store(KIND_NONE, Ordering::Release);
     GLOBAL.slabs_live.fetch_sub(1, Ordering::Relaxed);
@@ -749,14 +761,24 @@ unsafe fn free_remote_list(d: *mut Desc, head: *mut u8, tail: *mut u8, n: u64) {
     let gen = (*d).gen.load(Ordering::Relaxed) & !INFO_MSG;
     let c = (*d).class.load(Ordering::Relaxed) as usize % NCLASSES;
     let me = zone(cpu::current_zone());
-    me.stats.class[c].remote_frees.fetch_add(n, Ordering::Relaxed);
+    me.stats.class[c]
+        .remote_frees
+        .fetch_add(n, Ordering::Relaxed);
     match slab::remote_push_list(d, head, tail) {
         Pushed::MustNotify => notify(me, owner, Msg { slab: d, gen }, true),
         Pushed::Quiet => {
             if crate::config::NOTIFY_EVERY.load(Ordering::Relaxed) {
                 // The study mode: one informational message per chunk.
                 for _ in 0..n {
-                    notify(me, owner, Msg { slab: d, gen: gen | INFO_MSG }, false);
+                    notify(
+                        me,
+                        owner,
+                        Msg {
+                            slab: d,
+                            gen: gen | INFO_MSG,
+                        },
+                        false,
+                    );
                 }
             }
         }
@@ -788,7 +810,8 @@ pub fn flush_outbox() -> usize {
     const OPEN: usize = 8;
     let mut buf = [0usize; cache::CAP_MAX];
     let n = cache::outbox_take(&mut buf);
-    let mut open: [(*mut Desc, *mut u8, *mut u8, u64); OPEN] = [(ptr::null_mut(), ptr::null_mut(), ptr::null_mut(), 0); OPEN];
+    let mut open: [(*mut Desc, *mut u8, *mut u8, u64); OPEN] =
+        [(ptr::null_mut(), ptr::null_mut(), ptr::null_mut(), 0); OPEN];
     let mut next = 0;
     for &q in &buf[..n] {
         let q = q as *mut u8;
