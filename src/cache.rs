@@ -357,7 +357,7 @@ impl Caches {
                     ok = out(reg) p,
                 );
             }
-            return p as *mut u8;
+            p as *mut u8
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -590,8 +590,8 @@ mod tests {
 
     #[test]
     fn capacities() {
-        for c in 0..NCLASSES {
-            let cap = CAPS[c] as usize;
+        for (c, &cap) in CAPS.iter().enumerate().take(NCLASSES) {
+            let cap = cap as usize;
             let size = size_class::class_size(c);
             assert!((1..=CAP_MAX).contains(&cap));
             assert!(cap * size <= CLASS_BUDGET.max(size));
