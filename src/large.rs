@@ -77,7 +77,15 @@ pub unsafe fn free_large(d: *mut Desc) {
     GLOBAL
         .large_bytes
         .fetch_sub(n * PAGE_SIZE, Ordering::Relaxed);
-    RUNS.free(base, head, n);
+    if (*d).state == LARGE_MOVED {
+        // Pages moved here by `move_large` sit in a mapping of their own:
+        // map the run afresh so that it merges back into the arena (this
+        // bounds the process's mappings by its live moved blocks).
+        os::remap_fresh(pagemap::page_addr(base, head) as *mut u8, n * PAGE_SIZE);
+        RUNS.free_clean(base, head, n);
+    } else {
+        RUNS.free(base, head, n);
+    }
 }
 
 /// Grows a large run in place to hold `size` bytes, if its neighbour is free.
@@ -96,6 +104,48 @@ pub unsafe fn grow_large(d: *mut Desc, size: usize) -> bool {
             .fetch_add((want - n) * PAGE_SIZE, Ordering::Relaxed);
     }
     ok
+}
+
+/// `Desc::state` of a large run whose pages `move_large` moved in.
+const LARGE_MOVED: u8 = 1;
+
+/// Smallest large block whose `realloc` moves pages instead of copying.
+pub const MOVE_MIN: usize = 256 * 1024;
+
+/// Grows a large block that cannot grow in place into a new run of `size`
+/// bytes by moving its pages there (`os::move_pages`, no copy); the old run
+/// is freed clean. Null if no run is free or the kernel cannot move pages:
+/// the caller copies then.
+///
+/// # Safety
+/// `d` is the head descriptor of the live large run at `p`, owned by the
+/// caller; `size` fits a run and exceeds the block's size.
+pub unsafe fn move_large(d: *mut Desc, p: *mut u8, size: usize) -> *mut u8 {
+    let (base, head) = pagemap::desc_home(d);
+    let n = (*d).npages.load(Ordering::Relaxed) as usize;
+    let (q, _) = alloc_large(size, PAGE_SIZE);
+    if q.is_null() {
+        return q;
+    }
+    if !os::move_pages(p, n * PAGE_SIZE, q) {
+        if let pagemap::Lookup::Large(nd) = pagemap::lookup(q as usize) {
+            free_large(nd);
+        }
+        return core::ptr::null_mut();
+    }
+    // The moved pages form a mapping of their own until the block is freed
+    // (see `free_large`); the old run is mapped again in one piece with the
+    // arena, and is clean.
+    if let pagemap::Lookup::Large(nd) = pagemap::lookup(q as usize) {
+        (*nd).state = LARGE_MOVED;
+    }
+    os::remap_fresh(p, n * PAGE_SIZE);
+    GLOBAL.large_frees.fetch_add(1, Ordering::Relaxed);
+    GLOBAL
+        .large_bytes
+        .fetch_sub(n * PAGE_SIZE, Ordering::Relaxed);
+    RUNS.free_clean(base, head, n);
+    q
 }
 
 /// Publishes (or, with REGION_NONE, retracts) the regions of a huge mapping:

@@ -103,12 +103,57 @@ pub fn purge(p: *mut u8, len: usize) {
     set_errno(e);
 }
 
+/// Replaces `[p, p + len)` of our own mapping with fresh zero pages: a new
+/// anonymous mapping in place (`MAP_FIXED`), which the kernel merges with
+/// the neighbouring parts of the arena again. Undoes the split that
+/// `move_pages` leaves behind (moved pages keep a mapping of their own).
+/// Best effort: on failure the range stays mapped as it was.
+pub fn remap_fresh(p: *mut u8, len: usize) {
+    let e = errno();
+    // SAFETY: the range is whole pages of our own anonymous mapping and holds
+    // no live allocation; MAP_FIXED replaces exactly it, atomically.
+    unsafe {
+        libc::mmap(
+            p as *mut libc::c_void,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+            -1,
+            0,
+        );
+    }
+    set_errno(e);
+}
+
 /// Resizes a mapping in place (no move). Returns false if the kernel refuses.
 pub fn remap_in_place(p: *mut u8, old: usize, new: usize) -> bool {
     let e = errno();
     // SAFETY: `p` is the start of a mapping of `old` bytes that we own; without
     // MREMAP_MAYMOVE the kernel either resizes it in place or fails.
     let r = unsafe { libc::mremap(p as *mut libc::c_void, old, new, 0) };
+    set_errno(e);
+    r != libc::MAP_FAILED
+}
+
+/// Moves the pages of `[src, src + len)` to `dst` (both page-aligned, `dst`
+/// a range of our own mappings that may be overwritten), without copying:
+/// `mremap` with `MREMAP_DONTUNMAP`, which leaves `src` mapped and reading
+/// as zero. False if the kernel refuses (before Linux 5.7, or out of
+/// mappings); nothing has moved then.
+pub fn move_pages(src: *mut u8, len: usize, dst: *mut u8) -> bool {
+    let e = errno();
+    // SAFETY: both ranges lie in mappings the caller owns and uses for
+    // nothing else now; MREMAP_FIXED replaces `dst` atomically, and with
+    // MREMAP_DONTUNMAP `src` stays mapped (as fresh zero pages).
+    let r = unsafe {
+        libc::mremap(
+            src as *mut libc::c_void,
+            len,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED | libc::MREMAP_DONTUNMAP,
+            dst as *mut libc::c_void,
+        )
+    };
     set_errno(e);
     r != libc::MAP_FAILED
 }

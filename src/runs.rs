@@ -385,6 +385,22 @@ impl Runs {
     }
 
     /// Tries to grow the run at `head` of `n` pages to `want` pages in place.
+    /// Frees a run whose pages were moved away (`os::move_pages`): it reads
+    /// as zero and costs no resident memory, so it is filed clean.
+    pub fn free_clean(&self, base: usize, head: usize, n: usize) {
+        if self.lock.lock() == Err(Busy::Reentrant) {
+            self.defer(pagemap::desc(base, head));
+            return;
+        }
+        // SAFETY: page lock held; the run is no longer used by anyone.
+        unsafe {
+            let st = &mut *self.state.get();
+            self.drain_deferred(st);
+            st.release(base, head, n, false);
+        }
+        self.lock.unlock();
+    }
+
     pub fn grow_in_place(&self, base: usize, head: usize, n: usize, want: usize) -> bool {
         if want > MAX_RUN_PAGES || head + want > ARENA_PAGES {
             return false;
