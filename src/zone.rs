@@ -716,6 +716,9 @@ impl Locked {
 /// The slab of a chunk that the allocator itself holds (a cached chunk):
 /// anything else is a corrupted cache, reported as such.
 fn slab_of(q: *mut u8) -> *mut Desc {
+    if let Some((d, _, _)) = pagemap::slab_fast(q as usize) {
+        return d;
+    }
     match pagemap::lookup(q as usize) {
         pagemap::Lookup::Slab(d) => d,
         _ => crate::fmt::fatal_pointer("free", q, "corrupted per-CPU cache"),
