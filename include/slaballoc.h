@@ -80,6 +80,11 @@ typedef struct sa_stats {
   uint64_t bytes_dirty;
   uint64_t bytes_purged;
   /**
+   * Mallocs served and frees taken by the per-CPU caches.
+   */
+  uint64_t cache_allocs;
+  uint64_t cache_frees;
+  /**
    * Entries used in `classes` (36) and `cpus` (CPUs that can be online).
    */
   uint32_t nclasses;

@@ -196,6 +196,9 @@ pub struct sa_stats {
     pub bytes_in_use: u64,
     pub bytes_dirty: u64,
     pub bytes_purged: u64,
+    /// Mallocs served and frees taken by the per-CPU caches.
+    pub cache_allocs: u64,
+    pub cache_frees: u64,
     /// Entries used in `classes` (36) and `cpus` (CPUs that can be online).
     pub nclasses: u32,
     pub ncpus: u32,
@@ -239,6 +242,8 @@ pub unsafe extern "C" fn sa_stats_get(out: *mut sa_stats, size: usize) -> c_int 
     o.bytes_in_use = t.bytes_in_use;
     o.bytes_dirty = t.bytes_dirty;
     o.bytes_purged = t.bytes_purged;
+    o.cache_allocs = t.cache_allocs;
+    o.cache_frees = t.cache_frees;
     o.nclasses = crate::size_class::NCLASSES as u32;
     o.ncpus = crate::cpu::nzones() as u32;
     o.classes = stats::classes();

@@ -29,9 +29,13 @@ use crate::cpu;
 use crate::size_class::{self, NCLASSES};
 use core::sync::atomic::{AtomicIsize, AtomicU32, AtomicUsize, Ordering};
 
-/// Slots per class stack (one 512-byte block with the 8-byte header).
-pub const CAP_MAX: usize = 63;
-const CLASS_STRIDE: usize = 8 + CAP_MAX * 8;
+/// Slots per class stack (one 512-byte block with the 24-byte header: `top`
+/// and the capacity (u32), then the pop and push counts (u64), which the
+/// sections bump just before their commit: exact but for a restarted
+/// section, which counts twice).
+pub const CAP_MAX: usize = 61;
+const HEADER: usize = 24;
+const CLASS_STRIDE: usize = HEADER + CAP_MAX * 8;
 /// Class slots per CPU block: a power of two, so that a class index is
 /// bounded with one mask on the fast path; the blocks of the classes past
 /// `NCLASSES` are never used, hence never touched.
@@ -288,6 +292,24 @@ pub fn pop_owned(owner: usize, c: usize) -> *mut u8 {
     }
 }
 
+/// Mallocs and frees of class `c` that the caches served, over all CPUs.
+pub fn hits(c: usize) -> (u64, u64) {
+    state().map_or((0, 0), |k| {
+        (0..k.n as usize).fold((0u64, 0u64), |(a, f), cpu| {
+            let q = k.stack(cpu, c);
+            // SAFETY: inside the mapping (cpu < n); aligned u64 counters
+            // that the sections write whole.
+            let (pops, pushes) = unsafe {
+                (
+                    (*((q + 8) as *const core::sync::atomic::AtomicU64)).load(Ordering::Relaxed),
+                    (*((q + 16) as *const core::sync::atomic::AtomicU64)).load(Ordering::Relaxed),
+                )
+            };
+            (a.wrapping_add(pops), f.wrapping_add(pushes))
+        })
+    })
+}
+
 /// Chunks of class `c` cached on all CPUs now (racy: for statistics).
 pub fn cached(c: usize) -> u64 {
     state().map_or(0, |k| k.cached(c))
@@ -346,7 +368,8 @@ impl Caches {
                     "mov {top:e}, dword ptr [{q}]",
                     "sub {top:e}, 1",
                     "jb 7f",
-                    "mov {ok}, qword ptr [{q} + {top} * 8 + 8]",
+                    "mov {ok}, qword ptr [{q} + {top} * 8 + 24]",
+                    "add qword ptr [{q} + 8], 1",
                     "mov dword ptr [{q}], {top:e}";
                     off = in(reg) self.off,
                     n = in(reg) self.n,
@@ -396,8 +419,9 @@ impl Caches {
                     "mov {top:e}, dword ptr [{q}]",
                     "cmp {top:e}, dword ptr [{q} + 4]",
                     "jae 7f",
-                    "mov qword ptr [{q} + {top} * 8 + 8], {p}",
+                    "mov qword ptr [{q} + {top} * 8 + 24], {p}",
                     "mov {ok:e}, 1",
+                    "add qword ptr [{q} + 16], 1",
                     "add {top:e}, 1",
                     "mov dword ptr [{q}], {top:e}";
                     off = in(reg) self.off,
@@ -433,7 +457,7 @@ impl Caches {
                     "mov {top:e}, dword ptr [{q}]",
                     "sub {top:e}, 1",
                     "jb 7f",
-                    "mov {ok}, qword ptr [{q} + {top} * 8 + 8]",
+                    "mov {ok}, qword ptr [{q} + {top} * 8 + 24]",
                     "mov dword ptr [{q}], {top:e}";
                     off = in(reg) self.off,
                     owner = in(reg) owner,
@@ -469,7 +493,7 @@ impl Caches {
                     "mov {top:e}, dword ptr [{q}]",
                     "cmp {top:e}, {cap:e}",
                     "jae 7f",
-                    "mov qword ptr [{q} + {top} * 8 + 8], {p}",
+                    "mov qword ptr [{q} + {top} * 8 + 24], {p}",
                     "mov {ok:e}, 1",
                     "add {top:e}, 1",
                     "mov dword ptr [{q}], {top:e}";
@@ -515,7 +539,7 @@ impl Caches {
                     "jz 7f",
                     "xor {ok:e}, {ok:e}",
                     "9:",
-                    "mov {t}, qword ptr [{q} + {ok} * 8 + 8]",
+                    "mov {t}, qword ptr [{q} + {ok} * 8 + 24]",
                     "mov qword ptr [{buf} + {ok} * 8], {t}",
                     "add {ok:e}, 1",
                     "cmp {ok:e}, {top:e}",
@@ -559,7 +583,12 @@ impl Caches {
         // SAFETY: `q` is inside the mapping (cpu < n, checked by callers);
         // the header is an aligned u32 and the slots aligned words, which the
         // sections only ever write whole.
-        unsafe { (&*(q as *const AtomicU32), (q + 8) as *const AtomicUsize) }
+        unsafe {
+            (
+                &*(q as *const AtomicU32),
+                (q + HEADER) as *const AtomicUsize,
+            )
+        }
     }
 
     fn cached(&self, c: usize) -> u64 {
@@ -598,6 +627,7 @@ mod tests {
             assert!(batch(c) >= 1 && batch(c) <= cap);
         }
         assert_eq!(CLASS_STRIDE, 512);
+        assert_eq!(HEADER % 8, 0);
     }
 
     /// The sections on a private set of caches (the process's own are in use
@@ -641,7 +671,14 @@ mod tests {
         assert!(!k.contains(cpu, c, 0x4000 as *mut u8));
         assert_eq!(k.cached(c), 3);
         assert_eq!(k.cached(c + 1), 0);
+        // The header counts the successful pushes so far (3, or 4 when
+        // `other` is this CPU), no pops yet.
+        let q = k.stack(cpu, c);
+        let pushes = unsafe { *((q + 16) as *const u64) };
+        assert_eq!(pushes, if other == cpu { 4 } else { 3 });
+        assert_eq!(unsafe { *((q + 8) as *const u64) }, 0);
         assert_eq!(k.pop(c) as usize, 0x3000);
+        assert_eq!(unsafe { *((q + 8) as *const u64) }, 1);
         assert_eq!(k.pop_owned(cpu, c) as usize, 0x2000);
         assert_eq!(k.pop(c) as usize, 0x1000);
         assert!(k.pop(c).is_null());

@@ -180,6 +180,10 @@ pub struct Totals {
     pub bytes_in_use: u64,
     pub foreign_frees: u64,
     pub zones: u64,
+    /// Mallocs served and frees taken by the per-CPU caches (`allocs` and
+    /// the `*_frees` count chunks leaving and reaching their slabs).
+    pub cache_allocs: u64,
+    pub cache_frees: u64,
 }
 
 /// Per-class totals over every zone.
@@ -260,16 +264,23 @@ pub fn totals() -> Totals {
     let small: u64 = classes().iter().map(|c| c.in_use * c.size).sum();
     t.bytes_in_use = small + g.large_bytes.load(Ordering::Relaxed) as u64 + huge;
     t.zones = crate::cpu::nzones() as u64;
+    for c in 0..NCLASSES {
+        let (a, f) = crate::cache::hits(c);
+        t.cache_allocs = t.cache_allocs.wrapping_add(a);
+        t.cache_frees = t.cache_frees.wrapping_add(f);
+    }
     t
 }
 
 /// The totals as `(key, value)` pairs, in report order.
-pub fn fields(t: &Totals) -> [(&'static str, u64); 25] {
+pub fn fields(t: &Totals) -> [(&'static str, u64); 27] {
     [
         ("zones", t.zones),
         ("allocs", t.allocs),
         ("local_frees", t.local_frees),
         ("remote_frees", t.remote_frees),
+        ("cache_allocs", t.cache_allocs),
+        ("cache_frees", t.cache_frees),
         ("notifications", t.notifications),
         ("ring_overflows", t.ring_overflows),
         ("msgs_handled", t.msgs_handled),
@@ -547,6 +558,8 @@ mod tests {
             "allocs=",
             "local_frees=",
             "remote_frees=",
+            "cache_allocs=",
+            "cache_frees=",
             "notifications=",
             "ring_overflows=",
             "futex_waits=",
