@@ -286,8 +286,12 @@ pub fn free(p: *mut u8) {
     // The common case first, with the fewest checks that keep it exact: a
     // chunk of a live slab. Anything else, including every invalid pointer,
     // goes through `classify`, which explains what is wrong.
-    if let Some((d, c, start)) = pagemap::slab_fast(p as usize) {
-        if is_chunk(start, c, p) {
+    if let Some((d, m, start)) = pagemap::slab_fast(p as usize) {
+        // `m` is the class map byte, class + 1 (0: not a slab page, which
+        // the check refuses like any other non-chunk).
+        let off = (p as usize).wrapping_sub(start);
+        if size_class::CHUNK_CHECK[m & 255].is_chunk_start(off) {
+            let c = m.wrapping_sub(1);
             // SAFETY: `p` starts a chunk of the live slab `d`, class `c`.
             unsafe { free_small(d, c, p) };
             return;
@@ -339,19 +343,15 @@ unsafe fn free_small_marked(d: *mut Desc, c: usize, p: *mut u8) {
 #[inline(always)]
 unsafe fn free_small_unmarked(d: *mut Desc, c: usize, p: *mut u8, key: u64) {
     let owner = (*d).owner.load(Ordering::Relaxed) as usize;
-    // Only a chunk of this CPU's zone may enter its cache: test that first,
-    // so that a remote free does not read `bump`, on the line the owner
-    // writes. A chunk past the slab's carved part was never handed out:
-    // leave it to the checks of the locked path.
-    if let Some(k) = crate::cache::on_cpu(owner) {
-        if p < (*d).bump.load(Ordering::Relaxed) {
-            // The mark goes on before the push: once pushed, the chunk may be
-            // popped by another thread on this CPU.
-            *(p as *mut u64).add(1) = key;
-            if k.push(owner, c, p) {
-                return;
-            }
-        }
+    // The mark goes on before the push: once pushed, the chunk may be popped
+    // by another thread on this CPU. (Every other path marks it too.)
+    *(p as *mut u64).add(1) = key;
+    // Only a chunk of this CPU's zone may enter its cache, and only one below
+    // its slab's carve pointer (one past it was never handed out: the locked
+    // path reports it). The section checks both, the CPU first, so that a
+    // remote free does not read `bump`, on the line the owner writes.
+    if crate::cache::push_checked(owner, c, p, ptr::addr_of!((*d).bump) as *const *mut u8) {
+        return;
     }
     free_small_zone(d, c, p, owner);
 }

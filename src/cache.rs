@@ -283,6 +283,60 @@ pub fn prepare(cpu: usize, c: usize) {
     }
 }
 
+/// `push`, for `free`: also refuses `p` unless it lies below `*bump` (the
+/// slab's carve pointer), read inside the section once it has found itself
+/// on CPU `owner`, so that a free from another CPU never reads that line.
+#[inline(always)]
+pub fn push_checked(owner: usize, c: usize, p: *mut u8, bump: *const *mut u8) -> bool {
+    // `owner < cpus` also says the cache is on: one test for both.
+    let n = G.cpus.load(Ordering::Relaxed);
+    if owner >= n as usize {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let off = G.off.load(Ordering::Relaxed);
+        let bc = G.base.load(Ordering::Relaxed) + (c % CLASS_SLOTS) * CLASS_STRIDE;
+        let ok: usize;
+        // SAFETY: as in `Caches::push`. `bump` points at the live slab's
+        // descriptor field (type-stable arena metadata), read only.
+        unsafe {
+            rseq_section!(
+                "mov {q:e}, dword ptr fs:[{off} + 4]",
+                "cmp {q:e}, {owner:e}",
+                "jne 7f",
+                "cmp {p}, qword ptr [{bump}]",
+                "jae 7f",
+                "imul {q}, {q}, {stride}",
+                "add {q}, {bc}",
+                "mov {top:e}, dword ptr [{q}]",
+                "cmp {top:e}, dword ptr [{q} + 4]",
+                "jae 7f",
+                "mov qword ptr [{q} + {top} * 8 + 24], {p}",
+                "mov {ok:e}, 1",
+                "add qword ptr [{q} + 16], 1",
+                "add {top:e}, 1",
+                "mov dword ptr [{q}], {top:e}";
+                off = in(reg) off,
+                owner = in(reg) owner,
+                bump = in(reg) bump,
+                bc = in(reg) bc,
+                p = in(reg) p,
+                stride = const CPU_STRIDE,
+                q = out(reg) _,
+                top = out(reg) _,
+                ok = out(reg) ok,
+            );
+        }
+        ok != 0
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (c, p, bump);
+        false
+    }
+}
+
 /// Pops a chunk of class `c` from CPU `owner`'s cache if the caller runs on
 /// that CPU (so the chunk is one of zone `owner`'s); null otherwise.
 pub fn pop_owned(owner: usize, c: usize) -> *mut u8 {

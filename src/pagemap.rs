@@ -234,13 +234,14 @@ pub enum Lookup {
     Invalid(&'static str),
 }
 
-/// The fast path of `lookup` for `free`: the slab whose run `ptr`'s page
-/// belongs to, its class and its first byte, if the class map says so, with no reason given
-/// otherwise (the caller then runs `lookup`, which gives one). The class
-/// comes from the class map, not the descriptor, so that the cache slot a
-/// free writes does not wait for the descriptor's load. The caller still
-/// checks that `ptr` starts a chunk (`ClassInfo::is_chunk_start`, relative
-/// to the slab's start).
+/// The fast path of `lookup` for `free`: for a pointer into an arena, the
+/// descriptor named by its page's map entry, the page's class-map byte
+/// (class + 1 for a page of a live slab, else 0) and the start of that run;
+/// None for anything else (the caller then runs `lookup`, which explains).
+/// The class comes from the class map, not the descriptor, so that the cache
+/// slot a free writes does not wait for the descriptor's load. Nothing here
+/// says `ptr` is a chunk: the caller checks that with
+/// `size_class::CHUNK_CHECK[m]`, which refuses every offset for m = 0.
 #[inline(always)]
 pub fn slab_fast(ptr: usize) -> Option<(*mut Desc, usize, usize)> {
     if region_of(ptr) != REGION_ARENA {
@@ -248,12 +249,9 @@ pub fn slab_fast(ptr: usize) -> Option<(*mut Desc, usize, usize)> {
     }
     let base = ptr & !(ARENA_SIZE - 1);
     let page = (ptr - base) >> PAGE_SHIFT;
-    let c = class_slot(base, page).load(Ordering::Acquire) as usize;
-    if c == 0 {
-        return None;
-    }
+    let m = class_slot(base, page).load(Ordering::Acquire) as usize;
     let head = map_slot(base, page).load(Ordering::Relaxed) as usize & (ARENA_PAGES - 1);
-    Some((desc(base, head), c - 1, page_addr(base, head)))
+    Some((desc(base, head), m, page_addr(base, head)))
 }
 
 /// Classifies `ptr` in O(1) without touching the memory it points to.

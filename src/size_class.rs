@@ -109,6 +109,26 @@ const fn build_info() -> [ClassInfo; NCLASSES] {
 
 pub static CLASS_INFO: [ClassInfo; NCLASSES] = build_info();
 
+const fn build_check() -> [ClassInfo; 256] {
+    let info = build_info();
+    let mut t = [ClassInfo {
+        size: 0,
+        limit: 0,
+        divm: 0,
+    }; 256];
+    let mut i = 0;
+    while i < NCLASSES {
+        t[i + 1] = info[i];
+        i += 1;
+    }
+    t
+}
+
+/// `CLASS_INFO` indexed by a class-map byte (class + 1): every byte value
+/// has an entry, and the ones that name no class (0 among them) have
+/// `limit` 0, which refuses every offset. No bounds check, no test for 0.
+pub static CHUNK_CHECK: [ClassInfo; 256] = build_check();
+
 impl ClassInfo {
     /// True if `off` (bytes from the slab start) is the start of a chunk.
     #[inline(always)]

@@ -716,8 +716,10 @@ impl Locked {
 /// The slab of a chunk that the allocator itself holds (a cached chunk):
 /// anything else is a corrupted cache, reported as such.
 fn slab_of(q: *mut u8) -> *mut Desc {
-    if let Some((d, _, _)) = pagemap::slab_fast(q as usize) {
-        return d;
+    if let Some((d, m, _)) = pagemap::slab_fast(q as usize) {
+        if m != 0 {
+            return d;
+        }
     }
     match pagemap::lookup(q as usize) {
         pagemap::Lookup::Slab(d) => d,
