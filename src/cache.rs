@@ -139,7 +139,7 @@ fn current_cpu(off: isize) -> Option<usize> {
 }
 
 /// A set of per-CPU caches: `n` blocks of `CPU_STRIDE` bytes at `base`, used
-/// through the rseq area at fs:[off]. The process has one (`state`); tests
+/// through the rseq area at `fs:[off]`. The process has one (`state`); tests
 /// make private ones.
 #[derive(Clone, Copy)]
 pub struct Caches {

@@ -20,9 +20,18 @@
 //! never contended, and when it is (the holder was preempted, or a signal
 //! handler re-entered) the thread simply uses another zone.
 //!
-//! A **local free** (the chunk's slab belongs to the current CPU) goes back on
-//! the slab's free list. A **remote free** links the chunk onto the slab's
-//! remote list with one compare-and-swap and touches nothing else ([`slab`]).
+//! In front of the zone sits the **per-CPU cache** ([`cache`]): per class, a
+//! stack of up to 61 free chunks *of that zone's own slabs*, popped and pushed
+//! without a lock or an atomic instruction inside restartable sequences
+//! (tcmalloc's per-CPU design, in glibc's registered rseq area). The zone
+//! refills it and takes back half of it in batches under its lock. Without
+//! rseq (old glibc, valgrind, the tunable off) the cache stays off.
+//!
+//! A **local free** (the chunk's slab belongs to the current CPU) goes into
+//! the cache, or back on the slab's free list. A **remote free** links the
+//! chunk onto the slab's remote list with one compare-and-swap and touches
+//! nothing else ([`slab`]); with the cache on, remote chunks first gather in
+//! the freeing CPU's *outbox* and go back one list and one CAS per slab.
 //! The owner is **notified only when the slab must go back on its lists**: it
 //! was full and detached, and the `DETACHED` tag lives in the same atomic word
 //! as the remote list head, so exactly one remote free sees it and sends the
@@ -38,7 +47,8 @@
 //! Requests above 16 KiB are **large** blocks: page runs from the same arenas,
 //! kept warm after free up to a dirty-page budget and then purged oldest-first;
 //! blocks above 32 MiB are **huge** mappings of their own, resized with
-//! `mremap` ([`large`]).
+//! `mremap` ([`large`]). A large block that must move to grow has its pages
+//! moved by `mremap` too, not copied.
 //!
 //! [`alloc`] holds the entry points (with start-up, fork handling and foreign
 //! pointers), [`abi`] the exported symbols, [`stats`] the per-CPU counters,
