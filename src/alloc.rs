@@ -133,7 +133,9 @@ fn alloc_small_zone(c: usize) -> *mut u8 {
                 drop(z);
                 return alloc_small_retry(c);
             }
-            z.fill_cache(c);
+            if crate::cache::on() {
+                z.fill_cache(c);
+            }
             p
         }
         None => emergency(size_class::class_size(c), 16),
@@ -362,8 +364,10 @@ unsafe fn free_small_zone(d: *mut Desc, c: usize, p: *mut u8, owner: usize) {
     if owner == crate::cpu::current_zone() {
         if let Some(z) = zone::try_lock_index(owner) {
             z.free_local(d, p);
-            // A full cache: hand half of it back while we hold the lock.
-            z.flush_cache(c);
+            if crate::cache::on() {
+                // A full cache: hand half of it back while we hold the lock.
+                z.flush_cache(c);
+            }
             return;
         }
     }
