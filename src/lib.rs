@@ -9,7 +9,7 @@
 //! Memory is carved into **slabs** of one size class each ([`size_class`]:
 //! 16-byte steps to 128 B, then four classes per doubling up to 16 KiB). Slabs
 //! are runs of pages ([`runs`]) inside 64 MiB **arenas**, whose out-of-line
-//! metadata — a page map and a 256-byte descriptor per run — answers in O(1)
+//! metadata — a page map and a 128-byte descriptor per run — answers in O(1)
 //! "is this pointer ours, which slab, which owner, which generation" without
 //! touching the chunk ([`pagemap`], DragonFly's `kmemusage`).
 //!
