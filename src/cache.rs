@@ -143,7 +143,7 @@ fn current_cpu(off: isize) -> Option<usize> {
 /// through the rseq area at `fs:[off]`. The process has one (`state`); tests
 /// make private ones.
 #[derive(Clone, Copy)]
-pub struct Caches {
+struct Caches {
     off: isize,
     n: u32,
     base: usize,
@@ -158,37 +158,6 @@ fn state() -> Option<Caches> {
     }
     Some(Caches {
         off: G.off.load(Ordering::Relaxed),
-        n,
-        base: G.base.load(Ordering::Relaxed),
-    })
-}
-
-/// The process's caches if the cache is on and the caller runs on CPU
-/// `owner` now. A hint (the thread may migrate at once; the sections check
-/// again) that lets `free` skip work for chunks the cache would refuse.
-#[inline(always)]
-pub fn on_cpu(owner: usize) -> Option<Caches> {
-    let n = G.cpus.load(Ordering::Relaxed);
-    // `owner < n` also says the cache is on, and so that `off` is valid.
-    if owner >= n as usize {
-        return None;
-    }
-    let off = G.off.load(Ordering::Relaxed);
-    #[cfg(target_arch = "x86_64")]
-    {
-        let cpu: u32;
-        // SAFETY: as in `current_cpu`; a negative (unregistered) id reads as
-        // a huge u32 that no zone index equals.
-        unsafe {
-            core::arch::asm!("mov {0:e}, dword ptr fs:[{1} + 4]", out(reg) cpu, in(reg) off,
-                             options(nostack, readonly, preserves_flags));
-        }
-        if cpu as usize != owner {
-            return None;
-        }
-    }
-    Some(Caches {
-        off,
         n,
         base: G.base.load(Ordering::Relaxed),
     })
@@ -257,9 +226,10 @@ pub fn pop(c: usize) -> *mut u8 {
 }
 
 /// Pushes `p`, a chunk of class `c` of a slab owned by zone `owner`, onto
-/// the cache of CPU `owner` if the caller runs on it and the stack has room.
-/// On false the caller frees `p` another way. The caller has already set the
-/// chunk's free mark (after a successful push another thread may pop it).
+/// the cache of CPU `owner` if the caller runs on it and the stack has room
+/// (a refill: not counted as a free; `free` uses `push_checked`). On false
+/// the caller frees `p` another way. The caller has already set the chunk's
+/// free mark (after a successful push another thread may pop it).
 #[inline(always)]
 pub fn push(owner: usize, c: usize, p: *mut u8) -> bool {
     // `owner < cpus` also says the cache is on: one test for both.
@@ -447,7 +417,7 @@ impl Caches {
     /// Pushes `p` (class `c`, of zone `owner`) onto CPU `owner`'s stack if
     /// the caller runs there and it has room: see the function `push`.
     #[inline(always)]
-    pub fn push(&self, owner: usize, c: usize, p: *mut u8) -> bool {
+    fn push(&self, owner: usize, c: usize, p: *mut u8) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
             if owner >= self.n as usize {
@@ -476,7 +446,6 @@ impl Caches {
                     "jae 7f",
                     "mov qword ptr [{q} + {top} * 8 + 24], {p}",
                     "mov {ok:e}, 1",
-                    "add qword ptr [{q} + 16], 1",
                     "add {top:e}, 1",
                     "mov dword ptr [{q}], {top:e}";
                     off = in(reg) self.off,
@@ -726,11 +695,10 @@ mod tests {
         assert!(!k.contains(cpu, c, 0x4000 as *mut u8));
         assert_eq!(k.cached(c), 3);
         assert_eq!(k.cached(c + 1), 0);
-        // The header counts the successful pushes so far (3, or 4 when
-        // `other` is this CPU), no pops yet.
+        // The header counts pops (mallocs served); `push` (refills) is not
+        // counted: only `push_checked`, free's push, counts frees.
         let q = k.stack(cpu, c);
-        let pushes = unsafe { *((q + 16) as *const u64) };
-        assert_eq!(pushes, if other == cpu { 4 } else { 3 });
+        assert_eq!(unsafe { *((q + 16) as *const u64) }, 0);
         assert_eq!(unsafe { *((q + 8) as *const u64) }, 0);
         assert_eq!(k.pop(c) as usize, 0x3000);
         assert_eq!(unsafe { *((q + 8) as *const u64) }, 1);
