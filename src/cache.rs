@@ -186,7 +186,7 @@ pub fn active() -> bool {
 /// none made of 0s and 1s alone, which Intel syntax reads as binary numbers.
 #[cfg(target_arch = "x86_64")]
 macro_rules! rseq_section {
-    ($($body:literal),* ; $($operands:tt)*) => {
+    ($($body:expr),* ; $($operands:tt)*) => {
         core::arch::asm!(
             ".pushsection __rseq_cs, \"aw\"",
             ".balign 32",
@@ -211,6 +211,77 @@ macro_rules! rseq_section {
             $($operands)*
             cs = out(reg) _,
             options(nostack),
+        )
+    };
+}
+
+/// An rseq section on the stack `{q}` of the CPU the section runs on:
+/// `here` requires that CPU to be below `{n}` (a CPU with a cache), `owned`
+/// requires it to be `{owner}` (the zone whose chunks the stack holds). Both
+/// then compute `{q}` = that CPU's block + `{bc}` (the stack's offset inside
+/// a block, plus the base), and run the body with `{top}` unset.
+#[cfg(target_arch = "x86_64")]
+macro_rules! rseq_stack {
+    (here; $($body:expr),* ; $($operands:tt)*) => {
+        rseq_section!(
+            "mov {q:e}, dword ptr fs:[{off} + 4]",
+            "cmp {q:e}, {n:e}",
+            "jae 7f",
+            "imul {q}, {q}, {stride}",
+            "add {q}, {bc}",
+            $($body),* ;
+            $($operands)*
+            stride = const CPU_STRIDE,
+            q = out(reg) _,
+        )
+    };
+    (owned; $($body:expr),* ; $($operands:tt)*) => {
+        rseq_section!(
+            "mov {q:e}, dword ptr fs:[{off} + 4]",
+            "cmp {q:e}, {owner:e}",
+            "jne 7f",
+            "imul {q}, {q}, {stride}",
+            "add {q}, {bc}",
+            $($body),* ;
+            $($operands)*
+            stride = const CPU_STRIDE,
+            q = out(reg) _,
+        )
+    };
+}
+
+/// The body of a pop (for `rseq_stack`): `{ok}` = the top slot, committed
+/// by storing `top - 1`; leaves by 7 when the stack is empty. `$count`
+/// adds the instruction that counts it (or nothing).
+#[cfg(target_arch = "x86_64")]
+macro_rules! pop_body {
+    ($count:expr) => {
+        concat!(
+            "mov {top:e}, dword ptr [{q}]\n",
+            "sub {top:e}, 1\n",
+            "jb 7f\n",
+            "mov {ok}, qword ptr [{q} + {top} * 8 + 24]\n",
+            $count,
+            "mov dword ptr [{q}], {top:e}",
+        )
+    };
+}
+
+/// The body of a push of `{p}` (for `rseq_stack`): `{ok}` = 1, committed
+/// by storing `top + 1`; leaves by 7 when the stack is at its capacity (the
+/// header word). `$count` as in `pop_body`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! push_body {
+    ($count:expr) => {
+        concat!(
+            "mov {top:e}, dword ptr [{q}]\n",
+            "cmp {top:e}, dword ptr [{q} + 4]\n",
+            "jae 7f\n",
+            "mov qword ptr [{q} + {top} * 8 + 24], {p}\n",
+            "mov {ok:e}, 1\n",
+            $count,
+            "add {top:e}, 1\n",
+            "mov dword ptr [{q}], {top:e}",
         )
     };
 }
@@ -272,29 +343,17 @@ pub fn push_checked(owner: usize, c: usize, p: *mut u8, bump: *const *mut u8) ->
         // SAFETY: as in `Caches::push`. `bump` points at the live slab's
         // descriptor field (type-stable arena metadata), read only.
         unsafe {
-            rseq_section!(
-                "mov {q:e}, dword ptr fs:[{off} + 4]",
-                "cmp {q:e}, {owner:e}",
-                "jne 7f",
+            rseq_stack!(
+                owned;
                 "cmp {p}, qword ptr [{bump}]",
                 "jae 7f",
-                "imul {q}, {q}, {stride}",
-                "add {q}, {bc}",
-                "mov {top:e}, dword ptr [{q}]",
-                "cmp {top:e}, dword ptr [{q} + 4]",
-                "jae 7f",
-                "mov qword ptr [{q} + {top} * 8 + 24], {p}",
-                "mov {ok:e}, 1",
-                "add qword ptr [{q} + 16], 1",
-                "add {top:e}, 1",
-                "mov dword ptr [{q}], {top:e}";
+                push_body!("add qword ptr [{q} + 16], 1\n");
                 off = in(reg) off,
                 owner = in(reg) owner,
                 bump = in(reg) bump,
                 bc = in(reg) bc,
                 p = in(reg) p,
-                stride = const CPU_STRIDE,
-                q = out(reg) _,
+
                 top = out(reg) _,
                 ok = out(reg) ok,
             );
@@ -358,6 +417,15 @@ pub fn outbox_push(p: *mut u8) -> bool {
     state().is_some_and(|k| k.push_here(OUTBOX, p))
 }
 
+/// Sets the capacity of the current CPU's outbox (0, no room, until then).
+pub fn prepare_outbox() {
+    if let Some(k) = state() {
+        if let Some(cpu) = current_cpu(k.off) {
+            k.prepare(cpu, OUTBOX);
+        }
+    }
+}
+
 /// Takes every chunk of the current CPU's outbox into `buf`; returns how many.
 pub fn outbox_take(buf: &mut [usize; CAP_MAX]) -> usize {
     state().map_or(0, |k| k.take_here(OUTBOX, buf))
@@ -384,23 +452,12 @@ impl Caches {
             // cannot change between our reads and the committing store of
             // `top - 1` without the kernel restarting us from label 2.
             unsafe {
-                rseq_section!(
-                    "mov {q:e}, dword ptr fs:[{off} + 4]",
-                    "cmp {q:e}, {n:e}",
-                    "jae 7f",
-                    "imul {q}, {q}, {stride}",
-                    "add {q}, {bc}",
-                    "mov {top:e}, dword ptr [{q}]",
-                    "sub {top:e}, 1",
-                    "jb 7f",
-                    "mov {ok}, qword ptr [{q} + {top} * 8 + 24]",
-                    "add qword ptr [{q} + 8], 1",
-                    "mov dword ptr [{q}], {top:e}";
+                rseq_stack!(
+                    here;
+                    pop_body!("add qword ptr [{q} + 8], 1\n");
                     off = in(reg) self.off,
                     n = in(reg) self.n,
                     bc = in(reg) bc,
-                    stride = const CPU_STRIDE,
-                    q = out(reg) _,
                     top = out(reg) _,
                     ok = out(reg) p,
                 );
@@ -435,25 +492,13 @@ impl Caches {
             // the commit see a stable `top`. A slot written by an aborted
             // attempt lies above `top`, where nobody reads it.
             unsafe {
-                rseq_section!(
-                    "mov {q:e}, dword ptr fs:[{off} + 4]",
-                    "cmp {q:e}, {owner:e}",
-                    "jne 7f",
-                    "imul {q}, {q}, {stride}",
-                    "add {q}, {bc}",
-                    "mov {top:e}, dword ptr [{q}]",
-                    "cmp {top:e}, dword ptr [{q} + 4]",
-                    "jae 7f",
-                    "mov qword ptr [{q} + {top} * 8 + 24], {p}",
-                    "mov {ok:e}, 1",
-                    "add {top:e}, 1",
-                    "mov dword ptr [{q}], {top:e}";
+                rseq_stack!(
+                    owned;
+                    push_body!("");
                     off = in(reg) self.off,
                     owner = in(reg) owner,
                     bc = in(reg) bc,
                     p = in(reg) p,
-                    stride = const CPU_STRIDE,
-                    q = out(reg) _,
                     top = out(reg) _,
                     ok = out(reg) ok,
                 );
@@ -470,22 +515,18 @@ impl Caches {
     fn pop_owned(&self, owner: usize, c: usize) -> *mut u8 {
         #[cfg(target_arch = "x86_64")]
         if owner < self.n as usize {
-            let q = self.stack(owner, c);
+            let bc = self.base + (c % CLASS_SLOTS) * CLASS_STRIDE;
             let p: usize;
-            // SAFETY: as in `push`: `q` is mapped, and written only after the
-            // section found itself on CPU `owner`, with a restart on leaving.
+            // SAFETY: as in `push`: the stack of CPU `owner` (< n, mapped),
+            // written only after the section found itself on that CPU, with
+            // a restart on leaving it before the committing store.
             unsafe {
-                rseq_section!(
-                    "cmp dword ptr fs:[{off} + 4], {owner:e}",
-                    "jne 7f",
-                    "mov {top:e}, dword ptr [{q}]",
-                    "sub {top:e}, 1",
-                    "jb 7f",
-                    "mov {ok}, qword ptr [{q} + {top} * 8 + 24]",
-                    "mov dword ptr [{q}], {top:e}";
+                rseq_stack!(
+                    owned;
+                    pop_body!("");
                     off = in(reg) self.off,
                     owner = in(reg) owner,
-                    q = in(reg) q,
+                    bc = in(reg) bc,
                     top = out(reg) _,
                     ok = out(reg) p,
                 );
@@ -502,32 +543,18 @@ impl Caches {
         #[cfg(target_arch = "x86_64")]
         {
             let bc = self.base + (slot % CLASS_SLOTS) * CLASS_STRIDE;
-            let cap = CAPS[slot % CLASS_SLOTS];
             let ok: usize;
             // SAFETY: as in `pop`: the block of the CPU the section runs on
             // (`cpu < n`), whose `top` cannot change before the committing
             // store without a restart; an aborted slot write lies above `top`.
             unsafe {
-                rseq_section!(
-                    "mov {q:e}, dword ptr fs:[{off} + 4]",
-                    "cmp {q:e}, {n:e}",
-                    "jae 7f",
-                    "imul {q}, {q}, {stride}",
-                    "add {q}, {bc}",
-                    "mov {top:e}, dword ptr [{q}]",
-                    "cmp {top:e}, {cap:e}",
-                    "jae 7f",
-                    "mov qword ptr [{q} + {top} * 8 + 24], {p}",
-                    "mov {ok:e}, 1",
-                    "add {top:e}, 1",
-                    "mov dword ptr [{q}], {top:e}";
+                rseq_stack!(
+                    here;
+                    push_body!("");
                     off = in(reg) self.off,
                     n = in(reg) self.n,
                     bc = in(reg) bc,
-                    cap = in(reg) cap,
                     p = in(reg) p,
-                    stride = const CPU_STRIDE,
-                    q = out(reg) _,
                     top = out(reg) _,
                     ok = out(reg) ok,
                 );
@@ -552,12 +579,8 @@ impl Caches {
             // the capacity); a restart redoes it. The one committing store
             // empties the stack only after the whole copy.
             unsafe {
-                rseq_section!(
-                    "mov {q:e}, dword ptr fs:[{off} + 4]",
-                    "cmp {q:e}, {n:e}",
-                    "jae 7f",
-                    "imul {q}, {q}, {stride}",
-                    "add {q}, {bc}",
+                rseq_stack!(
+                    here;
                     "mov {top:e}, dword ptr [{q}]",
                     "test {top:e}, {top:e}",
                     "jz 7f",
@@ -573,8 +596,6 @@ impl Caches {
                     n = in(reg) self.n,
                     bc = in(reg) bc,
                     buf = in(reg) buf.as_mut_ptr(),
-                    stride = const CPU_STRIDE,
-                    q = out(reg) _,
                     top = out(reg) _,
                     t = out(reg) _,
                     ok = out(reg) got,

@@ -801,11 +801,16 @@ pub unsafe fn free_remote_batched(d: *mut Desc, p: *mut u8) {
     if cache::outbox_push(p) {
         return;
     }
-    // Full (or the cache is off, or the thread just migrated): empty it and
-    // try once more, else free `p` on its own.
-    if !cache::on() || flush_outbox() == 0 || !cache::outbox_push(p) {
-        free_remote_list(d, p, p, 1);
+    // Full, or not set up yet on this CPU (or the cache is off): empty it
+    // and try once more, else free `p` on its own.
+    if cache::on() {
+        cache::prepare_outbox();
+        flush_outbox();
+        if cache::outbox_push(p) {
+            return;
+        }
     }
+    free_remote_list(d, p, p, 1);
 }
 
 /// Empties the current CPU's outbox onto the slabs' remote lists. Returns the
