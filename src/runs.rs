@@ -364,10 +364,21 @@ impl Runs {
 
     /// Returns a run to the free bins (dirty), purging if over budget.
     pub fn free(&self, base: usize, head: usize, n: usize) {
+        self.file(base, head, n, true);
+    }
+
+    /// Frees a run whose pages were moved away (`os::move_pages`): it reads
+    /// as zero and costs no resident memory, so it is filed clean.
+    pub fn free_clean(&self, base: usize, head: usize, n: usize) {
+        self.file(base, head, n, false);
+    }
+
+    fn file(&self, base: usize, head: usize, n: usize, dirty: bool) {
         if self.lock.lock() == Err(Busy::Reentrant) {
             // A signal handler interrupted this thread inside the page lock:
             // the bins are mid-edit. Leave the run on the deferred list
-            // (its descriptor already holds its size); the next holder files it.
+            // (its descriptor already holds its size); the next holder files
+            // it (as dirty: at worst a clean run is purged once more).
             self.defer(pagemap::desc(base, head));
             return;
         }
@@ -375,9 +386,9 @@ impl Runs {
         unsafe {
             let st = &mut *self.state.get();
             self.drain_deferred(st);
-            st.release(base, head, n, true);
+            st.release(base, head, n, dirty);
             let budget = self.dirty_budget.load(Ordering::Relaxed);
-            if st.dirty_pages > budget {
+            if dirty && st.dirty_pages > budget {
                 st.purge_to(budget / 2);
             }
         }
@@ -385,22 +396,6 @@ impl Runs {
     }
 
     /// Tries to grow the run at `head` of `n` pages to `want` pages in place.
-    /// Frees a run whose pages were moved away (`os::move_pages`): it reads
-    /// as zero and costs no resident memory, so it is filed clean.
-    pub fn free_clean(&self, base: usize, head: usize, n: usize) {
-        if self.lock.lock() == Err(Busy::Reentrant) {
-            self.defer(pagemap::desc(base, head));
-            return;
-        }
-        // SAFETY: page lock held; the run is no longer used by anyone.
-        unsafe {
-            let st = &mut *self.state.get();
-            self.drain_deferred(st);
-            st.release(base, head, n, false);
-        }
-        self.lock.unlock();
-    }
-
     pub fn grow_in_place(&self, base: usize, head: usize, n: usize, want: usize) -> bool {
         if want > MAX_RUN_PAGES || head + want > ARENA_PAGES {
             return false;
