@@ -374,7 +374,7 @@ unsafe fn free_small_zone(d: *mut Desc, c: usize, p: *mut u8, owner: usize) {
     // No `bump` check here: it would read the owner's busy cache line on
     // every remote free. A never-allocated chunk freed remotely is caught
     // when the owner collects it (more chunks than it has out: `collect`).
-    *(p as *mut u64).add(1) = FREE_KEY.load(Ordering::Relaxed);
+    // The free mark is already set (`free_small_unmarked`).
     zone::free_remote_batched(d, p);
 }
 
