@@ -394,6 +394,11 @@ pub fn hits(c: usize) -> (u64, u64) {
     })
 }
 
+/// Chunks waiting in all CPUs' outboxes now (racy: for statistics).
+pub fn in_outboxes() -> u64 {
+    state().map_or(0, |k| k.cached(OUTBOX))
+}
+
 /// Chunks of class `c` cached on all CPUs now (racy: for statistics).
 pub fn cached(c: usize) -> u64 {
     state().map_or(0, |k| k.cached(c))

@@ -264,6 +264,8 @@ pub fn totals() -> Totals {
     let small: u64 = classes().iter().map(|c| c.in_use * c.size).sum();
     t.bytes_in_use = small + g.large_bytes.load(Ordering::Relaxed) as u64 + huge;
     t.zones = crate::cpu::nzones() as u64;
+    // Freed by the user, not yet back on their slabs' lists.
+    t.remote_frees += crate::cache::in_outboxes();
     for c in 0..NCLASSES {
         let (a, f) = crate::cache::hits(c);
         t.cache_allocs = t.cache_allocs.wrapping_add(a);

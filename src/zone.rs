@@ -751,21 +751,12 @@ unsafe fn destroy(d: *mut Desc) {
 #[inline(always)]
 pub unsafe fn free_remote(d: *mut Desc, chunk: *mut u8) {
     *(chunk as *mut u64).add(1) = FREE_KEY.load(Ordering::Relaxed);
-    count_remote(d);
     free_remote_list(d, chunk, chunk, 1);
 }
 
-/// Counts a remote free (of a chunk of `d`) on the current CPU's zone, when
-/// the user frees it: whether it goes to the slab at once or through the
-/// outbox, so that a chunk waiting in an outbox counts as freed.
-#[inline(always)]
-unsafe fn count_remote(d: *mut Desc) {
-    let c = (*d).class.load(Ordering::Relaxed) as usize % NCLASSES;
-    bump(&zone(cpu::current_zone()).stats.class[c].remote_frees);
-}
-
 /// Pushes `n` chunks of `d`, linked from `head` to `tail` (their free marks
-/// set and their frees counted), onto its remote list: one CAS for all.
+/// set), onto its remote list: one CAS, and one count, for all. (Chunks
+/// still waiting in an outbox are added to the totals by `stats`.)
 ///
 /// # Safety
 /// Every chunk of the list is a live chunk of the live slab `d`.
@@ -774,7 +765,11 @@ unsafe fn free_remote_list(d: *mut Desc, head: *mut u8, tail: *mut u8, n: u64) {
     // Read before the CAS: afterwards the slab may be collected and released.
     let owner = (*d).owner.load(Ordering::Relaxed) as usize;
     let gen = (*d).gen.load(Ordering::Relaxed) & !INFO_MSG;
+    let c = (*d).class.load(Ordering::Relaxed) as usize % NCLASSES;
     let me = zone(cpu::current_zone());
+    me.stats.class[c]
+        .remote_frees
+        .fetch_add(n, Ordering::Relaxed);
     match slab::remote_push_list(d, head, tail) {
         Pushed::MustNotify => notify(me, owner, Msg { slab: d, gen }, true),
         Pushed::Quiet => {
@@ -804,7 +799,6 @@ unsafe fn free_remote_list(d: *mut Desc, head: *mut u8, tail: *mut u8, n: u64) {
 /// # Safety
 /// `p` is a live chunk of the live slab `d`, owned by another zone.
 pub unsafe fn free_remote_batched(d: *mut Desc, p: *mut u8) {
-    count_remote(d);
     if cache::outbox_push(p) {
         return;
     }
