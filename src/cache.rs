@@ -15,7 +15,7 @@
 //! A free pushes a chunk only if the section finds it running on the chunk's
 //! owner CPU (the check is inside the section, so a migration restarts it);
 //! a chunk of another CPU's slab still goes onto that slab's remote list with
-//! one CAS (`zone::free_remote`), so the notification mechanism and its
+//! one CAS (`zone::free_remote_batched`), so the notification mechanism and its
 //! counters are unchanged. The zone refills its own cache in batches under
 //! its lock, and a free that finds the stack full takes the lock and hands
 //! half of it back to the slabs (`alloc`). Cached chunks count as in use for
@@ -167,12 +167,6 @@ fn state() -> Option<Caches> {
 #[inline(always)]
 pub fn on() -> bool {
     G.cpus.load(Ordering::Relaxed) != 0
-}
-
-/// True if the cache is on for this thread: rseq registered and a CPU with
-/// a cache. Used by slow paths to decide whether to refill or flush.
-pub fn active() -> bool {
-    state().is_some_and(|k| current_cpu(k.off).is_some_and(|c| c < k.n as usize))
 }
 
 /// One rseq critical section. The body runs between labels 3 (start) and 4

@@ -742,20 +742,9 @@ unsafe fn destroy(d: *mut Desc) {
     RUNS.free(base, head, n);
 }
 
-/// Frees `chunk` of slab `d` from a CPU that does not own it (or could not take
-/// the owner's lock): one CAS onto the slab's remote list, and a message to the
-/// owner only if that CAS found the slab detached.
-///
-/// # Safety
-/// `chunk` is a live chunk of the live slab `d`.
-#[inline(always)]
-pub unsafe fn free_remote(d: *mut Desc, chunk: *mut u8) {
-    *(chunk as *mut u64).add(1) = FREE_KEY.load(Ordering::Relaxed);
-    free_remote_list(d, chunk, chunk, 1);
-}
-
 /// Pushes `n` chunks of `d`, linked from `head` to `tail` (their free marks
-/// set), onto its remote list: one CAS, and one count, for all. (Chunks
+/// set), onto its remote list: one CAS, and one count, for all, and a
+/// message to the owner only if that CAS found the slab detached. (Chunks
 /// still waiting in an outbox are added to the totals by `stats`.)
 ///
 /// # Safety
