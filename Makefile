@@ -21,7 +21,7 @@ all: build
 # bench/RESULTS.md). `cargo build --release` still works, but gives that slower
 # target/release/libslaballoc.so.
 build:
-	$(CARGO) rustc --release --lib --crate-type cdylib,staticlib
+	$(CARGO) rustc --release --lib --crate-type cdylib,staticlib -- --cfg slaballoc_nostd
 
 # The main job: sqlite3 (many small objects) and a two-thread python3
 # producer/consumer (objects made on one thread die on the other) under the

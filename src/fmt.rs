@@ -96,6 +96,16 @@ pub fn fatal_pointer(what: &str, ptr: *const u8, why: &str) -> ! {
     crate::os::abort()
 }
 
+/// Prints `slaballoc: <why>` on stderr and aborts.
+#[cold]
+#[inline(never)]
+pub fn fatal(why: &str) -> ! {
+    let mut b = Buf::<256>::new();
+    b.str("slaballoc: ").str(why).str("\n");
+    crate::os::write_all(2, b.bytes());
+    crate::os::abort()
+}
+
 /// One warning line on stderr.
 #[cold]
 pub fn warn(parts: &[&[u8]]) {

@@ -75,6 +75,13 @@
 // The loom model checks (tests/loom.rs) compile slab.rs and ring.rs on their
 // own; the allocator itself is not built under `--cfg loom`.
 #![cfg(not(loom))]
+// The shipped `.so` and `.a` (`make build`) are built with `--cfg
+// slaballoc_nostd`: the allocator uses only `core`, and without `std` the
+// library loses its panic/backtrace machinery (about 210 KiB of code) and its
+// dependency on libgcc_s, which every process under it paid for in memory
+// (see bench/RESULTS.md, "Memory of the library itself"). Other builds (the
+// rlib for Rust users and the tests) link `std` as usual.
+#![cfg_attr(slaballoc_nostd, no_std)]
 
 pub mod abi;
 pub mod alloc;
@@ -166,4 +173,12 @@ fn slaballoc_exit() {
     if let Some(f) = config::stats_format() {
         stats::print_at_exit(f);
     }
+}
+
+/// Without `std` nothing prints a panic: nothing on our paths is meant to
+/// panic, and if it happens anyway the only safe thing left is to stop.
+#[cfg(slaballoc_nostd)]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    fmt::fatal("internal error (a panic in the allocator)")
 }
