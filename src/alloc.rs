@@ -111,12 +111,18 @@ fn fail() -> *mut u8 {
 fn alloc_small(c: usize) -> *mut u8 {
     let p = crate::cache::pop(c);
     if !p.is_null() {
-        // Clear the free mark (word 1; every chunk has at least 16 bytes).
-        // SAFETY: a cached chunk is a free chunk of class `c`, now ours.
-        unsafe { *(p as *mut u64).add(1) = 0 };
-        return p;
+        return handed_out(p);
     }
     alloc_small_zone(c)
+}
+
+/// A chunk on its way to the program: clears its free mark (word 1; every
+/// chunk has at least 16 bytes), which it may carry from an earlier life.
+#[inline(always)]
+fn handed_out(p: *mut u8) -> *mut u8 {
+    // SAFETY: `p` is a free chunk of ours that this malloc now owns.
+    unsafe { *(p as *mut u64).add(1) = 0 };
+    p
 }
 
 /// A chunk of class `c` from the current CPU's zone (or a free one); the
@@ -136,7 +142,7 @@ fn alloc_small_zone(c: usize) -> *mut u8 {
             if crate::cache::on() {
                 z.fill_cache(c);
             }
-            p
+            handed_out(p)
         }
         None => emergency(size_class::class_size(c), 16),
     }
@@ -150,7 +156,7 @@ fn alloc_small_retry(c: usize) -> *mut u8 {
     if let Some(z) = zone::lock_current() {
         let p = z.alloc(c);
         if !p.is_null() {
-            return p;
+            return handed_out(p);
         }
     }
     emergency(size_class::class_size(c), 16)

@@ -226,7 +226,10 @@ impl Locked {
     }
 
     /// Allocates a chunk of class `c`. The fast path: pop the current slab's
-    /// free list, else carve from its untouched tail.
+    /// free list, else carve from its untouched tail. It does not write to
+    /// the chunk (a chunk carved to fill the cache stays untouched, so not
+    /// resident, until a malloc hands it out): the caller clears the free
+    /// mark when it gives the chunk to the program (`alloc::handed_out`).
     #[inline(always)]
     pub fn alloc(&self, c: usize) -> *mut u8 {
         let c = c % NCLASSES;
@@ -238,8 +241,6 @@ impl Locked {
                 let f = (*s).free;
                 if !f.is_null() {
                     (*s).free = slab::link(f);
-                    // Clear the double-free mark (word 1 of every chunk).
-                    *(f as *mut u64).add(1) = 0;
                     (*s).used += 1;
                     bump_locked(&self.z.stats.class[c].allocs);
                     return f;
@@ -250,8 +251,6 @@ impl Locked {
                 if b < (*s).end && (*s).rchunks.load(Ordering::Relaxed) == 0 {
                     (*s).bump
                         .store(b.add(size_class::class_size(c)), Ordering::Relaxed);
-                    // A recycled slab's chunks may still carry an old mark.
-                    *(b as *mut u64).add(1) = 0;
                     (*s).used += 1;
                     bump_locked(&self.z.stats.class[c].allocs);
                     return b;
