@@ -186,6 +186,26 @@ static void case_foreign_mapping(void)
     free(OPAQUE(m + 4096));
 }
 
+/* Chunks that were carved but never handed out: the neighbours of the
+ * first block of a class nothing else here uses. They sit on their slab's
+ * free list or in the per-CPU cache, marked free; one past the carved part of
+ * the slab is past its carve pointer. Every case must abort. */
+static void case_never_allocated(void)
+{
+    char *p = OPAQUE(malloc(1500));
+    memset(p, 1, 1500);
+    report(p + 1536);
+    free(OPAQUE(p + 1536));
+}
+
+static void case_never_allocated_far(void)
+{
+    char *p = OPAQUE(malloc(1500));
+    memset(p, 1, 1500);
+    report(p + 20 * 1536);
+    free(OPAQUE(p + 20 * 1536));
+}
+
 struct tcase {
     const char *name;
     void (*fn)(void);
@@ -205,6 +225,8 @@ static const struct tcase cases[] = {
     {"free of a stack address", case_foreign_stack},
     {"free of an address in a private mapping", case_foreign_mapping},
     {"double free of an aligned_alloc(4096, 100) block", case_double_aligned},
+    {"free of a chunk carved but never handed out (next to the first)", case_never_allocated},
+    {"free of a chunk never carved (20 chunks past the first)", case_never_allocated_far},
 };
 
 static ssize_t read_all(int fd, char *buf, size_t cap)

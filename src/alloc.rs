@@ -292,32 +292,37 @@ fn is_chunk(start: usize, c: usize, p: *mut u8) -> bool {
 #[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn free(p: *mut u8) {
     // The common case first, with the fewest checks that keep it exact: a
-    // chunk of a live slab. Anything else, including every invalid pointer,
-    // goes through `classify`, which explains what is wrong.
-    if let Some((d, m, start)) = pagemap::slab_fast(p as usize) {
-        // `m` is the class map byte, class + 1 (0: not a slab page, which
-        // the check refuses like any other non-chunk).
-        let off = (p as usize).wrapping_sub(start);
+    // chunk of a live slab, on a page whose chunks have all been carved (so
+    // `p` was handed out once). Anything else, including every invalid
+    // pointer, goes through `classify`, which explains what is wrong.
+    if let Some((m, owner, off)) = pagemap::slab_fast(p as usize) {
+        // `m` is class + 1 (0: not such a page, which the check refuses like
+        // any other non-chunk).
         if size_class::CHUNK_CHECK[m & 255].is_chunk_start(off) {
-            let c = m.wrapping_sub(1);
-            // SAFETY: `p` starts a chunk of the live slab `d`, class `c`.
-            unsafe { free_small(d, c, p) };
+            // SAFETY: `p` starts a chunk of a live slab of class m - 1 owned
+            // by zone `owner`, below its carve pointer.
+            unsafe { free_chunk(m.wrapping_sub(1), owner, p) };
             return;
         }
     }
     free_other(p);
 }
 
-/// `free` of anything but a chunk: NULL, large and huge blocks, foreign and
-/// invalid pointers.
+/// `free` of anything but a chunk on the fast path: NULL, chunks on a slab's
+/// last carved page, large and huge blocks, foreign and invalid pointers.
 #[inline(never)]
 fn free_other(p: *mut u8) {
     if p.is_null() {
         return;
     }
     match classify(p, "free") {
-        // SAFETY: classify validated a live chunk of slab d.
-        Block::Small(d, c) => unsafe { free_small(d, c, p) },
+        // SAFETY: classify validated a chunk of the live slab d.
+        Block::Small(d, c) => unsafe {
+            if p >= (*d).bump.load(Ordering::Relaxed) {
+                crate::fmt::fatal_pointer("free", p, "pointer to a block that was never allocated");
+            }
+            free_chunk(c, (*d).owner.load(Ordering::Relaxed) as usize, p)
+        },
         Block::Large(d) => {
             // SAFETY: classify validated a live large run.
             unsafe { large::free_large(d) };
@@ -330,43 +335,42 @@ fn free_other(p: *mut u8) {
 }
 
 /// # Safety
-/// `p` is a chunk of class `c` of the live slab `d` (validated by `classify`).
+/// `p` is a chunk of class `c`, below the carve pointer of its live slab,
+/// which zone `owner` owns.
 #[inline(always)]
-unsafe fn free_small(d: *mut Desc, c: usize, p: *mut u8) {
+unsafe fn free_chunk(c: usize, owner: usize, p: *mut u8) {
     let key = FREE_KEY.load(Ordering::Relaxed);
     if *(p as *const u64).add(1) == key {
         // Out of line (a tail call), so that the fast path saves no registers.
-        return free_small_marked(d, c, p);
+        return free_chunk_marked(c, owner, p);
     }
-    free_small_unmarked(d, c, p, key);
+    free_chunk_unmarked(c, owner, p, key);
 }
 
 /// `p` carries the free mark: a double free, or user data that matches it.
 #[inline(never)]
-unsafe fn free_small_marked(d: *mut Desc, c: usize, p: *mut u8) {
-    check_double_free(d, p);
-    free_small_unmarked(d, c, p, FREE_KEY.load(Ordering::Relaxed));
+unsafe fn free_chunk_marked(c: usize, owner: usize, p: *mut u8) {
+    check_double_free(pagemap::slab_desc_fast(p as usize), p);
+    free_chunk_unmarked(c, owner, p, FREE_KEY.load(Ordering::Relaxed));
 }
 
 #[inline(always)]
-unsafe fn free_small_unmarked(d: *mut Desc, c: usize, p: *mut u8, key: u64) {
-    let owner = (*d).owner.load(Ordering::Relaxed) as usize;
+unsafe fn free_chunk_unmarked(c: usize, owner: usize, p: *mut u8, key: u64) {
     // The mark goes on before the push: once pushed, the chunk may be popped
     // by another thread on this CPU. (Every other path marks it too.)
     *(p as *mut u64).add(1) = key;
-    // Only a chunk of this CPU's zone may enter its cache, and only one below
-    // its slab's carve pointer (one past it was never handed out: the locked
-    // path reports it). The section checks both, the CPU first, so that a
-    // remote free does not read `bump`, on the line the owner writes.
-    if crate::cache::push_checked(owner, c, p, ptr::addr_of!((*d).bump) as *const *mut u8) {
+    // Only a chunk of this CPU's zone may enter its cache: the section
+    // checks that it runs on CPU `owner`.
+    if crate::cache::push_free(owner, c, p) {
         return;
     }
-    free_small_zone(d, c, p, owner);
+    free_chunk_zone(c, p, owner);
 }
 
 /// The cache refused `p`: it is another CPU's (or the cache is off or full).
 #[inline(never)]
-unsafe fn free_small_zone(d: *mut Desc, c: usize, p: *mut u8, owner: usize) {
+unsafe fn free_chunk_zone(c: usize, p: *mut u8, owner: usize) {
+    let d = pagemap::slab_desc_fast(p as usize);
     if owner == crate::cpu::current_zone() {
         if let Some(z) = zone::try_lock_index(owner) {
             z.free_local(d, p);
@@ -377,10 +381,7 @@ unsafe fn free_small_zone(d: *mut Desc, c: usize, p: *mut u8, owner: usize) {
             return;
         }
     }
-    // No `bump` check here: it would read the owner's busy cache line on
-    // every remote free. A never-allocated chunk freed remotely is caught
-    // when the owner collects it (more chunks than it has out: `collect`).
-    // The free mark is already set (`free_small_unmarked`).
+    // The free mark is already set (`free_chunk_unmarked`).
     zone::free_remote_batched(d, p);
 }
 

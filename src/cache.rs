@@ -293,7 +293,7 @@ pub fn pop(c: usize) -> *mut u8 {
 
 /// Pushes `p`, a chunk of class `c` of a slab owned by zone `owner`, onto
 /// the cache of CPU `owner` if the caller runs on it and the stack has room
-/// (a refill: not counted as a free; `free` uses `push_checked`). On false
+/// (a refill: not counted as a free; `free` uses `push_free`). On false
 /// the caller frees `p` another way. A refill does not touch the chunk: one
 /// from a free list keeps its free mark, one carved from untouched memory
 /// has none (and stays non-resident until a pop hands it out).
@@ -321,11 +321,11 @@ pub fn prepare(cpu: usize, c: usize) {
     }
 }
 
-/// `push`, for `free`: also refuses `p` unless it lies below `*bump` (the
-/// slab's carve pointer), read inside the section once it has found itself
-/// on CPU `owner`, so that a free from another CPU never reads that line.
+/// `push`, for `free`: the same, and counted as a cache free. The caller
+/// has set the chunk's free mark, and knows `p` lies below its slab's carve
+/// pointer (`pagemap::slab_fast`).
 #[inline(always)]
-pub fn push_checked(owner: usize, c: usize, p: *mut u8, bump: *const *mut u8) -> bool {
+pub fn push_free(owner: usize, c: usize, p: *mut u8) -> bool {
     // `owner < cpus` also says the cache is on: one test for both.
     let n = G.cpus.load(Ordering::Relaxed);
     if owner >= n as usize {
@@ -336,20 +336,15 @@ pub fn push_checked(owner: usize, c: usize, p: *mut u8, bump: *const *mut u8) ->
         let off = G.off.load(Ordering::Relaxed);
         let bc = G.base.load(Ordering::Relaxed) + (c % CLASS_SLOTS) * CLASS_STRIDE;
         let ok: usize;
-        // SAFETY: as in `Caches::push`. `bump` points at the live slab's
-        // descriptor field (type-stable arena metadata), read only.
+        // SAFETY: as in `Caches::push`.
         unsafe {
             rseq_stack!(
                 owned;
-                "cmp {p}, qword ptr [{bump}]",
-                "jae 7f",
                 push_body!("add qword ptr [{q} + 16], 1\n");
                 off = in(reg) off,
                 owner = in(reg) owner,
-                bump = in(reg) bump,
                 bc = in(reg) bc,
                 p = in(reg) p,
-
                 top = out(reg) _,
                 ok = out(reg) ok,
             );
@@ -358,7 +353,7 @@ pub fn push_checked(owner: usize, c: usize, p: *mut u8, bump: *const *mut u8) ->
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (c, p, bump);
+        let _ = (c, p);
         false
     }
 }
@@ -718,7 +713,7 @@ mod tests {
         assert_eq!(k.cached(c), 3);
         assert_eq!(k.cached(c + 1), 0);
         // The header counts pops (mallocs served); `push` (refills) is not
-        // counted: only `push_checked`, free's push, counts frees.
+        // counted: only `push_free`, free's push, counts frees.
         let q = k.stack(cpu, c);
         assert_eq!(unsafe { *((q + 16) as *const u64) }, 0);
         assert_eq!(unsafe { *((q + 8) as *const u64) }, 0);

@@ -11,7 +11,10 @@
 //! are runs of pages ([`runs`]) inside 64 MiB **arenas**, whose out-of-line
 //! metadata — a page map and a 128-byte descriptor per run — answers in O(1)
 //! "is this pointer ours, which slab, which owner, which generation" without
-//! touching the chunk ([`pagemap`], DragonFly's `kmemusage`).
+//! touching the chunk ([`pagemap`], DragonFly's `kmemusage`). A slab is carved
+//! a page at a time; once a page is carved, a 4-byte entry in the page map
+//! gives `free` its class, owner and offset, so the common free reads neither
+//! the descriptor nor anything the owner writes.
 //!
 //! Each CPU owns a **zone** ([`zone`]): per size class, the slab being carved,
 //! the slabs with free chunks, and one cached empty slab. A thread allocates

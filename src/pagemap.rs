@@ -9,6 +9,9 @@
 //! * a `u16` per page naming the *head page* of the run that contains it
 //!   (valid for every page of an allocated run and for the first and last page
 //!   of a free run);
+//! * a `u32` per page for `free`'s fast path: for a page of a live slab whose
+//!   chunks have all been carved, the page's index in the slab, the class and
+//!   the owner, so that the common `free` never reads the descriptor;
 //! * a 128-byte [`Desc`] per page, used only for head pages: what the run is
 //!   (slab, large block, free run), its size, owner and generation, and for
 //!   slabs the free lists. The remote-free word has its own cache line.
@@ -30,12 +33,13 @@ const ADDR_BITS: usize = 47;
 const NREGIONS: usize = 1 << (ADDR_BITS - ARENA_SHIFT);
 
 const MAP_OFFSET: usize = PAGE_SIZE;
-/// The class map: one byte per page, class + 1 for every page of a live
-/// slab, 0 for anything else.
-const CLASS_MAP_OFFSET: usize = 40 * 1024;
-const DESC_OFFSET: usize = 64 * 1024;
-const _: () = assert!(MAP_OFFSET + ARENA_PAGES * 2 <= CLASS_MAP_OFFSET);
-const _: () = assert!(CLASS_MAP_OFFSET + ARENA_PAGES <= DESC_OFFSET);
+/// The free map: a `u32` per page, all that `free` needs to take a chunk of
+/// the page without reading the slab's descriptor (see `slab_fast`).
+const FREE_MAP_OFFSET: usize = 40 * 1024;
+const DESC_OFFSET: usize = 104 * 1024;
+const _: () = assert!(MAP_OFFSET + ARENA_PAGES * 2 <= FREE_MAP_OFFSET);
+const _: () = assert!(FREE_MAP_OFFSET + ARENA_PAGES * 4 <= DESC_OFFSET);
+const _: () = assert!(DESC_OFFSET.is_multiple_of(PAGE_SIZE));
 pub const DESC_SIZE: usize = 128;
 /// Pages at the start of each arena that hold its metadata.
 pub const META_PAGES: usize = (DESC_OFFSET + ARENA_PAGES * DESC_SIZE) / PAGE_SIZE;
@@ -159,21 +163,41 @@ pub fn map_slot(base: usize, page: usize) -> &'static AtomicU16 {
     unsafe { &*((base + MAP_OFFSET) as *const AtomicU16).add(page & (ARENA_PAGES - 1)) }
 }
 
-/// The class-map byte of page `page` of the arena at `base`.
+/// The free-map entry of page `page` of the arena at `base`.
 #[inline(always)]
-pub fn class_slot(base: usize, page: usize) -> &'static AtomicU8 {
-    // SAFETY: as in `map_slot`: the class map lies at CLASS_MAP_OFFSET in
-    // every registered arena, ARENA_PAGES bytes; `page` is masked into range.
-    unsafe { &*((base + CLASS_MAP_OFFSET) as *const AtomicU8).add(page & (ARENA_PAGES - 1)) }
+fn free_slot(base: usize, page: usize) -> &'static AtomicU32 {
+    // SAFETY: as in `map_slot`: the free map lies at FREE_MAP_OFFSET in
+    // every registered arena, ARENA_PAGES entries; `page` is masked into range.
+    unsafe { &*((base + FREE_MAP_OFFSET) as *const AtomicU32).add(page & (ARENA_PAGES - 1)) }
 }
 
-/// Marks the `npages` pages from `head` as a slab of class `c` (Some), or
-/// as no slab (None). Release: a reader that finds the mark (Acquire in
-/// `slab_fast`) sees the descriptor as it was set up before.
-pub fn mark_slab(base: usize, head: usize, npages: usize, c: Option<usize>) {
-    let v = c.map_or(0, |c| c as u8 + 1);
+/// Free-map entry of page `k` of a slab of class `c` owned by zone `owner`:
+/// bits 0-7 the page's index in its slab, 8-15 the class + 1, 16-31 the
+/// owner. 0 (class byte 0) means "not a page `free` may take chunks from
+/// without looking further".
+const fn free_entry(k: usize, c: usize, owner: usize) -> u32 {
+    (k | (c + 1) << 8 | owner << 16) as u32
+}
+const _: () = assert!(crate::size_class::MAX_SLAB_PAGES <= 256);
+const _: () = assert!(crate::cpu::MAX_ZONES <= 1 << 16);
+
+/// Opens pages `from..to` (indices within the slab) of slab `d`, class `c`,
+/// owner `owner`, to `free`'s fast path: the owner calls it, under its lock,
+/// once its carve pointer has passed every chunk start in those pages (a
+/// chunk that was never handed out could otherwise be freed into a cache).
+/// Release: pairs with the Acquire in `slab_fast`.
+pub fn open_slab_pages(d: *const Desc, from: usize, to: usize, c: usize, owner: usize) {
+    let (base, head) = desc_home(d);
+    for k in from..to {
+        free_slot(base, head + k).store(free_entry(k, c, owner), Ordering::Release);
+    }
+}
+
+/// Closes all `npages` pages of the slab at page `head` to the fast path
+/// (the slab is emptied for reuse, or destroyed).
+pub fn close_slab_pages(base: usize, head: usize, npages: usize) {
     for page in head..head + npages {
-        class_slot(base, page).store(v, Ordering::Release);
+        free_slot(base, page).store(0, Ordering::Release);
     }
 }
 
@@ -225,24 +249,35 @@ pub enum Lookup {
     Invalid(&'static str),
 }
 
-/// The fast path of `lookup` for `free`: for a pointer into an arena, the
-/// descriptor named by its page's map entry, the page's class-map byte
-/// (class + 1 for a page of a live slab, else 0) and the start of that run;
-/// None for anything else (the caller then runs `lookup`, which explains).
-/// The class comes from the class map, not the descriptor, so that the cache
-/// slot a free writes does not wait for the descriptor's load. Nothing here
-/// says `ptr` is a chunk: the caller checks that with
-/// `size_class::CHUNK_CHECK[m]`, which refuses every offset for m = 0.
+/// The fast path of `lookup` for `free`: for a pointer into an arena, its
+/// page's free-map entry decoded as (class + 1, owner zone, offset of `ptr`
+/// from the start of the slab). Class + 1 is 0 for any page but one of a
+/// live slab all of whose chunks have been carved (`open_slab_pages`), so a
+/// pointer the caller accepts is below the slab's carve pointer, and the
+/// descriptor is not read at all. Nothing here says `ptr` is a chunk: the
+/// caller checks that with `size_class::CHUNK_CHECK[m]`, which refuses
+/// every offset for m = 0. None for anything outside the arenas (the caller
+/// then runs `lookup`, which explains).
 #[inline(always)]
-pub fn slab_fast(ptr: usize) -> Option<(*mut Desc, usize, usize)> {
+pub fn slab_fast(ptr: usize) -> Option<(usize, usize, usize)> {
     if region_of(ptr) != REGION_ARENA {
         return None;
     }
     let base = ptr & !(ARENA_SIZE - 1);
     let page = (ptr - base) >> PAGE_SHIFT;
-    let m = class_slot(base, page).load(Ordering::Acquire) as usize;
-    let head = map_slot(base, page).load(Ordering::Relaxed) as usize & (ARENA_PAGES - 1);
-    Some((desc(base, head), m, page_addr(base, head)))
+    let e = free_slot(base, page).load(Ordering::Acquire) as usize;
+    let off = (ptr & (PAGE_SIZE - 1)) + ((e & 255) << PAGE_SHIFT);
+    Some(((e >> 8) & 255, e >> 16, off))
+}
+
+/// The descriptor of the slab holding `ptr`, a chunk of a live slab (from
+/// the head-page map, which stays put while the slab lives).
+#[inline(always)]
+pub fn slab_desc_fast(ptr: usize) -> *mut Desc {
+    let base = ptr & !(ARENA_SIZE - 1);
+    let page = (ptr - base) >> PAGE_SHIFT;
+    let head = map_slot(base, page).load(Ordering::Relaxed) as usize;
+    desc(base, head)
 }
 
 /// Classifies `ptr` in O(1) without touching the memory it points to.
@@ -289,7 +324,7 @@ mod tests {
 
     #[test]
     fn layout() {
-        assert_eq!(META_PAGES, 528);
+        assert_eq!(META_PAGES, 538);
         assert!(MAX_ARENAS.is_power_of_two());
         let base = 5 * ARENA_SIZE;
         let d = desc(base, 600);

@@ -70,6 +70,20 @@ const fn build_pages() -> [u16; NCLASSES] {
     t
 }
 
+/// The most pages a slab of any class spans.
+pub const MAX_SLAB_PAGES: usize = {
+    let t = build_pages();
+    let mut m = 0;
+    let mut i = 0;
+    while i < NCLASSES {
+        if t[i] as usize > m {
+            m = t[i] as usize;
+        }
+        i += 1;
+    }
+    m
+};
+
 /// Chunk size of each class.
 pub static CLASS_SIZE: [u32; NCLASSES] = build_sizes();
 
@@ -124,7 +138,7 @@ const fn build_check() -> [ClassInfo; 256] {
     t
 }
 
-/// `CLASS_INFO` indexed by a class-map byte (class + 1): every byte value
+/// `CLASS_INFO` indexed by a free-map class byte (class + 1): every byte value
 /// has an entry, and the ones that name no class (0 among them) have
 /// `limit` 0, which refuses every offset. No bounds check, no test for 0.
 pub static CHUNK_CHECK: [ClassInfo; 256] = build_check();

@@ -17,7 +17,8 @@
 
 use crate::cache;
 use crate::cpu;
-use crate::pagemap::{self, Desc, KIND_NONE, KIND_SLAB};
+use crate::os::PAGE_SIZE;
+use crate::pagemap::{self, Desc, KIND_NONE, KIND_SLAB, PAGE_SHIFT};
 use crate::ring::{Msg, Posted, Ring};
 use crate::runs::RUNS;
 use crate::size_class::{self, NCLASSES};
@@ -249,8 +250,7 @@ impl Locked {
                 // reusing them keeps the resident set small.
                 let b = (*s).bump.load(Ordering::Relaxed);
                 if b < (*s).end && (*s).rchunks.load(Ordering::Relaxed) == 0 {
-                    (*s).bump
-                        .store(b.add(size_class::class_size(c)), Ordering::Relaxed);
+                    self.carve_page(s, c, b);
                     (*s).used += 1;
                     bump_locked(&self.z.stats.class[c].allocs);
                     return b;
@@ -258,6 +258,49 @@ impl Locked {
             }
         }
         self.refill(c)
+    }
+
+    /// Carves slab `d` (class `c`, its free list empty) at its carve pointer
+    /// `b`: the chunk at `b`, which the caller takes, and every other chunk
+    /// that starts in the same page, which go onto the free list. All carry
+    /// the free mark (the page is about to be touched anyway). The carve
+    /// pointer then lies past that page, so the page, and any that the chunk
+    /// at `b` covers, hold only chunks that were handed out or sit on a free
+    /// list, and `free` may take their chunks on its fast path
+    /// (`pagemap::open_slab_pages`). A never-allocated chunk there carries
+    /// the mark, so freeing it is reported (as a double free).
+    #[inline(never)]
+    unsafe fn carve_page(&self, d: *mut Desc, c: usize, b: *mut u8) {
+        let size = size_class::class_size(c);
+        let end = (*d).end as usize;
+        let lim = ((b as usize | (PAGE_SIZE - 1)) + 1).min(end);
+        let key = FREE_KEY.load(Ordering::Relaxed);
+        // Marked too: it may go into the cache (a refill); the malloc that
+        // hands it out clears the mark.
+        *(b as *mut u64).add(1) = key;
+        let mut nb = b as usize + size;
+        if nb < lim {
+            // The free list is empty (`alloc` takes from it first).
+            (*d).free = nb as *mut u8;
+            loop {
+                let next = nb + size;
+                let link = if next < lim { next } else { 0 };
+                slab::set_link(nb as *mut u8, link);
+                *(nb as *mut u64).add(1) = key;
+                nb = next;
+                if link == 0 {
+                    break;
+                }
+            }
+        }
+        (*d).bump.store(nb as *mut u8, Ordering::Relaxed);
+        let start = slab_base(d);
+        let to = if nb >= end {
+            (*d).npages.load(Ordering::Relaxed) as usize
+        } else {
+            (nb - start) >> PAGE_SHIFT
+        };
+        pagemap::open_slab_pages(d, (b as usize - start) >> PAGE_SHIFT, to, c, self.idx);
     }
 
     /// Frees a chunk of slab `d`, which this zone owns.
@@ -387,6 +430,8 @@ impl Locked {
         // Stale messages naming this slab must not match any more.
         (*d).gen.fetch_add(1, Ordering::Relaxed);
         if (*cz).empty.is_null() {
+            let (base, head) = pagemap::desc_home(d);
+            pagemap::close_slab_pages(base, head, (*d).npages.load(Ordering::Relaxed) as usize);
             (*d).free = ptr::null_mut();
             (*d).bump.store(slab_base(d) as *mut u8, Ordering::Relaxed);
             (*d).zeroed = 0;
@@ -546,15 +591,9 @@ impl Locked {
         (*d).next = ptr::null_mut();
         (*d).rchunks.store(0, Ordering::Relaxed);
         (*d).notify_next.store(ptr::null_mut(), Ordering::Relaxed);
-        // Release: a thread that finds the slab through the page map sees it whole.
+        // Release: a thread that finds the slab through the page map sees it
+        // whole. Its pages open to `free`'s fast path as they are carved.
         (*d).kind.store(KIND_SLAB, Ordering::Release);
-        let (abase, head) = pagemap::desc_home(d);
-        pagemap::mark_slab(
-            abase,
-            head,
-            (*d).npages.load(Ordering::Relaxed) as usize,
-            Some(c),
-        );
         GLOBAL.slabs_live.fetch_add(1, Ordering::Relaxed);
         bump_locked(&self.z.stats.class[c].slabs_new);
         d
@@ -715,11 +754,6 @@ impl Locked {
 /// The slab of a chunk that the allocator itself holds (a cached chunk):
 /// anything else is a corrupted cache, reported as such.
 fn slab_of(q: *mut u8) -> *mut Desc {
-    if let Some((d, m, _)) = pagemap::slab_fast(q as usize) {
-        if m != 0 {
-            return d;
-        }
-    }
     match pagemap::lookup(q as usize) {
         pagemap::Lookup::Slab(d) => d,
         _ => crate::fmt::fatal_pointer("free", q, "corrupted per-CPU cache"),
@@ -734,7 +768,7 @@ unsafe fn destroy(d: *mut Desc) {
     bump_locked(&zone(owner).stats.class[c].slabs_freed);
     let (base, head) = pagemap::desc_home(d);
     let n = (*d).npages.load(Ordering::Relaxed) as usize;
-    pagemap::mark_slab(base, head, n, None);
+    pagemap::close_slab_pages(base, head, n);
     (*d).state = 0;
     (*d).kind.store(KIND_NONE, Ordering::Release);
     GLOBAL.slabs_live.fetch_sub(1, Ordering::Relaxed);
