@@ -77,7 +77,6 @@ pub struct Desc {
     pub class: AtomicU8,
     pub owner: AtomicU16,
     pub npages: AtomicU32,
-    pub gen: AtomicU32,
     pub used: u32,
     /// Slab: where the owner keeps it (see `zone::State`). Free run: dirty flag.
     pub state: u8,
@@ -95,6 +94,7 @@ pub struct Desc {
     /// List links: slab lists of a zone, or size bins of free runs.
     pub prev: *mut Desc,
     pub next: *mut Desc,
+    _pad1: u64,
     // --- second cache line: the words remote CPUs write ---
     /// Slab: remote-free list head, tagged with `slab::DETACHED`.
     pub rchunks: AtomicUsize,
@@ -103,7 +103,12 @@ pub struct Desc {
     /// Free runs (never slabs, so no remote traffic): dirty-run age list.
     pub lru_prev: *mut Desc,
     pub lru_next: *mut Desc,
-    _pad: [u8; 32],
+    /// Generation, bumped when the run stops being the slab it was: a
+    /// remote free reads it (for a notification) before its CAS, so it
+    /// lives on the line that the CAS takes anyway; the owner writes it
+    /// only when a slab is made or given up.
+    pub gen: AtomicU32,
+    _pad: [u8; 28],
 }
 
 // SAFETY: descriptors live in shared arena metadata; their plain fields are

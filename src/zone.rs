@@ -754,6 +754,11 @@ impl Locked {
 /// The slab of a chunk that the allocator itself holds (a cached chunk):
 /// anything else is a corrupted cache, reported as such.
 fn slab_of(q: *mut u8) -> *mut Desc {
+    if let Some((m, _, _)) = pagemap::slab_fast(q as usize) {
+        if m != 0 {
+            return pagemap::slab_desc_fast(q as usize);
+        }
+    }
     match pagemap::lookup(q as usize) {
         pagemap::Lookup::Slab(d) => d,
         _ => crate::fmt::fatal_pointer("free", q, "corrupted per-CPU cache"),
@@ -785,9 +790,10 @@ unsafe fn destroy(d: *mut Desc) {
 #[inline(always)]
 unsafe fn free_remote_list(d: *mut Desc, head: *mut u8, tail: *mut u8, n: u64) {
     // Read before the CAS: afterwards the slab may be collected and released.
-    let owner = (*d).owner.load(Ordering::Relaxed) as usize;
+    // Owner and class come from the free map (the descriptor's first line is
+    // the owner's, busy), the generation from the line the CAS takes.
+    let (owner, c) = owner_class(d, head);
     let gen = (*d).gen.load(Ordering::Relaxed) & !INFO_MSG;
-    let c = (*d).class.load(Ordering::Relaxed) as usize % NCLASSES;
     let me = zone(cpu::current_zone());
     me.stats.class[c]
         .remote_frees
@@ -813,6 +819,21 @@ unsafe fn free_remote_list(d: *mut Desc, head: *mut u8, tail: *mut u8, n: u64) {
     }
 }
 
+/// Owner zone and class of slab `d`, which holds the chunk `p`: from the
+/// free map if `p`'s page is open there, else from the descriptor.
+#[inline(always)]
+unsafe fn owner_class(d: *mut Desc, p: *mut u8) -> (usize, usize) {
+    if let Some((m, owner, _)) = pagemap::slab_fast(p as usize) {
+        if m != 0 {
+            return (owner, (m - 1) % NCLASSES);
+        }
+    }
+    (
+        (*d).owner.load(Ordering::Relaxed) as usize,
+        (*d).class.load(Ordering::Relaxed) as usize % NCLASSES,
+    )
+}
+
 /// Frees another CPU's chunk `p` (its free mark set) through this CPU's
 /// outbox; when the outbox is full, empties it first: its chunks are linked
 /// into one list per slab (most come from a few slabs: the other CPUs'
@@ -836,40 +857,47 @@ pub unsafe fn free_remote_batched(d: *mut Desc, p: *mut u8) {
     free_remote_list(d, p, p, 1);
 }
 
-/// Empties the current CPU's outbox onto the slabs' remote lists. Returns the
-/// number of chunks it held.
+/// Empties the current CPU's outbox onto the slabs' remote lists, one list
+/// and one CAS per slab: the chunks are grouped in a small hash table keyed
+/// by slab. (Eight open lists, the oldest closed for a further slab, made
+/// several lists per slab when many classes were in use: server 2.4 chunks
+/// per CAS against 3.6 now; sorting by slab gave 3.6 too, but the sort cost
+/// more than the CASes it saved.) Returns the number of chunks it held.
 pub fn flush_outbox() -> usize {
-    /// Lists open at once; a chunk of a further slab closes the oldest.
-    const OPEN: usize = 8;
+    /// Table slots (a power of two), and probes before a slab's list is
+    /// pushed early to make room.
+    const SLOTS: usize = 32;
+    const PROBES: usize = 4;
     let mut buf = [0usize; cache::CAP_MAX];
     let n = cache::outbox_take(&mut buf);
-    let mut open: [(*mut Desc, *mut u8, *mut u8, u64); OPEN] =
-        [(ptr::null_mut(), ptr::null_mut(), ptr::null_mut(), 0); OPEN];
-    let mut next = 0;
+    let mut tab: [(usize, *mut u8, *mut u8, u64); SLOTS] =
+        [(0, ptr::null_mut(), ptr::null_mut(), 0); SLOTS];
     for &q in &buf[..n] {
         let q = q as *mut u8;
-        let d = slab_of(q);
-        // SAFETY (all blocks below): every chunk in the outbox is one the
-        // user freed, validated by `free` and not yet given back: a live
-        // chunk of the live slab `d`, now ours.
-        match open.iter_mut().find(|g| g.0 == d) {
-            Some(g) => unsafe {
-                slab::set_link(q, g.1 as usize);
+        let d = slab_of(q) as usize;
+        let h = (d >> 7).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 59;
+        for probe in 1..=PROBES {
+            let g = &mut tab[(h + probe) % SLOTS];
+            // SAFETY (all blocks below): every chunk in the outbox is one the
+            // user freed, validated by `free` and not yet given back: a live
+            // chunk of the live slab `d`, now ours.
+            if g.0 == d {
+                unsafe { slab::set_link(q, g.1 as usize) };
                 g.1 = q;
                 g.3 += 1;
-            },
-            None => {
-                let g = &mut open[next % OPEN];
-                if !g.0.is_null() {
-                    unsafe { free_remote_list(g.0, g.1, g.2, g.3) };
+                break;
+            }
+            if g.0 == 0 || probe == PROBES {
+                if g.0 != 0 {
+                    unsafe { free_remote_list(g.0 as *mut Desc, g.1, g.2, g.3) };
                 }
                 *g = (d, q, q, 1);
-                next += 1;
+                break;
             }
         }
     }
-    for g in open.iter().filter(|g| !g.0.is_null()) {
-        unsafe { free_remote_list(g.0, g.1, g.2, g.3) };
+    for g in tab.iter().filter(|g| g.0 != 0) {
+        unsafe { free_remote_list(g.0 as *mut Desc, g.1, g.2, g.3) };
     }
     n
 }
