@@ -65,11 +65,11 @@ static_ok=0; linked_ok=0
 if [ -f "$ar" ]; then
     # -rdynamic: export sa_malloc & co from the executable so dlsym finds them
     if $CC $CFLAGS -rdynamic -o "$build/conformance.static" "$here/conformance.c" "$ar" \
-        -lpthread -ldl -lgcc_s -lc -lm -lrt -lutil >"$logs/build.conformance.static.log" 2>&1; then
+        -lpthread -ldl >"$logs/build.conformance.static.log" 2>&1; then
         static_ok=1
     elif { echo "--- retry with --whole-archive"; $CC $CFLAGS -rdynamic -o "$build/conformance.static" \
         "$here/conformance.c" -Wl,--whole-archive "$ar" -Wl,--no-whole-archive \
-        -lpthread -ldl -lgcc_s -lc -lm -lrt -lutil; } >>"$logs/build.conformance.static.log" 2>&1; then
+        -lpthread -ldl; } >>"$logs/build.conformance.static.log" 2>&1; then
         static_ok=1
     else
         fail build.conformance.static "linking libslaballoc.a failed"
