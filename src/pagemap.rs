@@ -346,6 +346,38 @@ mod tests {
         assert!(!is_desc_ptr(&x as *const u64 as *const Desc));
     }
 
+    /// Every live chunk lies on a page the free map has opened, with the
+    /// slab's class, owner and the chunk's offset, and every chunk start on
+    /// that page lies below the slab's carve pointer (what lets `free` skip
+    /// the descriptor).
+    #[test]
+    fn free_map_covers_every_live_chunk() {
+        crate::alloc::ensure_init();
+        let ptrs: Vec<usize> = (0..3000)
+            .map(|i| crate::alloc::malloc(16 + (i * 37) % 16000) as usize)
+            .collect();
+        let mut small = 0;
+        for &p in &ptrs {
+            let Lookup::Slab(d) = lookup(p) else { continue };
+            small += 1;
+            let (m, owner, off) = slab_fast(p).unwrap();
+            // SAFETY: `d` is the live slab of a chunk we hold.
+            unsafe {
+                assert_eq!(m, (*d).class.load(Ordering::Relaxed) as usize + 1, "{p:#x}");
+                assert_eq!(owner, (*d).owner.load(Ordering::Relaxed) as usize);
+                assert_eq!(off, p - crate::zone::slab_base(d));
+                assert_eq!(slab_desc_fast(p), d);
+                let page_end = (p | (PAGE_SIZE - 1)) + 1;
+                let bump = (*d).bump.load(Ordering::Relaxed) as usize;
+                assert!(bump >= page_end.min((*d).end as usize), "{p:#x}");
+            }
+        }
+        assert!(small > 2000);
+        for p in ptrs {
+            crate::alloc::free(p as *mut u8);
+        }
+    }
+
     #[test]
     fn our_pointers_are_classified() {
         crate::alloc::ensure_init();
