@@ -20,9 +20,10 @@
 //! its lock, and a free that finds the stack full takes the lock and hands
 //! half of it back to the slabs (`alloc`). Cached chunks count as in use for
 //! their slab (its `used`), which bounds what the cache can pin: at most
-//! `cap(c)` chunks, about 16 KiB (at most 61 chunks) per class per CPU
-//! (8 KiB: server 1.23x slower in an A/B; 32 KiB: the same speed, churn
-//! 0.27 MiB more RSS; 64 KiB: more RSS, no clear gain).
+//! `cap(c)` chunks, about 16 KiB (at most 61 chunks; 8 KiB for classes
+//! above 1 KiB) per class per CPU (8 KiB for all classes: server 1.23x slower
+//! in an A/B; 32 KiB: the same speed, churn 0.27 MiB more RSS; 64 KiB: more
+//! RSS, no clear gain).
 //!
 //! Other threads never write a cache; `cached` (stats) and the double-free
 //! check read it racily, which can only miss a chunk that moves meanwhile.
@@ -73,7 +74,15 @@ const fn build_caps() -> [u32; CLASS_SLOTS] {
     t[CLASS_SLOTS - 1] = CAP_MAX as u32; // the outbox
     let mut c = 0;
     while c < NCLASSES {
-        let n = CLASS_BUDGET / size_class::size_of_class(c);
+        // Half the budget above 1 KiB: few programs turn those chunks over
+        // fast enough to need more, and with many such classes in use the
+        // caches held most of churn's extra memory.
+        let size = size_class::size_of_class(c);
+        let n = if size > 1024 {
+            CLASS_BUDGET / 2
+        } else {
+            CLASS_BUDGET
+        } / size;
         t[c] = if n > CAP_MAX {
             CAP_MAX as u32
         } else if n < 1 {
