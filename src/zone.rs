@@ -269,6 +269,12 @@ impl Locked {
     /// list, and `free` may take their chunks on its fast path
     /// (`pagemap::open_slab_pages`). A never-allocated chunk there carries
     /// the mark, so freeing it is reported (as a double free).
+    ///
+    /// # Safety
+    /// `d` is a live slab of class `c` owned by this zone (whose lock we
+    /// hold), its free list is empty and `b`, its carve pointer, is below
+    /// its end: the chunks from `b` to the end of the page are ours and
+    /// untouched by anyone else.
     #[inline(never)]
     unsafe fn carve_page(&self, d: *mut Desc, c: usize, b: *mut u8) {
         let size = size_class::class_size(c);
