@@ -41,6 +41,10 @@ pub const RING_SIZE: usize = 2;
 struct Pad<T>(T);
 
 struct Cell {
+    /// Vyukov's sequence number, stored minus the cell's index (see
+    /// `Ring::seq`), so that a new ring is all zeros: the zones, rings
+    /// included, then live in `.bss`, not in 2.2 MiB of `.data` whose pages
+    /// the kernel maps from the file, 16 at a time, on a read.
     seq: AtomicUsize,
     slab: AtomicUsize,
     gen: AtomicU32,
@@ -85,22 +89,16 @@ pub enum Posted {
 impl Ring {
     #[cfg(not(loom))]
     pub const fn new() -> Self {
-        let mut cells = [const {
-            Cell {
-                seq: AtomicUsize::new(0),
-                slab: AtomicUsize::new(0),
-                gen: AtomicU32::new(0),
-            }
-        }; RING_SIZE];
-        let mut i = 0;
-        while i < RING_SIZE {
-            cells[i].seq = AtomicUsize::new(i);
-            i += 1;
-        }
         Ring {
             tail: Pad(AtomicUsize::new(0)),
             head: Pad(AtomicUsize::new(0)),
-            cells,
+            cells: [const {
+                Cell {
+                    seq: AtomicUsize::new(0),
+                    slab: AtomicUsize::new(0),
+                    gen: AtomicU32::new(0),
+                }
+            }; RING_SIZE],
             overflow: Pad(AtomicPtr::new(ptr::null_mut())),
         }
     }
@@ -110,8 +108,8 @@ impl Ring {
         Ring {
             tail: Pad(AtomicUsize::new(0)),
             head: Pad(AtomicUsize::new(0)),
-            cells: core::array::from_fn(|i| Cell {
-                seq: AtomicUsize::new(i),
+            cells: core::array::from_fn(|_| Cell {
+                seq: AtomicUsize::new(0),
                 slab: AtomicUsize::new(0),
                 gen: AtomicU32::new(0),
             }),
@@ -119,13 +117,30 @@ impl Ring {
         }
     }
 
+    /// The cell for position `pos`, and its sequence number (Vyukov's: `pos`
+    /// when free for the producer at `pos`, `pos + 1` when full), read with
+    /// `o`. Stored minus the cell's index, so an empty ring reads `i` at
+    /// cell `i` while all its words are zero.
+    #[inline]
+    fn seq(&self, pos: usize, o: Ordering) -> (&Cell, usize) {
+        let i = pos % RING_SIZE;
+        let cell = &self.cells[i];
+        (cell, cell.seq.load(o).wrapping_add(i))
+    }
+
+    /// Stores sequence number `v` into the cell of position `pos`.
+    #[inline]
+    fn set_seq(&self, pos: usize, v: usize, o: Ordering) {
+        let i = pos % RING_SIZE;
+        self.cells[i].seq.store(v.wrapping_sub(i), o);
+    }
+
     /// Tries to enqueue; false if the ring is full.
     pub fn try_push(&self, m: Msg) -> bool {
         let mut pos = self.tail.0.load(Ordering::Relaxed);
         loop {
-            let cell = &self.cells[pos % RING_SIZE];
             // Acquire pairs with the consumer's Release that freed the cell.
-            let seq = cell.seq.load(Ordering::Acquire);
+            let (cell, seq) = self.seq(pos, Ordering::Acquire);
             let dif = seq as isize - pos as isize;
             if dif == 0 {
                 match self.tail.0.compare_exchange_weak(
@@ -138,7 +153,7 @@ impl Ring {
                         cell.slab.store(m.slab as usize, Ordering::Relaxed);
                         cell.gen.store(m.gen, Ordering::Relaxed);
                         // Release publishes the payload to the consumer's Acquire.
-                        cell.seq.store(pos.wrapping_add(1), Ordering::Release);
+                        self.set_seq(pos, pos.wrapping_add(1), Ordering::Release);
                         return true;
                     }
                     Err(p) => pos = p,
@@ -154,8 +169,7 @@ impl Ring {
     /// Dequeues one message (single consumer: the zone lock holder).
     pub fn pop(&self) -> Option<Msg> {
         let pos = self.head.0.load(Ordering::Relaxed);
-        let cell = &self.cells[pos % RING_SIZE];
-        let seq = cell.seq.load(Ordering::Acquire);
+        let (cell, seq) = self.seq(pos, Ordering::Acquire);
         if seq != pos.wrapping_add(1) {
             return None;
         }
@@ -163,8 +177,7 @@ impl Ring {
             slab: cell.slab.load(Ordering::Relaxed) as *mut Desc,
             gen: cell.gen.load(Ordering::Relaxed),
         };
-        cell.seq
-            .store(pos.wrapping_add(RING_SIZE), Ordering::Release);
+        self.set_seq(pos, pos.wrapping_add(RING_SIZE), Ordering::Release);
         self.head.0.store(pos.wrapping_add(1), Ordering::Relaxed);
         Some(m)
     }
@@ -210,8 +223,7 @@ impl Ring {
     /// True if a consumer would find something to do.
     pub fn has_work(&self) -> bool {
         let pos = self.head.0.load(Ordering::Relaxed);
-        let cell = &self.cells[pos % RING_SIZE];
-        cell.seq.load(Ordering::Acquire) == pos.wrapping_add(1)
+        self.seq(pos, Ordering::Acquire).1 == pos.wrapping_add(1)
             || !self.overflow.0.load(Ordering::Acquire).is_null()
     }
 
@@ -219,8 +231,8 @@ impl Ring {
     /// exist in the child would stall the consumer forever. Start empty; the
     /// zone rescans its slabs for what the lost messages said.
     pub fn reset(&self) {
-        for (i, c) in self.cells.iter().enumerate() {
-            c.seq.store(i, Ordering::Relaxed);
+        for c in &self.cells {
+            c.seq.store(0, Ordering::Relaxed);
         }
         self.head.0.store(0, Ordering::Relaxed);
         self.tail.0.store(0, Ordering::Relaxed);
