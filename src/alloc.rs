@@ -478,6 +478,12 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
                         return q;
                     }
                 }
+            } else if size > u && u >= large::MOVE_MIN && size <= MAX_REQUEST {
+                // SAFETY: as above; `size` exceeds the largest run.
+                let q = unsafe { large::move_to_huge(d, p, size) };
+                if !q.is_null() {
+                    return q;
+                }
             }
             u
         }
@@ -706,6 +712,39 @@ mod tests {
         free(c);
         let after = mappings();
         assert!(after < before + 40, "mappings {before} -> {after}");
+    }
+
+    /// A large block grown past the largest run becomes a huge block with
+    /// its pages moved; it keeps its contents, also when it later outgrows
+    /// its mapping (several kernel mappings then: `realloc_huge` copies).
+    #[test]
+    fn large_block_grown_into_huge_keeps_contents() {
+        let check = |p: *mut u8, n: usize, seed: u8| unsafe {
+            for i in (0..n).step_by(4096) {
+                assert_eq!(*p.add(i), seed ^ (i >> 12) as u8, "offset {i} of {n}");
+            }
+        };
+        let fill = |p: *mut u8, n: usize, seed: u8| unsafe {
+            for i in (0..n).step_by(4096) {
+                *p.add(i) = seed ^ (i >> 12) as u8;
+            }
+        };
+        let mut size = large::HUGE_MIN - (1 << 20);
+        let mut p = malloc(size);
+        assert!(matches!(pagemap::lookup(p as usize), Lookup::Large(_)));
+        fill(p, size, 7);
+        for grow in [2 << 20, 1 << 20, 40 << 20] {
+            let n = size + grow;
+            p = realloc(p, n);
+            assert!(!p.is_null());
+            assert!(large::huge_usable(p as usize).is_some_and(|u| u >= n));
+            check(p, size, 7);
+            size = n;
+            fill(p, size, 7);
+        }
+        p = realloc(p, 20 << 20);
+        check(p, 20 << 20, 7);
+        free(p);
     }
 
     #[test]

@@ -139,13 +139,48 @@ pub unsafe fn move_large(d: *mut Desc, p: *mut u8, size: usize) -> *mut u8 {
     if let pagemap::Lookup::Large(nd) = pagemap::lookup(q as usize) {
         (*nd).state = LARGE_MOVED;
     }
+    release_emptied(base, head, n, p);
+    q
+}
+
+/// Grows a large block past the largest run into a huge mapping by moving
+/// its pages there, as `move_large` does between runs: without it the block
+/// was copied, and both copies were resident at once (a 31 MiB block grown
+/// to 33 MiB peaked at 67 MiB, against 35 MiB under glibc). Null if the
+/// mapping or the move fails: the caller copies then.
+///
+/// The huge mapping is then several kernel mappings (header page, moved
+/// pages, the rest); should it later outgrow its length, `realloc_huge`'s
+/// `mremap` of the whole fails and the block is copied once, as before.
+///
+/// # Safety
+/// `d` is the head descriptor of the live large run at `p`, owned by the
+/// caller; `size` exceeds the largest run.
+pub unsafe fn move_to_huge(d: *mut Desc, p: *mut u8, size: usize) -> *mut u8 {
+    let (base, head) = pagemap::desc_home(d);
+    let n = (*d).npages.load(Ordering::Relaxed) as usize;
+    let q = alloc_huge(size, PAGE_SIZE);
+    if q.is_null() {
+        return q;
+    }
+    if !os::move_pages(p, n * PAGE_SIZE, q) {
+        free_huge(q as usize);
+        return core::ptr::null_mut();
+    }
+    release_emptied(base, head, n, p);
+    q
+}
+
+/// The large run of `n` pages at page `head` of the arena at `base`, user
+/// block `p`, whose pages a move took away: map it again in one piece with
+/// the arena (clean) and give it back.
+unsafe fn release_emptied(base: usize, head: usize, n: usize, p: *mut u8) {
     os::remap_fresh(p, n * PAGE_SIZE);
     GLOBAL.large_frees.fetch_add(1, Ordering::Relaxed);
     GLOBAL
         .large_bytes
         .fetch_sub(n * PAGE_SIZE, Ordering::Relaxed);
     RUNS.free_clean(base, head, n);
-    q
 }
 
 /// Publishes (or, with REGION_NONE, retracts) the regions of a huge mapping:
