@@ -50,8 +50,9 @@
 //! Requests above 16 KiB are **large** blocks: page runs from the same arenas,
 //! kept warm after free up to a dirty-page budget and then purged oldest-first;
 //! blocks above 32 MiB are **huge** mappings of their own, resized with
-//! `mremap` ([`large`]). A large block that must move to grow has its pages
-//! moved by `mremap` too, not copied.
+//! `mremap` ([`large`]). A large block that must move to grow, into another
+//! run or past the largest run into a huge mapping, has its pages moved by
+//! `mremap` too, not copied.
 //!
 //! [`alloc`] holds the entry points (with start-up, fork handling and foreign
 //! pointers), [`abi`] the exported symbols, [`stats`] the per-CPU counters,
