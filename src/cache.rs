@@ -312,6 +312,19 @@ pub fn pop(c: usize) -> *mut u8 {
 /// has none (and stays non-resident until a pop hands it out).
 #[inline(always)]
 pub fn push(owner: usize, c: usize, p: *mut u8) -> bool {
+    push_to::<false>(owner, c, p)
+}
+
+/// `push`, for `free`: the same, and counted as a cache free. The caller
+/// has set the chunk's free mark, and knows `p` lies below its slab's carve
+/// pointer (`pagemap::slab_fast`).
+#[inline(always)]
+pub fn push_free(owner: usize, c: usize, p: *mut u8) -> bool {
+    push_to::<true>(owner, c, p)
+}
+
+#[inline(always)]
+fn push_to<const COUNT: bool>(owner: usize, c: usize, p: *mut u8) -> bool {
     // `owner < cpus` also says the cache is on: one test for both.
     let n = G.cpus.load(Ordering::Acquire);
     if owner >= n as usize {
@@ -322,7 +335,7 @@ pub fn push(owner: usize, c: usize, p: *mut u8) -> bool {
         n,
         base: G.base.load(Ordering::Relaxed),
     };
-    k.push(owner, c, p)
+    k.push_owned::<COUNT>(owner, c, p)
 }
 
 /// Sets the capacity word of CPU `cpu`'s class `c` stack, which reads 0 (no
@@ -331,43 +344,6 @@ pub fn push(owner: usize, c: usize, p: *mut u8) -> bool {
 pub fn prepare(cpu: usize, c: usize) {
     if let Some(k) = state() {
         k.prepare(cpu, c);
-    }
-}
-
-/// `push`, for `free`: the same, and counted as a cache free. The caller
-/// has set the chunk's free mark, and knows `p` lies below its slab's carve
-/// pointer (`pagemap::slab_fast`).
-#[inline(always)]
-pub fn push_free(owner: usize, c: usize, p: *mut u8) -> bool {
-    // `owner < cpus` also says the cache is on: one test for both.
-    let n = G.cpus.load(Ordering::Relaxed);
-    if owner >= n as usize {
-        return false;
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        let off = G.off.load(Ordering::Relaxed);
-        let bc = G.base.load(Ordering::Relaxed) + (c % CLASS_SLOTS) * CLASS_STRIDE;
-        let ok: usize;
-        // SAFETY: as in `Caches::push`.
-        unsafe {
-            rseq_stack!(
-                owned;
-                push_body!("add qword ptr [{q} + 16], 1\n");
-                off = in(reg) off,
-                owner = in(reg) owner,
-                bc = in(reg) bc,
-                p = in(reg) p,
-                top = out(reg) _,
-                ok = out(reg) ok,
-            );
-        }
-        ok != 0
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (c, p);
-        false
     }
 }
 
@@ -481,9 +457,10 @@ impl Caches {
     }
 
     /// Pushes `p` (class `c`, of zone `owner`) onto CPU `owner`'s stack if
-    /// the caller runs there and it has room: see the function `push`.
+    /// the caller runs there and it has room: see the function `push`. With
+    /// `COUNT`, the section also counts a cache free.
     #[inline(always)]
-    fn push(&self, owner: usize, c: usize, p: *mut u8) -> bool {
+    fn push_owned<const COUNT: bool>(&self, owner: usize, c: usize, p: *mut u8) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
             if owner >= self.n as usize {
@@ -500,17 +477,26 @@ impl Caches {
             // before the committing store of `top + 1`, so the slot write and
             // the commit see a stable `top`. A slot written by an aborted
             // attempt lies above `top`, where nobody reads it.
+            macro_rules! section {
+                ($count:expr) => {
+                    rseq_stack!(
+                        owned;
+                        push_body!($count);
+                        off = in(reg) self.off,
+                        owner = in(reg) owner,
+                        bc = in(reg) bc,
+                        p = in(reg) p,
+                        top = out(reg) _,
+                        ok = out(reg) ok,
+                    )
+                };
+            }
             unsafe {
-                rseq_stack!(
-                    owned;
-                    push_body!("");
-                    off = in(reg) self.off,
-                    owner = in(reg) owner,
-                    bc = in(reg) bc,
-                    p = in(reg) p,
-                    top = out(reg) _,
-                    ok = out(reg) ok,
-                );
+                if COUNT {
+                    section!("add qword ptr [{q} + 16], 1\n");
+                } else {
+                    section!("");
+                }
             }
             ok != 0
         }
@@ -708,25 +694,28 @@ mod tests {
         let other = (cpu + 1) % n;
         let c = size_class::class_of(48);
         // Not prepared yet: no room.
-        assert!(!k.push(cpu, c, 0x1000 as *mut u8));
+        assert!(!k.push_owned::<false>(cpu, c, 0x1000 as *mut u8));
         k.prepare(cpu, c);
         k.prepare(other, c);
         assert!(k.pop(c).is_null());
         for f in [0x1000usize, 0x2000, 0x3000] {
-            assert!(k.push(cpu, c, f as *mut u8));
+            assert!(k.push_owned::<false>(cpu, c, f as *mut u8));
         }
         // Not running on `other`: refused, unless it is the same CPU.
-        assert_eq!(k.push(other, c, 0x5000 as *mut u8), other == cpu);
+        assert_eq!(
+            k.push_owned::<false>(other, c, 0x5000 as *mut u8),
+            other == cpu
+        );
         assert_eq!(k.pop_owned(other, c).is_null(), other != cpu);
         if other == cpu {
-            assert!(k.push(cpu, c, 0x5000 as *mut u8));
+            assert!(k.push_owned::<false>(cpu, c, 0x5000 as *mut u8));
         }
         assert!(k.contains(cpu, c, 0x2000 as *mut u8));
         assert!(!k.contains(cpu, c, 0x4000 as *mut u8));
         assert_eq!(k.cached(c), 3);
         assert_eq!(k.cached(c + 1), 0);
-        // The header counts pops (mallocs served); `push` (refills) is not
-        // counted: only `push_free`, free's push, counts frees.
+        // The header counts pops (mallocs served); refill pushes are not
+        // counted: only free's push (`push_free`, COUNT) counts frees.
         let q = k.stack(cpu, c);
         assert_eq!(unsafe { *((q + 16) as *const u64) }, 0);
         assert_eq!(unsafe { *((q + 8) as *const u64) }, 0);
@@ -735,12 +724,16 @@ mod tests {
         assert_eq!(k.pop_owned(cpu, c) as usize, 0x2000);
         assert_eq!(k.pop(c) as usize, 0x1000);
         assert!(k.pop(c).is_null());
+        // Free's push counts.
+        assert!(k.push_owned::<true>(cpu, c, 0x1000 as *mut u8));
+        assert_eq!(unsafe { *((q + 16) as *const u64) }, 1);
+        assert_eq!(k.pop(c) as usize, 0x1000);
         // A full stack refuses, and gives everything back in LIFO order.
         let cap = CAPS[c] as usize;
         for i in 0..cap {
-            assert!(k.push(cpu, c, (0x10_0000 + i * 64) as *mut u8));
+            assert!(k.push_owned::<false>(cpu, c, (0x10_0000 + i * 64) as *mut u8));
         }
-        assert!(!k.push(cpu, c, 0x9000 as *mut u8));
+        assert!(!k.push_owned::<false>(cpu, c, 0x9000 as *mut u8));
         for i in (0..cap).rev() {
             assert_eq!(k.pop(c) as usize, 0x10_0000 + i * 64);
         }
