@@ -219,6 +219,45 @@ pub fn yield_now() {
     }
 }
 
+/// The calling thread's CPU affinity mask (None if the kernel's mask does
+/// not fit `cpu_set_t`, 1024 CPUs).
+pub fn affinity() -> Option<libc::cpu_set_t> {
+    // SAFETY: `set` is a local `cpu_set_t` the kernel fills; size matches.
+    unsafe {
+        let mut set: libc::cpu_set_t = core::mem::zeroed();
+        let e = errno();
+        let r = libc::sched_getaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &mut set);
+        set_errno(e);
+        (r == 0).then_some(set)
+    }
+}
+
+/// Sets the calling thread's CPU affinity mask; false if the kernel refuses
+/// (a CPU outside the thread's cpuset, offline, ...). On success the thread
+/// runs on an allowed CPU when the call returns.
+pub fn set_affinity(set: &libc::cpu_set_t) -> bool {
+    let e = errno();
+    // SAFETY: `set` is a valid `cpu_set_t` of the size passed.
+    let r = unsafe { libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), set) };
+    set_errno(e);
+    r == 0
+}
+
+/// Pins the calling thread to CPU `cpu` alone; false if it may not run there.
+pub fn pin_to_cpu(cpu: usize) -> bool {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return false;
+    }
+    // SAFETY: a zeroed `cpu_set_t` is the empty set; CPU_SET writes bit
+    // `cpu` < CPU_SETSIZE.
+    let set = unsafe {
+        let mut set: libc::cpu_set_t = core::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        set
+    };
+    set_affinity(&set)
+}
+
 pub fn sched_getcpu() -> i32 {
     // SAFETY: no preconditions; glibc's sched_getcpu does not allocate.
     unsafe { libc::sched_getcpu() }
