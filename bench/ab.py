@@ -3,10 +3,11 @@
 
     python3 bench/ab.py A.so B.so [workloads] [runs]
 
-Runs bench/build/<workload> (build them first: `make compare QUICK=1` or
-compare.py does) with LD_PRELOAD=A.so then B.so, `runs` times (default 7),
-and prints the median of each workload's own seconds and the ratio B/A, plus
-the geometric mean of the ratios. Used for the "Hardening costs" table of
+Runs bench/build/<workload> through bench/build/runner (build them first:
+`make compare QUICK=1` or compare.py does) with LD_PRELOAD=A.so then B.so, `runs` times (default 7),
+and prints the median of each workload's own seconds and of its peak RSS
+(`ru_maxrss` from `wait4`), the ratios B/A, and the geometric means of the
+ratios. Used for the "Hardening costs" and "Speed work" tables of
 bench/RESULTS.md.
 """
 import math
@@ -24,21 +25,40 @@ wl = (sys.argv[3] if len(sys.argv) > 3 else
 runs = int(sys.argv[4]) if len(sys.argv) > 4 else 7
 here = os.path.dirname(os.path.abspath(__file__))
 res = {(w, k): [] for w in wl for k in libs}
+rss = {(w, k): [] for w in wl for k in libs}
 for r in range(runs):
     for w in wl:
         for k, so in libs.items():
-            out = subprocess.run([os.path.join(here, "build", w)],
-                                 env=dict(os.environ, LD_PRELOAD=os.path.abspath(so)),
-                                 capture_output=True, text=True)
-            m = re.search(r"seconds=([0-9.]+)", out.stdout)
-            if out.returncode != 0 or not m:
-                sys.exit(f"{w} under {so} failed: {out.returncode} {out.stdout} {out.stderr}")
+            # Through the static launcher, so that ru_maxrss is the
+            # workload's own (see bench/tools/runner.c).
+            rfile = os.path.join(here, "build", f".ab-{os.getpid()}.rusage")
+            proc = subprocess.run([os.path.join(here, "build", "runner"), rfile, "600",
+                                   os.path.join(here, "build", w)],
+                                  env=dict(os.environ, LD_PRELOAD=os.path.abspath(so)),
+                                  capture_output=True, text=True)
+            with open(rfile) as f:
+                usage = dict(kv.split("=") for kv in f.read().split())
+            os.unlink(rfile)
+            m = re.search(r"seconds=([0-9.]+)", proc.stdout)
+            if proc.returncode != 0 or usage["code"] != "0" or not m:
+                sys.exit(f"{w} under {so} failed: {usage} {proc.stdout} {proc.stderr}")
             res[(w, k)].append(float(m.group(1)))
+            rss[(w, k)].append(int(usage["maxrss_kb"]))
     print(f"run {r + 1}/{runs} done", file=sys.stderr)
-ratios = []
+ratios, rss_ratios = [], []
 for w in wl:
     a = statistics.median(res[(w, "A")])
     b = statistics.median(res[(w, "B")])
+    ra = statistics.median(rss[(w, "A")])
+    rb = statistics.median(rss[(w, "B")])
     ratios.append(b / a)
-    print(f"{w:16s} A {a:.3f}s  B {b:.3f}s  B/A {b / a:.3f}")
-print("geomean B/A", round(math.exp(sum(map(math.log, ratios)) / len(ratios)), 3))
+    rss_ratios.append(rb / ra)
+    print(f"{w:16s} A {a:.3f}s  B {b:.3f}s  B/A {b / a:.3f}   "
+          f"RSS A {ra:.0f} KiB  B {rb:.0f} KiB  B/A {rb / ra:.3f}")
+
+
+def geomean(xs):
+    return round(math.exp(sum(map(math.log, xs)) / len(xs)), 3)
+
+
+print("geomean B/A time", geomean(ratios), " RSS", geomean(rss_ratios))

@@ -206,17 +206,38 @@ pub fn close_slab_pages(base: usize, head: usize, npages: usize) {
     }
 }
 
+/// Descriptor slots are ordered by page number modulo `DESC_STRIDE` first,
+/// then by page number: the heads of runs laid end to end every
+/// `DESC_STRIDE` pages (16-page slabs, the common case) get adjacent
+/// descriptors, 32 to a metadata page, instead of one page of descriptors
+/// per two slabs. Only the descriptor array's order changes.
+const DESC_STRIDE_SHIFT: usize = 4;
+const DESC_ROWS: usize = ARENA_PAGES >> DESC_STRIDE_SHIFT;
+
+/// The descriptor slot of page `page` (a permutation of 0..ARENA_PAGES).
+#[inline(always)]
+const fn desc_slot(page: usize) -> usize {
+    let page = page & (ARENA_PAGES - 1);
+    (page & ((1 << DESC_STRIDE_SHIFT) - 1)) * DESC_ROWS + (page >> DESC_STRIDE_SHIFT)
+}
+
+/// The page of descriptor slot `slot` (the inverse of `desc_slot`).
+#[inline(always)]
+const fn slot_page(slot: usize) -> usize {
+    ((slot % DESC_ROWS) << DESC_STRIDE_SHIFT) | (slot / DESC_ROWS)
+}
+
 /// The descriptor of page `page` of the arena at `base`.
 #[inline(always)]
 pub fn desc(base: usize, page: usize) -> *mut Desc {
-    ((base + DESC_OFFSET) as *mut Desc).wrapping_add(page & (ARENA_PAGES - 1))
+    ((base + DESC_OFFSET) as *mut Desc).wrapping_add(desc_slot(page))
 }
 
 /// Arena base and page index of a descriptor pointer.
 #[inline(always)]
 pub fn desc_home(d: *const Desc) -> (usize, usize) {
     let a = d as usize & !(ARENA_SIZE - 1);
-    (a, (d as usize - a - DESC_OFFSET) / DESC_SIZE)
+    (a, slot_page((d as usize - a - DESC_OFFSET) / DESC_SIZE))
 }
 
 /// Address of page `page` of the arena at `base`.
@@ -236,8 +257,8 @@ pub fn is_desc_ptr(d: *const Desc) -> bool {
     if off < DESC_OFFSET || !(off - DESC_OFFSET).is_multiple_of(DESC_SIZE) {
         return false;
     }
-    let page = (off - DESC_OFFSET) / DESC_SIZE;
-    (META_PAGES..ARENA_PAGES).contains(&page)
+    let slot = (off - DESC_OFFSET) / DESC_SIZE;
+    slot < ARENA_PAGES && (META_PAGES..ARENA_PAGES).contains(&slot_page(slot))
 }
 
 /// What a pointer is, according to the page map.
@@ -334,6 +355,17 @@ mod tests {
         let base = 5 * ARENA_SIZE;
         let d = desc(base, 600);
         assert_eq!(desc_home(d), (base, 600));
+        for page in 0..ARENA_PAGES {
+            assert_eq!(slot_page(desc_slot(page)), page);
+            assert_eq!(desc_home(desc(base, page)), (base, page));
+        }
+        // Slabs laid end to end share descriptor pages.
+        let per_page = PAGE_SIZE / DESC_SIZE;
+        assert_eq!(
+            desc(base, 600 + 16) as usize - desc(base, 600) as usize,
+            DESC_SIZE
+        );
+        assert!(desc_slot(600 + 16 * (per_page - 1)) / per_page - desc_slot(600) / per_page <= 1);
         assert_eq!(page_addr(base, 1), base + 4096);
     }
 
