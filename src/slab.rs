@@ -20,6 +20,18 @@
 //! A remote CPU may also push a list of chunks it linked itself (a batch from
 //! its outbox, see `cache::OUTBOX`) with the same one CAS.
 //!
+//! ## Batch nodes
+//!
+//! A node of a free list (local or remote) is a chunk whose first word is the
+//! link. In a class whose chunks have room (`batch_cap`), a node may also
+//! *carry* other chunks of its slab: the link's `BATCH` flag says so, the
+//! third word holds how many, and the words after it their addresses. An
+//! outbox flush builds such nodes, so the owner that collects the list, and
+//! the refill that moves the chunks into its per-CPU cache, read one node per
+//! batch instead of every chunk: the carried chunks stay untouched (in the
+//! freeing CPU's cache) until a malloc hands them out, and the only transfer
+//! of their lines is the one the program's own write needs anyway.
+//!
 //! Orderings: a push writes `chunk.next` then CASes the head with Release; the
 //! owner's `swap(0, Acquire)` pairs with it, so the links it walks are visible.
 //! The detach CAS is AcqRel. The list is push-only plus take-all, so it is free
@@ -58,22 +70,26 @@ pub enum Pushed {
 /// (allocated and not yet freed), at least 16 bytes and 16-byte aligned.
 #[inline(always)]
 pub unsafe fn remote_push(d: *const Desc, chunk: *mut u8) -> Pushed {
+    set_link(chunk, 0);
     remote_push_list(d, chunk, chunk)
 }
 
-/// Pushes the list `head` .. `tail` (linked with `set_link`; `tail`'s link is
-/// written here) onto `d`'s remote list with one CAS.
+/// Pushes the list of nodes `head` .. `tail` (linked with `set_link`; the
+/// link of `tail` is rewritten here, keeping its `BATCH` flag) onto `d`'s
+/// remote list with one CAS.
 ///
 /// # Safety
-/// `d` is a live slab descriptor; every chunk of the list is a chunk of it
-/// that the caller owns, at least 16 bytes and 16-byte aligned.
+/// `d` is a live slab descriptor; every chunk of the list (and every chunk
+/// its nodes carry) is a chunk of it that the caller owns, at least 16 bytes
+/// and 16-byte aligned; `tail`'s link word has been written.
 #[inline(always)]
 pub unsafe fn remote_push_list(d: *const Desc, head: *mut u8, tail: *mut u8) -> Pushed {
     let word = &(*d).rchunks;
+    let flag = link_word(tail) & BATCH;
     let mut old = word.load(Ordering::Relaxed);
     loop {
         // The tag is never set together with a non-empty list.
-        set_link(tail, old & !DETACHED);
+        set_link(tail, (old & !DETACHED) | flag);
         match word.compare_exchange_weak(old, head as usize, Ordering::Release, Ordering::Relaxed) {
             Ok(_) => break,
             Err(cur) => old = cur,
@@ -125,28 +141,113 @@ pub unsafe fn try_reattach(d: *const Desc) -> bool {
 }
 
 /// Walks a taken remote list, appends it to the local free list and returns
-/// the number of chunks, or None if the list is longer than `max` (a cycle:
-/// the heap is corrupt, e.g. a chunk freed twice from different threads).
+/// the number of chunks (nodes and the chunks they carry), or None if the
+/// list holds more than `max` or a node more than `carry` (a cycle, or a
+/// corrupt batch count: the heap is corrupt, e.g. a chunk freed twice from
+/// different threads). Reads the nodes only.
 ///
 /// # Safety
-/// `list` came from `take_remote(d)`; owner lock held.
-pub unsafe fn absorb(d: *mut Desc, list: *mut u8, max: usize) -> Option<usize> {
-    let mut n = 1;
+/// `list` came from `take_remote(d)`; owner lock held; `carry` is at most
+/// the `batch_cap` of the slab's chunk size.
+pub unsafe fn absorb(d: *mut Desc, list: *mut u8, max: usize, carry: usize) -> Option<usize> {
+    let mut n = 0;
     let mut last = list;
     loop {
-        let next = link(last);
-        if next.is_null() {
-            break;
+        let w = link_word(last);
+        if w & BATCH != 0 {
+            let k = batch_len(last);
+            if k == 0 || k > carry {
+                return None;
+            }
+            n += k;
         }
         n += 1;
         if n > max {
             return None;
         }
+        let next = (w & !BATCH) as *mut u8;
+        if next.is_null() {
+            set_link(last, (*d).free as usize | (w & BATCH));
+            break;
+        }
         last = next;
     }
-    set_link(last, (*d).free as usize);
     (*d).free = list;
     Some(n)
+}
+
+/// Flag in a decoded link word: the node carries a batch of chunks.
+pub const BATCH: usize = 8;
+/// Words of a batch node before its addresses: link, free mark, count.
+const BATCH_HEAD_WORDS: usize = 3;
+
+/// Most chunks one node carries: an outbox holds fewer chunks than this.
+pub const MAX_CARRY: usize = 64;
+
+/// How many chunks a node of `size`-byte chunks can carry.
+pub const fn batch_cap(size: usize) -> usize {
+    let n = (size / 8).saturating_sub(BATCH_HEAD_WORDS);
+    if n < MAX_CARRY {
+        n
+    } else {
+        MAX_CARRY
+    }
+}
+
+/// How many chunks the node `node` carries (its link has the `BATCH` flag).
+///
+/// # Safety
+/// `node` is a node of a free list the caller owns, with the `BATCH` flag.
+#[inline(always)]
+pub unsafe fn batch_len(node: *mut u8) -> usize {
+    *(node as *const usize).add(2)
+}
+
+/// Makes `node` (a node whose link word is written, carrying `k` chunks,
+/// `k < batch_cap`) carry `q` as well.
+///
+/// # Safety
+/// The caller owns `node` and `q`, chunks of one slab whose class has
+/// `batch_cap` > `k`.
+#[inline(always)]
+pub unsafe fn batch_add(node: *mut u8, k: usize, q: *mut u8) {
+    let w = node as *mut usize;
+    *w.add(BATCH_HEAD_WORDS + k) = q as usize ^ (node as usize >> 12);
+    *w.add(2) = k + 1;
+    if k == 0 {
+        set_link(node, link_word(node) | BATCH);
+    }
+}
+
+/// Takes the last chunk that `node` carries (it carries at least one),
+/// clearing the `BATCH` flag when it was the only one. The address is
+/// decoded like a link; the caller checks that it lies in the slab.
+///
+/// # Safety
+/// `node` is a node with the `BATCH` flag of a free list the caller owns.
+#[inline(always)]
+pub unsafe fn batch_take(node: *mut u8) -> *mut u8 {
+    let w = node as *mut usize;
+    let k = *w.add(2) - 1;
+    let q = *w.add(BATCH_HEAD_WORDS + k) ^ (node as usize >> 12);
+    *w.add(2) = k;
+    if k == 0 {
+        set_link(node, link_word(node) & !BATCH);
+    }
+    q as *mut u8
+}
+
+/// The chunks `node` carries, for a scan (the double-free check).
+///
+/// # Safety
+/// `node` is a node of a free list that cannot change under the caller.
+pub unsafe fn batch_contains(node: *mut u8, p: *mut u8) -> bool {
+    if link_word(node) & BATCH == 0 {
+        return false;
+    }
+    let w = node as *const usize;
+    let k = batch_len(node).min(MAX_CARRY);
+    (0..k).any(|i| *w.add(BATCH_HEAD_WORDS + i) ^ (node as usize >> 12) == p as usize)
 }
 
 /// Writes the link word (the first word) of a free chunk, encoded as glibc's
@@ -163,24 +264,34 @@ pub unsafe fn set_link(chunk: *mut u8, next: usize) {
     *(chunk as *mut usize) = next ^ (chunk as usize >> 12);
 }
 
-/// Reads and decodes the link word of a free chunk. A link that does not
-/// decode to a 16-byte aligned address means the free list was overwritten:
-/// report it and abort rather than follow it.
+/// Reads and decodes the link word of a free chunk: the next node, with the
+/// `BATCH` flag. A word that decodes to anything else in the low four bits
+/// means the free list was overwritten: report it and abort rather than
+/// follow it.
 ///
 /// # Safety
 /// `chunk` is a chunk the caller owns, 16-byte aligned.
 #[cfg(not(loom))]
 #[inline(always)]
-pub unsafe fn link(chunk: *mut u8) -> *mut u8 {
+pub unsafe fn link_word(chunk: *mut u8) -> usize {
     let next = *(chunk as *const usize) ^ (chunk as usize >> 12);
-    if next & 15 != 0 {
+    if next & (15 & !BATCH) != 0 {
         crate::fmt::fatal_pointer(
             "malloc",
             chunk,
             "corrupted free list (a freed block was written to)",
         );
     }
-    next as *mut u8
+    next
+}
+
+/// The next node after `chunk` on its free list.
+///
+/// # Safety
+/// As `link_word`.
+#[inline(always)]
+pub unsafe fn link(chunk: *mut u8) -> *mut u8 {
+    (link_word(chunk) & !BATCH) as *mut u8
 }
 
 /// Under loom a chunk is this cell, so that loom checks every link access
@@ -198,8 +309,8 @@ pub unsafe fn set_link(chunk: *mut u8, next: usize) {
 
 #[cfg(loom)]
 #[track_caller]
-pub unsafe fn link(chunk: *mut u8) -> *mut u8 {
-    (*(chunk as *const Chunk)).0.with(|p| *p as *mut u8)
+pub unsafe fn link_word(chunk: *mut u8) -> usize {
+    (*(chunk as *const Chunk)).0.with(|p| *p)
 }
 
 #[cfg(all(test, not(loom)))]
@@ -239,7 +350,7 @@ mod tests {
             assert!(!try_reattach(dp));
             let l = take_remote(dp);
             assert_eq!(l, c1);
-            assert_eq!(absorb(dp, l, 10), Some(2));
+            assert_eq!(absorb(dp, l, 10, 0), Some(2));
             assert_eq!((*dp).free, c1);
             // Attached now: a detach with an empty list works again.
             assert!(try_detach(dp));
@@ -271,7 +382,58 @@ mod tests {
         let p = c.as_mut_ptr() as *mut u8;
         unsafe {
             set_link(p, p as usize); // a chunk linked to itself
-            assert_eq!(absorb(dp, p, 100), None);
+            assert_eq!(absorb(dp, p, 100, 0), None);
+        }
+    }
+
+    /// A list of two batch nodes (64-byte chunks: 5 carried each at most)
+    /// goes through a remote push and `absorb`: the count includes the
+    /// carried chunks, the tail keeps its flag, and `batch_take` hands the
+    /// carried chunks back, last first, then clears the flag. A node that
+    /// claims more than the class can carry is refused as corrupt.
+    #[test]
+    fn batch_nodes_carry_chunks_through_the_remote_list() {
+        #[derive(Clone, Copy)]
+        #[repr(C, align(64))]
+        struct C64([u64; 8]);
+        assert_eq!(batch_cap(16), 0);
+        assert_eq!(batch_cap(64), 5);
+        assert_eq!(batch_cap(16384), MAX_CARRY);
+        let d = new_desc();
+        let dp = &*d as *const Desc as *mut Desc;
+        let mut mem = [C64([0; 8]); 8];
+        let c: Vec<*mut u8> = mem
+            .iter_mut()
+            .map(|m| m.0.as_mut_ptr() as *mut u8)
+            .collect();
+        unsafe {
+            // Tail node c[0] carries c[1], c[2]; head node c[3] carries c[4].
+            set_link(c[0], 0);
+            batch_add(c[0], 0, c[1]);
+            batch_add(c[0], 1, c[2]);
+            set_link(c[3], c[0] as usize);
+            batch_add(c[3], 0, c[4]);
+            assert_eq!(link(c[3]), c[0]);
+            assert!(batch_contains(c[0], c[2]) && !batch_contains(c[0], c[4]));
+            assert!(matches!(remote_push_list(dp, c[3], c[0]), Pushed::Quiet));
+            let l = take_remote(dp);
+            assert_eq!(l, c[3]);
+            assert_eq!(absorb(dp, l, 5, 5), Some(5));
+            assert!(take_remote(dp).is_null());
+            assert_eq!(link_word(c[0]) & BATCH, BATCH, "the tail keeps its flag");
+            assert_eq!(batch_len(c[0]), 2);
+            assert_eq!(batch_take(c[3]), c[4]);
+            assert_eq!(link_word(c[3]) & BATCH, 0);
+            assert_eq!(link(c[3]), c[0]);
+            assert_eq!(batch_take(c[0]), c[2]);
+            assert_eq!(batch_take(c[0]), c[1]);
+            assert_eq!(link_word(c[0]), 0);
+            // Corrupt counts: more than the class carries, or zero.
+            set_link(c[5], 0);
+            batch_add(c[5], 0, c[6]);
+            assert_eq!(absorb(dp, c[5], 100, 0), None);
+            *(c[5] as *mut usize).add(2) = 0;
+            assert_eq!(absorb(dp, c[5], 100, 5), None);
         }
     }
 

@@ -241,10 +241,16 @@ impl Locked {
             unsafe {
                 let f = (*s).free;
                 if !f.is_null() {
-                    (*s).free = slab::link(f);
+                    let w = slab::link_word(f);
+                    let q = if w & slab::BATCH == 0 {
+                        (*s).free = w as *mut u8;
+                        f
+                    } else {
+                        carried(s, f)
+                    };
                     (*s).used += 1;
                     bump_locked(&self.z.stats.class[c].allocs);
-                    return f;
+                    return q;
                 }
                 // Chunks freed by other CPUs come before untouched memory:
                 // reusing them keeps the resident set small.
@@ -408,8 +414,9 @@ impl Locked {
         if l.is_null() {
             return 0;
         }
-        let cap = size_class::capacity((*d).class.load(Ordering::Relaxed) as usize);
-        match slab::absorb(d, l, cap) {
+        let c = (*d).class.load(Ordering::Relaxed) as usize;
+        let carry = slab::batch_cap(size_class::class_size(c));
+        match slab::absorb(d, l, size_class::capacity(c), carry) {
             Some(n) if n as u32 <= (*d).used => {
                 (*d).used -= n as u32;
                 n
@@ -757,6 +764,29 @@ impl Locked {
     }
 }
 
+/// Takes a chunk that the node `f`, the head of slab `s`'s free list,
+/// carries (see `slab` on batch nodes), without touching that chunk. Its
+/// address is checked to lie in the slab below the carve pointer, 16-byte
+/// aligned: a node overwritten after its free is reported, not followed.
+///
+/// # Safety
+/// `s` is a live slab whose lock we hold; `f` heads its free list and has
+/// the `BATCH` flag.
+#[inline(always)]
+unsafe fn carried(s: *mut Desc, f: *mut u8) -> *mut u8 {
+    let q = slab::batch_take(f);
+    let base = slab_base(s);
+    let bump = (*s).bump.load(Ordering::Relaxed) as usize;
+    if (q as usize).wrapping_sub(base) >= bump - base || q as usize & 15 != 0 {
+        crate::fmt::fatal_pointer(
+            "malloc",
+            f,
+            "corrupted free list (a freed block was written to)",
+        );
+    }
+    q
+}
+
 /// The slab of a chunk that the allocator itself holds (a cached chunk):
 /// anything else is a corrupted cache, reported as such.
 fn slab_of(q: *mut u8) -> *mut Desc {
@@ -860,6 +890,7 @@ pub unsafe fn free_remote_batched(d: *mut Desc, p: *mut u8) {
             return;
         }
     }
+    slab::set_link(p, 0);
     free_remote_list(d, p, p, 1);
 }
 
@@ -868,42 +899,78 @@ pub unsafe fn free_remote_batched(d: *mut Desc, p: *mut u8) {
 /// by slab. (Eight open lists, the oldest closed for a further slab, made
 /// several lists per slab when many classes were in use: server 2.4 chunks
 /// per CAS against 3.6 now; sorting by slab gave 3.6 too, but the sort cost
-/// more than the CASes it saved.) Returns the number of chunks it held.
+/// more than the CASes it saved.) Where the chunks have room, the list's
+/// head node carries the next chunks of its slab (`slab::batch_add`) rather
+/// than linking them, so only the node is written here, and only the node is
+/// read by the owner. Returns the number of chunks the outbox held.
 pub fn flush_outbox() -> usize {
     /// Table slots (a power of two), and probes before a slab's list is
     /// pushed early to make room.
     const SLOTS: usize = 32;
     const PROBES: usize = 4;
+    /// A slab's list: its descriptor, first and last node, chunks in all,
+    /// chunks the first node carries and how many it can.
+    #[derive(Clone, Copy)]
+    struct Group {
+        d: usize,
+        head: *mut u8,
+        tail: *mut u8,
+        n: u64,
+        carried: usize,
+        room: usize,
+    }
+    const EMPTY: Group = Group {
+        d: 0,
+        head: ptr::null_mut(),
+        tail: ptr::null_mut(),
+        n: 0,
+        carried: 0,
+        room: 0,
+    };
     let mut buf = [0usize; cache::CAP_MAX];
     let n = cache::outbox_take(&mut buf);
-    let mut tab: [(usize, *mut u8, *mut u8, u64); SLOTS] =
-        [(0, ptr::null_mut(), ptr::null_mut(), 0); SLOTS];
+    let mut tab = [EMPTY; SLOTS];
     for &q in &buf[..n] {
         let q = q as *mut u8;
-        let d = slab_of(q) as usize;
-        let h = (d >> 7).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 59;
+        let d = slab_of(q);
+        let h = (d as usize >> 7).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 59;
         for probe in 1..=PROBES {
             let g = &mut tab[(h + probe) % SLOTS];
             // SAFETY (all blocks below): every chunk in the outbox is one the
             // user freed, validated by `free` and not yet given back: a live
             // chunk of the live slab `d`, now ours.
-            if g.0 == d {
-                unsafe { slab::set_link(q, g.1 as usize) };
-                g.1 = q;
-                g.3 += 1;
+            if g.d == d as usize {
+                if g.carried < g.room {
+                    unsafe { slab::batch_add(g.head, g.carried, q) };
+                    g.carried += 1;
+                } else {
+                    unsafe { slab::set_link(q, g.head as usize) };
+                    g.head = q;
+                    g.carried = 0;
+                }
+                g.n += 1;
                 break;
             }
-            if g.0 == 0 || probe == PROBES {
-                if g.0 != 0 {
-                    unsafe { free_remote_list(g.0 as *mut Desc, g.1, g.2, g.3) };
+            if g.d == 0 || probe == PROBES {
+                if g.d != 0 {
+                    unsafe { free_remote_list(g.d as *mut Desc, g.head, g.tail, g.n) };
                 }
-                *g = (d, q, q, 1);
+                let (_, c) = unsafe { owner_class(d, q) };
+                unsafe { slab::set_link(q, 0) };
+                *g = Group {
+                    d: d as usize,
+                    head: q,
+                    tail: q,
+                    n: 1,
+                    carried: 0,
+                    room: slab::batch_cap(size_class::class_size(c)),
+                };
                 break;
             }
         }
     }
-    for g in tab.iter().filter(|g| g.0 != 0) {
-        unsafe { free_remote_list(g.0 as *mut Desc, g.1, g.2, g.3) };
+    for g in tab.iter().filter(|g| g.d != 0) {
+        unsafe { free_remote_list(g.d as *mut Desc, g.head, g.tail, g.n) };
     }
     n
 }

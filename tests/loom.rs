@@ -335,7 +335,7 @@ impl Owner<'_> {
             "list head {l:?} is not a chunk"
         );
         // SAFETY: `l` came from take_remote.
-        let got = unsafe { slab::absorb(self.d, l, self.chunks.0.len()) };
+        let got = unsafe { slab::absorb(self.d, l, self.chunks.0.len(), 0) };
         self.collected += got.expect("cycle in the remote list");
     }
 
