@@ -364,13 +364,16 @@ unsafe fn free_chunk_unmarked(c: usize, owner: usize, p: *mut u8, key: u64) {
     if crate::cache::push_free(owner, c, p) {
         return;
     }
-    free_chunk_zone(c, p, owner);
+    free_chunk_zone(p);
 }
 
-/// The cache refused `p`: it is another CPU's (or the cache is off or full).
+/// The cache refused `p` (the stack it chose was full or not set up, or the
+/// cache is off). Takes only `p`, and looks its slab, class and owner up
+/// again, so that the fast path keeps nothing else live across its section.
 #[inline(never)]
-unsafe fn free_chunk_zone(c: usize, p: *mut u8, owner: usize) {
+unsafe fn free_chunk_zone(p: *mut u8) {
     let d = pagemap::slab_desc_fast(p as usize);
+    let (owner, c) = zone::owner_class(d, p);
     if owner == crate::cpu::current_zone() {
         if let Some(z) = zone::try_lock_index(owner) {
             z.free_local(d, p);

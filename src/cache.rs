@@ -203,8 +203,8 @@ macro_rules! rseq_section {
             ".quad 3f, 4f - 3f, 5f",
             ".popsection",
             "2:",
-            "lea {cs}, [rip + 6b]",
-            "mov qword ptr fs:[{off} + 8], {cs}",
+            "lea {q}, [rip + 6b]",
+            "mov qword ptr fs:[{off} + 8], {q}",
             "3:",
             $($body,)*
             "4:",
@@ -217,7 +217,6 @@ macro_rules! rseq_section {
             "jmp 4b",
             ".popsection",
             $($operands)*
-            cs = out(reg) _,
             options(nostack),
         )
     };
@@ -241,6 +240,25 @@ macro_rules! rseq_stack {
             $($operands)*
             shift = const CPU_SHIFT,
             q = out(reg) _,
+        )
+    };
+    (free; $($body:expr),* ; $($operands:tt)*) => {
+        rseq_section!(
+            "mov {q:e}, dword ptr fs:[{off} + 4]",
+            "cmp {q:e}, {n:e}",
+            "jae 7f",
+            "mov {s:e}, {outbox}",
+            "cmp {q:e}, {owner:e}",
+            "cmove {s}, {coff}",
+            "shl {q}, {shift}",
+            "add {q}, {s}",
+            "add {q}, {base}",
+            $($body),* ;
+            $($operands)*
+            shift = const CPU_SHIFT,
+            outbox = const OUTBOX * CLASS_STRIDE,
+            q = out(reg) _,
+            s = out(reg) _,
         )
     };
     (owned; $($body:expr),* ; $($operands:tt)*) => {
@@ -275,21 +293,20 @@ macro_rules! pop_body {
     };
 }
 
-/// The body of a push of `{p}` (for `rseq_stack`): `{ok}` = 1, committed
-/// by storing `top + 1`; leaves by 7 when the stack is at its capacity (the
-/// header word). `$count` as in `pop_body`.
+/// The body of a push of `{p}` (for `rseq_stack`): `{ok}` = the new `top`
+/// (at least 1), committed by storing it; leaves by 7 when the stack is at
+/// its capacity (the header word). `$count` as in `pop_body`.
 #[cfg(target_arch = "x86_64")]
 macro_rules! push_body {
     ($count:expr) => {
         concat!(
-            "mov {top:e}, dword ptr [{q}]\n",
-            "cmp {top:e}, dword ptr [{q} + 4]\n",
+            "mov {ok:e}, dword ptr [{q}]\n",
+            "cmp {ok:e}, dword ptr [{q} + 4]\n",
             "jae 7f\n",
-            "mov qword ptr [{q} + {top} * 8 + 24], {p}\n",
-            "mov {ok:e}, 1\n",
+            "mov qword ptr [{q} + {ok} * 8 + 24], {p}\n",
             $count,
-            "add {top:e}, 1\n",
-            "mov dword ptr [{q}], {top:e}",
+            "add {ok:e}, 1\n",
+            "mov dword ptr [{q}], {ok:e}",
         )
     };
 }
@@ -312,30 +329,34 @@ pub fn pop(c: usize) -> *mut u8 {
 /// has none (and stays non-resident until a pop hands it out).
 #[inline(always)]
 pub fn push(owner: usize, c: usize, p: *mut u8) -> bool {
-    push_to::<false>(owner, c, p)
+    owner_state(owner).is_some_and(|k| k.push_owned(owner, c, p))
 }
 
-/// `push`, for `free`: the same, and counted as a cache free. The caller
-/// has set the chunk's free mark, and knows `p` lies below its slab's carve
-/// pointer (`pagemap::slab_fast`).
+/// `push`, for `free`: the same, counted as a cache free, and where the
+/// caller runs on another CPU than `owner`, `p` goes to the outbox of the
+/// CPU it runs on instead (see `OUTBOX`): one section for both, so that a
+/// remote free costs what a local one does. The caller has set the chunk's
+/// free mark, and knows `p` lies below its slab's carve pointer
+/// (`pagemap::slab_fast`). False if the stack it chose is full (or not set
+/// up yet), or the cache is off: the caller frees `p` another way.
 #[inline(always)]
 pub fn push_free(owner: usize, c: usize, p: *mut u8) -> bool {
-    push_to::<true>(owner, c, p)
+    owner_state(owner).is_some_and(|k| k.push_free(owner, c, p))
 }
 
+/// The caches, if they are on and `owner` is a CPU with one: one test for
+/// both.
 #[inline(always)]
-fn push_to<const COUNT: bool>(owner: usize, c: usize, p: *mut u8) -> bool {
-    // `owner < cpus` also says the cache is on: one test for both.
+fn owner_state(owner: usize) -> Option<Caches> {
     let n = G.cpus.load(Ordering::Acquire);
     if owner >= n as usize {
-        return false;
+        return None;
     }
-    let k = Caches {
+    Some(Caches {
         off: G.off.load(Ordering::Relaxed),
         n,
         base: G.base.load(Ordering::Relaxed),
-    };
-    k.push_owned::<COUNT>(owner, c, p)
+    })
 }
 
 /// Sets the capacity word of CPU `cpu`'s class `c` stack, which reads 0 (no
@@ -457,10 +478,9 @@ impl Caches {
     }
 
     /// Pushes `p` (class `c`, of zone `owner`) onto CPU `owner`'s stack if
-    /// the caller runs there and it has room: see the function `push`. With
-    /// `COUNT`, the section also counts a cache free.
+    /// the caller runs there and it has room: see the function `push`.
     #[inline(always)]
-    fn push_owned<const COUNT: bool>(&self, owner: usize, c: usize, p: *mut u8) -> bool {
+    fn push_owned(&self, owner: usize, c: usize, p: *mut u8) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
             if owner >= self.n as usize {
@@ -477,26 +497,54 @@ impl Caches {
             // before the committing store of `top + 1`, so the slot write and
             // the commit see a stable `top`. A slot written by an aborted
             // attempt lies above `top`, where nobody reads it.
-            macro_rules! section {
-                ($count:expr) => {
-                    rseq_stack!(
-                        owned;
-                        push_body!($count);
-                        off = in(reg) self.off,
-                        owner = in(reg) owner,
-                        bc = in(reg) bc,
-                        p = in(reg) p,
-                        top = out(reg) _,
-                        ok = out(reg) ok,
-                    )
-                };
-            }
             unsafe {
-                if COUNT {
-                    section!("add qword ptr [{q} + 16], 1\n");
-                } else {
-                    section!("");
-                }
+                rseq_stack!(
+                    owned;
+                    push_body!("");
+                    off = in(reg) self.off,
+                    owner = in(reg) owner,
+                    bc = in(reg) bc,
+                    p = in(reg) p,
+                    ok = out(reg) ok,
+                );
+            }
+            ok != 0
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (owner, c, p);
+            false
+        }
+    }
+
+    /// See the function `push_free`. The counter the section bumps is the
+    /// chosen stack's: a cache free, or a chunk into the outbox.
+    #[inline(always)]
+    fn push_free(&self, owner: usize, c: usize, p: *mut u8) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let coff = (c % CLASS_SLOTS) * CLASS_STRIDE;
+            let ok: usize;
+            // SAFETY: the section finds the CPU it runs on below `n` (so its
+            // block is mapped), then takes that CPU's class `c` stack if the
+            // CPU is `owner` (the only stack a chunk of zone `owner` may
+            // enter), else its outbox (which takes any chunk). The choice is
+            // made into a scratch register inside the section, so a restart
+            // on another CPU chooses again; the kernel restarts the section
+            // if the thread leaves the CPU before the committing store of
+            // `top + 1`, so the slot write and the commit see a stable `top`.
+            unsafe {
+                rseq_stack!(
+                    free;
+                    push_body!("add qword ptr [{q} + 16], 1\n");
+                    off = in(reg) self.off,
+                    n = in(reg) self.n,
+                    owner = in(reg) owner,
+                    coff = in(reg) coff,
+                    base = in(reg) self.base,
+                    p = in(reg) p,
+                    ok = out(reg) ok,
+                );
             }
             ok != 0
         }
@@ -550,7 +598,6 @@ impl Caches {
                     n = in(reg) self.n,
                     bc = in(reg) bc,
                     p = in(reg) p,
-                    top = out(reg) _,
                     ok = out(reg) ok,
                 );
             }
@@ -694,28 +741,25 @@ mod tests {
         let other = (cpu + 1) % n;
         let c = size_class::class_of(48);
         // Not prepared yet: no room.
-        assert!(!k.push_owned::<false>(cpu, c, 0x1000 as *mut u8));
+        assert!(!k.push_owned(cpu, c, 0x1000 as *mut u8));
         k.prepare(cpu, c);
         k.prepare(other, c);
         assert!(k.pop(c).is_null());
         for f in [0x1000usize, 0x2000, 0x3000] {
-            assert!(k.push_owned::<false>(cpu, c, f as *mut u8));
+            assert!(k.push_owned(cpu, c, f as *mut u8));
         }
         // Not running on `other`: refused, unless it is the same CPU.
-        assert_eq!(
-            k.push_owned::<false>(other, c, 0x5000 as *mut u8),
-            other == cpu
-        );
+        assert_eq!(k.push_owned(other, c, 0x5000 as *mut u8), other == cpu);
         assert_eq!(k.pop_owned(other, c).is_null(), other != cpu);
         if other == cpu {
-            assert!(k.push_owned::<false>(cpu, c, 0x5000 as *mut u8));
+            assert!(k.push_owned(cpu, c, 0x5000 as *mut u8));
         }
         assert!(k.contains(cpu, c, 0x2000 as *mut u8));
         assert!(!k.contains(cpu, c, 0x4000 as *mut u8));
         assert_eq!(k.cached(c), 3);
         assert_eq!(k.cached(c + 1), 0);
         // The header counts pops (mallocs served); refill pushes are not
-        // counted: only free's push (`push_free`, COUNT) counts frees.
+        // counted: only free's push (`push_free`) counts frees.
         let q = k.stack(cpu, c);
         assert_eq!(unsafe { *((q + 16) as *const u64) }, 0);
         assert_eq!(unsafe { *((q + 8) as *const u64) }, 0);
@@ -725,15 +769,15 @@ mod tests {
         assert_eq!(k.pop(c) as usize, 0x1000);
         assert!(k.pop(c).is_null());
         // Free's push counts.
-        assert!(k.push_owned::<true>(cpu, c, 0x1000 as *mut u8));
+        assert!(k.push_free(cpu, c, 0x1000 as *mut u8));
         assert_eq!(unsafe { *((q + 16) as *const u64) }, 1);
         assert_eq!(k.pop(c) as usize, 0x1000);
         // A full stack refuses, and gives everything back in LIFO order.
         let cap = CAPS[c] as usize;
         for i in 0..cap {
-            assert!(k.push_owned::<false>(cpu, c, (0x10_0000 + i * 64) as *mut u8));
+            assert!(k.push_owned(cpu, c, (0x10_0000 + i * 64) as *mut u8));
         }
-        assert!(!k.push_owned::<false>(cpu, c, 0x9000 as *mut u8));
+        assert!(!k.push_owned(cpu, c, 0x9000 as *mut u8));
         for i in (0..cap).rev() {
             assert_eq!(k.pop(c) as usize, 0x10_0000 + i * 64);
         }

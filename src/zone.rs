@@ -857,8 +857,11 @@ unsafe fn free_remote_list(d: *mut Desc, head: *mut u8, tail: *mut u8, n: u64) {
 
 /// Owner zone and class of slab `d`, which holds the chunk `p`: from the
 /// free map if `p`'s page is open there, else from the descriptor.
+///
+/// # Safety
+/// `d` is the live slab that holds `p`.
 #[inline(always)]
-unsafe fn owner_class(d: *mut Desc, p: *mut u8) -> (usize, usize) {
+pub unsafe fn owner_class(d: *mut Desc, p: *mut u8) -> (usize, usize) {
     if let Some((m, owner, _)) = pagemap::slab_fast(p as usize) {
         if m != 0 {
             return (owner, (m - 1) % NCLASSES);
