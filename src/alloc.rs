@@ -360,20 +360,28 @@ unsafe fn free_chunk_unmarked(c: usize, owner: usize, p: *mut u8, key: u64) {
     // by another thread on this CPU. (Every other path marks it too.)
     *(p as *mut u64).add(1) = key;
     // Only a chunk of this CPU's zone may enter its cache: the section
-    // checks that it runs on CPU `owner`.
-    if crate::cache::push_free(owner, c, p) {
-        return;
+    // checks that it runs on CPU `owner` (else it takes the outbox).
+    match crate::cache::push_free(owner, c, p) {
+        Some(true) => {}
+        Some(false) => free_chunk_refused(p),
+        None => free_chunk_zone(c, owner, p),
     }
-    free_chunk_zone(p);
 }
 
-/// The cache refused `p` (the stack it chose was full or not set up, or the
-/// cache is off). Takes only `p`, and looks its slab, class and owner up
-/// again, so that the fast path keeps nothing else live across its section.
+/// The cache refused `p` (the stack the section chose was full or not set
+/// up). Takes only `p`, and looks class and owner up again, so that the fast
+/// path keeps nothing else live across its section.
 #[inline(never)]
-unsafe fn free_chunk_zone(p: *mut u8) {
+unsafe fn free_chunk_refused(p: *mut u8) {
+    let (owner, c) = zone::owner_class(pagemap::slab_desc_fast(p as usize), p);
+    free_chunk_zone(c, owner, p);
+}
+
+/// Frees `p`, a chunk of class `c` of zone `owner`, through the zones (the
+/// cache is off, or refused it).
+#[inline(never)]
+unsafe fn free_chunk_zone(c: usize, owner: usize, p: *mut u8) {
     let d = pagemap::slab_desc_fast(p as usize);
-    let (owner, c) = zone::owner_class(d, p);
     if owner == crate::cpu::current_zone() {
         if let Some(z) = zone::try_lock_index(owner) {
             z.free_local(d, p);

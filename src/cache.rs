@@ -337,11 +337,12 @@ pub fn push(owner: usize, c: usize, p: *mut u8) -> bool {
 /// CPU it runs on instead (see `OUTBOX`): one section for both, so that a
 /// remote free costs what a local one does. The caller has set the chunk's
 /// free mark, and knows `p` lies below its slab's carve pointer
-/// (`pagemap::slab_fast`). False if the stack it chose is full (or not set
-/// up yet), or the cache is off: the caller frees `p` another way.
+/// (`pagemap::slab_fast`). Some(false) if the stack it chose is full (or
+/// not set up yet), None if the cache is off (or `owner` has none): the
+/// caller frees `p` another way.
 #[inline(always)]
-pub fn push_free(owner: usize, c: usize, p: *mut u8) -> bool {
-    owner_state(owner).is_some_and(|k| k.push_free(owner, c, p))
+pub fn push_free(owner: usize, c: usize, p: *mut u8) -> Option<bool> {
+    owner_state(owner).map(|k| k.push_free(owner, c, p))
 }
 
 /// The caches, if they are on and `owner` is a CPU with one: one test for
