@@ -34,7 +34,10 @@
 //! the cache, or back on the slab's free list. A **remote free** links the
 //! chunk onto the slab's remote list with one compare-and-swap and touches
 //! nothing else ([`slab`]); with the cache on, remote chunks first gather in
-//! the freeing CPU's *outbox* and go back one list and one CAS per slab.
+//! the freeing CPU's *outbox* (the same rseq section as a local free picks
+//! it) and go back one list and one CAS per slab, the list's first chunk
+//! carrying the addresses of the others, so that the owner reads one chunk
+//! per batch when it collects them.
 //! The owner is **notified only when the slab must go back on its lists**: it
 //! was full and detached, and the `DETACHED` tag lives in the same atomic word
 //! as the remote list head, so exactly one remote free sees it and sends the
