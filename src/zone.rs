@@ -765,24 +765,31 @@ impl Locked {
 }
 
 /// Takes a chunk that the node `f`, the head of slab `s`'s free list,
-/// carries (see `slab` on batch nodes), without touching that chunk. Its
-/// address is checked to lie in the slab below the carve pointer, 16-byte
-/// aligned: a node overwritten after its free is reported, not followed.
+/// carries (see `slab` on batch nodes), without touching that chunk. The
+/// node's count must be in range, and the address must lie in the slab below
+/// the carve pointer, 16-byte aligned, and not be the node: a node
+/// overwritten after its free is reported, not followed.
 ///
 /// # Safety
 /// `s` is a live slab whose lock we hold; `f` heads its free list and has
 /// the `BATCH` flag.
 #[inline(always)]
 unsafe fn carried(s: *mut Desc, f: *mut u8) -> *mut u8 {
-    let q = slab::batch_take(f);
-    let base = slab_base(s);
-    let bump = (*s).bump.load(Ordering::Relaxed) as usize;
-    if (q as usize).wrapping_sub(base) >= bump - base || q as usize & 15 != 0 {
+    let corrupt = || -> ! {
         crate::fmt::fatal_pointer(
             "malloc",
             f,
             "corrupted free list (a freed block was written to)",
-        );
+        )
+    };
+    if !(1..=slab::MAX_CARRY).contains(&slab::batch_len(f)) {
+        corrupt();
+    }
+    let q = slab::batch_take(f);
+    let base = slab_base(s);
+    let bump = (*s).bump.load(Ordering::Relaxed) as usize;
+    if (q as usize).wrapping_sub(base) >= bump - base || q as usize & 15 != 0 || q == f {
+        corrupt();
     }
     q
 }
