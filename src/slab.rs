@@ -200,7 +200,7 @@ pub const fn batch_cap(size: usize) -> usize {
 /// `node` is a node of a free list the caller owns, with the `BATCH` flag.
 #[inline(always)]
 pub unsafe fn batch_len(node: *mut u8) -> usize {
-    *(node as *const usize).add(2)
+    word(node, 2)
 }
 
 /// Makes `node` (a node whose link word is written, carrying `k` chunks,
@@ -211,9 +211,12 @@ pub unsafe fn batch_len(node: *mut u8) -> usize {
 /// `batch_cap` > `k`.
 #[inline(always)]
 pub unsafe fn batch_add(node: *mut u8, k: usize, q: *mut u8) {
-    let w = node as *mut usize;
-    *w.add(BATCH_HEAD_WORDS + k) = q as usize ^ (node as usize >> 12);
-    *w.add(2) = k + 1;
+    set_word(
+        node,
+        BATCH_HEAD_WORDS + k,
+        q as usize ^ (node as usize >> 12),
+    );
+    set_word(node, 2, k + 1);
     if k == 0 {
         set_link(node, link_word(node) | BATCH);
     }
@@ -227,10 +230,9 @@ pub unsafe fn batch_add(node: *mut u8, k: usize, q: *mut u8) {
 /// `node` is a node with the `BATCH` flag of a free list the caller owns.
 #[inline(always)]
 pub unsafe fn batch_take(node: *mut u8) -> *mut u8 {
-    let w = node as *mut usize;
-    let k = *w.add(2) - 1;
-    let q = *w.add(BATCH_HEAD_WORDS + k) ^ (node as usize >> 12);
-    *w.add(2) = k;
+    let k = word(node, 2) - 1;
+    let q = word(node, BATCH_HEAD_WORDS + k) ^ (node as usize >> 12);
+    set_word(node, 2, k);
     if k == 0 {
         set_link(node, link_word(node) & !BATCH);
     }
@@ -245,9 +247,28 @@ pub unsafe fn batch_contains(node: *mut u8, p: *mut u8) -> bool {
     if link_word(node) & BATCH == 0 {
         return false;
     }
-    let w = node as *const usize;
     let k = batch_len(node).min(MAX_CARRY);
-    (0..k).any(|i| *w.add(BATCH_HEAD_WORDS + i) ^ (node as usize >> 12) == p as usize)
+    (0..k).any(|i| word(node, BATCH_HEAD_WORDS + i) ^ (node as usize >> 12) == p as usize)
+}
+
+/// Word `i` (2 and up: a batch node's count and addresses) of a free chunk.
+///
+/// # Safety
+/// `node` is a chunk the caller owns, more than `i` words long.
+#[cfg(not(loom))]
+#[inline(always)]
+unsafe fn word(node: *mut u8, i: usize) -> usize {
+    *(node as *const usize).add(i)
+}
+
+/// Writes word `i` of a free chunk (see `word`).
+///
+/// # Safety
+/// As `word`.
+#[cfg(not(loom))]
+#[inline(always)]
+unsafe fn set_word(node: *mut u8, i: usize, v: usize) {
+    *(node as *mut usize).add(i) = v;
 }
 
 /// Writes the link word (the first word) of a free chunk, encoded as glibc's
@@ -294,12 +315,38 @@ pub unsafe fn link(chunk: *mut u8) -> *mut u8 {
     (link_word(chunk) & !BATCH) as *mut u8
 }
 
-/// Under loom a chunk is this cell, so that loom checks every link access
-/// against the happens-before order (a link read that the head word's
-/// Release/Acquire does not order after its write is reported).
+/// Under loom a chunk is these cells (the link, then words 1 to 4), so that
+/// loom checks every access to a link or a batch node's words against the
+/// happens-before order (a read that the head word's Release/Acquire does
+/// not order after its write is reported). A node can carry two chunks.
 #[cfg(loom)]
 #[repr(C, align(16))]
-pub struct Chunk(pub loom::cell::UnsafeCell<usize>);
+pub struct Chunk(
+    pub loom::cell::UnsafeCell<usize>,
+    pub [loom::cell::UnsafeCell<usize>; 4],
+);
+
+#[cfg(loom)]
+impl Chunk {
+    pub fn new() -> Self {
+        Chunk(
+            loom::cell::UnsafeCell::new(0),
+            core::array::from_fn(|_| loom::cell::UnsafeCell::new(0)),
+        )
+    }
+}
+
+#[cfg(loom)]
+#[track_caller]
+unsafe fn word(node: *mut u8, i: usize) -> usize {
+    (*(node as *const Chunk)).1[i - 1].with(|p| *p)
+}
+
+#[cfg(loom)]
+#[track_caller]
+unsafe fn set_word(node: *mut u8, i: usize, v: usize) {
+    (*(node as *const Chunk)).1[i - 1].with_mut(|p| *p = v);
+}
 
 #[cfg(loom)]
 #[track_caller]

@@ -26,7 +26,9 @@
 //!    every chunk ends on the free list exactly once; the owner never takes a
 //!    list that carries the `DETACHED` tag; the chunk links, written by the
 //!    pusher and read by `absorb`, are ordered by the head word (else loom
-//!    reports a causality violation on the link cell).
+//!    reports a causality violation on the link cell). The same holds for
+//!    a batch node's count and carried addresses (`slab_carrying_node_*`:
+//!    with one `batch_add` moved after the push, loom reports exactly that).
 //! 2. `ring_*`: two producers and the consumer on a 2-cell ring: every `must`
 //!    message arrives exactly once, whole, via the ring or the overflow list;
 //!    a producer's ring messages keep their order.
@@ -289,7 +291,7 @@ impl Chunks {
     fn new(n: usize) -> Self {
         Chunks(
             (0..n)
-                .map(|_| Box::into_raw(Box::new(Chunk(loom::cell::UnsafeCell::new(0)))))
+                .map(|_| Box::into_raw(Box::new(Chunk::new())))
                 .collect(),
         )
     }
@@ -335,7 +337,8 @@ impl Owner<'_> {
             "list head {l:?} is not a chunk"
         );
         // SAFETY: `l` came from take_remote.
-        let got = unsafe { slab::absorb(self.d, l, self.chunks.0.len(), 0) };
+        // A node carries at most 2 chunks here (the loom `Chunk`'s words).
+        let got = unsafe { slab::absorb(self.d, l, self.chunks.0.len(), 2) };
         self.collected += got.expect("cycle in the remote list");
     }
 
@@ -407,9 +410,7 @@ impl Owner<'_> {
         // Every chunk pushed is on the free list exactly once.
         assert_eq!(self.collected, self.chunks.0.len());
         let mut seen = vec![false; self.chunks.0.len()];
-        // SAFETY: every thread is done.
-        let mut c = unsafe { (*self.d).free };
-        while !c.is_null() {
+        let mut mark = |c: *mut u8| {
             let i = self
                 .chunks
                 .0
@@ -418,8 +419,18 @@ impl Owner<'_> {
                 .expect("free list holds a stranger");
             assert!(!seen[i], "chunk collected twice");
             seen[i] = true;
-            // SAFETY: a chunk of this slab.
-            c = unsafe { (*(c as *const Chunk)).0.with(|p| *p as *mut u8) };
+        };
+        // SAFETY: every thread is done; every node is a chunk of this slab,
+        // and the chunks it carries are taken off it as they are counted.
+        let mut c = unsafe { (*self.d).free };
+        while !c.is_null() {
+            mark(c);
+            unsafe {
+                while slab::link_word(c) & slab::BATCH != 0 {
+                    mark(slab::batch_take(c));
+                }
+                c = slab::link(c);
+            }
         }
         assert!(seen.iter().all(|&s| s), "chunk lost");
     }
@@ -552,6 +563,67 @@ fn slab_batch_push_vs_single_and_detach() {
         batch.join().unwrap();
         single.join().unwrap();
         let n = notes.load(Ordering::Acquire);
+        o.finish(n);
+    });
+}
+
+/// An outbox batch as it is pushed since the third session: one node that
+/// carries the other chunks' addresses in its own words (`batch_add`)
+/// instead of linking them. It races with a single remote free and the
+/// owner's detach / collect: the count and addresses the node carries are
+/// plain writes, ordered before the owner's reads only by the head word's
+/// Release / Acquire, like the links (loom reports a read it does not
+/// order); every chunk, carried or not, must be collected exactly once.
+#[test]
+fn slab_carrying_node_vs_single_and_detach() {
+    model(SLAB_BOUND, || {
+        let d = Arc::new(Desc::new());
+        let chunks = Chunks::new(4);
+        let notes = Arc::new(AtomicUsize::new(0));
+        let batch = {
+            let (d, notes) = (d.clone(), notes.clone());
+            let (a, b, c) = (
+                chunks.addr(0) as *mut u8,
+                chunks.addr(1) as *mut u8,
+                chunks.addr(2) as *mut u8,
+            );
+            loom::thread::spawn(move || {
+                // SAFETY: the three chunks are this thread's to free; `a` is
+                // the node, with its link written before it carries `b`, `c`.
+                let r = unsafe {
+                    slab::set_link(a, 0);
+                    slab::batch_add(a, 0, b);
+                    slab::batch_add(a, 1, c);
+                    slab::remote_push_list(&*d, a, a)
+                };
+                if let Pushed::MustNotify = r {
+                    notes.fetch_add(1, Ordering::Release);
+                }
+            })
+        };
+        let single = {
+            let (d, notes) = (d.clone(), notes.clone());
+            let c = vec![chunks.addr(3)];
+            loom::thread::spawn(move || pusher(d, c, notes))
+        };
+        let mut o = Owner {
+            d: &*d as *const Desc as *mut Desc,
+            chunks: &chunks,
+            detached: false,
+            handled: 0,
+            collected: 0,
+        };
+        o.detach_or_collect();
+        if notes.load(Ordering::Acquire) > o.handled {
+            o.notified();
+        }
+        o.detach_or_collect();
+        batch.join().unwrap();
+        single.join().unwrap();
+        let n = notes.load(Ordering::Acquire);
+        if o.collected >= 3 {
+            seen("carried chunks collected");
+        }
         o.finish(n);
     });
 }
