@@ -518,114 +518,98 @@ fn slab_pushes_vs_detach_reattach() {
     });
 }
 
+/// One thread pushes the chunks `0..n-1` as one list, built by `build`
+/// (which gets their addresses and returns the list's head and tail),
+/// while another frees chunk `n-1` alone and the owner detaches, reacts to
+/// a notification, and detaches or collects again. `finish` checks that
+/// every chunk is collected exactly once and that a push which found the
+/// slab detached notified. `coverage` is recorded when the whole list was
+/// collected before the end.
+fn batch_vs_single_and_detach(
+    n: usize,
+    build: unsafe fn(&[*mut u8]) -> (*mut u8, *mut u8),
+    coverage: &'static str,
+) {
+    model(SLAB_BOUND, move || {
+        let d = Arc::new(Desc::new());
+        let chunks = Chunks::new(n);
+        let notes = Arc::new(AtomicUsize::new(0));
+        let batch = {
+            let (d, notes) = (d.clone(), notes.clone());
+            let list: Vec<usize> = (0..n - 1).map(|i| chunks.addr(i)).collect();
+            loom::thread::spawn(move || {
+                let list: Vec<*mut u8> = list.into_iter().map(|a| a as *mut u8).collect();
+                // SAFETY: the chunks are this thread's to free; `build`
+                // writes their links (and a node's words) before the push.
+                let r = unsafe {
+                    let (head, tail) = build(&list);
+                    slab::remote_push_list(&*d, head, tail)
+                };
+                if let Pushed::MustNotify = r {
+                    notes.fetch_add(1, Ordering::Release);
+                }
+            })
+        };
+        let single = {
+            let (d, notes) = (d.clone(), notes.clone());
+            let c = vec![chunks.addr(n - 1)];
+            loom::thread::spawn(move || pusher(d, c, notes))
+        };
+        let mut o = Owner {
+            d: &*d as *const Desc as *mut Desc,
+            chunks: &chunks,
+            detached: false,
+            handled: 0,
+            collected: 0,
+        };
+        o.detach_or_collect();
+        if notes.load(Ordering::Acquire) > o.handled {
+            o.notified();
+        }
+        o.detach_or_collect();
+        batch.join().unwrap();
+        single.join().unwrap();
+        let notified = notes.load(Ordering::Acquire);
+        if o.collected >= n - 1 {
+            seen(coverage);
+        }
+        o.finish(notified);
+    });
+}
+
 /// A batch free (a CPU's outbox, linked locally and pushed with one CAS)
 /// races with a single remote free and the owner's detach / collect: every
 /// chunk of the batch must be collected exactly once, and a push that finds
 /// the slab detached must notify.
 #[test]
 fn slab_batch_push_vs_single_and_detach() {
-    model(SLAB_BOUND, || {
-        let d = Arc::new(Desc::new());
-        let chunks = Chunks::new(3);
-        let notes = Arc::new(AtomicUsize::new(0));
-        let batch = {
-            let (d, notes) = (d.clone(), notes.clone());
-            let (a, b) = (chunks.addr(0) as *mut u8, chunks.addr(1) as *mut u8);
-            loom::thread::spawn(move || {
-                // SAFETY: both chunks are this thread's to free; `a` links
-                // to `b`, whose link the push writes.
-                let r = unsafe {
-                    slab::set_link(a, b as usize);
-                    slab::remote_push_list(&*d, a, b)
-                };
-                if let Pushed::MustNotify = r {
-                    notes.fetch_add(1, Ordering::Release);
-                }
-            })
-        };
-        let single = {
-            let (d, notes) = (d.clone(), notes.clone());
-            let c = vec![chunks.addr(2)];
-            loom::thread::spawn(move || pusher(d, c, notes))
-        };
-        let mut o = Owner {
-            d: &*d as *const Desc as *mut Desc,
-            chunks: &chunks,
-            detached: false,
-            handled: 0,
-            collected: 0,
-        };
-        o.detach_or_collect();
-        if notes.load(Ordering::Acquire) > o.handled {
-            o.notified();
-        }
-        o.detach_or_collect();
-        batch.join().unwrap();
-        single.join().unwrap();
-        let n = notes.load(Ordering::Acquire);
-        o.finish(n);
-    });
+    // SAFETY (as `batch_vs_single_and_detach` requires): `a` links to `b`,
+    // whose link the push writes.
+    unsafe fn linked(c: &[*mut u8]) -> (*mut u8, *mut u8) {
+        slab::set_link(c[0], c[1] as usize);
+        (c[0], c[1])
+    }
+    batch_vs_single_and_detach(3, linked, "linked batch collected");
 }
 
 /// An outbox batch as it is pushed since the third session: one node that
 /// carries the other chunks' addresses in its own words (`batch_add`)
-/// instead of linking them. It races with a single remote free and the
-/// owner's detach / collect: the count and addresses the node carries are
+/// instead of linking them. The count and addresses the node carries are
 /// plain writes, ordered before the owner's reads only by the head word's
 /// Release / Acquire, like the links (loom reports a read it does not
-/// order); every chunk, carried or not, must be collected exactly once.
+/// order; with one `batch_add` moved after the push it does); every chunk,
+/// carried or not, must be collected exactly once.
 #[test]
 fn slab_carrying_node_vs_single_and_detach() {
-    model(SLAB_BOUND, || {
-        let d = Arc::new(Desc::new());
-        let chunks = Chunks::new(4);
-        let notes = Arc::new(AtomicUsize::new(0));
-        let batch = {
-            let (d, notes) = (d.clone(), notes.clone());
-            let (a, b, c) = (
-                chunks.addr(0) as *mut u8,
-                chunks.addr(1) as *mut u8,
-                chunks.addr(2) as *mut u8,
-            );
-            loom::thread::spawn(move || {
-                // SAFETY: the three chunks are this thread's to free; `a` is
-                // the node, with its link written before it carries `b`, `c`.
-                let r = unsafe {
-                    slab::set_link(a, 0);
-                    slab::batch_add(a, 0, b);
-                    slab::batch_add(a, 1, c);
-                    slab::remote_push_list(&*d, a, a)
-                };
-                if let Pushed::MustNotify = r {
-                    notes.fetch_add(1, Ordering::Release);
-                }
-            })
-        };
-        let single = {
-            let (d, notes) = (d.clone(), notes.clone());
-            let c = vec![chunks.addr(3)];
-            loom::thread::spawn(move || pusher(d, c, notes))
-        };
-        let mut o = Owner {
-            d: &*d as *const Desc as *mut Desc,
-            chunks: &chunks,
-            detached: false,
-            handled: 0,
-            collected: 0,
-        };
-        o.detach_or_collect();
-        if notes.load(Ordering::Acquire) > o.handled {
-            o.notified();
-        }
-        o.detach_or_collect();
-        batch.join().unwrap();
-        single.join().unwrap();
-        let n = notes.load(Ordering::Acquire);
-        if o.collected >= 3 {
-            seen("carried chunks collected");
-        }
-        o.finish(n);
-    });
+    // SAFETY (as `batch_vs_single_and_detach` requires): `c[0]` is the
+    // node, its link written before it carries the other two.
+    unsafe fn carrying(c: &[*mut u8]) -> (*mut u8, *mut u8) {
+        slab::set_link(c[0], 0);
+        slab::batch_add(c[0], 0, c[1]);
+        slab::batch_add(c[0], 1, c[2]);
+        (c[0], c[0])
+    }
+    batch_vs_single_and_detach(4, carrying, "carried chunks collected");
 }
 
 // ---- (2) the event ring with its overflow list ----
