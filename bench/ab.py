@@ -6,7 +6,8 @@
 Runs bench/build/<workload> through bench/build/runner (build them first:
 `make compare QUICK=1` or compare.py does) with LD_PRELOAD=A.so then B.so, `runs` times (default 7),
 and prints the median of each workload's own seconds and of its peak RSS
-(`ru_maxrss` from `wait4`), the ratios B/A, and the geometric means of the
+(`ru_maxrss` from `wait4`), the ratios B/A (and the median of the ratios of
+runs taken back to back), and the geometric means of the
 ratios. Used for the "Hardening costs" and "Speed work" tables of
 bench/RESULTS.md.
 """
@@ -45,15 +46,20 @@ for r in range(runs):
             res[(w, k)].append(float(m.group(1)))
             rss[(w, k)].append(int(usage["maxrss_kb"]))
     print(f"run {r + 1}/{runs} done", file=sys.stderr)
-ratios, rss_ratios = [], []
+ratios, paired_ratios, rss_ratios = [], [], []
 for w in wl:
     a = statistics.median(res[(w, "A")])
     b = statistics.median(res[(w, "B")])
     ra = statistics.median(rss[(w, "A")])
     rb = statistics.median(rss[(w, "B")])
+    # Each B run follows its A run at once: the median of those paired
+    # ratios is less moved by the machine's slow and fast periods than the
+    # ratio of the medians.
+    paired = statistics.median(y / x for x, y in zip(res[(w, "A")], res[(w, "B")]))
     ratios.append(b / a)
+    paired_ratios.append(paired)
     rss_ratios.append(rb / ra)
-    print(f"{w:16s} A {a:.3f}s  B {b:.3f}s  B/A {b / a:.3f}   "
+    print(f"{w:16s} A {a:.3f}s  B {b:.3f}s  B/A {b / a:.3f} (paired {paired:.3f})   "
           f"RSS A {ra:.0f} KiB  B {rb:.0f} KiB  B/A {rb / ra:.3f}")
 
 
@@ -61,4 +67,5 @@ def geomean(xs):
     return round(math.exp(sum(map(math.log, xs)) / len(xs)), 3)
 
 
-print("geomean B/A time", geomean(ratios), " RSS", geomean(rss_ratios))
+print("geomean B/A time", geomean(ratios), " paired", geomean(paired_ratios),
+      " RSS", geomean(rss_ratios))
