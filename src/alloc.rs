@@ -89,7 +89,7 @@ pub fn malloc(size: usize) -> *mut u8 {
     if size <= SMALL_MAX {
         // Every path out of the cache hit is a tail call: the fast path sets
         // up no stack frame.
-        return alloc_small(size_class::class_of(size));
+        return alloc_small_at(crate::cache::stack_of_size(size));
     }
     malloc_big(size)
 }
@@ -109,11 +109,19 @@ fn fail() -> *mut u8 {
 /// `cache`), else from its zone. Null with ENOMEM on failure.
 #[inline(always)]
 fn alloc_small(c: usize) -> *mut u8 {
-    let p = crate::cache::pop(c);
+    alloc_small_at(crate::cache::stack_offset(c))
+}
+
+/// `alloc_small` of the class whose cache stack is at `coff`
+/// (`cache::stack_offset`): malloc looks that offset up from the size
+/// directly, one step less on the way to the pop.
+#[inline(always)]
+fn alloc_small_at(coff: usize) -> *mut u8 {
+    let p = crate::cache::pop(coff);
     if !p.is_null() {
         return handed_out(p);
     }
-    alloc_small_zone(c)
+    alloc_small_zone(crate::cache::class_at(coff))
 }
 
 /// A chunk on its way to the program: clears its free mark (word 1; every
@@ -295,13 +303,15 @@ pub fn free(p: *mut u8) {
     // chunk of a live slab, on a page whose chunks have all been carved (so
     // `p` was handed out once). Anything else, including every invalid
     // pointer, goes through `classify`, which explains what is wrong.
-    if let Some((m, owner, off)) = pagemap::slab_fast(p as usize) {
-        // `m` is class + 1 (0: not such a page, which the check refuses like
-        // any other non-chunk).
-        if size_class::CHUNK_CHECK[m & 255].is_chunk_start(off) {
+    if let Some((f, owner, off)) = pagemap::slab_fast(p as usize) {
+        // `f` is (class + 1) << FREE_CLASS_SHIFT (0: not such a page, which
+        // the check refuses like any other non-chunk), the offset of the
+        // class's stack in a cache block.
+        let m = f >> pagemap::FREE_CLASS_SHIFT;
+        if size_class::CHUNK_CHECK[m & 63].is_chunk_start(off) {
             // SAFETY: `p` starts a chunk of a live slab of class m - 1 owned
             // by zone `owner`, below its carve pointer.
-            unsafe { free_chunk(m.wrapping_sub(1), owner, p) };
+            unsafe { free_chunk(f, owner, p) };
             return;
         }
     }
@@ -321,7 +331,11 @@ fn free_other(p: *mut u8) {
             if p >= (*d).bump.load(Ordering::Relaxed) {
                 crate::fmt::fatal_pointer("free", p, "pointer to a block that was never allocated");
             }
-            free_chunk(c, (*d).owner.load(Ordering::Relaxed) as usize, p)
+            free_chunk(
+                crate::cache::stack_offset(c),
+                (*d).owner.load(Ordering::Relaxed) as usize,
+                p,
+            )
         },
         Block::Large(d) => {
             // SAFETY: classify validated a live large run.
@@ -334,37 +348,41 @@ fn free_other(p: *mut u8) {
     }
 }
 
+/// The class travels as `coff`, the offset of its stack in a cache block
+/// (`cache::stack_offset`), which the free map holds in place: the push
+/// needs no arithmetic on it.
+///
 /// # Safety
-/// `p` is a chunk of class `c`, below the carve pointer of its live slab,
-/// which zone `owner` owns.
+/// `p` is a chunk of class `cache::class_at(coff)`, below the carve pointer
+/// of its live slab, which zone `owner` owns.
 #[inline(always)]
-unsafe fn free_chunk(c: usize, owner: usize, p: *mut u8) {
+unsafe fn free_chunk(coff: usize, owner: usize, p: *mut u8) {
     let key = FREE_KEY.load(Ordering::Relaxed);
     if *(p as *const u64).add(1) == key {
         // Out of line (a tail call), so that the fast path saves no registers.
-        return free_chunk_marked(c, owner, p);
+        return free_chunk_marked(coff, owner, p);
     }
-    free_chunk_unmarked(c, owner, p, key);
+    free_chunk_unmarked(coff, owner, p, key);
 }
 
 /// `p` carries the free mark: a double free, or user data that matches it.
 #[inline(never)]
-unsafe fn free_chunk_marked(c: usize, owner: usize, p: *mut u8) {
+unsafe fn free_chunk_marked(coff: usize, owner: usize, p: *mut u8) {
     check_double_free(pagemap::slab_desc_fast(p as usize), p);
-    free_chunk_unmarked(c, owner, p, FREE_KEY.load(Ordering::Relaxed));
+    free_chunk_unmarked(coff, owner, p, FREE_KEY.load(Ordering::Relaxed));
 }
 
 #[inline(always)]
-unsafe fn free_chunk_unmarked(c: usize, owner: usize, p: *mut u8, key: u64) {
+unsafe fn free_chunk_unmarked(coff: usize, owner: usize, p: *mut u8, key: u64) {
     // The mark goes on before the push: once pushed, the chunk may be popped
     // by another thread on this CPU. (Every other path marks it too.)
     *(p as *mut u64).add(1) = key;
     // Only a chunk of this CPU's zone may enter its cache: the section
     // checks that it runs on CPU `owner` (else it takes the outbox).
-    match crate::cache::push_free(owner, c, p) {
+    match crate::cache::push_free(owner, coff, p) {
         Some(true) => {}
         Some(false) => free_chunk_refused(p),
-        None => free_chunk_zone(c, owner, p),
+        None => free_chunk_zone(crate::cache::class_at(coff), owner, p),
     }
 }
 

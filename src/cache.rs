@@ -39,16 +39,63 @@ use core::sync::atomic::{AtomicIsize, AtomicU32, AtomicUsize, Ordering};
 pub const CAP_MAX: usize = 61;
 const HEADER: usize = 24;
 const CLASS_STRIDE: usize = HEADER + CAP_MAX * 8;
-/// Class slots per CPU block: a power of two, so that a class index is
-/// bounded with one mask on the fast path; the blocks of the classes past
-/// `NCLASSES` are never used, hence never touched.
+/// Stack slots per CPU block: a power of two, so that a slot index is
+/// bounded with one mask on the fast path. Slot 0 is the outbox, class c is
+/// slot c + 1 (`slot_of`), so that the free map's class field (class + 1)
+/// is the slot; the slots past the last class are never used, hence never
+/// touched.
 const CLASS_SLOTS: usize = 64;
 const CPU_STRIDE: usize = CLASS_SLOTS * CLASS_STRIDE;
 /// log2 of `CPU_STRIDE`: the sections shift the CPU id (one cycle) rather
 /// than multiply it (three), on the path of every hit.
 const CPU_SHIFT: u32 = CPU_STRIDE.trailing_zeros();
 const _: () = assert!(1 << CPU_SHIFT == CPU_STRIDE);
-const _: () = assert!(NCLASSES <= CLASS_SLOTS);
+const _: () = assert!(NCLASSES < CLASS_SLOTS);
+// The free map holds a class's stack offset in place (`free` masks it out).
+const _: () = assert!(CLASS_STRIDE == 1 << crate::pagemap::FREE_CLASS_SHIFT);
+const _: () = assert!(crate::pagemap::FREE_CLASS_MASK == (CLASS_SLOTS - 1) * CLASS_STRIDE);
+
+/// The stack slot of class `c` in a CPU's block.
+#[inline(always)]
+const fn slot_of(c: usize) -> usize {
+    (c + 1) % CLASS_SLOTS
+}
+
+/// The offset of class `c`'s stack in a CPU's block: what `push_free`
+/// takes, and what a free-map entry holds in place
+/// (`pagemap::FREE_CLASS_MASK`).
+#[inline(always)]
+pub const fn stack_offset(c: usize) -> usize {
+    slot_of(c) * CLASS_STRIDE
+}
+
+/// `stack_offset` of the class of each `(size + 15) / 16`: malloc goes from
+/// the size to its stack with one load.
+static STACK_BY_SIZE: [u16; size_class::SMALL_MAX / 16 + 1] = {
+    let classes = size_class::build_index();
+    let mut t = [0u16; size_class::SMALL_MAX / 16 + 1];
+    let mut j = 0;
+    while j < t.len() {
+        t[j] = stack_offset(classes[j] as usize) as u16;
+        j += 1;
+    }
+    t
+};
+
+/// The offset of the stack of the class serving `size` (at most
+/// `SMALL_MAX`): `stack_offset(size_class::class_of(size))`.
+#[inline(always)]
+pub fn stack_of_size(size: usize) -> usize {
+    // `min` keeps the index in range without a panic path.
+    let j = ((size + 15) >> 4).min(size_class::SMALL_MAX / 16);
+    STACK_BY_SIZE[j] as usize
+}
+
+/// The class whose stack is at `off` (a `stack_offset`).
+#[inline(always)]
+pub const fn class_at(off: usize) -> usize {
+    (off / CLASS_STRIDE).wrapping_sub(1) % NCLASSES
+}
 /// Bytes a class stack may hold, roughly: its capacity is this over the size.
 const CLASS_BUDGET: usize = 16 * 1024;
 
@@ -71,7 +118,7 @@ static G: Global = Global {
 
 const fn build_caps() -> [u32; CLASS_SLOTS] {
     let mut t = [0u32; CLASS_SLOTS];
-    t[CLASS_SLOTS - 1] = CAP_MAX as u32; // the outbox
+    t[OUTBOX] = CAP_MAX as u32;
     let mut c = 0;
     while c < NCLASSES {
         // Half the budget above 1 KiB: few programs turn those chunks over
@@ -83,7 +130,7 @@ const fn build_caps() -> [u32; CLASS_SLOTS] {
         } else {
             CLASS_BUDGET
         } / size;
-        t[c] = if n > CAP_MAX {
+        t[slot_of(c)] = if n > CAP_MAX {
             CAP_MAX as u32
         } else if n < 1 {
             1
@@ -95,20 +142,19 @@ const fn build_caps() -> [u32; CLASS_SLOTS] {
     t
 }
 
-/// Capacity of each class stack (0 past the last class).
+/// Capacity of each stack, by slot (0 past the last class).
 static CAPS: [u32; CLASS_SLOTS] = build_caps();
 
 /// The class slot that serves as each CPU's *outbox*: chunks of other CPUs'
 /// slabs freed on this CPU, handed to their slabs in batches, one CAS per
 /// slab and batch (snmalloc's "BatchIt") instead of one per chunk (see
 /// `zone::flush_outbox`). Any chunk may be there; only `outbox_take` empties it.
-pub const OUTBOX: usize = CLASS_SLOTS - 1;
-const _: () = assert!(OUTBOX >= NCLASSES);
+pub const OUTBOX: usize = 0;
 
 /// Chunks a refill moves from the slabs to the cache, and a flush back.
 #[inline(always)]
 pub fn batch(c: usize) -> usize {
-    (CAPS[c % CLASS_SLOTS] as usize).div_ceil(2)
+    (CAPS[slot_of(c)] as usize).div_ceil(2)
 }
 
 /// Turns the cache on if this thread has a registered rseq area (then every
@@ -311,12 +357,13 @@ macro_rules! push_body {
     };
 }
 
-/// Pops a chunk of class `c` from the current CPU's cache; null if the cache
-/// is off or the stack is empty. The caller clears the chunk's free mark.
+/// Pops a chunk of the class whose stack is at `coff` (`stack_offset`) from
+/// the current CPU's cache; null if the cache is off or the stack is empty.
+/// The caller clears the chunk's free mark.
 #[inline(always)]
-pub fn pop(c: usize) -> *mut u8 {
+pub fn pop(coff: usize) -> *mut u8 {
     match state() {
-        Some(k) => k.pop(c),
+        Some(k) => k.pop(coff),
         None => core::ptr::null_mut(),
     }
 }
@@ -332,7 +379,8 @@ pub fn push(owner: usize, c: usize, p: *mut u8) -> bool {
     owner_state(owner).is_some_and(|k| k.push_owned(owner, c, p))
 }
 
-/// `push`, for `free`: the same, counted as a cache free, and where the
+/// `push`, for `free`, of a chunk of the class whose stack is at `coff`
+/// (`stack_offset`): the same, counted as a cache free, and where the
 /// caller runs on another CPU than `owner`, `p` goes to the outbox of the
 /// CPU it runs on instead (see `OUTBOX`): one section for both, so that a
 /// remote free costs what a local one does. The caller has set the chunk's
@@ -341,8 +389,8 @@ pub fn push(owner: usize, c: usize, p: *mut u8) -> bool {
 /// not set up yet), None if the cache is off (or `owner` has none): the
 /// caller frees `p` another way.
 #[inline(always)]
-pub fn push_free(owner: usize, c: usize, p: *mut u8) -> Option<bool> {
-    owner_state(owner).map(|k| k.push_free(owner, c, p))
+pub fn push_free(owner: usize, coff: usize, p: *mut u8) -> Option<bool> {
+    owner_state(owner).map(|k| k.push_free(owner, coff, p))
 }
 
 /// The caches, if they are on and `owner` is a CPU with one: one test for
@@ -365,7 +413,7 @@ fn owner_state(owner: usize) -> Option<Caches> {
 /// it; the same constant every time, so racing with sections is harmless.
 pub fn prepare(cpu: usize, c: usize) {
     if let Some(k) = state() {
-        k.prepare(cpu, c);
+        k.prepare(cpu, slot_of(c));
     }
 }
 
@@ -382,7 +430,7 @@ pub fn pop_owned(owner: usize, c: usize) -> *mut u8 {
 pub fn hits(c: usize) -> (u64, u64) {
     state().map_or((0, 0), |k| {
         (0..k.n as usize).fold((0u64, 0u64), |(a, f), cpu| {
-            let q = k.stack(cpu, c);
+            let q = k.stack(cpu, slot_of(c));
             // SAFETY: inside the mapping (cpu < n); aligned u64 counters
             // that the sections write whole.
             let (pops, pushes) = unsafe {
@@ -403,7 +451,7 @@ pub fn in_outboxes() -> u64 {
 
 /// Chunks of class `c` cached on all CPUs now (racy: for statistics).
 pub fn cached(c: usize) -> u64 {
-    state().map_or(0, |k| k.cached(c))
+    state().map_or(0, |k| k.cached(slot_of(c)))
 }
 
 /// True if `p` (class `c`, owned by zone `owner`) sits in that CPU's cache,
@@ -411,7 +459,7 @@ pub fn cached(c: usize) -> u64 {
 /// is not reported.
 pub fn contains(owner: usize, c: usize, p: *mut u8) -> bool {
     state().is_some_and(|k| {
-        k.contains(owner, c, p) || (0..k.n as usize).any(|cpu| k.contains(cpu, OUTBOX, p))
+        k.contains(owner, slot_of(c), p) || (0..k.n as usize).any(|cpu| k.contains(cpu, OUTBOX, p))
     })
 }
 
@@ -439,17 +487,18 @@ pub fn outbox_take(buf: &mut [usize; CAP_MAX]) -> usize {
 }
 
 impl Caches {
-    /// The stack of class `c` of CPU `cpu` (header word `top`, then slots).
+    /// Stack `slot` of CPU `cpu` (header word `top`, then slots).
     #[inline(always)]
-    fn stack(&self, cpu: usize, c: usize) -> usize {
-        self.base + cpu * CPU_STRIDE + (c % CLASS_SLOTS) * CLASS_STRIDE
+    fn stack(&self, cpu: usize, slot: usize) -> usize {
+        self.base + cpu * CPU_STRIDE + (slot % CLASS_SLOTS) * CLASS_STRIDE
     }
 
     #[inline(always)]
-    fn pop(&self, c: usize) -> *mut u8 {
+    fn pop(&self, coff: usize) -> *mut u8 {
         #[cfg(target_arch = "x86_64")]
         {
-            let bc = self.base + (c % CLASS_SLOTS) * CLASS_STRIDE;
+            // In range whatever the caller passed: the slots' offsets.
+            let bc = self.base + (coff & ((CLASS_SLOTS - 1) * CLASS_STRIDE));
             let p: usize;
             // SAFETY: the section reads this thread's rseq area (fs:[off], see
             // `current_cpu`) and the cache block of the CPU it runs on, which
@@ -473,7 +522,7 @@ impl Caches {
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = c;
+            let _ = coff;
             core::ptr::null_mut()
         }
     }
@@ -490,7 +539,7 @@ impl Caches {
             // The stack's address comes from the CPU the section runs on,
             // which must be `owner`: a compare and branch, so that the slot
             // address does not wait for the load that gave `owner`.
-            let bc = self.base + (c % CLASS_SLOTS) * CLASS_STRIDE;
+            let bc = self.base + slot_of(c) * CLASS_STRIDE;
             let ok: usize;
             // SAFETY: the section writes the stack of the CPU it runs on
             // (mapped: that CPU is `owner` < n) only after finding itself on
@@ -521,10 +570,11 @@ impl Caches {
     /// See the function `push_free`. The counter the section bumps is the
     /// chosen stack's: a cache free, or a chunk into the outbox.
     #[inline(always)]
-    fn push_free(&self, owner: usize, c: usize, p: *mut u8) -> bool {
+    fn push_free(&self, owner: usize, coff: usize, p: *mut u8) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            let coff = (c % CLASS_SLOTS) * CLASS_STRIDE;
+            // In range whatever the caller passed: the slots' offsets.
+            let coff = coff & ((CLASS_SLOTS - 1) * CLASS_STRIDE);
             let ok: usize;
             // SAFETY: the section finds the CPU it runs on below `n` (so its
             // block is mapped), then takes that CPU's class `c` stack if the
@@ -551,7 +601,7 @@ impl Caches {
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (owner, c, p);
+            let _ = (owner, coff, p);
             false
         }
     }
@@ -559,7 +609,7 @@ impl Caches {
     fn pop_owned(&self, owner: usize, c: usize) -> *mut u8 {
         #[cfg(target_arch = "x86_64")]
         if owner < self.n as usize {
-            let bc = self.base + (c % CLASS_SLOTS) * CLASS_STRIDE;
+            let bc = self.base + slot_of(c) * CLASS_STRIDE;
             let p: usize;
             // SAFETY: as in `push`: the stack of CPU `owner` (< n, mapped),
             // written only after the section found itself on that CPU, with
@@ -653,21 +703,21 @@ impl Caches {
         }
     }
 
-    fn prepare(&self, cpu: usize, c: usize) {
+    fn prepare(&self, cpu: usize, slot: usize) {
         if cpu < self.n as usize {
-            let q = self.stack(cpu, c);
+            let q = self.stack(cpu, slot);
             // SAFETY: inside the mapping (cpu < n); an aligned u32 that only
             // this function writes, and always with the same value.
             let cap = unsafe { &*((q + 4) as *const AtomicU32) };
             if cap.load(Ordering::Relaxed) == 0 {
-                cap.store(CAPS[c % CLASS_SLOTS], Ordering::Relaxed);
+                cap.store(CAPS[slot % CLASS_SLOTS], Ordering::Relaxed);
             }
         }
     }
 
     /// The header word and slots of one stack, for racy reads.
-    fn view(&self, cpu: usize, c: usize) -> (&'static AtomicU32, *const AtomicUsize) {
-        let q = self.stack(cpu, c);
+    fn view(&self, cpu: usize, slot: usize) -> (&'static AtomicU32, *const AtomicUsize) {
+        let q = self.stack(cpu, slot);
         // SAFETY: `q` is inside the mapping (cpu < n, checked by callers);
         // the header is an aligned u32 and the slots aligned words, which the
         // sections only ever write whole.
@@ -679,10 +729,10 @@ impl Caches {
         }
     }
 
-    fn cached(&self, c: usize) -> u64 {
+    fn cached(&self, slot: usize) -> u64 {
         (0..self.n as usize)
             .map(|cpu| {
-                self.view(cpu, c)
+                self.view(cpu, slot)
                     .0
                     .load(Ordering::Relaxed)
                     .min(CAP_MAX as u32) as u64
@@ -690,11 +740,11 @@ impl Caches {
             .sum()
     }
 
-    fn contains(&self, owner: usize, c: usize, p: *mut u8) -> bool {
+    fn contains(&self, owner: usize, slot: usize, p: *mut u8) -> bool {
         if owner >= self.n as usize {
             return false;
         }
-        let (top, slots) = self.view(owner, c);
+        let (top, slots) = self.view(owner, slot);
         let t = (top.load(Ordering::Relaxed) as usize).min(CAP_MAX);
         // SAFETY: `slots` points at CAP_MAX slots of the stack (see `view`).
         (0..t).any(|i| unsafe { (*slots.add(i)).load(Ordering::Relaxed) } == p as usize)
@@ -707,14 +757,19 @@ mod tests {
 
     #[test]
     fn capacities() {
-        for (c, &cap) in CAPS.iter().enumerate().take(NCLASSES) {
-            let cap = cap as usize;
+        assert_eq!(CAPS[OUTBOX] as usize, CAP_MAX);
+        for c in 0..NCLASSES {
+            let cap = CAPS[slot_of(c)] as usize;
             let size = size_class::class_size(c);
             assert!((1..=CAP_MAX).contains(&cap));
             assert!(cap * size <= CLASS_BUDGET.max(size));
             assert!(batch(c) >= 1 && batch(c) <= cap);
         }
         assert_eq!(CLASS_STRIDE, 512);
+        for c in 0..NCLASSES {
+            assert_eq!(class_at(stack_offset(c)), c);
+            assert_ne!(stack_offset(c), OUTBOX * CLASS_STRIDE);
+        }
         assert_eq!(HEADER % 8, 0);
     }
 
@@ -743,9 +798,9 @@ mod tests {
         let c = size_class::class_of(48);
         // Not prepared yet: no room.
         assert!(!k.push_owned(cpu, c, 0x1000 as *mut u8));
-        k.prepare(cpu, c);
-        k.prepare(other, c);
-        assert!(k.pop(c).is_null());
+        k.prepare(cpu, slot_of(c));
+        k.prepare(other, slot_of(c));
+        assert!(k.pop(stack_offset(c)).is_null());
         for f in [0x1000usize, 0x2000, 0x3000] {
             assert!(k.push_owned(cpu, c, f as *mut u8));
         }
@@ -755,34 +810,35 @@ mod tests {
         if other == cpu {
             assert!(k.push_owned(cpu, c, 0x5000 as *mut u8));
         }
-        assert!(k.contains(cpu, c, 0x2000 as *mut u8));
-        assert!(!k.contains(cpu, c, 0x4000 as *mut u8));
-        assert_eq!(k.cached(c), 3);
-        assert_eq!(k.cached(c + 1), 0);
+        assert!(k.contains(cpu, slot_of(c), 0x2000 as *mut u8));
+        assert!(!k.contains(cpu, slot_of(c), 0x4000 as *mut u8));
+        assert_eq!(k.cached(slot_of(c)), 3);
+        assert_eq!(k.cached(slot_of(c + 1)), 0);
+        assert_eq!(k.cached(OUTBOX), 0);
         // The header counts pops (mallocs served); refill pushes are not
         // counted: only free's push (`push_free`) counts frees.
-        let q = k.stack(cpu, c);
+        let q = k.stack(cpu, slot_of(c));
         assert_eq!(unsafe { *((q + 16) as *const u64) }, 0);
         assert_eq!(unsafe { *((q + 8) as *const u64) }, 0);
-        assert_eq!(k.pop(c) as usize, 0x3000);
+        assert_eq!(k.pop(stack_offset(c)) as usize, 0x3000);
         assert_eq!(unsafe { *((q + 8) as *const u64) }, 1);
         assert_eq!(k.pop_owned(cpu, c) as usize, 0x2000);
-        assert_eq!(k.pop(c) as usize, 0x1000);
-        assert!(k.pop(c).is_null());
+        assert_eq!(k.pop(stack_offset(c)) as usize, 0x1000);
+        assert!(k.pop(stack_offset(c)).is_null());
         // Free's push counts.
-        assert!(k.push_free(cpu, c, 0x1000 as *mut u8));
+        assert!(k.push_free(cpu, stack_offset(c), 0x1000 as *mut u8));
         assert_eq!(unsafe { *((q + 16) as *const u64) }, 1);
-        assert_eq!(k.pop(c) as usize, 0x1000);
+        assert_eq!(k.pop(stack_offset(c)) as usize, 0x1000);
         // A full stack refuses, and gives everything back in LIFO order.
-        let cap = CAPS[c] as usize;
+        let cap = CAPS[slot_of(c)] as usize;
         for i in 0..cap {
             assert!(k.push_owned(cpu, c, (0x10_0000 + i * 64) as *mut u8));
         }
         assert!(!k.push_owned(cpu, c, 0x9000 as *mut u8));
         for i in (0..cap).rev() {
-            assert_eq!(k.pop(c) as usize, 0x10_0000 + i * 64);
+            assert_eq!(k.pop(stack_offset(c)) as usize, 0x10_0000 + i * 64);
         }
-        assert!(k.pop(c).is_null());
+        assert!(k.pop(stack_offset(c)).is_null());
         crate::os::unmap(base as *mut u8, n * CPU_STRIDE);
     }
 }

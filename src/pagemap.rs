@@ -177,12 +177,22 @@ fn free_slot(base: usize, page: usize) -> &'static AtomicU32 {
 }
 
 /// Free-map entry of page `k` of a slab of class `c` owned by zone `owner`:
-/// bits 0-7 the page's index in its slab, 8-15 the class + 1, 16-31 the
-/// owner. 0 (class byte 0) means "not a page `free` may take chunks from
-/// without looking further".
+/// bits 0-7 the page's index in its slab, 9-14 the class + 1 (`m`), 16-31
+/// the owner. m = 0 (so the entry 0) means "not a page `free` may take
+/// chunks from without looking further". The class field sits at bit
+/// `FREE_CLASS_SHIFT` so that `entry & FREE_CLASS_MASK` is already the
+/// offset of the class's stack in a CPU's cache block (`cache::slot_of`:
+/// class c in slot c + 1, 512 bytes apart): `free` computes the address
+/// of the stack it pushes onto with one AND after the load, which is
+/// on the path from the pointer to the push.
 const fn free_entry(k: usize, c: usize, owner: usize) -> u32 {
-    (k | (c + 1) << 8 | owner << 16) as u32
+    (k | (c + 1) << FREE_CLASS_SHIFT | owner << 16) as u32
 }
+/// Where the class field (class + 1) of a free-map entry starts.
+pub const FREE_CLASS_SHIFT: u32 = 9;
+/// The class field of a free-map entry, in place.
+pub const FREE_CLASS_MASK: usize = 63 << FREE_CLASS_SHIFT;
+const _: () = assert!(crate::size_class::NCLASSES < 63);
 const _: () = assert!(crate::size_class::MAX_SLAB_PAGES <= 256);
 const _: () = assert!(crate::cpu::MAX_ZONES <= 1 << 16);
 
@@ -280,14 +290,17 @@ pub enum Lookup {
 }
 
 /// The fast path of `lookup` for `free`: for a pointer into an arena, its
-/// page's free-map entry decoded as (class + 1, owner zone, offset of `ptr`
-/// from the start of the slab). Class + 1 is 0 for any page but one of a
-/// live slab all of whose chunks have been carved (`open_slab_pages`), so a
-/// pointer the caller accepts is below the slab's carve pointer, and the
-/// descriptor is not read at all. Nothing here says `ptr` is a chunk: the
-/// caller checks that with `size_class::CHUNK_CHECK[m]`, which refuses
-/// every offset for m = 0. None for anything outside the arenas (the caller
-/// then runs `lookup`, which explains).
+/// page's free-map entry decoded as (the class field in place, owner zone,
+/// offset of `ptr` from the start of the slab). The class field is
+/// (class + 1) << `FREE_CLASS_SHIFT`, which is also the offset of the
+/// class's stack in a CPU's cache block (`cache::stack_offset`). It is 0
+/// for any page but one of a live slab all of whose chunks have been carved
+/// (`open_slab_pages`), so a pointer the caller accepts is below the slab's
+/// carve pointer, and the descriptor is not read at all. Nothing here says
+/// `ptr` is a chunk: the caller checks that with
+/// `size_class::CHUNK_CHECK[class + 1]`, which refuses every offset for 0.
+/// None for anything outside the arenas (the caller then runs `lookup`,
+/// which explains).
 #[inline(always)]
 pub fn slab_fast(ptr: usize) -> Option<(usize, usize, usize)> {
     if region_of(ptr) != REGION_ARENA {
@@ -297,7 +310,7 @@ pub fn slab_fast(ptr: usize) -> Option<(usize, usize, usize)> {
     let page = (ptr - base) >> PAGE_SHIFT;
     let e = free_slot(base, page).load(Ordering::Acquire) as usize;
     let off = (ptr & (PAGE_SIZE - 1)) + ((e & 255) << PAGE_SHIFT);
-    Some(((e >> 8) & 255, e >> 16, off))
+    Some((e & FREE_CLASS_MASK, e >> 16, off))
 }
 
 /// The descriptor of the slab holding `ptr`, a chunk of a live slab (from
@@ -396,10 +409,12 @@ mod tests {
         for &p in &ptrs {
             let Lookup::Slab(d) = lookup(p) else { continue };
             small += 1;
-            let (m, owner, off) = slab_fast(p).unwrap();
+            let (f, owner, off) = slab_fast(p).unwrap();
             // SAFETY: `d` is the live slab of a chunk we hold.
             unsafe {
-                assert_eq!(m, (*d).class.load(Ordering::Relaxed) as usize + 1, "{p:#x}");
+                let c = (*d).class.load(Ordering::Relaxed) as usize;
+                assert_eq!(f >> FREE_CLASS_SHIFT, c + 1, "{p:#x}");
+                assert_eq!(f, crate::cache::stack_offset(c));
                 assert_eq!(owner, (*d).owner.load(Ordering::Relaxed) as usize);
                 assert_eq!(off, p - crate::zone::slab_base(d));
                 assert_eq!(slab_desc_fast(p), d);

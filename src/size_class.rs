@@ -45,7 +45,8 @@ const fn build_sizes() -> [u32; NCLASSES] {
     t
 }
 
-const fn build_index() -> [u8; SMALL_MAX / 16 + 1] {
+/// The class of each `(size + 15) / 16` (the table behind `class_of`).
+pub const fn build_index() -> [u8; SMALL_MAX / 16 + 1] {
     let mut t = [0u8; SMALL_MAX / 16 + 1];
     let mut c = 0;
     let mut j = 0;
@@ -128,13 +129,13 @@ const fn build_info() -> [ClassInfo; NCLASSES] {
 
 pub static CLASS_INFO: [ClassInfo; NCLASSES] = build_info();
 
-const fn build_check() -> [ClassInfo; 256] {
+const fn build_check() -> [ClassInfo; 64] {
     let info = build_info();
     let mut t = [ClassInfo {
         size: 0,
         limit: 0,
         divm: 0,
-    }; 256];
+    }; 64];
     let mut i = 0;
     while i < NCLASSES {
         t[i + 1] = info[i];
@@ -143,10 +144,10 @@ const fn build_check() -> [ClassInfo; 256] {
     t
 }
 
-/// `CLASS_INFO` indexed by a free-map class byte (class + 1): every byte value
-/// has an entry, and the ones that name no class (0 among them) have
-/// `limit` 0, which refuses every offset. No bounds check, no test for 0.
-pub static CHUNK_CHECK: [ClassInfo; 256] = build_check();
+/// `CLASS_INFO` indexed by a free-map class field (class + 1, 6 bits):
+/// every value has an entry, and the ones that name no class (0 among them)
+/// have `limit` 0, which refuses every offset. No bounds check, no test for 0.
+pub static CHUNK_CHECK: [ClassInfo; 64] = build_check();
 
 impl ClassInfo {
     /// True if `off` (bytes from the slab start) is the start of a chunk.

@@ -797,8 +797,8 @@ unsafe fn carried(s: *mut Desc, f: *mut u8) -> *mut u8 {
 /// The slab of a chunk that the allocator itself holds (a cached chunk):
 /// anything else is a corrupted cache, reported as such.
 fn slab_of(q: *mut u8) -> *mut Desc {
-    if let Some((m, _, _)) = pagemap::slab_fast(q as usize) {
-        if m != 0 {
+    if let Some((f, _, _)) = pagemap::slab_fast(q as usize) {
+        if f != 0 {
             return pagemap::slab_desc_fast(q as usize);
         }
     }
@@ -869,9 +869,9 @@ unsafe fn free_remote_list(d: *mut Desc, head: *mut u8, tail: *mut u8, n: u64) {
 /// `d` is the live slab that holds `p`.
 #[inline(always)]
 pub unsafe fn owner_class(d: *mut Desc, p: *mut u8) -> (usize, usize) {
-    if let Some((m, owner, _)) = pagemap::slab_fast(p as usize) {
-        if m != 0 {
-            return (owner, (m - 1) % NCLASSES);
+    if let Some((f, owner, _)) = pagemap::slab_fast(p as usize) {
+        if f != 0 {
+            return (owner, cache::class_at(f));
         }
     }
     (
