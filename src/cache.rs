@@ -268,11 +268,17 @@ macro_rules! rseq_section {
     };
 }
 
-/// An rseq section on the stack `{q}` of the CPU the section runs on:
-/// `here` requires that CPU to be below `{n}` (a CPU with a cache), `owned`
+/// An rseq section on a stack of the CPU the section runs on: `here`
+/// requires that CPU to be below `{n}` (a CPU with a cache), `owned`
 /// requires it to be `{owner}` (the zone whose chunks the stack holds). Both
-/// then compute `{q}` = that CPU's block + `{bc}` (the stack's offset inside
-/// a block, plus the base), and run the body with `{top}` unset.
+/// then set `{q}` to that CPU's block offset, and the stack is at `{q} +
+/// {k}` (`{k}`: the stack's offset inside a block plus the base, which the
+/// caller passes). `free` is `here` with the stack chosen inside: `{q}` the
+/// CPU's block (base included), `{k}` the stack's offset in it. The body
+/// runs with `{top}` unset; it reads the stack's header at `[{q} + {k}]`
+/// (the address needs no add of its own, which would sit between the load
+/// of the CPU or the class and the load of `top`) and then sets `{q}` to the
+/// stack (`pop_body`, `push_body`).
 #[cfg(target_arch = "x86_64")]
 macro_rules! rseq_stack {
     (here; $($body:expr),* ; $($operands:tt)*) => {
@@ -281,7 +287,6 @@ macro_rules! rseq_stack {
             "cmp {q:e}, {n:e}",
             "jae 7f",
             "shl {q}, {shift}",
-            "add {q}, {bc}",
             $($body),* ;
             $($operands)*
             shift = const CPU_SHIFT,
@@ -293,18 +298,17 @@ macro_rules! rseq_stack {
             "mov {q:e}, dword ptr fs:[{off} + 4]",
             "cmp {q:e}, {n:e}",
             "jae 7f",
-            "mov {s:e}, {outbox}",
+            "mov {k:e}, {outbox}",
             "cmp {q:e}, {owner:e}",
-            "cmove {s}, {coff}",
+            "cmove {k}, {coff}",
             "shl {q}, {shift}",
-            "add {q}, {s}",
             "add {q}, {base}",
             $($body),* ;
             $($operands)*
             shift = const CPU_SHIFT,
             outbox = const OUTBOX * CLASS_STRIDE,
             q = out(reg) _,
-            s = out(reg) _,
+            k = out(reg) _,
         )
     };
     (owned; $($body:expr),* ; $($operands:tt)*) => {
@@ -313,7 +317,6 @@ macro_rules! rseq_stack {
             "cmp {q:e}, {owner:e}",
             "jne 7f",
             "shl {q}, {shift}",
-            "add {q}, {bc}",
             $($body),* ;
             $($operands)*
             shift = const CPU_SHIFT,
@@ -329,7 +332,8 @@ macro_rules! rseq_stack {
 macro_rules! pop_body {
     ($count:expr) => {
         concat!(
-            "mov {top:e}, dword ptr [{q}]\n",
+            "mov {top:e}, dword ptr [{q} + {k}]\n",
+            "lea {q}, [{q} + {k}]\n",
             "sub {top:e}, 1\n",
             "jb 7f\n",
             "mov {ok}, qword ptr [{q} + {top} * 8 + 24]\n",
@@ -346,7 +350,8 @@ macro_rules! pop_body {
 macro_rules! push_body {
     ($count:expr) => {
         concat!(
-            "mov {ok:e}, dword ptr [{q}]\n",
+            "mov {ok:e}, dword ptr [{q} + {k}]\n",
+            "lea {q}, [{q} + {k}]\n",
             "cmp {ok:e}, dword ptr [{q} + 4]\n",
             "jae 7f\n",
             "mov qword ptr [{q} + {ok} * 8 + 24], {p}\n",
@@ -513,7 +518,7 @@ impl Caches {
                     pop_body!("add qword ptr [{q} + 8], 1\n");
                     off = in(reg) self.off,
                     n = in(reg) self.n,
-                    bc = in(reg) bc,
+                    k = in(reg) bc,
                     top = out(reg) _,
                     ok = out(reg) p,
                 );
@@ -553,7 +558,7 @@ impl Caches {
                     push_body!("");
                     off = in(reg) self.off,
                     owner = in(reg) owner,
-                    bc = in(reg) bc,
+                    k = in(reg) bc,
                     p = in(reg) p,
                     ok = out(reg) ok,
                 );
@@ -620,7 +625,7 @@ impl Caches {
                     pop_body!("");
                     off = in(reg) self.off,
                     owner = in(reg) owner,
-                    bc = in(reg) bc,
+                    k = in(reg) bc,
                     top = out(reg) _,
                     ok = out(reg) p,
                 );
@@ -647,7 +652,7 @@ impl Caches {
                     push_body!("");
                     off = in(reg) self.off,
                     n = in(reg) self.n,
-                    bc = in(reg) bc,
+                    k = in(reg) bc,
                     p = in(reg) p,
                     ok = out(reg) ok,
                 );
@@ -674,7 +679,8 @@ impl Caches {
             unsafe {
                 rseq_stack!(
                     here;
-                    "mov {top:e}, dword ptr [{q}]",
+                    "mov {top:e}, dword ptr [{q} + {k}]",
+                    "lea {q}, [{q} + {k}]",
                     "test {top:e}, {top:e}",
                     "jz 7f",
                     "xor {ok:e}, {ok:e}",
@@ -687,7 +693,7 @@ impl Caches {
                     "mov dword ptr [{q}], 0";
                     off = in(reg) self.off,
                     n = in(reg) self.n,
-                    bc = in(reg) bc,
+                    k = in(reg) bc,
                     buf = in(reg) buf.as_mut_ptr(),
                     top = out(reg) _,
                     t = out(reg) _,
