@@ -91,11 +91,15 @@ pub fn stack_of_size(size: usize) -> usize {
     STACK_BY_SIZE[j] as usize
 }
 
-/// The class whose stack is at `off` (a `stack_offset`).
+/// The class whose stack is at `off` (a `stack_offset`). Below
+/// `CLASS_SLOTS` whatever `off` is (a shift and a mask, no division: it is
+/// on the path of every malloc and free when the cache is off); the users
+/// of a class index bound it by `NCLASSES` themselves.
 #[inline(always)]
 pub const fn class_at(off: usize) -> usize {
-    (off / CLASS_STRIDE).wrapping_sub(1) % NCLASSES
+    (off / CLASS_STRIDE).wrapping_sub(1) % CLASS_SLOTS
 }
+
 /// Bytes a class stack may hold, roughly: its capacity is this over the size.
 const CLASS_BUDGET: usize = 16 * 1024;
 
