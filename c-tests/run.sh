@@ -51,7 +51,7 @@ have_so=0
 
 # ------------------------------------------------------------------ build
 built=()
-for t in conformance invalid_free sigfree prodcons fork_load churn reclaim oom soak; do
+for t in conformance invalid_free sigfree lines prodcons fork_load churn reclaim oom soak; do
     if $CC $CFLAGS -o "$build/$t" "$here/$t.c" -ldl >"$logs/build.$t.log" 2>&1; then
         built+=("$t")
     else
@@ -134,6 +134,18 @@ fi
 # ------------------------------------------------------------------ sigfree
 if is_built sigfree && need_so sigfree.slaballoc; then
     simple sigfree.slaballoc sa "$build/sigfree"
+fi
+
+# ------------------------------------------------------------------ lines
+# small blocks allocated back to back on different cache lines (slaballoc
+# asserts it; glibc's figures are printed for comparison)
+if is_built lines; then
+    simple lines.glibc glibc "$build/lines"
+    grep -h '^lines:' "$logs/lines.glibc.log" | sed 's/^/    /'
+    if need_so lines.slaballoc; then
+        simple lines.slaballoc sa "$build/lines"
+        grep -h '^lines:' "$logs/lines.slaballoc.log" | sed 's/^/    /'
+    fi
 fi
 
 # ------------------------------------------------------------------ prodcons
