@@ -1,7 +1,8 @@
 //! The per-CPU chunk cache: a lock-free fast path on restartable sequences.
 //!
-//! Each CPU has, per size class, a small stack of free chunks (`top` and up
-//! to `CAP_MAX` slots, one 512-byte block). A thread pops from and pushes to
+//! Each CPU has, per size class, a small stack of up to `CAP_MAX` free
+//! chunks in one 512-byte block: a head word holding the top chunk and the
+//! count, and slots for the chunks below it. A thread pops from and pushes to
 //! the stack of the CPU it runs on inside an rseq critical section (the
 //! design of google/tcmalloc's per-CPU caches): the kernel restarts the
 //! section if the thread is preempted, migrated or signalled before its one
@@ -20,7 +21,7 @@
 //! its lock, and a free that finds the stack full takes the lock and hands
 //! half of it back to the slabs (`alloc`). Cached chunks count as in use for
 //! their slab (its `used`), which bounds what the cache can pin: at most
-//! `cap(c)` chunks, about 16 KiB (at most 61 chunks; 8 KiB for classes
+//! `cap(c)` chunks, about 16 KiB (at most 60 chunks; 8 KiB for classes
 //! above 1 KiB) per class per CPU (8 KiB for all classes: server 1.23x slower
 //! in an A/B; 32 KiB: the same speed, churn 0.27 MiB more RSS; 64 KiB: more
 //! RSS, no clear gain).
@@ -30,15 +31,26 @@
 
 use crate::cpu;
 use crate::size_class::{self, NCLASSES};
-use core::sync::atomic::{AtomicIsize, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicIsize, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-/// Slots per class stack (one 512-byte block with the 24-byte header: `top`
-/// and the capacity (u32), then the pop and push counts (u64), which the
-/// sections bump just before their commit: exact but for a restarted
-/// section, which counts twice).
-pub const CAP_MAX: usize = 61;
-const HEADER: usize = 24;
-const CLASS_STRIDE: usize = HEADER + CAP_MAX * 8;
+/// Chunks a class stack can hold. A stack is one 512-byte block:
+///
+/// * bytes 0-7, the head: the top chunk's address shifted left by 16, or'ed
+///   with the count. A pop finds the chunk it returns in the word it
+///   commits (one load, where a count then a slot made two in a row), and
+///   a push or pop commits count and top with one store. Chunk addresses
+///   are below 2^47 (they come from our arenas, see `pagemap`);
+/// * 8-11, the capacity (u32; 0 until the zone prepares the stack);
+/// * 16-23 and 24-31, the pop and push counts (u64), which the sections
+///   bump just before their commit: exact but for a restarted section,
+///   which counts twice;
+/// * 32-39, scratch: "slot -1", which a push onto an empty stack writes
+///   its (meaningless) old top to, so that the push needs no branch;
+/// * 40-511, the slots: slot i holds the (i + 1)-th chunk from the bottom;
+///   the top chunk lives in the head.
+pub const CAP_MAX: usize = 60;
+const HEADER: usize = 40;
+const CLASS_STRIDE: usize = HEADER + (CAP_MAX - 1) * 8;
 /// Stack slots per CPU block: a power of two, so that a slot index is
 /// bounded with one mask on the fast path. Slot 0 is the outbox, class c is
 /// slot c + 1 (`slot_of`), so that the free map's class field (class + 1)
@@ -276,18 +288,21 @@ macro_rules! rseq_section {
 /// requires that CPU to be below `{n}` (a CPU with a cache), `owned`
 /// requires it to be `{owner}` (the zone whose chunks the stack holds). Both
 /// then set `{q}` to that CPU's block offset, and the stack is at `{q} +
-/// {k}` (`{k}`: the stack's offset inside a block plus the base, which the
-/// caller passes). `free` is `here` with the stack chosen inside: `{q}` the
-/// CPU's block (base included), `{k}` the stack's offset in it. The body
-/// runs with `{top}` unset; it reads the stack's header at `[{q} + {k}]`
-/// (the address needs no add of its own, which would sit between the load
-/// of the CPU or the class and the load of `top`) and then sets `{q}` to the
-/// stack (`pop_body`, `push_body`).
+/// {k}` (`{k}`: a copy, made inside the section, of `{bc}`, the stack's
+/// offset inside a block plus the base, which the caller passes). `free` is
+/// `here` with the stack chosen inside: `{q}` the CPU's block (base
+/// included), `{k}` the stack's offset in it. The body reads the stack's
+/// head at `[{q} + {k}]` (the address needs no add of its own, which would
+/// sit between the load of the CPU or the class and the load of the head),
+/// then sets `{q}` to the stack and may reuse `{k}` (`pop_body`,
+/// `push_body`): every register the section changes is set again inside
+/// it, so a restart (from label 2) starts from the same state.
 #[cfg(target_arch = "x86_64")]
 macro_rules! rseq_stack {
     (here; $($body:expr),* ; $($operands:tt)*) => {
         rseq_section!(
             "mov {q:e}, dword ptr fs:[{off} + 4]",
+            "mov {k}, {bc}",
             "cmp {q:e}, {n:e}",
             "jae 7f",
             "shl {q}, {shift}",
@@ -295,6 +310,7 @@ macro_rules! rseq_stack {
             $($operands)*
             shift = const CPU_SHIFT,
             q = out(reg) _,
+            k = out(reg) _,
         )
     };
     (free; $($body:expr),* ; $($operands:tt)*) => {
@@ -318,6 +334,7 @@ macro_rules! rseq_stack {
     (owned; $($body:expr),* ; $($operands:tt)*) => {
         rseq_section!(
             "mov {q:e}, dword ptr fs:[{off} + 4]",
+            "mov {k}, {bc}",
             "cmp {q:e}, {owner:e}",
             "jne 7f",
             "shl {q}, {shift}",
@@ -325,43 +342,58 @@ macro_rules! rseq_stack {
             $($operands)*
             shift = const CPU_SHIFT,
             q = out(reg) _,
+            k = out(reg) _,
         )
     };
 }
 
-/// The body of a pop (for `rseq_stack`): `{ok}` = the top slot, committed
-/// by storing `top - 1`; leaves by 7 when the stack is empty. `$count`
+/// The body of a pop (for `rseq_stack`): `{ok}` = the top chunk, from the
+/// head; the new head (the chunk below, from its slot, and the count less
+/// one) is committed in `{top}`; leaves by 7 when the stack is empty. When
+/// it pops the last chunk, the "chunk below" comes from the scratch word:
+/// a meaningless address beside a count of 0. Clobbers `{k}`. `$count`
 /// adds the instruction that counts it (or nothing).
 #[cfg(target_arch = "x86_64")]
 macro_rules! pop_body {
     ($count:expr) => {
         concat!(
-            "mov {top:e}, dword ptr [{q} + {k}]\n",
+            "mov {ok}, qword ptr [{q} + {k}]\n",
             "lea {q}, [{q} + {k}]\n",
-            "sub {top:e}, 1\n",
+            "movzx {k:e}, {ok:x}\n",
+            "sub {k:e}, 1\n",
             "jb 7f\n",
-            "mov {ok}, qword ptr [{q} + {top} * 8 + 24]\n",
+            "mov {top}, qword ptr [{q} + {k} * 8 + 32]\n",
+            "shr {ok}, 16\n",
+            "shl {top}, 16\n",
+            "or {top}, {k}\n",
             $count,
-            "mov dword ptr [{q}], {top:e}",
+            "mov qword ptr [{q}], {top}",
         )
     };
 }
 
-/// The body of a push of `{p}` (for `rseq_stack`): `{ok}` = the new `top`
-/// (at least 1), committed by storing it; leaves by 7 when the stack is at
-/// its capacity (the header word). `$count` as in `pop_body`.
+/// The body of a push of `{p}` (for `rseq_stack`): the old top chunk goes
+/// to its slot (to the scratch word when the stack was empty), and the new
+/// head (`{p}` and the count plus one) is built in `{ok}` and committed, so
+/// `{ok}` is non-zero on success. Leaves by 7 when the stack is at its
+/// capacity. Clobbers `{k}`. `$count` as in `pop_body`.
 #[cfg(target_arch = "x86_64")]
 macro_rules! push_body {
     ($count:expr) => {
         concat!(
-            "mov {ok:e}, dword ptr [{q} + {k}]\n",
+            "mov {ok}, qword ptr [{q} + {k}]\n",
             "lea {q}, [{q} + {k}]\n",
-            "cmp {ok:e}, dword ptr [{q} + 4]\n",
+            "movzx {k:e}, {ok:x}\n",
+            "cmp {k:e}, dword ptr [{q} + 8]\n",
             "jae 7f\n",
-            "mov qword ptr [{q} + {ok} * 8 + 24], {p}\n",
+            "shr {ok}, 16\n",
+            "mov qword ptr [{q} + {k} * 8 + 32], {ok}\n",
+            "add {k:e}, 1\n",
+            "mov {ok}, {p}\n",
+            "shl {ok}, 16\n",
+            "or {ok}, {k}\n",
             $count,
-            "add {ok:e}, 1\n",
-            "mov dword ptr [{q}], {ok:e}",
+            "mov qword ptr [{q}], {ok}",
         )
     };
 }
@@ -435,6 +467,12 @@ pub fn pop_owned(owner: usize, c: usize) -> *mut u8 {
     }
 }
 
+/// The count in a stack's head word (see `CAP_MAX`), at most `CAP_MAX`
+/// even in a torn racy read.
+fn head_count(h: u64) -> usize {
+    ((h & 0xffff) as usize).min(CAP_MAX)
+}
+
 /// Mallocs and frees of class `c` that the caches served, over all CPUs.
 pub fn hits(c: usize) -> (u64, u64) {
     state().map_or((0, 0), |k| {
@@ -444,8 +482,8 @@ pub fn hits(c: usize) -> (u64, u64) {
             // that the sections write whole.
             let (pops, pushes) = unsafe {
                 (
-                    (*((q + 8) as *const core::sync::atomic::AtomicU64)).load(Ordering::Relaxed),
-                    (*((q + 16) as *const core::sync::atomic::AtomicU64)).load(Ordering::Relaxed),
+                    (*((q + 16) as *const AtomicU64)).load(Ordering::Relaxed),
+                    (*((q + 24) as *const AtomicU64)).load(Ordering::Relaxed),
                 )
             };
             (a.wrapping_add(pops), f.wrapping_add(pushes))
@@ -519,10 +557,10 @@ impl Caches {
             unsafe {
                 rseq_stack!(
                     here;
-                    pop_body!("add qword ptr [{q} + 8], 1\n");
+                    pop_body!("add qword ptr [{q} + 16], 1\n");
                     off = in(reg) self.off,
                     n = in(reg) self.n,
-                    k = in(reg) bc,
+                    bc = in(reg) bc,
                     top = out(reg) _,
                     ok = out(reg) p,
                 );
@@ -562,7 +600,7 @@ impl Caches {
                     push_body!("");
                     off = in(reg) self.off,
                     owner = in(reg) owner,
-                    k = in(reg) bc,
+                    bc = in(reg) bc,
                     p = in(reg) p,
                     ok = out(reg) ok,
                 );
@@ -596,7 +634,7 @@ impl Caches {
             unsafe {
                 rseq_stack!(
                     free;
-                    push_body!("add qword ptr [{q} + 16], 1\n");
+                    push_body!("add qword ptr [{q} + 24], 1\n");
                     off = in(reg) self.off,
                     n = in(reg) self.n,
                     owner = in(reg) owner,
@@ -629,7 +667,7 @@ impl Caches {
                     pop_body!("");
                     off = in(reg) self.off,
                     owner = in(reg) owner,
-                    k = in(reg) bc,
+                    bc = in(reg) bc,
                     top = out(reg) _,
                     ok = out(reg) p,
                 );
@@ -656,7 +694,7 @@ impl Caches {
                     push_body!("");
                     off = in(reg) self.off,
                     n = in(reg) self.n,
-                    k = in(reg) bc,
+                    bc = in(reg) bc,
                     p = in(reg) p,
                     ok = out(reg) ok,
                 );
@@ -683,21 +721,28 @@ impl Caches {
             unsafe {
                 rseq_stack!(
                     here;
-                    "mov {top:e}, dword ptr [{q} + {k}]",
+                    "mov {top}, qword ptr [{q} + {k}]",
                     "lea {q}, [{q} + {k}]",
-                    "test {top:e}, {top:e}",
+                    "movzx {k:e}, {top:x}",
+                    "test {k:e}, {k:e}",
                     "jz 7f",
                     "xor {ok:e}, {ok:e}",
+                    "sub {k:e}, 1",
+                    "jz 8f",
                     "9:",
-                    "mov {t}, qword ptr [{q} + {ok} * 8 + 24]",
+                    "mov {t}, qword ptr [{q} + {ok} * 8 + 40]",
                     "mov qword ptr [{buf} + {ok} * 8], {t}",
                     "add {ok:e}, 1",
-                    "cmp {ok:e}, {top:e}",
+                    "cmp {ok:e}, {k:e}",
                     "jb 9b",
-                    "mov dword ptr [{q}], 0";
+                    "8:",
+                    "shr {top}, 16",
+                    "mov qword ptr [{buf} + {k} * 8], {top}",
+                    "lea {ok:e}, [{k} + 1]",
+                    "mov qword ptr [{q}], 0";
                     off = in(reg) self.off,
                     n = in(reg) self.n,
-                    k = in(reg) bc,
+                    bc = in(reg) bc,
                     buf = in(reg) buf.as_mut_ptr(),
                     top = out(reg) _,
                     t = out(reg) _,
@@ -718,22 +763,22 @@ impl Caches {
             let q = self.stack(cpu, slot);
             // SAFETY: inside the mapping (cpu < n); an aligned u32 that only
             // this function writes, and always with the same value.
-            let cap = unsafe { &*((q + 4) as *const AtomicU32) };
+            let cap = unsafe { &*((q + 8) as *const AtomicU32) };
             if cap.load(Ordering::Relaxed) == 0 {
                 cap.store(CAPS[slot % CLASS_SLOTS], Ordering::Relaxed);
             }
         }
     }
 
-    /// The header word and slots of one stack, for racy reads.
-    fn view(&self, cpu: usize, slot: usize) -> (&'static AtomicU32, *const AtomicUsize) {
+    /// The head word and slots of one stack, for racy reads.
+    fn view(&self, cpu: usize, slot: usize) -> (&'static AtomicU64, *const AtomicUsize) {
         let q = self.stack(cpu, slot);
         // SAFETY: `q` is inside the mapping (cpu < n, checked by callers);
-        // the header is an aligned u32 and the slots aligned words, which the
+        // the head is an aligned u64 and the slots aligned words, which the
         // sections only ever write whole.
         unsafe {
             (
-                &*(q as *const AtomicU32),
+                &*(q as *const AtomicU64),
                 (q + HEADER) as *const AtomicUsize,
             )
         }
@@ -741,12 +786,7 @@ impl Caches {
 
     fn cached(&self, slot: usize) -> u64 {
         (0..self.n as usize)
-            .map(|cpu| {
-                self.view(cpu, slot)
-                    .0
-                    .load(Ordering::Relaxed)
-                    .min(CAP_MAX as u32) as u64
-            })
+            .map(|cpu| head_count(self.view(cpu, slot).0.load(Ordering::Relaxed)) as u64)
             .sum()
     }
 
@@ -754,10 +794,15 @@ impl Caches {
         if owner >= self.n as usize {
             return false;
         }
-        let (top, slots) = self.view(owner, slot);
-        let t = (top.load(Ordering::Relaxed) as usize).min(CAP_MAX);
-        // SAFETY: `slots` points at CAP_MAX slots of the stack (see `view`).
-        (0..t).any(|i| unsafe { (*slots.add(i)).load(Ordering::Relaxed) } == p as usize)
+        let (head, slots) = self.view(owner, slot);
+        let h = head.load(Ordering::Relaxed);
+        let t = head_count(h);
+        // SAFETY: `slots` points at CAP_MAX - 1 slots of the stack (see
+        // `view`), and `t` <= CAP_MAX.
+        t > 0
+            && ((h >> 16) as usize == p as usize
+                || (0..t - 1)
+                    .any(|i| unsafe { (*slots.add(i)).load(Ordering::Relaxed) } == p as usize))
     }
 }
 
@@ -820,7 +865,10 @@ mod tests {
         if other == cpu {
             assert!(k.push_owned(cpu, c, 0x5000 as *mut u8));
         }
-        assert!(k.contains(cpu, slot_of(c), 0x2000 as *mut u8));
+        // The top chunk sits in the head word, the others in slots.
+        for f in [0x1000usize, 0x2000, 0x3000] {
+            assert!(k.contains(cpu, slot_of(c), f as *mut u8));
+        }
         assert!(!k.contains(cpu, slot_of(c), 0x4000 as *mut u8));
         assert_eq!(k.cached(slot_of(c)), 3);
         assert_eq!(k.cached(slot_of(c + 1)), 0);
@@ -828,16 +876,16 @@ mod tests {
         // The header counts pops (mallocs served); refill pushes are not
         // counted: only free's push (`push_free`) counts frees.
         let q = k.stack(cpu, slot_of(c));
+        assert_eq!(unsafe { *((q + 24) as *const u64) }, 0);
         assert_eq!(unsafe { *((q + 16) as *const u64) }, 0);
-        assert_eq!(unsafe { *((q + 8) as *const u64) }, 0);
         assert_eq!(k.pop(stack_offset(c)) as usize, 0x3000);
-        assert_eq!(unsafe { *((q + 8) as *const u64) }, 1);
+        assert_eq!(unsafe { *((q + 16) as *const u64) }, 1);
         assert_eq!(k.pop_owned(cpu, c) as usize, 0x2000);
         assert_eq!(k.pop(stack_offset(c)) as usize, 0x1000);
         assert!(k.pop(stack_offset(c)).is_null());
         // Free's push counts.
         assert!(k.push_free(cpu, stack_offset(c), 0x1000 as *mut u8));
-        assert_eq!(unsafe { *((q + 16) as *const u64) }, 1);
+        assert_eq!(unsafe { *((q + 24) as *const u64) }, 1);
         assert_eq!(k.pop(stack_offset(c)) as usize, 0x1000);
         // A full stack refuses, and gives everything back in LIFO order.
         let cap = CAPS[slot_of(c)] as usize;
@@ -849,6 +897,26 @@ mod tests {
             assert_eq!(k.pop(stack_offset(c)) as usize, 0x10_0000 + i * 64);
         }
         assert!(k.pop(stack_offset(c)).is_null());
+        // The outbox: taken whole, bottom first, then empty.
+        k.prepare(cpu, OUTBOX);
+        let mut buf = [0usize; CAP_MAX];
+        assert_eq!(k.take_here(OUTBOX, &mut buf), 0);
+        for f in [0x7000usize, 0x8000, 0x9000] {
+            assert!(k.push_here(OUTBOX, f as *mut u8));
+        }
+        assert!(k.contains(cpu, OUTBOX, 0x9000 as *mut u8));
+        assert_eq!(k.take_here(OUTBOX, &mut buf), 3);
+        assert_eq!(buf[..3], [0x7000, 0x8000, 0x9000]);
+        assert_eq!(k.take_here(OUTBOX, &mut buf), 0);
+        assert!(k.push_here(OUTBOX, 0xa000 as *mut u8));
+        assert_eq!(k.take_here(OUTBOX, &mut buf), 1);
+        assert_eq!(buf[0], 0xa000);
+        for i in 0..CAP_MAX {
+            assert!(k.push_here(OUTBOX, (0x20_0000 + i * 64) as *mut u8));
+        }
+        assert!(!k.push_here(OUTBOX, 0xb000 as *mut u8));
+        assert_eq!(k.take_here(OUTBOX, &mut buf), CAP_MAX);
+        assert!((0..CAP_MAX).all(|i| buf[i] == 0x20_0000 + i * 64));
         crate::os::unmap(base as *mut u8, n * CPU_STRIDE);
     }
 }

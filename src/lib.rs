@@ -24,7 +24,7 @@
 //! handler re-entered) the thread simply uses another zone.
 //!
 //! In front of the zone sits the **per-CPU cache** ([`cache`]): per class, a
-//! stack of up to 61 free chunks *of that zone's own slabs*, popped and pushed
+//! stack of up to 60 free chunks *of that zone's own slabs*, popped and pushed
 //! without a lock or an atomic instruction inside restartable sequences
 //! (tcmalloc's per-CPU design, in glibc's registered rseq area). The zone
 //! refills it and takes back half of it in batches under its lock. Without
