@@ -534,7 +534,8 @@ pub fn outbox_take(buf: &mut [usize; CAP_MAX]) -> usize {
 }
 
 impl Caches {
-    /// Stack `slot` of CPU `cpu` (header word `top`, then slots).
+    /// Stack `slot` of CPU `cpu` (head word, capacity, counts, slots: see
+    /// `CAP_MAX`).
     #[inline(always)]
     fn stack(&self, cpu: usize, slot: usize) -> usize {
         self.base + cpu * CPU_STRIDE + (slot % CLASS_SLOTS) * CLASS_STRIDE
@@ -551,9 +552,9 @@ impl Caches {
             // `current_cpu`) and the cache block of the CPU it runs on, which
             // is mapped (`cpu < n`, compared unsigned so that an unregistered
             // area's -1/-2 fails). Only threads on that CPU write the block,
-            // and only inside such sections, so `top` and the slot below it
-            // cannot change between our reads and the committing store of
-            // `top - 1` without the kernel restarting us from label 2.
+            // and only inside such sections, so the head and the slot below
+            // it cannot change between our reads and the committing store of
+            // the new head without the kernel restarting us from label 2.
             unsafe {
                 rseq_stack!(
                     here;
@@ -591,9 +592,9 @@ impl Caches {
             // SAFETY: the section writes the stack of the CPU it runs on
             // (mapped: that CPU is `owner` < n) only after finding itself on
             // it, and the kernel restarts it if the thread leaves the CPU
-            // before the committing store of `top + 1`, so the slot write and
-            // the commit see a stable `top`. A slot written by an aborted
-            // attempt lies above `top`, where nobody reads it.
+            // before the committing store of the new head, so the slot write
+            // and the commit see a stable head. A slot written by an aborted
+            // attempt lies at or above the count, where nobody reads it.
             unsafe {
                 rseq_stack!(
                     owned;
@@ -629,8 +630,8 @@ impl Caches {
             // enter), else its outbox (which takes any chunk). The choice is
             // made into a scratch register inside the section, so a restart
             // on another CPU chooses again; the kernel restarts the section
-            // if the thread leaves the CPU before the committing store of
-            // `top + 1`, so the slot write and the commit see a stable `top`.
+            // if the thread leaves the CPU before the committing store of the
+            // new head, so the slot write and the commit see a stable head.
             unsafe {
                 rseq_stack!(
                     free;
@@ -686,8 +687,9 @@ impl Caches {
             let bc = self.base + (slot % CLASS_SLOTS) * CLASS_STRIDE;
             let ok: usize;
             // SAFETY: as in `pop`: the block of the CPU the section runs on
-            // (`cpu < n`), whose `top` cannot change before the committing
-            // store without a restart; an aborted slot write lies above `top`.
+            // (`cpu < n`), whose head cannot change before the committing
+            // store without a restart; an aborted slot write lies at or above
+            // the count.
             unsafe {
                 rseq_stack!(
                     here;
@@ -715,7 +717,7 @@ impl Caches {
             let bc = self.base + (slot % CLASS_SLOTS) * CLASS_STRIDE;
             let got: usize;
             // SAFETY: as in `pop`. The copy loop writes only `buf` (ours, at
-            // least CAP_MAX words, and `top` <= CAP_MAX as every push checks
+            // least CAP_MAX words, and the count <= CAP_MAX as every push checks
             // the capacity); a restart redoes it. The one committing store
             // empties the stack only after the whole copy.
             unsafe {
