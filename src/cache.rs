@@ -98,9 +98,7 @@ static STACK_BY_SIZE: [u16; size_class::SMALL_MAX / 16 + 1] = {
 /// `SMALL_MAX`): `stack_offset(size_class::class_of(size))`.
 #[inline(always)]
 pub fn stack_of_size(size: usize) -> usize {
-    // `min` keeps the index in range without a panic path.
-    let j = ((size + 15) >> 4).min(size_class::SMALL_MAX / 16);
-    STACK_BY_SIZE[j] as usize
+    STACK_BY_SIZE[size_class::size_index(size)] as usize
 }
 
 /// The class whose stack is at `off` (a `stack_offset`). Below
@@ -823,6 +821,12 @@ mod tests {
             assert!(batch(c) >= 1 && batch(c) <= cap);
         }
         assert_eq!(CLASS_STRIDE, 512);
+        for size in 0..=size_class::SMALL_MAX {
+            assert_eq!(
+                stack_of_size(size),
+                stack_offset(size_class::class_of(size))
+            );
+        }
         for c in 0..NCLASSES {
             assert_eq!(class_at(stack_offset(c)), c);
             assert_ne!(stack_offset(c), OUTBOX * CLASS_STRIDE);

@@ -167,12 +167,18 @@ pub static SLAB_PAGES: [u16; NCLASSES] = build_pages();
 /// The class serving `size` (must be <= SMALL_MAX).
 #[inline(always)]
 pub fn class_of(size: usize) -> usize {
+    CLASS_INDEX[size_index(size)] as usize
+}
+
+/// The index of `size` (at most `SMALL_MAX`) in the tables by size
+/// (`build_index`): `(size + 15) / 16`.
+#[inline(always)]
+pub fn size_index(size: usize) -> usize {
     debug_assert!(size <= SMALL_MAX);
     // Bounds: (SMALL_MAX + 15) / 16 == SMALL_MAX / 16 for SMALL_MAX % 16 == 0,
     // and callers only pass size <= SMALL_MAX, so the index is always in range;
     // `min` makes that unconditional without a panic path.
-    let j = ((size + 15) >> 4).min(SMALL_MAX / 16);
-    CLASS_INDEX[j] as usize
+    ((size + 15) >> 4).min(SMALL_MAX / 16)
 }
 
 #[inline(always)]
