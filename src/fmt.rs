@@ -1,5 +1,12 @@
 //! Formatting without allocation, for diagnostics and statistics: a fixed
 //! buffer on the stack that silently truncates.
+//!
+//! `Buf<N>`'s methods are thin wrappers over non-generic, out-of-line
+//! functions on `(buffer, length)`: the report and diagnostic code is cold,
+//! and written inline for every `N` and every call site it had made
+//! `stats::report` alone 23 KiB of machine code, every page of which a
+//! process under `LD_PRELOAD` maps (see bench/RESULTS.md, "Memory of the
+//! library itself").
 
 pub struct Buf<const N: usize> {
     buf: [u8; N],
@@ -18,59 +25,67 @@ impl<const N: usize> Buf<N> {
         &self.buf[..self.len.min(N)]
     }
 
+    #[inline]
     pub fn str(&mut self, s: &str) -> &mut Self {
         self.raw(s.as_bytes())
     }
 
+    #[inline]
     pub fn raw(&mut self, s: &[u8]) -> &mut Self {
-        for &b in s {
-            if self.len < N {
-                self.buf[self.len] = b;
-                self.len += 1;
-            }
-        }
+        append(&mut self.buf, &mut self.len, s);
         self
     }
 
-    pub fn u64(&mut self, mut v: u64) -> &mut Self {
-        let mut tmp = [0u8; 20];
-        let mut i = tmp.len();
-        loop {
-            i -= 1;
-            tmp[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        self.raw(&tmp[i..])
+    #[inline]
+    pub fn u64(&mut self, v: u64) -> &mut Self {
+        append_num(&mut self.buf, &mut self.len, v, 10, b"");
+        self
     }
 
+    #[inline]
     pub fn i64(&mut self, v: i64) -> &mut Self {
-        if v < 0 {
-            self.str("-");
-        }
-        self.u64(v.unsigned_abs())
+        let sign: &[u8] = if v < 0 { b"-" } else { b"" };
+        append_num(&mut self.buf, &mut self.len, v.unsigned_abs(), 10, sign);
+        self
     }
 
-    pub fn hex(&mut self, mut v: u64) -> &mut Self {
-        let mut tmp = [0u8; 16];
-        let mut i = tmp.len();
-        loop {
-            i -= 1;
-            tmp[i] = b"0123456789abcdef"[(v & 15) as usize];
-            v >>= 4;
-            if v == 0 {
-                break;
-            }
-        }
-        self.str("0x").raw(&tmp[i..])
+    #[inline]
+    pub fn hex(&mut self, v: u64) -> &mut Self {
+        append_num(&mut self.buf, &mut self.len, v, 16, b"0x");
+        self
     }
 
     /// ` key=value`
+    #[inline]
     pub fn kv(&mut self, key: &str, v: u64) -> &mut Self {
         self.str(" ").str(key).str("=").u64(v)
     }
+}
+
+/// Appends what fits of `s` to `buf[..*len]`.
+#[inline(never)]
+fn append(buf: &mut [u8], len: &mut usize, s: &[u8]) {
+    let start = (*len).min(buf.len());
+    let n = s.len().min(buf.len() - start);
+    buf[start..start + n].copy_from_slice(&s[..n]);
+    *len = start + n;
+}
+
+/// Appends `prefix`, then `v` in base `radix` (10 or 16).
+#[inline(never)]
+fn append_num(buf: &mut [u8], len: &mut usize, mut v: u64, radix: u64, prefix: &[u8]) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b"0123456789abcdef"[(v % radix) as usize];
+        v /= radix;
+        if v == 0 {
+            break;
+        }
+    }
+    append(buf, len, prefix);
+    append(buf, len, &tmp[i..]);
 }
 
 impl<const N: usize> Default for Buf<N> {

@@ -11,7 +11,10 @@
 //! Reports: the one-line `key=value` form (`SLABALLOC_STATS=1`, `malloc_stats`),
 //! a readable multi-line text form and JSON (`sa_stats_print`,
 //! `SLABALLOC_STATS=json`), each streamed line by line through a sink, so
-//! nothing is allocated and any size fits.
+//! nothing is allocated and any size fits. The report functions are
+//! `#[inline(never)]`: they run once, at exit, but every inlined copy is code
+//! that each process maps (fault-around maps the library's whole text), and
+//! inlined into `sa_stats_print` and `sa_stats_print_cb` they were 24 KiB.
 
 use crate::fmt::Buf;
 use crate::size_class::{self, NCLASSES};
@@ -187,6 +190,7 @@ pub struct Totals {
 }
 
 /// Per-class totals over every zone.
+#[inline(never)]
 pub fn classes() -> [ClassTotals; NCLASSES] {
     let mut out = [ClassTotals::default(); NCLASSES];
     let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -216,6 +220,7 @@ pub fn classes() -> [ClassTotals; NCLASSES] {
 }
 
 /// Totals of zone `i`.
+#[inline(never)]
 pub fn cpu(i: usize) -> CpuTotals {
     let z = &crate::zone::zone(i).stats;
     let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -228,6 +233,7 @@ pub fn cpu(i: usize) -> CpuTotals {
     }
 }
 
+#[inline(never)]
 pub fn totals() -> Totals {
     let mut t = Totals::default();
     let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -308,6 +314,7 @@ pub fn fields(t: &Totals) -> [(&'static str, u64); 27] {
 }
 
 /// The one-line `key=value` form printed by `SLABALLOC_STATS=1` and `malloc_stats`.
+#[inline(never)]
 pub fn line(t: &Totals) -> Buf<1024> {
     let mut b = Buf::<1024>::new();
     b.str("slaballoc:");
@@ -329,6 +336,7 @@ pub enum Format {
 }
 
 /// Streams a full report to `sink`, a line at a time.
+#[inline(never)]
 pub fn report(format: Format, sink: &mut dyn FnMut(&[u8])) {
     let t = totals();
     match format {
@@ -350,6 +358,7 @@ pub fn report(format: Format, sink: &mut dyn FnMut(&[u8])) {
     }
 }
 
+#[inline(never)]
 fn report_text(t: &Totals, sink: &mut dyn FnMut(&[u8])) {
     sink(b"slaballoc statistics\n");
     for (k, v) in fields(t) {
@@ -427,6 +436,7 @@ fn pad_i<const N: usize>(b: &mut Buf<N>, v: i64, width: usize) {
     b.raw(t.bytes());
 }
 
+#[inline(never)]
 fn report_json(t: &Totals, sink: &mut dyn FnMut(&[u8])) {
     sink(b"{\"totals\":{");
     for (i, (k, v)) in fields(t).iter().enumerate() {
