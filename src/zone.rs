@@ -58,7 +58,16 @@ struct ClassZone {
     partial: *mut Desc,
     waiting: *mut Desc,
     empty: *mut Desc,
+    /// Refills of the CPU's cache so far (saturating at `RAMP_STEPS`): the
+    /// slow start of `fill_batch`.
+    fills: u8,
 }
+
+/// A refill moves a page's worth of chunks, doubling with each refill until
+/// it reaches the class's full batch: the first refills of a class no
+/// longer carve (and touch) up to 8 KiB for a program that uses a handful
+/// of its chunks. 2^5 pages is past every class's batch.
+const RAMP_STEPS: u8 = 5;
 
 struct Inner {
     classes: [ClassZone; NCLASSES],
@@ -90,6 +99,7 @@ impl Zone {
                     partial: ptr::null_mut(),
                     waiting: ptr::null_mut(),
                     empty: ptr::null_mut(),
+                    fills: 0,
                 }; NCLASSES],
                 refills: 0,
                 seen_allocs: 0,
@@ -358,7 +368,7 @@ impl Locked {
         let mut got = [ptr::null_mut::<u8>(); cache::CAP_MAX];
         let mut n = 0;
         // Iterators, not indexing: no bounds check, so no panic path.
-        for slot in got.iter_mut().take(cache::batch(c).saturating_sub(1)) {
+        for slot in got.iter_mut().take(self.fill_batch(c).saturating_sub(1)) {
             let q = self.alloc(c);
             if q.is_null() {
                 break;
@@ -380,6 +390,24 @@ impl Locked {
                 }
             }
         }
+    }
+
+    /// Chunks the next refill of class `c` moves (with the one the caller
+    /// takes): a page's worth (at least one chunk) on the first refill,
+    /// doubling up to `cache::batch(c)` (TCP's slow start; tcmalloc and
+    /// mimalloc also grow their caches with use). The extra refills are
+    /// a handful per class and CPU over a process's life.
+    fn fill_batch(&self, c: usize) -> usize {
+        let full = cache::batch(c);
+        // SAFETY: lock held; `cz` points into this zone's `inner`.
+        let fills = unsafe { &mut (*self.cz(c)).fills };
+        if *fills >= RAMP_STEPS {
+            return full;
+        }
+        let start = (PAGE_SIZE / size_class::class_size(c)).max(1);
+        let n = (start << *fills).min(full);
+        *fills = if n == full { RAMP_STEPS } else { *fills + 1 };
+        n
     }
 
     /// Hands a batch of class `c` chunks from this CPU's cache back to
@@ -1054,5 +1082,28 @@ pub fn fork_child() {
         z.ring.reset();
         z.rescan.store(true, Ordering::Relaxed);
         z.lock.reset();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Refills start at a page's worth of chunks and double up to the
+    /// class's full batch, then stay there; classes whose full batch fits
+    /// in a page get it at once.
+    #[test]
+    fn refill_batches_ramp_up() {
+        // A zone no CPU of a test machine uses, so no other test refills it.
+        let z = lock_index(cpu::MAX_ZONES - 1).expect("zone free");
+        for c in 0..NCLASSES {
+            let size = size_class::class_size(c);
+            let full = cache::batch(c);
+            let mut want = (PAGE_SIZE / size).clamp(1, full);
+            for _ in 0..8 {
+                assert_eq!(z.fill_batch(c), want, "class {c} ({size} B)");
+                want = (want * 2).min(full);
+            }
+        }
     }
 }
