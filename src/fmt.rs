@@ -152,5 +152,12 @@ mod tests {
         let mut t = Buf::<4>::new();
         t.str("abcdef");
         assert_eq!(t.bytes(), b"abcd");
+        // Truncation inside a number, and nothing after the buffer is full.
+        let mut u = Buf::<6>::new();
+        u.str("ab").u64(123456).str("z");
+        assert_eq!(u.bytes(), b"ab1234");
+        let mut m = Buf::<32>::new();
+        m.i64(i64::MIN).str(" ").hex(0);
+        assert_eq!(m.bytes(), b"-9223372036854775808 0x0");
     }
 }
