@@ -399,15 +399,19 @@ impl Locked {
     /// a handful per class and CPU over a process's life.
     fn fill_batch(&self, c: usize) -> usize {
         let full = cache::batch(c);
-        // SAFETY: lock held; `cz` points into this zone's `inner`.
-        let fills = unsafe { &mut (*self.cz(c)).fills };
-        if *fills >= RAMP_STEPS {
-            return full;
+        let cz = self.cz(c);
+        // SAFETY: lock held; `cz` points into this zone's `inner` (raw
+        // accesses, like the class lists').
+        unsafe {
+            let fills = (*cz).fills;
+            if fills >= RAMP_STEPS {
+                return full;
+            }
+            let start = (PAGE_SIZE / size_class::class_size(c)).max(1);
+            let n = (start << fills).min(full);
+            (*cz).fills = if n == full { RAMP_STEPS } else { fills + 1 };
+            n
         }
-        let start = (PAGE_SIZE / size_class::class_size(c)).max(1);
-        let n = (start << *fills).min(full);
-        *fills = if n == full { RAMP_STEPS } else { *fills + 1 };
-        n
     }
 
     /// Hands a batch of class `c` chunks from this CPU's cache back to
