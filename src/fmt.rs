@@ -1,12 +1,11 @@
 //! Formatting without allocation, for diagnostics and statistics: a fixed
 //! buffer on the stack that silently truncates.
 //!
-//! `Buf<N>`'s methods are thin wrappers over non-generic, out-of-line
-//! functions on `(buffer, length)`: the report and diagnostic code is cold,
-//! and written inline for every `N` and every call site it had made
-//! `stats::report` alone 23 KiB of machine code, every page of which a
-//! process under `LD_PRELOAD` maps (see bench/RESULTS.md, "Memory of the
-//! library itself").
+//! `Buf<N>`'s methods are thin wrappers over two non-generic, out-of-line
+//! functions on `(buffer, length)`. The report and diagnostic code is cold;
+//! inlined for every `N` and every call site, it had made `stats::report`
+//! alone 23 KiB of machine code, every page of which a process under
+//! `LD_PRELOAD` maps (see bench/RESULTS.md, "Memory of the library itself").
 
 pub struct Buf<const N: usize> {
     buf: [u8; N],
