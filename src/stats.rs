@@ -13,8 +13,8 @@
 //! `SLABALLOC_STATS=json`), each streamed line by line through a sink, so
 //! nothing is allocated and any size fits. The report functions are
 //! `#[inline(never)]`: they run once, at exit, but every inlined copy is code
-//! that each process maps (fault-around maps the library's whole text), and
-//! inlined into `sa_stats_print` and `sa_stats_print_cb` they were 24 KiB.
+//! that each process maps (see `fmt`: inlined into `sa_stats_print` and
+//! `sa_stats_print_cb`, `report` alone was 23 KiB).
 
 use crate::fmt::Buf;
 use crate::size_class::{self, NCLASSES};
