@@ -17,6 +17,7 @@
 
 #include <malloc.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 
@@ -109,6 +110,31 @@ static void case_double_aligned(void)
     free(OPAQUE(p));
 }
 
+/* Runs fn(arg) on a thread pinned to CPU 1 while this thread (pinned to CPU
+ * 0) keeps running: two threads running at once never share a zone, whether
+ * zones follow the CPU or the kernel's concurrency id (mm_cid), so the
+ * thread's frees of this thread's blocks are remote. (Blocked in
+ * pthread_join, this thread would leave its id free for the other to take,
+ * and the frees would be local.) */
+static atomic_int remote_done;
+static void *(*remote_fn)(void *);
+static void *remote_tramp(void *arg)
+{
+    remote_fn(arg);
+    atomic_store(&remote_done, 1);
+    return NULL;
+}
+
+static void run_remote(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    remote_fn = fn;
+    atomic_store(&remote_done, 0);
+    if (pthread_create(&t, NULL, remote_tramp, arg)) DIE("pthread_create");
+    while (!atomic_load(&remote_done)) {}
+    pthread_join(t, NULL);
+}
+
 /* Double frees across threads: the first free on one CPU, the second on the
  * other, so at least one of them is a remote free (slab list CAS). */
 static void *thread_free(void *p)
@@ -124,9 +150,7 @@ static void case_double_other_thread(void)
     char *p = OPAQUE(malloc(48));
     memset(p, 1, 48);
     report(p);
-    pthread_t t;
-    pthread_create(&t, NULL, thread_free, p);
-    pthread_join(t, NULL);
+    run_remote(thread_free, p);
     free(OPAQUE(p)); /* second free, on CPU 0, after a remote first free */
 }
 
@@ -136,11 +160,8 @@ static void case_double_both_remote(void)
     char *p = OPAQUE(malloc(200));
     memset(p, 1, 200);
     report(p);
-    pthread_t t;
-    pthread_create(&t, NULL, thread_free, p);
-    pthread_join(t, NULL);
-    pthread_create(&t, NULL, thread_free, OPAQUE(p));
-    pthread_join(t, NULL);
+    run_remote(thread_free, p);
+    run_remote(thread_free, OPAQUE(p));
 }
 
 /* Two blocks of one slab freed by a thread on CPU 1: its outbox hands them
@@ -168,9 +189,7 @@ static void case_double_carried(void)
     memset(keep, 1, 200); /* keeps the slab alive through malloc_trim */
     report(b);
     void *v[2] = {a, b};
-    pthread_t t;
-    pthread_create(&t, NULL, thread_free_two, v);
-    pthread_join(t, NULL);
+    run_remote(thread_free_two, v);
     free(OPAQUE(b));
 }
 
@@ -189,9 +208,7 @@ static void case_write_into_node(void)
     memset(keep, 1, 200);
     report(a);
     void *v[2] = {a, b};
-    pthread_t t;
-    pthread_create(&t, NULL, thread_free_two, v);
-    pthread_join(t, NULL);
+    run_remote(thread_free_two, v);
     ((volatile uintptr_t *)OPAQUE(a))[3] = 0x4141414141414140u;
     for (int i = 0; i < 2000; i++) {
         char *q = OPAQUE(malloc(200));
