@@ -114,20 +114,30 @@ pub const fn class_at(off: usize) -> usize {
 const CLASS_BUDGET: usize = 16 * 1024;
 
 /// The caches of all CPUs: `cpus` blocks of `CPU_STRIDE` bytes at `base`,
-/// mapped at start-up and touched only as CPUs use them, and the rseq offset.
-/// `cpus` is 0 while the cache is off; it is set once, after the others. One
-/// cache line, read together on every fast path.
+/// mapped at start-up and touched only as CPUs use them, the rseq offset,
+/// and the offset in `struct rseq` of the id that picks a block
+/// (`cpu::id_field`: the concurrency id or the CPU number; "CPU" in this
+/// module means that id). `cpus` is 0 while the cache is off; it is set
+/// once, after the others. One cache line, read together on every fast
+/// path; the sections read `id_field` from it themselves (an address
+/// operand, so that it takes no register of its own).
 #[repr(C, align(64))]
 struct Global {
     cpus: AtomicU32,
     off: AtomicIsize,
     base: AtomicUsize,
+    id_field: AtomicUsize,
 }
+
+/// Where the sections find `Global::id_field`.
+#[cfg(target_arch = "x86_64")]
+const ID_FIELD_AT: usize = core::mem::offset_of!(Global, id_field);
 
 static G: Global = Global {
     cpus: AtomicU32::new(0),
     off: AtomicIsize::new(0),
     base: AtomicUsize::new(0),
+    id_field: AtomicUsize::new(0),
 };
 
 const fn build_caps() -> [u32; CLASS_SLOTS] {
@@ -177,7 +187,7 @@ pub fn init() {
     let Some(off) = cpu::rseq_offset() else {
         return;
     };
-    if !cfg!(target_arch = "x86_64") || current_cpu(off).is_none() {
+    if !cfg!(target_arch = "x86_64") {
         return;
     }
     let n = cpu::nzones();
@@ -187,22 +197,24 @@ pub fn init() {
     }
     G.base.store(p as usize, Ordering::Relaxed);
     G.off.store(off, Ordering::Relaxed);
+    G.id_field.store(cpu::id_field(), Ordering::Relaxed);
     // Release: a thread that sees `cpus` != 0 sees the others (Acquire in
     // `state`; on x86 both are plain moves).
     G.cpus.store(n as u32, Ordering::Release);
 }
 
-/// The CPU from the rseq area, if this thread registered one.
+/// The id (`cpu::id_field`) from the rseq area at `fs:[off]`.
 #[inline(always)]
 fn current_cpu(off: isize) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     {
         let cpu: i32;
-        // SAFETY: `off` is glibc's `__rseq_offset`: the rseq area lives in
-        // this thread's static TLS at fs:[off]; cpu_id is the i32 at +4.
+        // SAFETY: `off` is glibc's `__rseq_offset` of a registered area: it
+        // lives in this thread's static TLS at fs:[off], and the id field
+        // (`cpu::id_field`) is an i32 inside it.
         unsafe {
-            core::arch::asm!("mov {0:e}, dword ptr fs:[{1} + 4]", out(reg) cpu, in(reg) off,
-                             options(nostack, readonly, preserves_flags));
+            core::arch::asm!("mov {0:e}, dword ptr fs:[{1} + {2}]", out(reg) cpu, in(reg) off,
+                             in(reg) cpu::id_field(), options(nostack, readonly, preserves_flags));
         }
         (cpu >= 0).then_some(cpu as usize)
     }
@@ -299,7 +311,8 @@ macro_rules! rseq_section {
 macro_rules! rseq_stack {
     (here; $($body:expr),* ; $($operands:tt)*) => {
         rseq_section!(
-            "mov {q:e}, dword ptr fs:[{off} + 4]",
+            "mov {q}, qword ptr [rip + {g} + {idf}]",
+            "mov {q:e}, dword ptr fs:[{off} + {q}]",
             "mov {k}, {bc}",
             "cmp {q:e}, {n:e}",
             "jae 7f",
@@ -307,13 +320,16 @@ macro_rules! rseq_stack {
             $($body),* ;
             $($operands)*
             shift = const CPU_SHIFT,
+            g = sym G,
+            idf = const ID_FIELD_AT,
             q = out(reg) _,
             k = out(reg) _,
         )
     };
     (free; $($body:expr),* ; $($operands:tt)*) => {
         rseq_section!(
-            "mov {q:e}, dword ptr fs:[{off} + 4]",
+            "mov {q}, qword ptr [rip + {g} + {idf}]",
+            "mov {q:e}, dword ptr fs:[{off} + {q}]",
             "cmp {q:e}, {n:e}",
             "jae 7f",
             "mov {k:e}, {outbox}",
@@ -324,6 +340,8 @@ macro_rules! rseq_stack {
             $($body),* ;
             $($operands)*
             shift = const CPU_SHIFT,
+            g = sym G,
+            idf = const ID_FIELD_AT,
             outbox = const OUTBOX * CLASS_STRIDE,
             q = out(reg) _,
             k = out(reg) _,
@@ -331,7 +349,8 @@ macro_rules! rseq_stack {
     };
     (owned; $($body:expr),* ; $($operands:tt)*) => {
         rseq_section!(
-            "mov {q:e}, dword ptr fs:[{off} + 4]",
+            "mov {q}, qword ptr [rip + {g} + {idf}]",
+            "mov {q:e}, dword ptr fs:[{off} + {q}]",
             "mov {k}, {bc}",
             "cmp {q:e}, {owner:e}",
             "jne 7f",
@@ -339,6 +358,8 @@ macro_rules! rseq_stack {
             $($body),* ;
             $($operands)*
             shift = const CPU_SHIFT,
+            g = sym G,
+            idf = const ID_FIELD_AT,
             q = out(reg) _,
             k = out(reg) _,
         )
@@ -839,10 +860,50 @@ mod tests {
     #[test]
     fn sections_push_pop_and_refuse() {
         crate::alloc::ensure_init();
-        let Some(off) = cpu::rseq_offset().filter(|&o| current_cpu(o).is_some()) else {
+        if cpu::rseq_offset().is_none() {
             eprintln!("rseq not registered: the cache stays off, nothing to test");
             return;
-        };
+        }
+        in_lone_child(sections_on_private_caches);
+    }
+
+    /// Runs `f` in a forked child, where it is the only thread: pinned to
+    /// one CPU, its id stays the same throughout whether it is that CPU or
+    /// the concurrency id (which another test thread of this process could
+    /// otherwise take over while this one is off the CPU). Fails if `f`
+    /// panics.
+    fn in_lone_child(f: fn()) {
+        // SAFETY: the child runs `f` and exits with `_exit`, never returning
+        // into the test harness; the allocator's fork handlers leave its
+        // locks usable in the child.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let r = std::panic::catch_unwind(f);
+            if let Err(e) = &r {
+                // The harness captures this thread's output, and the child
+                // never hands it back: write the message to fd 2 directly.
+                let msg = e
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| e.downcast_ref::<&str>().copied())
+                    .unwrap_or("(no message)");
+                crate::os::write_all(2, format!("child: {msg}\n").as_bytes());
+            }
+            // SAFETY: ends the child without running the parent's exit hooks.
+            unsafe { libc::_exit(if r.is_ok() { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child we just forked.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child failed (status {status:#x}): see its message above"
+        );
+    }
+
+    fn sections_on_private_caches() {
+        let off = cpu::rseq_offset().unwrap();
         let ids = core_affinity::get_core_ids().unwrap_or_default();
         let Some(id) = ids.last() else { return };
         assert!(core_affinity::set_for_current(*id));

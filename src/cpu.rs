@@ -1,11 +1,29 @@
 //! Which CPU are we on, and which thread are we.
 //!
-//! The CPU id comes from glibc's registered rseq area (`cpu_id` at offset 4 of
-//! `struct rseq`, at thread pointer + `__rseq_offset`), read inline. The symbol
-//! `__rseq_offset` only exists in glibc >= 2.35, so it is declared weak with
-//! `global_asm!` and loaded through the GOT: on older glibc it resolves to 0 and
-//! we fall back to `sched_getcpu`. `cpu_id` is negative when rseq is not
-//! registered (e.g. `GLIBC_TUNABLES=glibc.pthread.rseq=0`), so every read checks it.
+//! The id that picks a zone and a cache comes from glibc's registered rseq
+//! area (`struct rseq` at thread pointer + `__rseq_offset`), read inline:
+//!
+//! * where the kernel provides it (Linux >= 6.3: `AT_RSEQ_FEATURE_SIZE` >= 28),
+//!   `mm_cid` at offset 24, the *concurrency id*: a number below the count of
+//!   the process's threads running at once (and below the CPU count), which
+//!   two threads running at the same time never share, and which the kernel
+//!   changes only while the thread is off the CPU, so it is as stable inside
+//!   an rseq critical section as the CPU number (google/tcmalloc's "virtual
+//!   CPU ids"). A thread that migrates keeps its zone and its cache: a lone
+//!   thread moved between two CPUs every 2 ms made a third of its frees
+//!   remote and took 26 % more memory with CPU numbers, none with `mm_cid`
+//!   (bench/RESULTS.md). And a process with few threads on a machine with
+//!   many CPUs uses as many zones as it runs threads at once, not one per CPU
+//!   it happens to visit;
+//! * elsewhere `cpu_id` at offset 4, the CPU number.
+//!
+//! The symbol `__rseq_offset` only exists in glibc >= 2.35, so it is declared
+//! weak with `global_asm!` and loaded through the GOT: on older glibc it
+//! resolves to 0 and we fall back to a hash of the thread pointer. `cpu_id`
+//! is negative when rseq is not registered (e.g.
+//! `GLIBC_TUNABLES=glibc.pthread.rseq=0`, valgrind): `init` checks it, and
+//! glibc registers every thread or none (`__rseq_size` is 0 when the main
+//! thread's registration failed, and each new thread registers the same way).
 
 use core::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
@@ -21,6 +39,23 @@ static RSEQ_OFFSET: AtomicIsize = AtomicIsize::new(NO_RSEQ);
 const NO_RSEQ: isize = isize::MIN;
 
 static NZONES: AtomicUsize = AtomicUsize::new(1);
+
+/// Offset in `struct rseq` of the id we use: `mm_cid` or `cpu_id`.
+static ID_FIELD: AtomicUsize = AtomicUsize::new(CPU_ID_FIELD);
+const CPU_ID_FIELD: usize = 4;
+const MM_CID_FIELD: usize = 24;
+/// `AT_RSEQ_FEATURE_SIZE` (Linux >= 6.3): how much of `struct rseq` the
+/// kernel fills; `mm_cid` is there from 28 on. 0 (absent) on older kernels.
+const AT_RSEQ_FEATURE_SIZE: libc::c_ulong = 27;
+
+/// The id field for a kernel whose rseq feature size is `feature_size`.
+pub fn id_field_for(feature_size: libc::c_ulong) -> usize {
+    if feature_size >= (MM_CID_FIELD + 4) as libc::c_ulong {
+        MM_CID_FIELD
+    } else {
+        CPU_ID_FIELD
+    }
+}
 
 /// Reads the thread pointer: a unique, non-zero id of the calling thread that
 /// costs one instruction (`fs:0` holds the TCB's self pointer on x86-64).
@@ -44,7 +79,9 @@ pub fn thread_id() -> usize {
     }
 }
 
-/// Called once from initialisation: finds the rseq area and the CPU count.
+/// Called once from initialisation (the first malloc, before any other
+/// thread can exist): finds the rseq area, whether this thread registered it,
+/// the id to use, and the CPU count.
 pub fn init() {
     #[cfg(target_arch = "x86_64")]
     {
@@ -57,15 +94,50 @@ pub fn init() {
         }
         if !p.is_null() {
             // SAFETY: p is the address of glibc's `__rseq_offset` variable.
-            RSEQ_OFFSET.store(unsafe { *p }, Ordering::Relaxed);
+            let off = unsafe { *p };
+            // SAFETY: the rseq area lives in this thread's static TLS at
+            // fs:[off]; cpu_id is the i32 at +4, negative if unregistered.
+            let cpu: i32 = unsafe { read_rseq_i32(off, CPU_ID_FIELD) };
+            if cpu >= 0 {
+                ID_FIELD.store(
+                    id_field_for(crate::os::getauxval(AT_RSEQ_FEATURE_SIZE)),
+                    Ordering::Relaxed,
+                );
+                RSEQ_OFFSET.store(off, Ordering::Relaxed);
+            }
         }
     }
     NZONES.store(possible_cpus().clamp(1, MAX_ZONES), Ordering::Relaxed);
 }
 
+/// The i32 at `field` in this thread's rseq area.
+///
+/// # Safety
+/// `off` is glibc's `__rseq_offset`, and `field + 4` at most 32 (the size
+/// glibc registers).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn read_rseq_i32(off: isize, field: usize) -> i32 {
+    let v: i32;
+    core::arch::asm!("mov {0:e}, dword ptr fs:[{1} + {2}]", out(reg) v, in(reg) off,
+                     in(reg) field, options(nostack, readonly, preserves_flags));
+    v
+}
+
+/// The offset in `struct rseq` of the id that picks zones and caches: 24
+/// (`mm_cid`) or 4 (`cpu_id`). Fixed by `init`.
+#[inline(always)]
+pub fn id_field() -> usize {
+    ID_FIELD.load(Ordering::Relaxed)
+}
+
+/// True if zones and caches are picked by the concurrency id, not the CPU.
+pub fn uses_cid() -> bool {
+    rseq_offset().is_some() && id_field() == MM_CID_FIELD
+}
+
 /// The rseq area's offset from the thread pointer, if glibc exported one
-/// (whether this thread registered it shows in `cpu_id`, which is negative
-/// when not).
+/// and registered the area (for every thread: see the module doc).
 #[inline(always)]
 pub fn rseq_offset() -> Option<isize> {
     let off = RSEQ_OFFSET.load(Ordering::Relaxed);
@@ -78,21 +150,18 @@ pub fn nzones() -> usize {
     NZONES.load(Ordering::Relaxed)
 }
 
-/// The CPU the calling thread runs on now (it may migrate right after).
+/// The id of the calling thread's zone now (its concurrency id, or the CPU
+/// it runs on; either may change right after).
 #[inline(always)]
 pub fn current() -> usize {
     let off = RSEQ_OFFSET.load(Ordering::Relaxed);
     #[cfg(target_arch = "x86_64")]
     if off != NO_RSEQ {
-        let cpu: i32;
         // SAFETY: the rseq area registered by glibc lives in this thread's
-        // static TLS at fs:[__rseq_offset]; cpu_id is the i32 at offset 4.
-        unsafe {
-            core::arch::asm!("mov {0:e}, dword ptr fs:[{1} + 4]", out(reg) cpu, in(reg) off,
-                             options(nostack, readonly, preserves_flags));
-        }
-        if cpu >= 0 {
-            return cpu as usize;
+        // static TLS at fs:[__rseq_offset]; the id field is within it.
+        let id = unsafe { read_rseq_i32(off, id_field()) };
+        if id >= 0 {
+            return id as usize;
         }
     }
     let _ = off;
@@ -111,7 +180,7 @@ fn slow_current() -> usize {
     (t ^ (t >> 12) ^ (t >> 21)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32
 }
 
-/// The zone index for the current CPU.
+/// The zone index for the calling thread (`current`, bounded).
 #[inline(always)]
 pub fn current_zone() -> usize {
     let n = nzones();
@@ -178,15 +247,35 @@ mod tests {
     }
 
     #[test]
-    fn current_cpu_matches_sched_getcpu() {
+    fn id_field_by_kernel_feature_size() {
+        // Linux < 6.3 has no AT_RSEQ_FEATURE_SIZE (0); 6.3 reports 28.
+        assert_eq!(id_field_for(0), CPU_ID_FIELD);
+        assert_eq!(id_field_for(20), CPU_ID_FIELD);
+        assert_eq!(id_field_for(27), CPU_ID_FIELD);
+        assert_eq!(id_field_for(28), MM_CID_FIELD);
+        assert_eq!(id_field_for(32), MM_CID_FIELD);
+    }
+
+    #[test]
+    fn current_id_matches_the_kernel() {
         crate::alloc::ensure_init();
-        // Pin to each CPU in turn and check the inline rseq read agrees.
+        // Pin to each CPU in turn: the rseq area's cpu_id agrees with
+        // sched_getcpu, and the id in use is that CPU, or a concurrency id
+        // (below the CPU count; other test threads run meanwhile, so which
+        // one is not ours to predict).
         for cpu in 0..possible_cpus().min(4) {
             let ids = core_affinity::get_core_ids().unwrap_or_default();
             if let Some(id) = ids.iter().find(|c| c.id == cpu) {
                 if core_affinity::set_for_current(*id) {
-                    assert_eq!(current(), cpu);
                     assert_eq!(crate::os::sched_getcpu() as usize, cpu);
+                    let Some(off) = rseq_offset() else { continue };
+                    // SAFETY: glibc's registered area; cpu_id at +4.
+                    assert_eq!(unsafe { read_rseq_i32(off, CPU_ID_FIELD) } as usize, cpu);
+                    if uses_cid() {
+                        assert!(current() < possible_cpus());
+                    } else {
+                        assert_eq!(current(), cpu);
+                    }
                 }
             }
         }

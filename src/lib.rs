@@ -18,10 +18,14 @@
 //!
 //! Each CPU owns a **zone** ([`zone`]): per size class, the slab being carved,
 //! the slabs with free chunks, and one cached empty slab. A thread allocates
-//! from the zone of the CPU it runs on ([`cpu`]: the `cpu_id` of glibc's rseq
-//! area, read inline), under that zone's lock ([`sync`]); the lock is almost
-//! never contended, and when it is (the holder was preempted, or a signal
-//! handler re-entered) the thread simply uses another zone.
+//! from the zone of the CPU it runs on ([`cpu`]: read inline from glibc's rseq
+//! area), under that zone's lock ([`sync`]); the lock is almost never
+//! contended, and when it is (the holder was preempted, or a signal handler
+//! re-entered) the thread simply uses another zone. "The CPU" is the kernel's
+//! *concurrency id* (`mm_cid`, Linux >= 6.3) where it exists: a virtual CPU
+//! number, unique among the threads running at once, that a thread keeps when
+//! the scheduler moves it (so a migration no longer turns its frees into
+//! remote ones or spreads its memory over zones), else the CPU number.
 //!
 //! In front of the zone sits the **per-CPU cache** ([`cache`]): per class, a
 //! stack of up to 60 free chunks *of that zone's own slabs*, popped and pushed

@@ -106,9 +106,19 @@ pub fn pass(force: bool) -> usize {
 /// re-allocate 90 % of its large blocks, 1 run in 6). The thread pins itself
 /// to each CPU in turn, and gets its own affinity back at the end; CPUs it
 /// may not run on are skipped. Only on `pass(true)`: a few context switches
-/// per CPU.
+/// per CPU. With concurrency ids (`cpu::uses_cid`) no pinning reaches
+/// another id: the caller's own cache and outbox are emptied, and the other
+/// ids' caches wait for their threads (a lone thread keeps id 0 wherever it
+/// runs, so its memory is never spread over ids in the first place).
 fn drain_all_cpus() {
     if !crate::cache::on() {
+        return;
+    }
+    if cpu::uses_cid() {
+        if let Some(z) = zone::lock_index(cpu::current_zone()) {
+            z.drain_cache();
+            zone::flush_outbox();
+        }
         return;
     }
     let Some(saved) = crate::os::affinity() else {
