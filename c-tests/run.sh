@@ -51,7 +51,7 @@ have_so=0
 
 # ------------------------------------------------------------------ build
 built=()
-for t in conformance invalid_free sigfree lines prodcons fork_load churn reclaim oom soak; do
+for t in conformance invalid_free sigfree lines prodcons fork_load churn reclaim exited oom soak; do
     if $CC $CFLAGS -o "$build/$t" "$here/$t.c" -ldl >"$logs/build.$t.log" 2>&1; then
         built+=("$t")
     else
@@ -228,6 +228,16 @@ for t in conformance churn; do
     arg=""; [ $t = churn ] && arg=$((N_CHURN / 4))
     need_so $t.norseq && simple $t.norseq sa env GLIBC_TUNABLES=glibc.pthread.rseq=0 "$build/$t" $arg
 done
+
+# ------------------------------------------------------------------ exited
+if is_built exited; then
+    simple exited.glibc glibc "$build/exited"
+    grep '^exited:' "$logs/exited.glibc.log" | sed 's/^/    /'
+    if need_so exited.slaballoc; then
+        simple exited.slaballoc sa "$build/exited"
+        grep '^exited:' "$logs/exited.slaballoc.log" | sed 's/^/    /'
+    fi
+fi
 
 # ------------------------------------------------------------------ reclaim (slaballoc only)
 if is_built reclaim && need_so reclaim.background; then

@@ -1,8 +1,14 @@
-//! The background reclaimer (`SLABALLOC_BACKGROUND=1`), and `malloc_trim`.
+//! Giving back the memory of quiet zones: from the slow path of a zone that
+//! maps a new slab (`adopt_idle`), the background reclaimer
+//! (`SLABALLOC_BACKGROUND=1`), and `malloc_trim`.
 //!
-//! Memory freed to a CPU whose threads went quiet would otherwise stay with
-//! that CPU's zone: remote chunks wait on their slabs until the owner runs its
-//! slow path again, and empty slabs wait in its cache. The reclaimer is the
+//! Memory freed to a CPU whose threads went quiet (or exited) would otherwise
+//! stay with that CPU's zone: remote chunks wait on their slabs until the
+//! owner runs its slow path again, and empty slabs wait in its cache. Before
+//! a zone maps a new slab, it tends every other zone that has messages
+//! waiting and is free right now (a thread that holds a zone's lock does its
+//! owner's work: only the per-CPU cache is tied to running there), so their
+//! emptied slabs go back to the page runs the new slab comes from. The reclaimer is the
 //! sleeper on the rings' futex doorbell: it sleeps until a ring has messages
 //! (or a period passes), then takes each zone's lock if it is free, handles
 //! its messages, and for zones that allocated nothing since its last look,
@@ -75,16 +81,11 @@ pub fn pass(force: bool) -> usize {
             all_idle = false;
             continue;
         };
-        z.drain();
         if force {
             z.drain_cache();
             zone::flush_outbox();
         }
-        let idle = z.idle_since_last_look();
-        if force || idle {
-            z.sweep();
-            z.release_empties();
-        } else {
+        if !tend(&z, force) {
             all_idle = false;
         }
     }
@@ -95,6 +96,38 @@ pub fn pass(force: bool) -> usize {
         RUNS.purge(dirty / 2)
     } else {
         0
+    }
+}
+
+/// One zone's share of a pass (the caller holds its lock): handles its
+/// messages, and if it allocated nothing since the previous look (or
+/// `force`), collects every remote chunk and gives its empty slabs back to
+/// the page runs. Returns whether the zone was idle.
+fn tend(z: &zone::Locked, force: bool) -> bool {
+    z.drain();
+    let idle = z.idle_since_last_look();
+    if force || idle {
+        z.sweep();
+        z.release_empties();
+    }
+    idle
+}
+
+/// Called by zone `me` (locked) before it maps a new slab: every other zone
+/// with messages waiting that is free right now gets `tend`ed first, so that
+/// the memory of zones whose threads went quiet or exited (chunks freed
+/// into their slabs by other threads, which only their owner collects)
+/// goes back to the page runs that the new slab comes from, without the
+/// background thread. Never waits: a busy zone is skipped (so no lock order
+/// matters), and a zone with an empty ring costs two loads.
+pub fn adopt_idle(me: usize) {
+    for i in 0..cpu::nzones() {
+        if i == me || !zone::zone(i).ring.has_work() {
+            continue;
+        }
+        if let Some(z) = zone::try_lock_index(i) {
+            tend(&z, false);
+        }
     }
 }
 

@@ -639,6 +639,7 @@ impl Locked {
     }
 
     unsafe fn new_slab(&self, c: usize) -> *mut Desc {
+        crate::reclaim::adopt_idle(self.idx);
         let Some(r) = RUNS.alloc(
             size_class::SLAB_PAGES[c] as usize,
             size_class::slab_align_pages(c),
