@@ -74,8 +74,14 @@ test-rust:
 test-loom:
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --release --test loom
 
-test-c: build
-	bash c-tests/run.sh
+# The library with zones picked by CPU number even where the kernel has
+# mm_cid (what runs on Linux < 6.3), for the C suite's *.cpu_ids runs.
+CPU_IDS_SO := target/cpu-ids/release/libslaballoc.so
+build-cpu-ids:
+	CARGO_TARGET_DIR=target/cpu-ids $(CARGO) rustc --release --lib --crate-type cdylib -- --cfg slaballoc_nostd --cfg slaballoc_cpu_ids
+
+test-c: build build-cpu-ids
+	CPU_IDS_SO=$(CURDIR)/$(CPU_IDS_SO) bash c-tests/run.sh
 
 test-install: build
 	bash c-tests/install.sh

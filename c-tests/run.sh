@@ -6,6 +6,9 @@
 #   SLABALLOC_SO  path of the shared library (default target/release/libslaballoc.so,
 #                 relative to the repo root); the static variant uses libslaballoc.a
 #                 from the same directory.
+#   CPU_IDS_SO    a second build (make build-cpu-ids) whose zones follow
+#                 the CPU number even where the kernel has mm_cid: the *.cpu_ids
+#                 runs use it (skipped when unset or missing)
 #   CC            C compiler (default cc)
 #   QUICK=1       smaller sizes (about a minute in all)
 #   KEEP_LOGS=1   print the full log of every test, not only of failures
@@ -20,6 +23,7 @@ cd "$root" || exit 2
 
 so=${SLABALLOC_SO:-target/release/libslaballoc.so}
 case $so in /*) ;; *) so=$root/$so ;; esac
+so_cpu_ids=${CPU_IDS_SO:-}
 libdir=$(dirname "$so")
 ar=$libdir/libslaballoc.a
 CC=${CC:-cc}
@@ -89,8 +93,9 @@ run() {
     local name=$1 mode=$2; shift 2
     local st
     # the group's stderr catches bash's "Aborted"/"Segmentation fault" notice
-    if [ "$mode" = sa ]; then
-        { env LD_PRELOAD="$so" timeout -k 10 300 "$@" >"$logs/$name.log" 2>&1; st=$?; } 2>>"$logs/$name.log"
+    if [ "$mode" = sa ] || [ "$mode" = cpu_ids ]; then
+        local lib=$so; [ "$mode" = cpu_ids ] && lib=$so_cpu_ids
+        { env LD_PRELOAD="$lib" timeout -k 10 300 "$@" >"$logs/$name.log" 2>&1; st=$?; } 2>>"$logs/$name.log"
     else
         { timeout -k 10 300 "$@" >"$logs/$name.log" 2>&1; st=$?; } 2>>"$logs/$name.log"
     fi
@@ -228,6 +233,19 @@ for t in conformance churn; do
     arg=""; [ $t = churn ] && arg=$((N_CHURN / 4))
     need_so $t.norseq && simple $t.norseq sa env GLIBC_TUNABLES=glibc.pthread.rseq=0 "$build/$t" $arg
 done
+
+# ------------------------------------------------------------------ CPU numbers (Linux < 6.3)
+# The same library with zones picked by cpu_id where this kernel would give
+# mm_cid: the tests whose threads run on both CPUs, remote frees included.
+if [ -n "$so_cpu_ids" ] && [ -f "$so_cpu_ids" ]; then
+    for t in conformance invalid_free prodcons churn lines; do
+        is_built $t || continue
+        arg=""; [ $t = churn ] && arg=$((N_CHURN / 4)); [ $t = prodcons ] && arg=$((N_PRODCONS / 4))
+        simple $t.cpu_ids cpu_ids "$build/$t" $arg
+    done
+else
+    skip cpu_ids "no CPU_IDS_SO library (make build-cpu-ids)"
+fi
 
 # ------------------------------------------------------------------ exited
 if is_built exited; then
