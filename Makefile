@@ -20,8 +20,19 @@ all: build
 # (about 15 more instructions on the malloc+free fast path; see
 # bench/RESULTS.md). `cargo build --release` still works, but gives that slower
 # target/release/libslaballoc.so.
+#
+# The link puts free and malloc first in .text, at the start of a page of
+# their own (src/hot-symbols.txt, -z separate-code): where the linker left
+# them otherwise moved with every change to other code, and the same machine
+# code for both ran `mixed` up to 5 % slower at some offsets (RESULTS.md).
+# Those are LLD options (rustc's default linker on x86-64 Linux since 1.90);
+# with a linker that rejects them the library is built without them.
+HOT_LINK := -C link-arg=-Wl,--symbol-ordering-file=$(CURDIR)/src/hot-symbols.txt \
+	-C link-arg=-Wl,--no-warn-symbol-ordering -C link-arg=-Wl,-z,separate-code
 build:
-	$(CARGO) rustc --release --lib --crate-type cdylib,staticlib -- --cfg slaballoc_nostd
+	$(CARGO) rustc --release --lib --crate-type cdylib,staticlib -- --cfg slaballoc_nostd $(HOT_LINK) || \
+	{ echo "make build: the linker refused the hot-code order (not LLD?): building without it"; \
+	  $(CARGO) rustc --release --lib --crate-type cdylib,staticlib -- --cfg slaballoc_nostd; }
 
 # The main job: sqlite3 (many small objects) and a two-thread python3
 # producer/consumer (objects made on one thread die on the other) under the
