@@ -10,8 +10,8 @@
 //!   changes only while the thread is off the CPU, so it is as stable inside
 //!   an rseq critical section as the CPU number (google/tcmalloc's "virtual
 //!   CPU ids"). A thread that migrates keeps its zone and its cache: a lone
-//!   thread moved between two CPUs every 2 ms made a third of its frees
-//!   remote and took 26 % more memory with CPU numbers, none with `mm_cid`
+//!   thread moved between two CPUs every 2 ms made 44 % of its frees
+//!   remote and took 22 % more memory with CPU numbers, none with `mm_cid`
 //!   (bench/RESULTS.md). And a process with few threads on a machine with
 //!   many CPUs uses as many zones as it runs threads at once, not one per CPU
 //!   it happens to visit;

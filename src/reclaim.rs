@@ -119,7 +119,7 @@ fn tend(z: &zone::Locked, force: bool) -> bool {
 /// into their slabs by other threads, which only their owner collects)
 /// goes back to the page runs that the new slab comes from, without the
 /// background thread. Never waits: a busy zone is skipped (so no lock order
-/// matters), and a zone with an empty ring costs two loads.
+/// matters), and a zone with an empty ring costs three loads.
 pub fn adopt_idle(me: usize) {
     for i in 0..cpu::nzones() {
         if i == me || !zone::zone(i).ring.has_work() {
