@@ -50,12 +50,14 @@ struct Cell {
     gen: AtomicU32,
 }
 
+/// The cursors and the overflow list first, the cells after them (see `Zone`).
+#[repr(C)]
 pub struct Ring {
     tail: Pad<AtomicUsize>,
     head: Pad<AtomicUsize>,
-    cells: [Cell; RING_SIZE],
     /// Slabs whose message did not fit, linked through `Desc::notify_next`.
     overflow: Pad<AtomicPtr<Desc>>,
+    cells: [Cell; RING_SIZE],
 }
 
 /// The doorbell futex word and the sleeper flag.
