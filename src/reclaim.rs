@@ -8,12 +8,14 @@
 //! a zone maps a new slab, it tends every other zone that has messages
 //! waiting and is free right now (a thread that holds a zone's lock does its
 //! owner's work: only the per-CPU cache is tied to running there), so their
-//! emptied slabs go back to the page runs the new slab comes from. The reclaimer is the
-//! sleeper on the rings' futex doorbell: it sleeps until a ring has messages
-//! (or a period passes), then takes each zone's lock if it is free, handles
-//! its messages, and for zones that allocated nothing since its last look,
-//! collects every remote chunk and gives empty slabs back; dirty page runs are
-//! purged with exponential decay (half of them per idle period).
+//! emptied slabs go back to the page runs the new slab comes from.
+//!
+//! The reclaimer is the sleeper on the rings' futex doorbell: it sleeps
+//! until a ring has messages (or a period passes), then takes each zone's
+//! lock if it is free, handles its messages, and for zones that allocated
+//! nothing since its last look, collects every remote chunk and gives empty
+//! slabs back; dirty page runs are purged with exponential decay (half of
+//! them per idle period).
 
 use crate::stats::GLOBAL;
 use crate::{cpu, ring, runs::RUNS, zone};
