@@ -139,6 +139,16 @@ pub fn uses_cid() -> bool {
     rseq_offset().is_some() && id_field() == MM_CID_FIELD
 }
 
+/// What picks a thread's zone, for the reports: `mm_cid`, `cpu_id`, or
+/// `thread` (no rseq: a hash of the thread pointer).
+pub fn id_kind() -> &'static str {
+    match rseq_offset() {
+        None => "thread",
+        Some(_) if uses_cid() => "mm_cid",
+        Some(_) => "cpu_id",
+    }
+}
+
 /// The rseq area's offset from the thread pointer, if glibc exported one
 /// and registered the area (for every thread: see the module doc).
 #[inline(always)]

@@ -361,6 +361,11 @@ pub fn report(format: Format, sink: &mut dyn FnMut(&[u8])) {
 #[inline(never)]
 fn report_text(t: &Totals, sink: &mut dyn FnMut(&[u8])) {
     sink(b"slaballoc statistics\n");
+    let mut b = Buf::<64>::new();
+    b.str("  zones by        ")
+        .str(crate::cpu::id_kind())
+        .str("\n");
+    sink(b.bytes());
     for (k, v) in fields(t) {
         let mut b = Buf::<96>::new();
         b.str("  ").str(k);
@@ -438,7 +443,11 @@ fn pad_i<const N: usize>(b: &mut Buf<N>, v: i64, width: usize) {
 
 #[inline(never)]
 fn report_json(t: &Totals, sink: &mut dyn FnMut(&[u8])) {
-    sink(b"{\"totals\":{");
+    let mut b = Buf::<64>::new();
+    b.str("{\"zones_by\":\"")
+        .str(crate::cpu::id_kind())
+        .str("\",\n\"totals\":{");
+    sink(b.bytes());
     for (i, (k, v)) in fields(t).iter().enumerate() {
         let mut b = Buf::<64>::new();
         if i > 0 {
@@ -591,8 +600,13 @@ mod tests {
         let text = collect(Format::Text);
         assert!(text.starts_with("slaballoc statistics\n"));
         assert!(text.contains("remote_frees"));
+        let by = crate::cpu::id_kind();
+        assert!(["mm_cid", "cpu_id", "thread"].contains(&by));
+        assert!(text.contains(&format!("  zones by        {by}\n")));
         let json = collect(Format::Json);
-        assert!(json.starts_with("{\"totals\":{\"zones\":"));
+        assert!(json.starts_with(&format!(
+            "{{\"zones_by\":\"{by}\",\n\"totals\":{{\"zones\":"
+        )));
         assert!(json.contains("\"classes\":[{\"class\":0,\"size\":16,"));
         assert!(json.trim_end().ends_with("]}"));
         // Balanced braces and brackets (no strings with braces in it here).
