@@ -443,11 +443,7 @@ fn pad_i<const N: usize>(b: &mut Buf<N>, v: i64, width: usize) {
 
 #[inline(never)]
 fn report_json(t: &Totals, sink: &mut dyn FnMut(&[u8])) {
-    let mut b = Buf::<64>::new();
-    b.str("{\"zones_by\":\"")
-        .str(crate::cpu::id_kind())
-        .str("\",\n\"totals\":{");
-    sink(b.bytes());
+    sink(b"{\"totals\":{");
     for (i, (k, v)) in fields(t).iter().enumerate() {
         let mut b = Buf::<64>::new();
         if i > 0 {
@@ -456,7 +452,13 @@ fn report_json(t: &Totals, sink: &mut dyn FnMut(&[u8])) {
         b.str("\"").str(k).str("\":").u64(*v);
         sink(b.bytes());
     }
-    sink(b"},\n\"classes\":[");
+    // After "totals", which stays first: readers find the report by its
+    // opening `{"totals"`.
+    let mut b = Buf::<64>::new();
+    b.str("},\n\"zones_by\":\"")
+        .str(crate::cpu::id_kind())
+        .str("\",\n\"classes\":[");
+    sink(b.bytes());
     for (i, c) in classes().iter().enumerate() {
         let mut b = Buf::<160>::new();
         if i > 0 {
@@ -604,9 +606,8 @@ mod tests {
         assert!(["mm_cid", "cpu_id", "thread"].contains(&by));
         assert!(text.contains(&format!("  zones by        {by}\n")));
         let json = collect(Format::Json);
-        assert!(json.starts_with(&format!(
-            "{{\"zones_by\":\"{by}\",\n\"totals\":{{\"zones\":"
-        )));
+        assert!(json.starts_with("{\"totals\":{\"zones\":"));
+        assert!(json.contains(&format!("}},\n\"zones_by\":\"{by}\",\n\"classes\":[")));
         assert!(json.contains("\"classes\":[{\"class\":0,\"size\":16,"));
         assert!(json.trim_end().ends_with("]}"));
         // Balanced braces and brackets (no strings with braces in it here).
