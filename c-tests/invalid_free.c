@@ -18,6 +18,8 @@
 #include <malloc.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/auxv.h>
+#include <sys/rseq.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 
@@ -170,26 +172,55 @@ static void case_double_both_remote(void)
  * slab's free list). Freeing the carried block again must be caught though
  * nothing was linked through it (this case fails on a build whose
  * double-free scan skips carried chunks: verified). */
+/* The id that picks this thread's zone: mm_cid where the kernel fills it
+ * (AT_RSEQ_FEATURE_SIZE >= 28), else the CPU; -1 without an rseq area. */
+static int zone_id(void)
+{
+    if (__rseq_size == 0) return -1;
+    const char *area = (const char *)__builtin_thread_pointer() + __rseq_offset;
+    return *(volatile const int *)(area + (getauxval(27) >= 28 ? 24 : 4));
+}
+
+static int freer_ids[2];
 static void *thread_free_two(void *arg)
 {
     void **v = arg;
     pin_to(1);
+    freer_ids[0] = zone_id();
     free(v[0]);
     free(v[1]);
+    freer_ids[1] = zone_id();
     malloc_trim(0);
     return NULL;
 }
 
-static void case_double_carried(void)
+/* Allocates three 200-byte blocks on CPU 0 and has the thread on CPU 1 free
+ * the first two. With zones picked by mm_cid, the new thread may take the id
+ * this one allocated under (it starts on CPU 0, where this one is pinned,
+ * before it pins itself): its frees are then local, with no batch node.
+ * Check the ids and try again with new blocks (at most 50 times). */
+static void alloc_free_two_remotely(char **a, char **b, char **keep)
 {
     pin_to(0);
-    char *a = OPAQUE(malloc(200)), *b = OPAQUE(malloc(200)), *keep = OPAQUE(malloc(200));
-    memset(a, 1, 200);
-    memset(b, 1, 200);
-    memset(keep, 1, 200); /* keeps the slab alive through malloc_trim */
+    for (int tries = 0; tries < 50; tries++) {
+        *a = OPAQUE(malloc(200));
+        *b = OPAQUE(malloc(200));
+        *keep = OPAQUE(malloc(200)); /* keeps the slab alive through malloc_trim */
+        memset(*a, 1, 200);
+        memset(*b, 1, 200);
+        memset(*keep, 1, 200);
+        int mine = zone_id();
+        void *v[2] = {*a, *b};
+        run_remote(thread_free_two, v);
+        if (mine < 0 || (freer_ids[0] != mine && freer_ids[1] != mine)) return;
+    }
+}
+
+static void case_double_carried(void)
+{
+    char *a, *b, *keep;
+    alloc_free_two_remotely(&a, &b, &keep);
     report(b);
-    void *v[2] = {a, b};
-    run_remote(thread_free_two, v);
     free(OPAQUE(b));
 }
 
@@ -201,14 +232,9 @@ static void case_double_carried(void)
  * ignored): the child exits 0, which is right only then. */
 static void case_write_into_node(void)
 {
-    pin_to(0);
-    char *a = OPAQUE(malloc(200)), *b = OPAQUE(malloc(200)), *keep = OPAQUE(malloc(200));
-    memset(a, 1, 200);
-    memset(b, 1, 200);
-    memset(keep, 1, 200);
+    char *a, *b, *keep;
+    alloc_free_two_remotely(&a, &b, &keep);
     report(a);
-    void *v[2] = {a, b};
-    run_remote(thread_free_two, v);
     ((volatile uintptr_t *)OPAQUE(a))[3] = 0x4141414141414140u;
     for (int i = 0; i < 2000; i++) {
         char *q = OPAQUE(malloc(200));
