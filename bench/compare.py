@@ -361,6 +361,84 @@ def table(summ, workloads, allocs, key, fmt):
     return "\n".join(lines), ratios
 
 
+PEERS = ("glibc", "jemalloc", "tcmalloc", "mimalloc")
+
+
+def paired(rows, wl, a, b_set, key="seconds"):
+    """Median over the rounds of a's value divided by the smallest of
+    b_set's in the same round. The allocators of one round ran back to back, so the
+    machine's slow and fast periods, which move every allocator's time by
+    up to 3x on a shared host, cancel out of it better than out of a ratio
+    of medians."""
+    by_round = {}
+    for r in rows:
+        if r["workload"] == wl and r["status"] == "ok" and isinstance(r.get(key), (int, float)):
+            by_round.setdefault(r["run"], {})[r["allocator"]] = r[key]
+    rs = []
+    for vals in by_round.values():
+        peers = [vals[x] for x in b_set if x in vals]
+        if a in vals and peers and min(peers) > 0:
+            rs.append(vals[a] / min(peers))
+    return statistics.median(rs) if rs else None
+
+
+def targets(rows, summ, workloads, allocs, me="slaballoc"):
+    """The speed issue's yardsticks, for `me` against the peers that ran:
+    time against the best peer overall and per workload (medians, and
+    paired per round), the slowest workload, peak RSS against the best peer
+    and against glibc. Returns markdown lines (empty if `me` or no peer ran)."""
+    peers = [a for a in allocs if a in PEERS]
+    if me not in allocs or not peers:
+        return []
+
+    def ok(wl, a):
+        d = summ.get((wl, a))
+        return d is not None and d["ok"] and "time" in d
+
+    wls = [wl for wl in workloads if ok(wl, me) and all(ok(wl, a) for a in peers)]
+    if not wls:
+        return []
+    gm = {a: geomean([summ[(wl, a)]["time"] for wl in wls]) for a in peers}
+    best_all = min(peers, key=lambda a: gm[a])
+    per_wl, per_wl_paired, rss_best, rss_glibc = {}, {}, [], {}
+    for wl in wls:
+        best = min(peers, key=lambda a: summ[(wl, a)]["time"])
+        per_wl[wl] = (summ[(wl, me)]["time"] / summ[(wl, best)]["time"], best)
+        # Paired against that one peer: the best of the peers in each round
+        # would be the minimum of four noisy times, biased low.
+        per_wl_paired[wl] = paired(rows, wl, me, [best])
+        rss_best.append(summ[(wl, me)]["rss"] / min(summ[(wl, a)]["rss"] for a in peers))
+        if "glibc" in peers:
+            rss_glibc[wl] = summ[(wl, me)]["rss"] / summ[(wl, "glibc")]["rss"]
+    vs_all = geomean([summ[(wl, me)]["time"] / summ[(wl, best_all)]["time"] for wl in wls])
+    vs_all_p = [paired(rows, wl, me, [best_all]) for wl in wls]
+    vs_wl = geomean([v for v, _ in per_wl.values()])
+    vs_wl_p = [v for v in per_wl_paired.values() if v]
+    worst = max(per_wl, key=lambda w: per_wl[w][0])
+    out = [f"Over {len(wls)} workloads. \"Paired\": the median over the rounds of "
+           f"{me}'s time divided by that peer's in the same round (the best peer of a "
+           "workload is the one with the lowest median).\n",
+           "| yardstick | median of the runs | paired |", "|---|---:|---:|",
+           f"| time / {best_all} (the best peer by geomean), geomean | {vs_all:.3f} | "
+           + (f"{geomean([v for v in vs_all_p if v]):.3f}" if all(vs_all_p) else "n/a") + " |",
+           f"| time / best peer of each workload, geomean | {vs_wl:.3f} | "
+           + (f"{geomean(vs_wl_p):.3f}" if len(vs_wl_p) == len(wls) else "n/a") + " |",
+           f"| slowest workload against its best peer | {worst} {per_wl[worst][0]:.2f} | "
+           + (f"{max(vs_wl_p):.2f}" if vs_wl_p else "n/a") + " |",
+           f"| peak RSS / best peer of each workload, geomean | {geomean(rss_best):.3f} | |"]
+    if rss_glibc:
+        hi = max(rss_glibc, key=rss_glibc.get)
+        out.append(f"| highest peak RSS / glibc | {hi} {rss_glibc[hi]:.2f} | |")
+    out.append("")
+    out.append("| workload | best peer | time / best peer | paired |")
+    out.append("|---|---|---:|---:|")
+    for wl in wls:
+        v, b = per_wl[wl]
+        pv = per_wl_paired[wl]
+        out.append(f"| {wl} | {b} | {v:.3f} | " + (f"{pv:.3f}" if pv else "n/a") + " |")
+    return out
+
+
 def machine_info():
     cpu = "?"
     try:
@@ -411,6 +489,10 @@ def write_md(path, summ, workloads, allocs, alloc_desc, args, rows, started, ela
     out.append("\n## Minor page faults\n")
     out.append("Median `ru_minflt`; ratio to glibc.\n")
     out.append(f_table)
+    tg = targets(rows, summ, workloads, allocs)
+    if tg:
+        out.append("\n## Against the targets\n")
+        out.extend(tg)
     out.append("\n## Spread\n")
     out.append("min..max of the time over the runs (relative spread = (max-min)/median).\n")
     out.append("| workload | " + " | ".join(allocs) + " |")
@@ -541,7 +623,11 @@ def main():
                     help="seconds before a run is killed and counted as FAIL")
     ap.add_argument("--no-install", action="store_true", default=os.environ.get("NO_INSTALL", "") not in ("", "0"))
     ap.add_argument("--out", default=os.path.join(RESULTS, "latest"), help="output prefix (.md/.csv/.svg)")
+    ap.add_argument("--targets", metavar="CSV",
+                    help="run nothing: print the 'Against the targets' section for the runs of CSV")
     args = ap.parse_args()
+    if args.targets:
+        return print_targets(args.targets)
 
     workloads = [w for w in args.workloads.split(",") if w]
     for w in workloads:
@@ -604,6 +690,26 @@ def main():
     nfail = sum(1 for r in rows if r["status"] != "ok")
     if nfail:
         log(f"compare.py: {nfail} failing run(s), see the Failures section")
+    return 0
+
+
+def print_targets(path):
+    """The targets section of an earlier run, from its CSV."""
+    rows = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            for k in ("seconds", "maxrss_kb"):
+                try:
+                    r[k] = float(r[k])
+                except ValueError:
+                    r[k] = ""
+            rows.append(r)
+    workloads = [w for w in WORKLOADS if any(r["workload"] == w for r in rows)]
+    allocs = list(dict.fromkeys(r["allocator"] for r in rows))
+    lines = targets(rows, summarize(rows, workloads, allocs), workloads, allocs)
+    if not lines:
+        sys.exit(f"compare.py: {path} has no slaballoc and peer runs of one workload to compare")
+    print("\n".join(lines))
     return 0
 
 
