@@ -361,7 +361,7 @@ def table(summ, workloads, allocs, key, fmt):
     return "\n".join(lines), ratios
 
 
-PEERS = ("glibc", "jemalloc", "tcmalloc", "mimalloc")
+PEER_NAMES = ("glibc", "jemalloc", "tcmalloc", "mimalloc")
 
 
 def paired(rows, wl, a, b_set, key="seconds"):
@@ -387,7 +387,7 @@ def targets(rows, summ, workloads, allocs, me="slaballoc"):
     time against the best peer overall and per workload (medians, and
     paired per round), the slowest workload, peak RSS against the best peer
     and against glibc. Returns markdown lines (empty if `me` or no peer ran)."""
-    peers = [a for a in allocs if a in PEERS]
+    peers = [a for a in allocs if a in PEER_NAMES]
     if me not in allocs or not peers:
         return []
 
