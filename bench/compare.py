@@ -12,7 +12,8 @@ around the work), wall time, and peak RSS / page faults from the rusage that
 wait4() returns for the workload (taken by the small static launcher
 bench/tools/runner.c, because ru_maxrss of a child spawned straight from Python
 includes the interpreter's own RSS). Writes
-    bench/results/latest.md    medians + ratios to glibc + geometric mean
+    bench/results/latest.md    medians + ratios to glibc + geometric mean, and the
+                               speed issue's yardsticks ("Against the targets")
     bench/results/latest.csv   every raw run
     bench/results/latest.svg   chart of the time ratios (hand-written SVG)
 
