@@ -32,7 +32,6 @@ allocator is shown as FAIL in the tables.
 import argparse
 import csv
 import datetime
-import glob
 import hashlib
 import math
 import os
