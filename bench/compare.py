@@ -361,24 +361,18 @@ def table(summ, workloads, allocs, key, fmt):
     return "\n".join(lines), ratios
 
 
-PEER_NAMES = ("glibc", "jemalloc", "tcmalloc", "mimalloc")
-
-
-def paired(rows, wl, a, b_set, key="seconds"):
-    """Median over the rounds of a's value divided by the smallest of
-    b_set's in the same round. The allocators of one round ran back to back, so the
-    machine's slow and fast periods, which move every allocator's time by
-    up to 3x on a shared host, cancel out of it better than out of a ratio
-    of medians."""
+def paired(rows, wl, a, b):
+    """Median over the rounds of a's time divided by b's in the same round.
+    The allocators of one round ran back to back, so the machine's slow and
+    fast periods, which move every allocator's time by up to 3x on a shared
+    host, cancel out of it better than out of a ratio of medians. (Against
+    the best of several peers per round it would be biased: the minimum of
+    noisy times.)"""
     by_round = {}
     for r in rows:
-        if r["workload"] == wl and r["status"] == "ok" and isinstance(r.get(key), (int, float)):
-            by_round.setdefault(r["run"], {})[r["allocator"]] = r[key]
-    rs = []
-    for vals in by_round.values():
-        peers = [vals[x] for x in b_set if x in vals]
-        if a in vals and peers and min(peers) > 0:
-            rs.append(vals[a] / min(peers))
+        if r["workload"] == wl and r["status"] == "ok" and isinstance(r.get("seconds"), float):
+            by_round.setdefault(r["run"], {})[r["allocator"]] = r["seconds"]
+    rs = [v[a] / v[b] for v in by_round.values() if a in v and v.get(b, 0) > 0]
     return statistics.median(rs) if rs else None
 
 
@@ -387,7 +381,7 @@ def targets(rows, summ, workloads, allocs, me="slaballoc"):
     time against the best peer overall and per workload (medians, and
     paired per round), the slowest workload, peak RSS against the best peer
     and against glibc. Returns markdown lines (empty if `me` or no peer ran)."""
-    peers = [a for a in allocs if a in PEER_NAMES]
+    peers = [a for a in allocs if a != me]
     if me not in allocs or not peers:
         return []
 
@@ -404,17 +398,16 @@ def targets(rows, summ, workloads, allocs, me="slaballoc"):
     for wl in wls:
         best = min(peers, key=lambda a: summ[(wl, a)]["time"])
         per_wl[wl] = (summ[(wl, me)]["time"] / summ[(wl, best)]["time"], best)
-        # Paired against that one peer: the best of the peers in each round
-        # would be the minimum of four noisy times, biased low.
-        per_wl_paired[wl] = paired(rows, wl, me, [best])
+        per_wl_paired[wl] = paired(rows, wl, me, best)
         rss_best.append(summ[(wl, me)]["rss"] / min(summ[(wl, a)]["rss"] for a in peers))
         if "glibc" in peers:
             rss_glibc[wl] = summ[(wl, me)]["rss"] / summ[(wl, "glibc")]["rss"]
     vs_all = geomean([summ[(wl, me)]["time"] / summ[(wl, best_all)]["time"] for wl in wls])
-    vs_all_p = [paired(rows, wl, me, [best_all]) for wl in wls]
+    vs_all_p = [paired(rows, wl, me, best_all) for wl in wls]
     vs_wl = geomean([v for v, _ in per_wl.values()])
     vs_wl_p = [v for v in per_wl_paired.values() if v]
     worst = max(per_wl, key=lambda w: per_wl[w][0])
+    worst_p = max((w for w in wls if per_wl_paired[w]), key=per_wl_paired.get, default=None)
     out = [f"Over {len(wls)} workloads. \"Paired\": the median over the rounds of "
            f"{me}'s time divided by that peer's in the same round (the best peer of a "
            "workload is the one with the lowest median).\n",
@@ -424,7 +417,7 @@ def targets(rows, summ, workloads, allocs, me="slaballoc"):
            f"| time / best peer of each workload, geomean | {vs_wl:.3f} | "
            + (f"{geomean(vs_wl_p):.3f}" if len(vs_wl_p) == len(wls) else "n/a") + " |",
            f"| slowest workload against its best peer | {worst} {per_wl[worst][0]:.2f} | "
-           + (f"{max(vs_wl_p):.2f}" if vs_wl_p else "n/a") + " |",
+           + (f"{worst_p} {per_wl_paired[worst_p]:.2f}" if worst_p else "n/a") + " |",
            f"| peak RSS / best peer of each workload, geomean | {geomean(rss_best):.3f} | |"]
     if rss_glibc:
         hi = max(rss_glibc, key=rss_glibc.get)
