@@ -142,7 +142,7 @@ fn alloc_small_zone(c: usize) -> *mut u8 {
     ensure_init();
     match zone::lock_current() {
         Some(z) => {
-            let p = z.alloc(c);
+            let p = z.take(c);
             if p.is_null() {
                 drop(z);
                 return alloc_small_retry(c);
@@ -402,10 +402,12 @@ unsafe fn free_chunk_zone(c: usize, owner: usize, p: *mut u8) {
     let d = pagemap::slab_desc_fast(p as usize);
     if owner == crate::cpu::current_zone() {
         if let Some(z) = zone::try_lock_index(owner) {
-            z.free_local(d, p);
             if crate::cache::on() {
-                // A full cache: hand half of it back while we hold the lock.
-                z.flush_cache(c);
+                // A full cache: `p` and half of it to the stash while we
+                // hold the lock.
+                z.flush_cache(c, p);
+            } else {
+                z.free_local(d, p);
             }
             return;
         }
@@ -421,7 +423,7 @@ unsafe fn free_chunk_zone(c: usize, owner: usize, p: *mut u8) {
 #[inline(never)]
 unsafe fn check_double_free(d: *mut Desc, p: *mut u8) {
     let owner = (*d).owner.load(Ordering::Relaxed) as usize;
-    let Some(_z) = zone::lock_index(owner) else {
+    let Some(z) = zone::lock_index(owner) else {
         return; // re-entered from a signal handler: cannot look safely
     };
     let c = (*d).class.load(Ordering::Relaxed) as usize;
@@ -429,7 +431,7 @@ unsafe fn check_double_free(d: *mut Desc, p: *mut u8) {
     if p >= (*d).bump.load(Ordering::Relaxed) {
         crate::fmt::fatal_pointer("free", p, "pointer to a block that was never allocated");
     }
-    if crate::cache::contains(owner, c, p) {
+    if crate::cache::contains(owner, c, p) || z.stash_contains(c, p) {
         crate::fmt::fatal_pointer("free", p, "double free");
     }
     for head in [

@@ -1,7 +1,7 @@
 //! The per-CPU chunk cache: a lock-free fast path on restartable sequences.
 //!
 //! Each CPU has, per size class, a small stack of up to `CAP_MAX` free
-//! chunks in one 512-byte block: a head word holding the top chunk and the
+//! chunks in one 1 KiB block: a head word holding the top chunk and the
 //! count, and slots for the chunks below it. A thread pops from and pushes to
 //! the stack of the CPU it runs on inside an rseq critical section (the
 //! design of google/tcmalloc's per-CPU caches): the kernel restarts the
@@ -19,12 +19,15 @@
 //! one CAS (`zone::free_remote_batched`), so the notification mechanism and its
 //! counters are unchanged. The zone refills its own cache in batches under
 //! its lock, and a free that finds the stack full takes the lock and hands
-//! half of it back to the slabs (`alloc`). Cached chunks count as in use for
-//! their slab (its `used`), which bounds what the cache can pin: at most
-//! `cap(c)` chunks, about 16 KiB (at most 60 chunks; 8 KiB for classes
-//! above 1 KiB) per class per CPU (8 KiB for all classes: server 1.23x slower
-//! in an A/B; 32 KiB: the same speed, churn 0.27 MiB more RSS; 64 KiB: more
-//! RSS, no clear gain).
+//! half of it to the zone's stash (`zone::Locked::flush_cache`); both move
+//! a batch with one section (`push_bulk`, `pop_bulk`). Cached chunks count
+//! as in use for their slab (its `used`), which bounds what the cache can
+//! pin: at most `cap(c)` chunks, about 16 KiB (at most 124 chunks; 8 KiB
+//! for classes above 1 KiB) per class per CPU (8 KiB for all classes:
+//! server 1.23x slower in an A/B; 32 KiB: the same speed, churn 0.27 MiB
+//! more RSS; 64 KiB: more RSS, no clear gain). The stacks held 60 chunks
+//! until the stash came; with 124 a tight loop over 100 to 400 blocks of
+//! 16-64 bytes stays in the stack (bench/RESULTS.md).
 //!
 //! Other threads never write a cache; `cached` (stats) and the double-free
 //! check read it racily, which can only miss a chunk that moves meanwhile.
@@ -33,7 +36,7 @@ use crate::cpu;
 use crate::size_class::{self, NCLASSES};
 use core::sync::atomic::{AtomicIsize, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-/// Chunks a class stack can hold. A stack is one 512-byte block:
+/// Chunks a class stack can hold. A stack is one 1 KiB block:
 ///
 /// * bytes 0-7, the head: the top chunk's address shifted left by 16, or'ed
 ///   with the count. A pop finds the chunk it returns in the word it
@@ -48,7 +51,7 @@ use core::sync::atomic::{AtomicIsize, AtomicU32, AtomicU64, AtomicUsize, Orderin
 ///   its (meaningless) old top to, so that the push needs no branch;
 /// * 40-511, the slots: slot i holds the (i + 1)-th chunk from the bottom;
 ///   the top chunk lives in the head.
-pub const CAP_MAX: usize = 60;
+pub const CAP_MAX: usize = 124;
 const HEADER: usize = 40;
 const CLASS_STRIDE: usize = HEADER + (CAP_MAX - 1) * 8;
 /// Stack slots per CPU block: a power of two, so that a slot index is
@@ -174,6 +177,9 @@ static CAPS: [u32; CLASS_SLOTS] = build_caps();
 /// slab and batch (snmalloc's "BatchIt") instead of one per chunk (see
 /// `zone::flush_outbox`). Any chunk may be there; only `outbox_take` empties it.
 pub const OUTBOX: usize = 0;
+
+/// The most chunks a refill or a flush moves (`batch`).
+pub const BATCH_MAX: usize = CAP_MAX.div_ceil(2);
 
 /// Chunks a refill moves from the slabs to the cache, and a flush back.
 #[inline(always)]
@@ -486,6 +492,28 @@ pub fn pop_owned(owner: usize, c: usize) -> *mut u8 {
     }
 }
 
+/// Pushes the chunks of `buf` (class `c`, all of zone `owner`'s slabs)
+/// onto CPU `owner`'s stack in one section, the last one on top, if the
+/// caller runs on that CPU and the stack has room for all of them: a refill
+/// from the zone's stash. On false nothing was pushed.
+pub fn push_bulk(owner: usize, c: usize, buf: &[*mut u8]) -> bool {
+    // Inlined into its callers, which know the class: the capacity test
+    // below also bounds the copy.
+    !buf.is_empty()
+        && buf.len() <= CAP_MAX
+        && owner_state(owner).is_some_and(|k| k.push_bulk_owned(owner, c, buf))
+}
+
+/// Pops up to `buf.len()` chunks of class `c` from CPU `owner`'s stack into
+/// `buf` in one section, top first, if the caller runs on that CPU; returns
+/// how many (0 if it does not run there, or the stack is empty).
+pub fn pop_bulk(owner: usize, c: usize, buf: &mut [*mut u8]) -> usize {
+    match owner_state(owner) {
+        Some(k) => k.pop_bulk_owned(owner, c, buf),
+        None => 0,
+    }
+}
+
 /// The count in a stack's head word (see `CAP_MAX`), at most `CAP_MAX`
 /// even in a torn racy read.
 fn head_count(h: u64) -> usize {
@@ -698,6 +726,141 @@ impl Caches {
         core::ptr::null_mut()
     }
 
+    /// See the function `push_bulk`; `buf` holds 1 to CAP_MAX chunks.
+    fn push_bulk_owned(&self, owner: usize, c: usize, buf: &[*mut u8]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if owner >= self.n as usize {
+                return false;
+            }
+            let bc = self.base + slot_of(c) * CLASS_STRIDE;
+            let m = buf.len();
+            let ok: usize;
+            // SAFETY: as in `push_owned`: the stack of CPU `owner` (< n,
+            // mapped), written only after the section found itself on that
+            // CPU. The new count is checked against the capacity (<= CAP_MAX)
+            // before any slot is written, so the copy stays inside the
+            // stack's slots; a restart redoes it, and slots written by an
+            // aborted attempt lie at or above the committed count. `buf` has
+            // `m` >= 1 readable words.
+            unsafe {
+                rseq_stack!(
+                    owned;
+                    "mov {top}, qword ptr [{q} + {k}]",
+                    "lea {q}, [{q} + {k}]",
+                    "movzx {k:e}, {top:x}",
+                    "lea {t}, [{k} + {m}]",
+                    "cmp {t:e}, dword ptr [{q} + 8]",
+                    "ja 7f",
+                    // The old top goes to its slot (the scratch word when the
+                    // stack was empty), buf[0..m-1] above it.
+                    "shr {top}, 16",
+                    "mov qword ptr [{q} + {k} * 8 + 32], {top}",
+                    "lea {d}, [{q} + {k} * 8 + 40]",
+                    "xor {i:e}, {i:e}",
+                    "jmp 8f",
+                    "9:",
+                    "mov {top}, qword ptr [{buf} + {i} * 8]",
+                    "mov qword ptr [{d} + {i} * 8], {top}",
+                    "add {i:e}, 1",
+                    "8:",
+                    "lea {k}, [{i} + 1]",
+                    "cmp {k}, {m}",
+                    "jb 9b",
+                    "mov {ok}, qword ptr [{buf} + {i} * 8]",
+                    "shl {ok}, 16",
+                    "or {ok}, {t}",
+                    "mov qword ptr [{q}], {ok}";
+                    off = in(reg) self.off,
+                    owner = in(reg) owner,
+                    bc = in(reg) bc,
+                    buf = in(reg) buf.as_ptr(),
+                    m = in(reg) m,
+                    top = out(reg) _,
+                    t = out(reg) _,
+                    d = out(reg) _,
+                    i = out(reg) _,
+                    ok = out(reg) ok,
+                );
+            }
+            ok != 0
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (owner, c, buf);
+            false
+        }
+    }
+
+    /// See the function `pop_bulk`.
+    fn pop_bulk_owned(&self, owner: usize, c: usize, buf: &mut [*mut u8]) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let want = buf.len().min(CAP_MAX);
+            if owner >= self.n as usize || want == 0 {
+                return 0;
+            }
+            let bc = self.base + slot_of(c) * CLASS_STRIDE;
+            let got: usize;
+            // SAFETY: as in `pop_owned`: the stack of CPU `owner` (< n,
+            // mapped), read and committed only while the section runs on
+            // that CPU. It copies m = min(count, want) chunks into `buf`
+            // (ours, at least `want` words): the top, then the slots below it
+            // from slot count - 2 down; the new top comes from slot
+            // count - m - 1 (the scratch word when the stack empties). A
+            // restart redoes the copy; the one committing store is last.
+            unsafe {
+                rseq_stack!(
+                    owned;
+                    "mov {top}, qword ptr [{q} + {k}]",
+                    "lea {q}, [{q} + {k}]",
+                    "movzx {k:e}, {top:x}",
+                    "mov {ok}, {want}",
+                    "cmp {k}, {ok}",
+                    "cmovb {ok}, {k}",
+                    "test {ok}, {ok}",
+                    "jz 7f",
+                    "shr {top}, 16",
+                    "mov qword ptr [{buf}], {top}",
+                    // i from 1 to m - 1: buf[i] = slot[count - 1 - i].
+                    "mov {i:e}, 1",
+                    "lea {d}, [{q} + {k} * 8 + 32]",
+                    "jmp 8f",
+                    "9:",
+                    "neg {i}",
+                    "mov {top}, qword ptr [{d} + {i} * 8]",
+                    "neg {i}",
+                    "mov qword ptr [{buf} + {i} * 8], {top}",
+                    "add {i:e}, 1",
+                    "8:",
+                    "cmp {i}, {ok}",
+                    "jb 9b",
+                    // New head: slot[count - m - 1] and count - m.
+                    "sub {k}, {ok}",
+                    "mov {top}, qword ptr [{q} + {k} * 8 + 32]",
+                    "shl {top}, 16",
+                    "or {top}, {k}",
+                    "mov qword ptr [{q}], {top}";
+                    off = in(reg) self.off,
+                    owner = in(reg) owner,
+                    bc = in(reg) bc,
+                    buf = in(reg) buf.as_mut_ptr(),
+                    want = in(reg) want,
+                    top = out(reg) _,
+                    d = out(reg) _,
+                    i = out(reg) _,
+                    ok = out(reg) got,
+                );
+            }
+            got
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (owner, c, buf);
+            0
+        }
+    }
+
     /// Pushes `p` onto stack `slot` of the CPU the caller runs on.
     #[inline(always)]
     fn push_here(&self, slot: usize, p: *mut u8) -> bool {
@@ -841,7 +1004,7 @@ mod tests {
             assert!(cap * size <= CLASS_BUDGET.max(size));
             assert!(batch(c) >= 1 && batch(c) <= cap);
         }
-        assert_eq!(CLASS_STRIDE, 512);
+        assert_eq!(CLASS_STRIDE, 1024);
         for size in 0..=size_class::SMALL_MAX {
             assert_eq!(
                 stack_of_size(size),
@@ -964,6 +1127,33 @@ mod tests {
             assert_eq!(k.pop(stack_offset(c)) as usize, 0x10_0000 + i * 64);
         }
         assert!(k.pop(stack_offset(c)).is_null());
+        // Bulk: a batch goes on in one section, the last chunk on top, on
+        // top of what is there; a bulk pop takes the top ones first and
+        // stops at the bottom.
+        assert!(k.push_owned(cpu, c, 0x1000 as *mut u8));
+        let batch: Vec<*mut u8> = (1..=5).map(|i| (0x4_0000 + i * 64) as *mut u8).collect();
+        assert!(k.push_bulk_owned(cpu, c, &batch));
+        assert_eq!(k.cached(slot_of(c)), 6);
+        let mut out = [core::ptr::null_mut::<u8>(); 4];
+        assert_eq!(k.pop_bulk_owned(cpu, c, &mut out), 4);
+        assert_eq!(out, [batch[4], batch[3], batch[2], batch[1]]);
+        assert_eq!(k.pop(stack_offset(c)), batch[0]);
+        assert_eq!(k.pop_bulk_owned(cpu, c, &mut out), 1);
+        assert_eq!(out[0] as usize, 0x1000);
+        assert_eq!(k.pop_bulk_owned(cpu, c, &mut out), 0);
+        // A batch that would pass the capacity is refused whole.
+        let many: Vec<*mut u8> = (0..=cap).map(|i| (0x8_0000 + i * 64) as *mut u8).collect();
+        assert!(!k.push_bulk_owned(cpu, c, &many));
+        assert!(k.push_bulk_owned(cpu, c, &many[..cap]));
+        let mut all = [core::ptr::null_mut::<u8>(); CAP_MAX];
+        assert_eq!(k.pop_bulk_owned(cpu, c, &mut all), cap);
+        assert!((0..cap).all(|i| all[i] == many[cap - 1 - i]));
+        assert!(k.pop(stack_offset(c)).is_null());
+        // Not on `other`: refused (unless it is this CPU).
+        if other != cpu {
+            assert!(!k.push_bulk_owned(other, c, &batch));
+            assert_eq!(k.pop_bulk_owned(other, c, &mut out), 0);
+        }
         // The outbox: taken whole, bottom first, then empty.
         k.prepare(cpu, OUTBOX);
         let mut buf = [0usize; CAP_MAX];

@@ -177,19 +177,19 @@ fn free_slot(base: usize, page: usize) -> &'static AtomicU32 {
 }
 
 /// Free-map entry of page `k` of a slab of class `c` owned by zone `owner`:
-/// bits 0-7 the page's index in its slab, 9-14 the class + 1 (`m`), 16-31
+/// bits 0-7 the page's index in its slab, 10-15 the class + 1 (`m`), 16-31
 /// the owner. m = 0 (so the entry 0) means "not a page `free` may take
 /// chunks from without looking further". The class field sits at bit
 /// `FREE_CLASS_SHIFT` so that `entry & FREE_CLASS_MASK` is already the
 /// offset of the class's stack in a CPU's cache block (`cache::slot_of`:
-/// class c in slot c + 1, 512 bytes apart): `free` computes the address
+/// class c in slot c + 1, 1 KiB apart): `free` computes the address
 /// of the stack it pushes onto with one AND after the load, which is
 /// on the path from the pointer to the push.
 const fn free_entry(k: usize, c: usize, owner: usize) -> u32 {
     (k | (c + 1) << FREE_CLASS_SHIFT | owner << 16) as u32
 }
 /// Where the class field (class + 1) of a free-map entry starts.
-pub const FREE_CLASS_SHIFT: u32 = 9;
+pub const FREE_CLASS_SHIFT: u32 = 10;
 /// The class field of a free-map entry, in place.
 pub const FREE_CLASS_MASK: usize = 63 << FREE_CLASS_SHIFT;
 const _: () = assert!(crate::size_class::NCLASSES < 63);

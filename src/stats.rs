@@ -210,11 +210,16 @@ pub fn classes() -> [ClassTotals; NCLASSES] {
     for (i, o) in out.iter_mut().enumerate() {
         o.size = size_class::class_size(i) as u64;
         // Counters are read one by one while other threads work: clamp.
-        // Chunks in the per-CPU caches left their slabs but are free.
+        // Chunks in the per-CPU caches and the zones' stashes left their
+        // slabs but are free.
+        let stashed: u64 = (0..crate::cpu::nzones())
+            .map(|z| crate::zone::zone(z).stashed(i))
+            .sum();
         o.in_use = o
             .allocs
             .saturating_sub(o.frees)
-            .saturating_sub(crate::cache::cached(i));
+            .saturating_sub(crate::cache::cached(i))
+            .saturating_sub(stashed);
     }
     out
 }

@@ -27,7 +27,7 @@ use crate::stats::{bump, bump_locked, ZoneStats, GLOBAL};
 use crate::sync::{Busy, OwnerLock};
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Where a slab is, from its owner's point of view (`Desc::state`).
 pub const ST_CUR: u8 = 1;
@@ -47,6 +47,10 @@ const SWEEP_EVERY: u32 = 128;
 const CACHE_LINE: usize = 64;
 /// At most this many waiting slabs are examined per refill.
 const WAITING_SCAN: usize = 16;
+/// Bytes of free chunks a class's stash keeps per zone (`Locked::stash`),
+/// and the most chunks.
+const STASH_BYTES: usize = 256 * 1024;
+const STASH_MAX: usize = 16384;
 
 /// Marks freed chunks (word 1) so a double free is caught cheaply; set per
 /// process at start-up, cleared when a chunk is handed out again.
@@ -61,6 +65,9 @@ struct ClassZone {
     /// Refills of the CPU's cache so far (saturating at `RAMP_STEPS`): the
     /// slow start of `fill_batch`.
     fills: u8,
+    /// The zone's stash of free chunks of this class (see `Zone::stashed`),
+    /// linked through their link words (`slab::set_link`).
+    stash: *mut u8,
 }
 
 /// A refill moves a page's worth of chunks, doubling with each refill until
@@ -86,6 +93,12 @@ pub struct Zone {
     /// Set in a forked child: messages may have been lost with the ring.
     rescan: AtomicBool,
     pub stats: ZoneStats,
+    /// Chunks in each class's stash: free chunks that a full cache of this
+    /// CPU handed back, kept whole for the next refill instead of going back
+    /// to their slabs one by one (tcmalloc's transfer cache, per zone; see
+    /// `Locked::flush_cache`). Written under the lock, read racily by
+    /// `stats`. Like cached chunks, they count as in use for their slabs.
+    stashed: [AtomicU32; NCLASSES],
     pub ring: Ring,
 }
 
@@ -93,6 +106,11 @@ pub struct Zone {
 unsafe impl Sync for Zone {}
 
 impl Zone {
+    /// Chunks in the class `c` stash now (racy: for statistics).
+    pub fn stashed(&self, c: usize) -> u64 {
+        u64::from(self.stashed[c % NCLASSES].load(Ordering::Relaxed))
+    }
+
     const fn new() -> Self {
         Zone {
             lock: OwnerLock::new(),
@@ -103,12 +121,14 @@ impl Zone {
                     waiting: ptr::null_mut(),
                     empty: ptr::null_mut(),
                     fills: 0,
+                    stash: ptr::null_mut(),
                 }; NCLASSES],
                 refills: 0,
                 seen_allocs: 0,
             }),
             rescan: AtomicBool::new(false),
             stats: ZoneStats::new(),
+            stashed: [const { AtomicU32::new(0) }; NCLASSES],
             ring: Ring::new(),
         }
     }
@@ -354,24 +374,49 @@ impl Locked {
         }
     }
 
-    /// Moves up to a batch of chunks of class `c` into this CPU's cache, if
-    /// the caller runs on this zone's CPU (else the first push fails and the
-    /// chunk goes straight back). Amortises the lock over the batch.
+    /// A chunk of class `c` for malloc's slow path: from the stash if it
+    /// has one (those chunks were freed last), else from the slabs.
+    #[inline(always)]
+    pub fn take(&self, c: usize) -> *mut u8 {
+        let c = c % NCLASSES;
+        let cz = self.cz(c);
+        // SAFETY: lock held; the stash holds free chunks of this zone's
+        // slabs, linked through their link words by `stash`.
+        unsafe {
+            let q = (*cz).stash;
+            if !q.is_null() {
+                (*cz).stash = slab::link(q);
+                self.stashed_sub(c, 1);
+                return q;
+            }
+        }
+        self.alloc(c)
+    }
+
+    /// Moves up to a batch of chunks of class `c` into this CPU's cache, in
+    /// one section, if the caller runs on this zone's CPU (else they go
+    /// straight back). Amortises the lock over the batch. The stash comes
+    /// first: its chunks move whole, with no slab touched.
     ///
-    /// The chunks are pushed so that two successive pops never return
-    /// chunks of one cache line: a slab hands its chunks out in address
-    /// order, and two small blocks that one thread allocates back to back
-    /// and gives to two threads would otherwise share a line (false
+    /// Chunks from the slabs are pushed so that two successive pops never
+    /// return chunks of one cache line: a slab hands its chunks out in
+    /// address order, and two small blocks that one thread allocates back
+    /// to back and gives to two threads would otherwise share a line (false
     /// sharing; the `falseshare` workload, `c-tests/lines.c`). With `s` =
     /// chunks per line (rounded up), the batch goes in as every `s`-th
     /// chunk, `s` times over. Only classes under 64 bytes are reordered.
     #[inline(never)]
     pub fn fill_cache(&self, c: usize) {
+        let c = c % NCLASSES;
         cache::prepare(self.idx, c);
-        let mut got = [ptr::null_mut::<u8>(); cache::CAP_MAX];
+        let want = self.fill_batch(c).saturating_sub(1).min(cache::BATCH_MAX);
+        let mut got = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
+        if self.unstash(c, &mut got[..want]) {
+            return;
+        }
         let mut n = 0;
         // Iterators, not indexing: no bounds check, so no panic path.
-        for slot in got.iter_mut().take(self.fill_batch(c).saturating_sub(1)) {
+        for slot in got.iter_mut().take(want) {
             let q = self.alloc(c);
             if q.is_null() {
                 break;
@@ -380,19 +425,124 @@ impl Locked {
             n += 1;
         }
         let stride = CACHE_LINE.div_ceil(size_class::class_size(c)).max(1);
-        let mut pushing = true;
+        let mut order = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
+        let mut k = 0;
         for r in 0..stride {
             for &q in got.iter().take(n).skip(r).step_by(stride) {
-                // After a refused push (the thread left this zone's CPU) the
-                // rest go straight back too.
-                pushing = pushing && cache::push(self.idx, c, q);
-                if !pushing {
-                    // SAFETY: `q` is a chunk we just allocated from our own
-                    // slab and did not push.
-                    unsafe { self.free_local(slab_of(q), q) };
+                if let Some(o) = order.get_mut(k) {
+                    *o = q;
+                    k += 1;
                 }
             }
         }
+        if k > 0 && !cache::push_bulk(self.idx, c, &order[..k]) {
+            // The thread left this zone's CPU: they go back.
+            for &q in &order[..k] {
+                // SAFETY: `q` is a chunk we just allocated from our own slab
+                // and did not push.
+                unsafe { self.free_local(slab_of(q), q) };
+            }
+        }
+    }
+
+    /// Moves up to `buf.len()` chunks from the class `c` stash into the
+    /// cache (one section), if the stash has any. True if it moved some;
+    /// false (and the stash unchanged) if it is empty or the push failed.
+    fn unstash(&self, c: usize, buf: &mut [*mut u8]) -> bool {
+        let cz = self.cz(c);
+        let mut n = 0;
+        // SAFETY: lock held; stash chunks are free chunks of our slabs,
+        // linked by `stash` (`slab::link` checks every link it follows).
+        unsafe {
+            let mut q = (*cz).stash;
+            for slot in buf.iter_mut() {
+                if q.is_null() {
+                    break;
+                }
+                *slot = q;
+                q = slab::link(q);
+                n += 1;
+            }
+            // The stash is cut only once the push has succeeded.
+            if n == 0 || !cache::push_bulk(self.idx, c, &buf[..n]) {
+                return false;
+            }
+            (*cz).stash = q;
+        }
+        self.stashed_sub(c, n as u32);
+        true
+    }
+
+    /// The most chunks the class `c` stash keeps: `STASH_BYTES` of them, at
+    /// least two batches, at most `STASH_MAX` (the 16-byte class).
+    fn stash_max(c: usize) -> u32 {
+        let n = STASH_BYTES / size_class::class_size(c);
+        n.max(2 * cache::batch(c)).min(STASH_MAX) as u32
+    }
+
+    /// Keeps the free chunks `chunks` (class `c`, of this zone's slabs, off
+    /// every list, their free marks set) in the stash while it has room;
+    /// the rest go back to their slabs.
+    fn stash(&self, c: usize, chunks: &[*mut u8]) {
+        let c = c % NCLASSES;
+        let cz = self.cz(c);
+        let had = self.z.stashed[c].load(Ordering::Relaxed);
+        let room = (Self::stash_max(c).saturating_sub(had) as usize).min(chunks.len());
+        // SAFETY: lock held; each chunk is a free chunk of one of our slabs
+        // that nothing else references, so its link word is ours to write.
+        unsafe {
+            for &q in &chunks[..room] {
+                slab::set_link(q, (*cz).stash as usize);
+                (*cz).stash = q;
+            }
+            for &q in &chunks[room..] {
+                self.free_local(slab_of(q), q);
+            }
+        }
+        self.z.stashed[c].store(had + room as u32, Ordering::Relaxed);
+    }
+
+    fn stashed_sub(&self, c: usize, n: u32) {
+        let s = &self.z.stashed[c % NCLASSES];
+        s.store(s.load(Ordering::Relaxed) - n, Ordering::Relaxed);
+    }
+
+    /// Gives every stashed chunk back to its slab (`malloc_trim`, reclaim).
+    fn drain_stash(&self) {
+        for c in 0..NCLASSES {
+            loop {
+                let cz = self.cz(c);
+                // SAFETY: lock held; as in `take`.
+                unsafe {
+                    let q = (*cz).stash;
+                    if q.is_null() {
+                        break;
+                    }
+                    (*cz).stash = slab::link(q);
+                    self.stashed_sub(c, 1);
+                    self.free_local(slab_of(q), q);
+                }
+            }
+        }
+    }
+
+    /// True if `p` sits in the class `c` stash (a double free).
+    pub fn stash_contains(&self, c: usize, p: *mut u8) -> bool {
+        let c = c % NCLASSES;
+        let limit = self.z.stashed[c].load(Ordering::Relaxed);
+        // SAFETY: lock held; as in `take`.
+        unsafe {
+            let mut q = (*self.cz(c)).stash;
+            let mut k = 0;
+            while !q.is_null() && k <= limit {
+                if q == p {
+                    return true;
+                }
+                q = slab::link(q);
+                k += 1;
+            }
+        }
+        false
     }
 
     /// Chunks the next refill of class `c` moves (with the one the caller
@@ -417,24 +567,29 @@ impl Locked {
         }
     }
 
-    /// Hands a batch of class `c` chunks from this CPU's cache back to
-    /// their slabs (a free found the cache full). Only chunks of this zone
-    /// can be there, and `pop_owned` takes them only while we run on its CPU.
+    /// A free found this CPU's class `c` stack full: `p` (a chunk of this
+    /// zone's, its free mark set) and a batch taken off the stack in one
+    /// section go to the stash, or back to their slabs when it is full. Only
+    /// chunks of this zone can be in the stack, and `pop_bulk` takes them
+    /// only while we run on its CPU.
     #[inline(never)]
-    pub fn flush_cache(&self, c: usize) {
-        for _ in 0..cache::batch(c) {
-            if !self.uncache_one(c) {
-                return;
-            }
-        }
+    pub fn flush_cache(&self, c: usize, p: *mut u8) {
+        let c = c % NCLASSES;
+        let mut buf = [ptr::null_mut::<u8>(); cache::BATCH_MAX + 1];
+        let b = cache::batch(c).min(cache::BATCH_MAX);
+        let n = cache::pop_bulk(self.idx, c, &mut buf[1..=b]);
+        buf[0] = p;
+        self.stash(c, &buf[..=n]);
     }
 
-    /// Gives every cached chunk of this zone back to its slab, if the caller
-    /// runs on the zone's CPU (`malloc_trim`, reclaim before ENOMEM).
+    /// Gives every cached and stashed chunk of this zone back to its slab
+    /// (the cache only if the caller runs on the zone's CPU: `malloc_trim`,
+    /// reclaim before ENOMEM).
     pub fn drain_cache(&self) {
         for c in 0..NCLASSES {
             while self.uncache_one(c) {}
         }
+        self.drain_stash();
     }
 
     fn uncache_one(&self, c: usize) -> bool {
