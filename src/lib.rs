@@ -30,11 +30,12 @@
 //! In front of the zone sits the **per-CPU cache** ([`cache`]): per class, a
 //! stack of up to 60 free chunks *of that zone's own slabs*, popped and pushed
 //! without a lock or an atomic instruction inside restartable sequences
-//! (tcmalloc's per-CPU design, in glibc's registered rseq area). The zone
+//! (tcmalloc's per-CPU design, in glibc's registered rseq area, or where
+//! glibc registered none, one of our own: see [`cpu`]). The zone
 //! refills it and takes back half of it in batches under its lock (a class's
 //! first refills on a CPU move a page's worth, doubling up to half the
 //! stack, so a class a program barely uses carves one page). Without
-//! rseq (old glibc, valgrind, the tunable off) the cache stays off.
+//! rseq (a kernel that refuses it, valgrind) the cache stays off.
 //!
 //! A **local free** (the chunk's slab belongs to the current CPU) goes into
 //! the cache, or back on the slab's free list. A **remote free** links the
