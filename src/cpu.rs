@@ -62,9 +62,10 @@
 //!   registers the thread itself; the interrupted call then fails with
 //!   EBUSY, and the -2 is written only over a -1 (compare-and-swap), so a
 //!   valid id stays;
-//! * another library that registers its own rseq area after us gets EBUSY
-//!   (and one that did before us gives us EBUSY: that thread keeps the zone
-//!   path), as it would against glibc's area.
+//! * another library that registers its own rseq area after us is refused
+//!   (EINVAL: another area is registered), as it would be against glibc's
+//!   area; one that did before us makes ours fail the same way, and that
+//!   thread keeps the zone path.
 
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicIsize, AtomicUsize, Ordering};
 
@@ -98,9 +99,11 @@ core::arch::global_asm!(
 /// The cache's sections carry it (`cache::rseq_section`), and glibc
 /// registers its area with the same one on x86-64.
 pub const RSEQ_SIG: u32 = 0x5305_3053;
+#[cfg(target_arch = "x86_64")]
 /// `cpu_id` of an area the kernel has not filled: the TLS template's value,
 /// so a thread whose area reads it has not tried to register.
 const RSEQ_CPU_ID_UNINITIALIZED: i32 = -1;
+#[cfg(target_arch = "x86_64")]
 /// `cpu_id` once a thread's registration failed: it does not try again.
 const RSEQ_CPU_ID_REGISTRATION_FAILED: i32 = -2;
 
@@ -454,7 +457,8 @@ mod tests {
                     // On our own area, this registers the thread if it has
                     // not yet.
                     let _ = current();
-                    // SAFETY: glibc's registered area; cpu_id at +4.
+                    // SAFETY: the registered area (glibc's or ours); cpu_id
+                    // at +4.
                     assert_eq!(unsafe { read_rseq_i32(off, CPU_ID_FIELD) } as usize, cpu);
                     if uses_cid() {
                         assert!(current() < possible_cpus());
@@ -519,8 +523,7 @@ mod tests {
             };
             assert!(cpu >= 0 && idv >= 0, "registered: cpu_id {cpu}, id {idv}");
             assert_eq!(id, idv as usize);
-            // Registered: a second attempt is refused as busy, and the id
-            // stays valid.
+            // Registered: no second attempt, and the id stays valid.
             assert!(register_thread().is_none());
             assert!(current() < MAX_ZONES.max(possible_cpus()));
         };
