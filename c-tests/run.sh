@@ -37,8 +37,10 @@ unset SLABALLOC_STATS SLABALLOC_NOTIFY SLABALLOC_BACKGROUND
 
 if [ "$QUICK" = 1 ]; then
     N_PRODCONS=500000; N_FORK=50; N_CHURN=400; RECLAIM_MIB=150; SOAK_S=15; FUZZ_S=10
+    N_OWN_RSEQ=50000
 else
     N_PRODCONS=4000000; N_FORK=200; N_CHURN=2000; RECLAIM_MIB=400; SOAK_S=60; FUZZ_S=20
+    N_OWN_RSEQ=200000
 fi
 
 npass=0; nfail=0; nskip=0
@@ -55,7 +57,7 @@ have_so=0
 
 # ------------------------------------------------------------------ build
 built=()
-for t in conformance invalid_free sigfree lines prodcons fork_load churn reclaim exited oom soak; do
+for t in conformance invalid_free sigfree lines prodcons fork_load churn reclaim exited oom soak own_rseq; do
     if $CC $CFLAGS -o "$build/$t" "$here/$t.c" -ldl >"$logs/build.$t.log" 2>&1; then
         built+=("$t")
     else
@@ -63,6 +65,14 @@ for t in conformance invalid_free sigfree lines prodcons fork_load churn reclaim
     fi
 done
 is_built() { [ -x "$build/$1" ] && printf '%s\n' "${built[@]}" | grep -qx "$1"; }
+# no_rseq CMD...: CMD with rseq(2) refused (ENOSYS), as on Linux < 4.18: no
+# rseq area at all, glibc's or slaballoc's own, so the per-CPU cache is off
+no_rseq_ok=0
+if $CC $CFLAGS -o "$build/no_rseq" "$here/no_rseq.c" >"$logs/build.no_rseq.log" 2>&1; then
+    no_rseq_ok=1
+else
+    fail build.no_rseq
+fi
 
 # linked variants of conformance
 static_ok=0; linked_ok=0
@@ -130,10 +140,11 @@ fi
 # ------------------------------------------------------------------ invalid_free
 if is_built invalid_free && need_so invalid_free.slaballoc; then
     simple invalid_free.slaballoc sa "$build/invalid_free"
-    # rseq off: no per-CPU cache, every free reaches the slab lists, so the
-    # forged-link case must abort too.
-    need_so invalid_free.norseq && simple invalid_free.norseq sa \
-        env GLIBC_TUNABLES=glibc.pthread.rseq=0 INVALID_FREE_STRICT=1 "$build/invalid_free"
+    # rseq refused by the kernel: no per-CPU cache, every free reaches the
+    # slab lists, so the forged-link case must abort too. (With glibc's rseq
+    # merely off, slaballoc registers its own area and the cache is on.)
+    [ "$no_rseq_ok" = 1 ] && need_so invalid_free.norseq && simple invalid_free.norseq sa \
+        env GLIBC_TUNABLES=glibc.pthread.rseq=0 INVALID_FREE_STRICT=1 "$build/no_rseq" "$build/invalid_free"
 fi
 
 # ------------------------------------------------------------------ sigfree
@@ -227,12 +238,37 @@ for t in fork_load churn; do
     need_so $t.slaballoc && simple $t.slaballoc sa "$build/$t" "$arg"
 done
 
-# ------------------------------------------------------------------ rseq off (cpu_id reads -2)
+# ------------------------------------------------------------------ rseq off
+# norseq: glibc's area reads cpu_id -2, slaballoc registers its own;
+# rseq_refused: the kernel refuses rseq(2) (c-tests/no_rseq), the cache is off
 for t in conformance churn; do
     is_built $t || continue
     arg=""; [ $t = churn ] && arg=$((N_CHURN / 4))
     need_so $t.norseq && simple $t.norseq sa env GLIBC_TUNABLES=glibc.pthread.rseq=0 "$build/$t" $arg
+    [ "$no_rseq_ok" = 1 ] && need_so $t.rseq_refused &&
+        simple $t.rseq_refused sa "$build/no_rseq" "$build/$t" $arg
 done
+
+# ------------------------------------------------------------------ own rseq area (src/cpu.rs)
+# With glibc's rseq off, slaballoc registers an rseq area of its own per
+# thread: the cache must serve the main thread, later threads (reused
+# stacks), threads at once and forked children; a thread whose rseq(2) is
+# refused (seccomp) tries once and keeps the zone path. Also dlopen'ed
+# (static TLS from glibc's surplus), with no LD_PRELOAD.
+if is_built own_rseq && need_so own_rseq; then
+    simple own_rseq.slaballoc sa "$build/own_rseq" "$N_OWN_RSEQ"
+    simple own_rseq.norseq sa env GLIBC_TUNABLES=glibc.pthread.rseq=0 "$build/own_rseq" "$N_OWN_RSEQ"
+    grep -q "own area in use" "$logs/own_rseq.norseq.log" ||
+        echo "    note: glibc registered rseq despite the tunable (own area not exercised)"
+    grep -h 'refused\|4 threads' "$logs/own_rseq.norseq.log" | sed 's/^/    /'
+    simple own_rseq.dlopen glibc "$build/own_rseq" dlopen "$so" "$N_OWN_RSEQ"
+    simple own_rseq.dlopen.norseq glibc env GLIBC_TUNABLES=glibc.pthread.rseq=0 \
+        "$build/own_rseq" dlopen "$so" "$N_OWN_RSEQ"
+    if [ -n "$so_cpu_ids" ] && [ -f "$so_cpu_ids" ]; then
+        simple own_rseq.norseq.cpu_ids cpu_ids env GLIBC_TUNABLES=glibc.pthread.rseq=0 \
+            "$build/own_rseq" "$N_OWN_RSEQ"
+    fi
+fi
 
 # ------------------------------------------------------------------ CPU numbers (Linux < 6.3)
 # The same library with zones picked by cpu_id where this kernel would give

@@ -8,9 +8,13 @@
 //! section if the thread is preempted, migrated or signalled before its one
 //! committing store, so no lock and no atomic instruction is needed. The
 //! sections use glibc's registered rseq area (`__rseq_offset`, signature
-//! `0x53053053`); where it is missing (glibc < 2.35, the
-//! `glibc.pthread.rseq=0` tunable, valgrind, other architectures) the cache
-//! stays off and every request takes the zone lock as before.
+//! `0x53053053`), or where glibc registered none (glibc < 2.35, the
+//! `glibc.pthread.rseq=0` tunable) our own, at a fixed offset too
+//! (`cpu::own_area`); a thread that has not registered ours yet reads a
+//! negative id, fails every section, and registers on its slow path. Where
+//! the kernel refuses rseq (valgrind, seccomp, Linux < 4.18, other
+//! architectures) the cache stays off and every request takes the zone lock
+//! as before.
 //!
 //! **Invariant: a CPU's cache holds only chunks of slabs its own zone owns.**
 //! A free pushes a chunk only if the section finds it running on the chunk's

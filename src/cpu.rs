@@ -19,13 +19,55 @@
 //!
 //! The symbol `__rseq_offset` only exists in glibc >= 2.35, so it is declared
 //! weak with `global_asm!` and loaded through the GOT: on older glibc it
-//! resolves to 0 and we fall back to a hash of the thread pointer. `cpu_id`
-//! is negative when rseq is not registered (e.g.
-//! `GLIBC_TUNABLES=glibc.pthread.rseq=0`, valgrind): `init` checks it, and
-//! glibc registers every thread or none (`__rseq_size` is 0 when the main
-//! thread's registration failed, and each new thread registers the same way).
+//! resolves to 0. `cpu_id` is negative when glibc did not register its area
+//! (e.g. `GLIBC_TUNABLES=glibc.pthread.rseq=0`): `init` checks it, and glibc
+//! registers every thread or none (`__rseq_size` is 0 when the main thread's
+//! registration failed, and each new thread registers the same way).
+//!
+//! ## Our own rseq area, where glibc registered none
+//!
+//! Then (glibc < 2.35, the tunable off) we register an area of our own, so
+//! that the cache's sections run unchanged on any Linux >= 4.18. It must be
+//! at the same offset from the thread pointer in every thread (the sections
+//! address it as `fs:[off]`), so it is a 32-byte `struct rseq` in static TLS
+//! (`.tdata`, initial-exec: `own_area_offset`), whose template reads
+//! `cpu_id = mm_cid = -1` (`RSEQ_CPU_ID_UNINITIALIZED`). `init` decides once:
+//! if glibc's area is registered, ours is never used; else `init` registers
+//! ours for the calling thread, and if the kernel refuses (ENOSYS, EPERM
+//! under seccomp...) there is no rseq, as before. Other threads register
+//! lazily: a thread that never did reads a negative id, so every section
+//! fails (its unsigned `cmp id, n; jae`), and malloc and free take their
+//! zone paths, which ask `current` for the zone; `current` finds the id
+//! negative and, once per thread, makes the system call
+//! (`register_thread`): from then on the id is valid and the cache serves
+//! the thread. If the call fails, `cpu_id` becomes -2
+//! (`RSEQ_CPU_ID_REGISTRATION_FAILED`) and the thread keeps the zone path
+//! (correct, only slower) without trying again. The path never allocates,
+//! locks or panics: a system call and two reads.
+//!
+//! Why this is sound over a thread's life:
+//! * **fork** copies the forking thread's registration into the child
+//!   (kernel semantics), and the area with it, at the same address;
+//!   `vfork`/`CLONE_VM` children get none, as with glibc's area;
+//! * **exec** drops the registration (kernel), with the whole address space;
+//! * **thread exit**: the kernel writes the area only on the thread's way
+//!   back to user space, which an exiting thread never takes, and glibc
+//!   frees or reuses a thread's stack and static TLS only after the kernel
+//!   cleared its tid (`CLONE_CHILD_CLEARTID`), in `exit_mm`, later still.
+//!   A reused stack gets the TLS template copied in again (`cpu_id = -1`),
+//!   so the next thread there registers for itself. So we never unregister:
+//!   a pthread key destructor would cost a key, and another destructor
+//!   running after it and calling malloc would register the area again;
+//! * **signals**: a handler that interrupts the registration and mallocs
+//!   registers the thread itself; the interrupted call then fails with
+//!   EBUSY, and the -2 is written only over a -1 (compare-and-swap), so a
+//!   valid id stays;
+//! * another library that registers its own rseq area after us is refused
+//!   (EINVAL: another area is registered), as it would be against glibc's
+//!   area; one that did before us makes ours fail the same way, and that
+//!   thread keeps the zone path.
 
-use core::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicIsize, AtomicUsize, Ordering};
 
 /// Upper bound on the number of zones (per-CPU arenas of slabs). CPU ids above
 /// it share zones modulo this bound, which stays correct (zones are locked).
@@ -33,6 +75,115 @@ pub const MAX_ZONES: usize = 256;
 
 #[cfg(target_arch = "x86_64")]
 core::arch::global_asm!(".weak __rseq_offset");
+
+// Our own `struct rseq` (see the module doc), in static TLS: 32 bytes,
+// 32-byte aligned (the kernel's requirement for a 32-byte area):
+// cpu_id_start 0, cpu_id -1, rseq_cs 0, flags 0, node_id 0, mm_cid -1, and
+// 4 bytes of padding. Hidden: one per library copy, never exported.
+#[cfg(target_arch = "x86_64")]
+core::arch::global_asm!(
+    ".pushsection .tdata, \"awT\", @progbits",
+    ".balign 32",
+    ".globl slaballoc_own_rseq",
+    ".hidden slaballoc_own_rseq",
+    ".type slaballoc_own_rseq, @tls_object",
+    ".size slaballoc_own_rseq, 32",
+    "slaballoc_own_rseq:",
+    ".long 0, -1",
+    ".quad 0",
+    ".long 0, 0, -1, 0",
+    ".popsection",
+);
+
+/// `RSEQ_SIG`: the signature the kernel checks before each abort handler.
+/// The cache's sections carry it (`cache::rseq_section`), and glibc
+/// registers its area with the same one on x86-64.
+pub const RSEQ_SIG: u32 = 0x5305_3053;
+#[cfg(target_arch = "x86_64")]
+/// `cpu_id` of an area the kernel has not filled: the TLS template's value,
+/// so a thread whose area reads it has not tried to register.
+const RSEQ_CPU_ID_UNINITIALIZED: i32 = -1;
+#[cfg(target_arch = "x86_64")]
+/// `cpu_id` once a thread's registration failed: it does not try again.
+const RSEQ_CPU_ID_REGISTRATION_FAILED: i32 = -2;
+
+/// True if `RSEQ_OFFSET` is our own area's (glibc registered none).
+static OWN_AREA: AtomicBool = AtomicBool::new(false);
+
+/// The offset of our own area from the thread pointer: the same for every
+/// thread (static TLS, initial-exec model), read from the GOT entry the
+/// dynamic linker filled (`R_X86_64_TPOFF64`).
+#[cfg(target_arch = "x86_64")]
+fn own_area_offset() -> isize {
+    let off: isize;
+    // SAFETY: loads the GOT entry of our TLS symbol, which holds its offset
+    // from the thread pointer (negative: variant II TLS); no memory is
+    // written.
+    unsafe {
+        core::arch::asm!("mov {}, qword ptr [rip + slaballoc_own_rseq@GOTTPOFF]", out(reg) off,
+                         options(nostack, readonly, preserves_flags, pure));
+    }
+    off
+}
+
+/// Registers our own area, at `off` from the thread pointer, for the calling
+/// thread. On failure marks it -2 (see the module doc); returns success.
+#[cfg(target_arch = "x86_64")]
+#[cold]
+#[inline(never)]
+fn register_own(off: isize) -> bool {
+    // fs:0 holds the thread pointer itself, so the area's address is that
+    // plus `off`; it lives as long as the thread (static TLS).
+    let area = thread_id().wrapping_add_signed(off) as *mut u8;
+    // SAFETY: `area` is our area in this thread's static TLS: 32 bytes,
+    // 32-byte aligned (its `.balign`, and the TLS block's alignment), valid
+    // until the thread is gone, when the kernel no longer writes it (see the
+    // module doc, "thread exit").
+    if unsafe { crate::os::rseq_register(area, RSEQ_SIG) } == 0 {
+        return true;
+    }
+    // SAFETY: `area` is this thread's own area (aligned, 32 bytes); cpu_id
+    // is the aligned i32 at +4, which the kernel may write only once the
+    // thread is registered (by a signal handler meanwhile: then it is no
+    // longer -1 and stays as it is).
+    let cpu_id = unsafe { &*(area.add(CPU_ID_FIELD) as *const AtomicI32) };
+    let _ = cpu_id.compare_exchange(
+        RSEQ_CPU_ID_UNINITIALIZED,
+        RSEQ_CPU_ID_REGISTRATION_FAILED,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    false
+}
+
+/// The first time a thread that uses our own area finds its id negative:
+/// registers it, and returns the id it then reads. None if we use glibc's
+/// area or none, if the thread tried before, or if the kernel refused.
+#[cold]
+#[inline(never)]
+fn register_thread() -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if OWN_AREA.load(Ordering::Relaxed) {
+        let off = RSEQ_OFFSET.load(Ordering::Relaxed);
+        // SAFETY: `off` is our area's offset (OWN_AREA), in this thread's
+        // static TLS; cpu_id is the i32 at +4.
+        if unsafe { read_rseq_i32(off, CPU_ID_FIELD) } != RSEQ_CPU_ID_UNINITIALIZED
+            || !register_own(off)
+        {
+            return None;
+        }
+        // SAFETY: as above; the id field is within the area. The kernel
+        // filled it before the system call returned to us.
+        let id = unsafe { read_rseq_i32(off, id_field()) };
+        return (id >= 0).then_some(id as usize);
+    }
+    None
+}
+
+/// True if the rseq area in use is our own (glibc registered none).
+pub fn own_area() -> bool {
+    OWN_AREA.load(Ordering::Relaxed)
+}
 
 /// Byte offset of the rseq area from the thread pointer; `NO_RSEQ` if unknown.
 static RSEQ_OFFSET: AtomicIsize = AtomicIsize::new(NO_RSEQ);
@@ -83,8 +234,9 @@ pub fn thread_id() -> usize {
 }
 
 /// Called once from initialisation (the first malloc, before any other
-/// thread can exist): finds the rseq area, whether this thread registered it,
-/// the id to use, and the CPU count.
+/// thread can exist): finds the rseq area, whether this thread registered it
+/// (else registers our own: see the module doc), the id to use, and the CPU
+/// count.
 pub fn init() {
     #[cfg(target_arch = "x86_64")]
     {
@@ -109,6 +261,18 @@ pub fn init() {
                 RSEQ_OFFSET.store(off, Ordering::Relaxed);
             }
         }
+        // glibc registered no area: ours, if the kernel takes it.
+        if RSEQ_OFFSET.load(Ordering::Relaxed) == NO_RSEQ {
+            let off = own_area_offset();
+            if register_own(off) {
+                ID_FIELD.store(
+                    id_field_for(crate::os::getauxval(AT_RSEQ_FEATURE_SIZE)),
+                    Ordering::Relaxed,
+                );
+                OWN_AREA.store(true, Ordering::Relaxed);
+                RSEQ_OFFSET.store(off, Ordering::Relaxed);
+            }
+        }
     }
     NZONES.store(possible_cpus().clamp(1, MAX_ZONES), Ordering::Relaxed);
 }
@@ -116,8 +280,8 @@ pub fn init() {
 /// The i32 at `field` in this thread's rseq area.
 ///
 /// # Safety
-/// `off` is glibc's `__rseq_offset`, and `field + 4` at most 32 (the size
-/// glibc registers).
+/// `off` is glibc's `__rseq_offset` or our own area's offset, and
+/// `field + 4` at most 32 (the size glibc and we register).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn read_rseq_i32(off: isize, field: usize) -> i32 {
@@ -150,7 +314,8 @@ pub fn id_kind() -> &'static str {
 }
 
 /// The rseq area's offset from the thread pointer, if glibc exported one
-/// and registered the area (for every thread: see the module doc).
+/// and registered the area (for every thread), or if we registered our own
+/// (for the first thread; others register lazily: see the module doc).
 #[inline(always)]
 pub fn rseq_offset() -> Option<isize> {
     let off = RSEQ_OFFSET.load(Ordering::Relaxed);
@@ -170,8 +335,8 @@ pub fn current() -> usize {
     let off = RSEQ_OFFSET.load(Ordering::Relaxed);
     #[cfg(target_arch = "x86_64")]
     if off != NO_RSEQ {
-        // SAFETY: the rseq area registered by glibc lives in this thread's
-        // static TLS at fs:[__rseq_offset]; the id field is within it.
+        // SAFETY: the rseq area (glibc's or ours) lives in this thread's
+        // static TLS at fs:[off]; the id field is within it.
         let id = unsafe { read_rseq_i32(off, id_field()) };
         if id >= 0 {
             return id as usize;
@@ -181,13 +346,19 @@ pub fn current() -> usize {
     slow_current()
 }
 
-/// Without a registered rseq area (glibc < 2.35, `glibc.pthread.rseq=0`,
-/// valgrind) the CPU cannot be read cheaply: `sched_getcpu` would cost a vDSO
+/// The id is negative. A thread on our own area that has not registered it
+/// yet does so here (`register_thread`): every slow path of malloc and free
+/// asks for its zone, so this is where a thread's first miss lands.
+/// Without a registered rseq area (the kernel refused it, valgrind) the CPU
+/// cannot be read cheaply: `sched_getcpu` would cost a vDSO
 /// call or a system call per malloc. Spread threads over zones by their
 /// thread pointer instead, as an arena-per-thread allocator would; zones are
 /// locked, so any mapping is correct, only locality is lost.
 #[cold]
 fn slow_current() -> usize {
+    if let Some(id) = register_thread() {
+        return id;
+    }
     let t = thread_id();
     // Thread pointers are page-aligned-ish and spaced by stack sizes: mix.
     (t ^ (t >> 12) ^ (t >> 21)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32
@@ -283,7 +454,11 @@ mod tests {
                 if core_affinity::set_for_current(*id) {
                     assert_eq!(crate::os::sched_getcpu() as usize, cpu);
                     let Some(off) = rseq_offset() else { continue };
-                    // SAFETY: glibc's registered area; cpu_id at +4.
+                    // On our own area, this registers the thread if it has
+                    // not yet.
+                    let _ = current();
+                    // SAFETY: the registered area (glibc's or ours); cpu_id
+                    // at +4.
                     assert_eq!(unsafe { read_rseq_i32(off, CPU_ID_FIELD) } as usize, cpu);
                     if uses_cid() {
                         assert!(current() < possible_cpus());
@@ -294,5 +469,68 @@ mod tests {
             }
         }
         assert_ne!(thread_id(), 0);
+    }
+
+    /// With glibc's rseq off (`glibc.pthread.rseq=0`), the process uses our
+    /// own area: this test runs itself again in a child process under the
+    /// tunable, where the first thread registers at init and later threads
+    /// on their first slow path.
+    #[test]
+    fn own_area_where_glibc_registers_none() {
+        const CHILD: &str = "OWN_RSEQ_TEST_CHILD";
+        crate::alloc::ensure_init();
+        if std::env::var_os(CHILD).is_some() {
+            return own_area_child();
+        }
+        if rseq_offset().is_none() || own_area() {
+            eprintln!("glibc registered no rseq area here: the child would test nothing new");
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "cpu::tests::own_area_where_glibc_registers_none"])
+            .args(["--nocapture", "--test-threads=1"])
+            .env("GLIBC_TUNABLES", "glibc.pthread.rseq=0")
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "child failed:\n{text}");
+        assert!(text.contains("own area: ok"), "child did not run:\n{text}");
+    }
+
+    fn own_area_child() {
+        assert!(
+            own_area(),
+            "glibc's rseq is off: our own area must be in use"
+        );
+        let off = rseq_offset().unwrap();
+        assert_eq!(off, own_area_offset());
+        let check = move || {
+            // Unregistered (-1), or registered already: this test binary
+            // exports our malloc, which the thread's start calls. Never
+            // failed.
+            // SAFETY: our area, in this thread's static TLS.
+            let before = unsafe { read_rseq_i32(off, CPU_ID_FIELD) };
+            assert!(before >= RSEQ_CPU_ID_UNINITIALIZED, "cpu_id {before}");
+            let id = current();
+            // SAFETY: as above.
+            let (cpu, idv) = unsafe {
+                (
+                    read_rseq_i32(off, CPU_ID_FIELD),
+                    read_rseq_i32(off, id_field()),
+                )
+            };
+            assert!(cpu >= 0 && idv >= 0, "registered: cpu_id {cpu}, id {idv}");
+            assert_eq!(id, idv as usize);
+            // Registered: no second attempt, and the id stays valid.
+            assert!(register_thread().is_none());
+            assert!(current() < MAX_ZONES.max(possible_cpus()));
+        };
+        check();
+        for _ in 0..3 {
+            std::thread::spawn(check).join().unwrap();
+        }
+        println!("own area: ok");
     }
 }

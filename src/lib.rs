@@ -30,7 +30,8 @@
 //! In front of the zone sits the **per-CPU cache** ([`cache`]): per class, a
 //! stack of up to 124 free chunks *of that zone's own slabs*, popped and pushed
 //! without a lock or an atomic instruction inside restartable sequences
-//! (tcmalloc's per-CPU design, in glibc's registered rseq area). The zone
+//! (tcmalloc's per-CPU design, in glibc's registered rseq area, or where
+//! glibc registered none, one of our own: see [`cpu`]). The zone
 //! refills it and takes back half of it in batches under its lock, each
 //! batch moved by one section (a class's first refills on a CPU move a
 //! page's worth, doubling up to half the stack, so a class a program barely
@@ -38,7 +39,7 @@
 //! zone's per-class **stash** (tcmalloc's transfer cache, per zone; up to
 //! 256 KiB a class), whole, and the next refill takes it back whole: a
 //! working set larger than the stack turns over without touching a slab.
-//! Without rseq (old glibc, valgrind, the tunable off) the cache stays off.
+//! Without rseq (a kernel that refuses it, valgrind) the cache stays off.
 //!
 //! A **local free** (the chunk's slab belongs to the current CPU) goes into
 //! the cache, or back on the slab's free list. A **remote free** links the

@@ -212,6 +212,23 @@ pub fn futex_wake(word: &core::sync::atomic::AtomicU32, n: i32) {
     set_errno(e);
 }
 
+/// Registers the 32 bytes at `area` as the calling thread's rseq area, with
+/// signature `sig` (`rseq(2)`, flags 0). Returns 0, or the error: ENOSYS
+/// (Linux < 4.18), EPERM (seccomp), EBUSY (the thread has an area already),
+/// EINVAL. Leaves errno as it was: it runs inside malloc.
+///
+/// # Safety
+/// `area` is 32-byte aligned and stays valid, for the kernel to write, for
+/// the rest of the thread's life (static TLS of this thread: see `cpu`).
+pub unsafe fn rseq_register(area: *mut u8, sig: u32) -> i32 {
+    let e = errno();
+    // SAFETY: rseq(2) only records the address; the caller guarantees it.
+    let r = unsafe { libc::syscall(libc::SYS_rseq, area, 32u32, 0i32, sig) };
+    let err = if r == 0 { 0 } else { errno().max(1) };
+    set_errno(e);
+    err
+}
+
 pub fn yield_now() {
     // SAFETY: no preconditions.
     unsafe {
