@@ -124,6 +124,7 @@ while read -r name crate ver sha sub; do
         say "$name: up to date ($crate $ver)"
         continue
     fi
+    rm -f "$lib"       # stale or unverified: never leave it for compare.py to pick up
     file=$(find_crate "$crate" "$ver")
     if [ -z "$file" ] && [ -z "$fetched" ]; then
         command -v cargo >/dev/null 2>&1 && fetch_all || warn "no cargo to fetch crates with"
