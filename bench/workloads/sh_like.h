@@ -5,7 +5,10 @@
  * fills them, then frees them in one of three orders, round by round:
  * allocation order, reverse order, or every other block first and the rest
  * after. Every HANDOFF-th batch is instead pushed to the next thread's
- * mailbox (mutex + list) and freed there, in reverse order, after checking.
+ * mailbox (mutex + list; at most 8 batches wait there, a thread whose
+ * neighbour's mailbox is full empties its own and yields) and freed there
+ * (each thread empties its mailbox once a round), in reverse order, after
+ * checking.
  * Half of the blocks of a locally freed batch survive into the next round
  * (freed with it), so batches overlap. ops = blocks allocated. */
 #include "common.h"
@@ -16,9 +19,11 @@ typedef struct shbatch { struct shbatch *next; int n; blk_t b[]; } shbatch_t;
 typedef struct {
     pthread_mutex_t mu;
     shbatch_t *mail;
+    int pending;               /* batches in mail */
     _Alignas(64) uint64_t allocated;
 } shthread_t;
 
+#define MAX_MAIL 8
 static shthread_t *shth;
 static int shT;
 static uint64_t sh_rounds;
@@ -39,7 +44,7 @@ static void sh_free_batch(shbatch_t *s, int order) {
 
 static void sh_drain(shthread_t *me) {
     pthread_mutex_lock(&me->mu);
-    shbatch_t *m = me->mail; me->mail = NULL;
+    shbatch_t *m = me->mail; me->mail = NULL; me->pending = 0;
     pthread_mutex_unlock(&me->mu);
     while (m) { shbatch_t *nx = m->next; sh_free_batch(m, 1); m = nx; }
 }
@@ -63,8 +68,17 @@ static void *sh_worker(void *arg) {
         me->allocated += (uint64_t)n;
         if (keep) { sh_free_batch(keep, (int)(round % 3)); keep = NULL; }
         if (round % HANDOFF == HANDOFF - 1 && shT > 1) {
-            pthread_mutex_lock(&next->mu);
-            s->next = next->mail; next->mail = s;
+            /* at most MAX_MAIL batches wait in a mailbox (else the memory
+             * would grow with the time the next thread is descheduled);
+             * while we wait, we empty our own, so waits cannot cycle */
+            for (;;) {
+                pthread_mutex_lock(&next->mu);
+                if (next->pending < MAX_MAIL) break;
+                pthread_mutex_unlock(&next->mu);
+                sh_drain(me);
+                sched_yield();
+            }
+            s->next = next->mail; next->mail = s; next->pending++;
             pthread_mutex_unlock(&next->mu);
         } else {
             /* free the first half now in this round's order, keep the rest */
@@ -76,7 +90,7 @@ static void *sh_worker(void *arg) {
             sh_free_batch(s, (int)((round + 1) % 3));
             keep = rest;
         }
-        if ((round & 7) == 0) sh_drain(me);
+        sh_drain(me);                  /* free what the previous thread handed us */
     }
     if (keep) sh_free_batch(keep, 0);
     atomic_fetch_add(&sh_done, 1);
