@@ -42,7 +42,7 @@ straight from Python includes the interpreter's own RSS). Writes
     bench/results/latest.svg   chart of the time ratios (hand-written SVG)
 
 Environment / options (options win):
-    QUICK=1            1 run, scale 0.2 (about a minute)
+    QUICK=1            1 run, scale 0.2 (about 30 s once installed and built)
     RUNS=N             runs per (workload, allocator)            [5]
     SCALE=F            work multiplier passed to every workload  [1.0]
     WORKLOADS=a,b      only these workloads
