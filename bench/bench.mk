@@ -4,8 +4,9 @@
 # A failing `make build` does not stop the comparison: slaballoc is
 # then simply left out (or tested in whatever state target/release has).
 #
-#   make compare          full comparison, 5 runs (< 10 min on 2 cores)
-#   make compare QUICK=1  1 run, smaller scale (< 1 min)
+#   make compare          full comparison, 17 workloads x 7 allocators x 5 runs (~11 min on 2 cores)
+#   make compare QUICK=1  1 run, scale 0.2 (~30 s, plus apt-get and peer builds the first time)
+#   make peers            build mimalloc3 and snmalloc (bench/peers/build.sh; compare does it too)
 #   make compare-quick    same as QUICK=1
 #   make notify-study     the 100x study -> bench/results/notify.md
 #   make callgrind        instructions per malloc+free -> bench/results/callgrind.md
@@ -14,11 +15,14 @@
 
 PYTHON ?= python3
 
-.PHONY: compare compare-quick notify-study callgrind bench-criterion bench-clean
+.PHONY: compare compare-quick peers notify-study callgrind bench-criterion bench-clean
 
 compare:
 	-$(MAKE) build
 	$(PYTHON) bench/compare.py
+
+peers:
+	bash bench/peers/build.sh
 
 compare-quick:
 	-$(MAKE) build

@@ -1,33 +1,58 @@
 #!/usr/bin/env python3
-"""Compare slaballoc against glibc, jemalloc, tcmalloc and mimalloc.
+"""Compare slaballoc against glibc, jemalloc, tcmalloc, mimalloc 2 and 3 and snmalloc.
 
-Builds the C workloads in bench/workloads/ into bench/build/, installs missing
-peer allocators with apt-get (only when missing; an allocator that cannot be
-had is skipped with a warning), then runs every workload under every allocator
-(glibc without preload, the others via LD_PRELOAD), alternating allocators run
-by run (A B C D E, A B C D E, ...).
+Allocators (table/chart names):
+    glibc      the system malloc, no preload (the baseline of every ratio)
+    jemalloc   Debian libjemalloc2            } installed with apt-get when
+    tcmalloc   Debian libtcmalloc-minimal4    } missing (an allocator that
+    mimalloc2  Debian libmimalloc2.0 (2.0.9)  } cannot be had is skipped)
+    mimalloc3  mimalloc 3.x  } built by bench/peers/build.sh from the C/C++
+    snmalloc   snmalloc 0.7  } sources of sha256-pinned crates (libmimalloc-sys,
+                             snmalloc-sys; see bench/peers/README.md) into
+                             bench/build/peers/; skipped with a warning if
+                             they cannot be fetched or built
+    slaballoc  target/release/libslaballoc.so (a copy of it)
+Every preload is checked with bench/tools/probe.c (malloc and free must come
+from the preloaded library, else that allocator's runs are FAIL).
+
+Workloads: the C programs bench/workloads/NAME.c (built into bench/build/;
+conventions in common.h: argv[1] = scale, argv[2] = threads, contents verified
+before every free, one `workload= threads= ops= seconds=` line): nine of our
+own (mixed .. churn) and six modelled on the classic mimalloc-bench programs
+(cfrac_like, glibc_simple, xmalloc_like, sh6_like, sh8_like, larson_like);
+plus two whole-process "command" workloads, python_malloc (CPython with
+PYTHONMALLOC=malloc on bench/workloads/python_malloc.py) and shell_procs
+(bench/workloads/shell_procs.sh: thousands of short processes, all under the
+preload), timed by the runner's wall time and checked by their stdout being
+equal to glibc's.
+
+Every workload runs under every allocator (glibc without preload, the others
+via LD_PRELOAD), alternating allocators run by run (A B C D E, A B C D E, ...).
 
 Per run it records the workload's own time (its `seconds=` line, CLOCK_MONOTONIC
-around the work), wall time, and peak RSS / page faults from the rusage that
-wait4() returns for the workload (taken by the small static launcher
-bench/tools/runner.c, because ru_maxrss of a child spawned straight from Python
-includes the interpreter's own RSS). Writes
+around the work; wall time for the command workloads), wall time, and peak RSS /
+page faults from the rusage that wait4() returns for the workload (taken by the
+small static launcher bench/tools/runner.c, because ru_maxrss of a child spawned
+straight from Python includes the interpreter's own RSS). Writes
     bench/results/latest.md    medians + ratios to glibc + geometric mean, and the
-                               speed issue's yardsticks ("Against the targets")
+                               speed issue's yardsticks ("Against the targets":
+                               slaballoc against the best peer, now usually
+                               mimalloc3 or snmalloc)
     bench/results/latest.csv   every raw run
     bench/results/latest.svg   chart of the time ratios (hand-written SVG)
 
 Environment / options (options win):
-    QUICK=1            1 run, scale 0.2 (finishes in well under a minute)
+    QUICK=1            1 run, scale 0.2 (about 30 s once installed and built)
     RUNS=N             runs per (workload, allocator)            [5]
     SCALE=F            work multiplier passed to every workload  [1.0]
     WORKLOADS=a,b      only these workloads
-    ALLOCATORS=a,b     only these allocators (glibc is always kept as baseline)
+    ALLOCATORS=a,b     only these allocators (glibc is always kept as baseline;
+                       `mimalloc` means mimalloc2)
     SLABALLOC_SO=path  library to test   [target/release/libslaballoc.so]
-    NO_INSTALL=1       never call apt-get
+    NO_INSTALL=1       never call apt-get (also not for cmake in bench/peers/build.sh)
     CC=cc              C compiler
-A workload that exits non-zero (content mismatch, crash, timeout) under an
-allocator is shown as FAIL in the tables.
+A workload that exits non-zero (content mismatch, crash, timeout, output
+different from glibc's) under an allocator is shown as FAIL in the tables.
 """
 import argparse
 import csv
@@ -52,9 +77,36 @@ TOOLS_DIR = os.path.join(HERE, "tools")
 BUILD = os.path.join(HERE, "build")
 RESULTS = os.path.join(HERE, "results")
 
-# Order matters: it is the table/chart order.
+PEERS_DIR = os.path.join(HERE, "peers")
+PEERS_BUILD = os.path.join(BUILD, "peers")
+
+# Order matters: it is the table/chart order. The first nine are ours; the
+# rest are modelled on the classic mimalloc-bench programs (written from
+# scratch). All but the COMMANDS are C programs in bench/workloads/NAME.c.
 WORKLOADS = ["mixed", "shortlived", "midsize", "large_realloc", "threads_noshare",
-             "prodcons", "server", "falseshare", "churn"]
+             "prodcons", "server", "falseshare", "churn",
+             "cfrac_like", "glibc_simple", "xmalloc_like", "sh6_like", "sh8_like", "larson_like",
+             "python_malloc", "shell_procs"]
+
+
+def python_for_workload():
+    """Debian's CPython if there is one (a fixed, dynamically linked binary),
+    else the interpreter running this script."""
+    for c in ("/usr/bin/python3",):
+        if os.access(c, os.X_OK):
+            return c
+    return sys.executable
+
+
+# "Command" workloads: a whole process, timed from outside (the runner's
+# wall time, process start and exit included); its stdout must equal what it
+# printed under glibc. name: (argv builder taking the scale, extra env)
+COMMANDS = {
+    "python_malloc": (lambda scale: [python_for_workload(), os.path.join(WL_DIR, "python_malloc.py"),
+                                     repr(scale)],
+                      {"PYTHONMALLOC": "malloc", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}),
+    "shell_procs": (lambda scale: ["/bin/sh", os.path.join(WL_DIR, "shell_procs.sh"), repr(scale)], {}),
+}
 
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
 PEERS = {
@@ -62,12 +114,19 @@ PEERS = {
     "jemalloc": ("libjemalloc2", [f"{LIBDIR}/libjemalloc.so.2"], r"/libjemalloc\.so\.\d+$"),
     "tcmalloc": ("libtcmalloc-minimal4", [f"{LIBDIR}/libtcmalloc_minimal.so.4"],
                  r"/libtcmalloc_minimal\.so\.\d+$"),
-    "mimalloc": ("libmimalloc2.0", [f"{LIBDIR}/libmimalloc.so.2", f"{LIBDIR}/libmimalloc.so.2.0"],
-                 r"/libmimalloc\.so\.[\d.]+$"),
+    "mimalloc2": ("libmimalloc2.0", [f"{LIBDIR}/libmimalloc.so.2", f"{LIBDIR}/libmimalloc.so.2.0"],
+                  r"/libmimalloc\.so\.[\d.]+$"),
 }
-ALL_ALLOCS = ["glibc", "jemalloc", "tcmalloc", "mimalloc", "slaballoc"]
+# Built by bench/peers/build.sh from the sources of pinned crates (peers.lock).
+BUILT_PEERS = {
+    "mimalloc3": os.path.join(PEERS_BUILD, "mimalloc3", "libmimalloc.so"),
+    "snmalloc": os.path.join(PEERS_BUILD, "snmalloc", "libsnmallocshim.so"),
+}
+ALL_ALLOCS = ["glibc", "jemalloc", "tcmalloc", "mimalloc2", "mimalloc3", "snmalloc", "slaballoc"]
+ALIASES = {"mimalloc": "mimalloc2"}   # the Debian one was called mimalloc before
 COLORS = {"glibc": "#7f7f7f", "jemalloc": "#1f77b4", "tcmalloc": "#2ca02c",
-          "mimalloc": "#ff7f0e", "slaballoc": "#d62728"}
+          "mimalloc2": "#ff7f0e", "mimalloc": "#ff7f0e", "mimalloc3": "#9467bd",
+          "snmalloc": "#17becf", "slaballoc": "#d62728"}
 
 
 def log(msg="", end="\n"):
@@ -83,14 +142,14 @@ def warn(msg):
 
 def build(cc):
     os.makedirs(BUILD, exist_ok=True)
-    common = os.path.join(WL_DIR, "common.h")
-    srcs = [(os.path.join(WL_DIR, w + ".c"), w) for w in WORKLOADS]
+    headers = [os.path.join(WL_DIR, h) for h in os.listdir(WL_DIR) if h.endswith(".h")]
+    srcs = [(os.path.join(WL_DIR, w + ".c"), w) for w in WORKLOADS if w not in COMMANDS]
     srcs += [(os.path.join(TOOLS_DIR, "probe.c"), "probe"),
              (os.path.join(TOOLS_DIR, "hotloop.c"), "hotloop"),
              (os.path.join(TOOLS_DIR, "runner.c"), "runner")]
     for src, name in srcs:
         out = os.path.join(BUILD, name)
-        newest = max(os.path.getmtime(src), os.path.getmtime(common))
+        newest = max([os.path.getmtime(src)] + [os.path.getmtime(h) for h in headers])
         if os.path.exists(out) and os.path.getmtime(out) >= newest:
             continue
         cmd = [cc, "-O2", "-pthread", "-Wall", "-o", out, src, "-lm"]
@@ -135,6 +194,34 @@ def apt_install(pkg):
     return subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode == 0
 
 
+def build_peers(wanted, no_install):
+    """Run bench/peers/build.sh for the wanted built peers (it skips what is
+    already built and only warns about what it cannot build)."""
+    names = [n for n in BUILT_PEERS if n in wanted]
+    if not names:
+        return
+    env = dict(os.environ)
+    if no_install:
+        env["NO_INSTALL"] = "1"
+    try:
+        subprocess.run(["bash", os.path.join(PEERS_DIR, "build.sh")] + names, env=env, timeout=1800)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        warn(f"bench/peers/build.sh: {e}")
+
+
+def peer_lock():
+    """{name: (crate, version, sha256)} from bench/peers/peers.lock."""
+    out = {}
+    try:
+        for line in open(os.path.join(PEERS_DIR, "peers.lock")):
+            f = line.split()
+            if len(f) >= 4 and not f[0].startswith("#"):
+                out[f[0]] = (f[1], f[2], f[3])
+    except OSError:
+        pass
+    return out
+
+
 def pkg_version(pkg):
     r = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True)
     return r.stdout.strip() if r.returncode == 0 else "?"
@@ -157,7 +244,7 @@ def setup_allocators(wanted, no_install, slaballoc_so):
     allocs = []
     glibc_ver = os.confstr("CS_GNU_LIBC_VERSION") if hasattr(os, "confstr") else "glibc"
     allocs.append(("glibc", None, f"{glibc_ver} (no preload)", None))
-    for name in ("jemalloc", "tcmalloc", "mimalloc"):
+    for name in ("jemalloc", "tcmalloc", "mimalloc2"):
         if name not in wanted:
             continue
         path = find_peer(name)
@@ -168,6 +255,23 @@ def setup_allocators(wanted, no_install, slaballoc_so):
             warn(f"{name} not available (package {PEERS[name][0]}); skipped")
             continue
         allocs.append((name, path, f"{path} (Debian {PEERS[name][0]} {pkg_version(PEERS[name][0])})", None))
+    build_peers(wanted, no_install)
+    lock = peer_lock()
+    for name, path in BUILT_PEERS.items():
+        if name not in wanted:
+            continue
+        if not os.path.exists(path):
+            warn(f"{name} not built (see bench/peers/build.sh output above); skipped")
+            continue
+        crate, ver, sha = lock.get(name, ("?", "?", "?"))
+        stamp = ""
+        try:
+            stamp = open(os.path.join(os.path.dirname(path), "STAMP")).read().split()
+        except OSError:
+            pass
+        note = "" if stamp == [crate, ver, sha] else "; WARNING: built from other sources than peers.lock says"
+        allocs.append((name, path, f"{os.path.relpath(path, ROOT)} (built by bench/peers/build.sh from "
+                       f"crate {crate} {ver}, .crate sha256 {sha[:12]}{note})", None))
     if "slaballoc" in wanted:
         if os.path.exists(slaballoc_so):
             # Preload a private copy: the library may be rebuilt while we run.
@@ -226,11 +330,16 @@ def run_one(workload, lib, scale, timeout, extra_env=None, wrapper=None):
         env["LD_PRELOAD"] = lib
     if extra_env:
         env.update(extra_env)
-    exe = os.path.join(BUILD, workload)
+    if workload in COMMANDS:
+        build_argv, cenv = COMMANDS[workload]
+        prog = build_argv(scale)
+        env.update(cenv)
+    else:
+        prog = [os.path.join(BUILD, workload), repr(scale)]
     with tempfile.TemporaryDirectory() as td:
         outp, errp, rup = (os.path.join(td, n) for n in ("out", "err", "rusage"))
         fl = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        argv = [os.path.join(BUILD, "runner"), rup, str(timeout)] + (wrapper or []) + [exe, repr(scale)]
+        argv = [os.path.join(BUILD, "runner"), rup, str(timeout)] + (wrapper or []) + prog
         busy0 = cpu_busy_s()
         t0 = time.monotonic()
         pid = os.posix_spawn(argv[0], argv, env, file_actions=[
@@ -264,6 +373,12 @@ def run_one(workload, lib, scale, timeout, extra_env=None, wrapper=None):
     m = RESULT_RE.search(out)
     if m:
         rec.update(threads=int(m.group(2)), ops=int(m.group(3)), seconds=float(m.group(4)))
+    elif workload in COMMANDS and ru and out.strip():
+        # whole-process workload: its time is the runner's wall time; its
+        # output is checked against glibc's by the caller
+        m = re.search(r"\bops=(\d+)|\bn=(\d+)", out)
+        rec.update(threads=1, ops=int(m.group(1) or m.group(2)) if m else "", seconds=ru.get("wall_s", ""))
+        m = True
     if not ru:
         rec["status"], rec["detail"] = "FAIL", "runner failed"
     elif ru.get("timeout"):
@@ -475,6 +590,13 @@ def write_md(path, summ, workloads, allocs, alloc_desc, args, rows, started, ela
     out.append("## Time\n")
     out.append("Median of the workload's own `seconds` (CLOCK_MONOTONIC around the work); "
                "in parentheses the ratio to glibc (lower is better).\n")
+    cmds = [w for w in workloads if w in COMMANDS]
+    if cmds:
+        out.append("Whole-process workloads (" + ", ".join(cmds) + "): the runner's wall time instead, "
+                   "process start and exit included; their output must equal glibc's. "
+                   "Programs: " + "; ".join(f"{w}: `{' '.join(os.path.relpath(x, ROOT) if x.startswith(ROOT) else x for x in COMMANDS[w][0](args.scale))}`"
+                                           + (" with " + " ".join(f"{k}={v}" for k, v in COMMANDS[w][1].items()) if COMMANDS[w][1] else "")
+                                           for w in cmds) + ".\n")
     out.append(t_table)
     out.append("\n## Peak RSS\n")
     out.append("Median `ru_maxrss` of the workload process (from `wait4`, via the static launcher `bench/tools/runner.c`; floor about 1 MiB); ratio to glibc.\n")
@@ -548,7 +670,7 @@ def write_svg(path, summ, workloads, allocs, subtitle=""):
     lo = min([0.25] + vals)
     hi = max([4.0] + vals)
     e_lo, e_hi = math.floor(math.log2(lo)), math.ceil(math.log2(hi))
-    bw, gap = 14, 22
+    bw, gap = (14 if len(allocs) <= 5 else 10), 22
     gw = bw * len(allocs) + gap
     left, top, plot_h, bottom = 60, 50, 320, 110
     width = left + gw * len(groups) + 20
@@ -626,7 +748,10 @@ def main():
     for w in workloads:
         if w not in WORKLOADS:
             sys.exit(f"compare.py: unknown workload {w}; known: {', '.join(WORKLOADS)}")
-    wanted = set(a for a in args.allocators.split(",") if a) | {"glibc"}
+    wanted = set(ALIASES.get(a, a) for a in args.allocators.split(",") if a) | {"glibc"}
+    for a in wanted:
+        if a not in ALL_ALLOCS:
+            sys.exit(f"compare.py: unknown allocator {a}; known: {', '.join(ALL_ALLOCS)}")
 
     started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
     t_start = time.monotonic()
@@ -642,6 +767,7 @@ def main():
         f"scale {args.scale}")
 
     rows = []
+    reference = {}   # command workload -> its stdout under glibc (or the first allocator that ran it)
     for wi, wl in enumerate(workloads):
         for run in range(1, args.runs + 1):
             log(f"[{wi + 1}/{len(workloads)}] {wl:15s} run {run}/{args.runs}:", end="")
@@ -651,7 +777,13 @@ def main():
                            "majflt": "", "nvcsw": "", "nivcsw": "", "threads": "", "ops": "",
                            "seconds": "", "status": "FAIL", "detail": problem}
                 else:
-                    rec, _, _ = run_one(wl, lib, args.scale, args.timeout)
+                    rec, out, _ = run_one(wl, lib, args.scale, args.timeout)
+                    if wl in COMMANDS and rec["status"] == "ok":
+                        ref = reference.setdefault(wl, (name, out))
+                        if out != ref[1]:
+                            rec["status"] = "FAIL"
+                            rec["detail"] = (f"output differs from {ref[0]}'s: "
+                                             f"{out.strip()[-80:]!r} vs {ref[1].strip()[-80:]!r}")
                 rec.update(workload=wl, allocator=name, run=run, scale=args.scale)
                 rows.append(rec)
                 if rec["status"] == "ok":
