@@ -26,8 +26,8 @@
 //! half of it to the zone's stash (`zone::Locked::flush_cache`); both move
 //! a batch with one section (`push_bulk`, `pop_bulk`). Cached chunks count
 //! as in use for their slab (its `used`), which bounds what the cache can
-//! pin: at most `cap(c)` chunks, about 16 KiB (at most 124 chunks; 8 KiB
-//! for classes above 1 KiB) per class per CPU (8 KiB for all classes:
+//! pin: at most `cap(c)` chunks, about 16 KiB (at most 124 chunks) per
+//! class per CPU (8 KiB for all classes:
 //! server 1.23x slower in an A/B; 32 KiB: the same speed, churn 0.27 MiB
 //! more RSS; 64 KiB: more RSS, no clear gain). The stacks held 60 chunks
 //! until the stash came; with 124 a tight loop over 100 to 400 blocks of
@@ -152,15 +152,10 @@ const fn build_caps() -> [u32; CLASS_SLOTS] {
     t[OUTBOX] = CAP_MAX as u32;
     let mut c = 0;
     while c < NCLASSES {
-        // Half the budget above 1 KiB: few programs turn those chunks over
-        // fast enough to need more, and with many such classes in use the
-        // caches held most of churn's extra memory.
+        // (Half the budget above 1 KiB until the zones had stashes: the
+        // caches then held most of churn's extra memory.)
         let size = size_class::size_of_class(c);
-        let n = if size > 1024 {
-            CLASS_BUDGET / 2
-        } else {
-            CLASS_BUDGET
-        } / size;
+        let n = CLASS_BUDGET / size;
         t[slot_of(c)] = if n > CAP_MAX {
             CAP_MAX as u32
         } else if n < 1 {

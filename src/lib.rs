@@ -37,8 +37,9 @@
 //! page's worth, doubling up to half the stack, so a class a program barely
 //! uses carves one page). A batch a full stack hands back goes to the
 //! zone's per-class **stash** (tcmalloc's transfer cache, per zone; up to
-//! 256 KiB a class), whole, and the next refill takes it back whole: a
-//! working set larger than the stack turns over without touching a slab.
+//! 1 MiB a class, what stayed unused between two sweeps going back to the
+//! slabs), whole, and the next refill takes it back whole: a working set
+//! larger than the stack turns over without touching a slab.
 //! Without rseq (a kernel that refuses it, valgrind) the cache stays off.
 //!
 //! A **local free** (the chunk's slab belongs to the current CPU) goes into

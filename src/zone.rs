@@ -49,7 +49,7 @@ const CACHE_LINE: usize = 64;
 const WAITING_SCAN: usize = 16;
 /// Bytes of free chunks a class's stash keeps per zone (`Locked::stash`),
 /// and the most chunks.
-const STASH_BYTES: usize = 256 * 1024;
+const STASH_BYTES: usize = 1024 * 1024;
 const STASH_MAX: usize = 16384;
 
 /// Marks freed chunks (word 1) so a double free is caught cheaply; set per
@@ -68,6 +68,9 @@ struct ClassZone {
     /// The zone's stash of free chunks of this class (see `Zone::stashed`),
     /// linked through their link words (`slab::set_link`).
     stash: *mut u8,
+    /// The fewest chunks the stash held since the last sweep: what it did
+    /// not need in that time, which the sweep gives back (`trim_stash`).
+    stash_low: u32,
 }
 
 /// A refill moves a page's worth of chunks, doubling with each refill until
@@ -122,6 +125,7 @@ impl Zone {
                     empty: ptr::null_mut(),
                     fills: 0,
                     stash: ptr::null_mut(),
+                    stash_low: 0,
                 }; NCLASSES],
                 refills: 0,
                 seen_allocs: 0,
@@ -509,26 +513,45 @@ impl Locked {
     }
 
     fn stashed_sub(&self, c: usize, n: u32) {
-        let s = &self.z.stashed[c % NCLASSES];
-        s.store(s.load(Ordering::Relaxed) - n, Ordering::Relaxed);
+        let c = c % NCLASSES;
+        let s = &self.z.stashed[c];
+        let left = s.load(Ordering::Relaxed) - n;
+        s.store(left, Ordering::Relaxed);
+        // SAFETY: lock held; a short access to this class's fields.
+        unsafe {
+            let cz = self.cz(c);
+            (*cz).stash_low = (*cz).stash_low.min(left);
+        }
+    }
+
+    /// Gives back to their slabs as many stashed chunks of class `c` as the
+    /// stash never went below since the last sweep (jemalloc's tcache
+    /// garbage collection by low-water mark): a stash in use keeps what it
+    /// turns over, one a program stopped using empties within two sweeps.
+    fn trim_stash(&self, c: usize) {
+        let cz = self.cz(c);
+        // SAFETY: lock held; as in `take`.
+        unsafe {
+            let idle = (*cz).stash_low;
+            for _ in 0..idle {
+                let q = (*cz).stash;
+                if q.is_null() {
+                    break;
+                }
+                (*cz).stash = slab::link(q);
+                self.stashed_sub(c, 1);
+                self.free_local(slab_of(q), q);
+            }
+            (*cz).stash_low = self.z.stashed[c].load(Ordering::Relaxed);
+        }
     }
 
     /// Gives every stashed chunk back to its slab (`malloc_trim`, reclaim).
     fn drain_stash(&self) {
         for c in 0..NCLASSES {
-            loop {
-                let cz = self.cz(c);
-                // SAFETY: lock held; as in `take`.
-                unsafe {
-                    let q = (*cz).stash;
-                    if q.is_null() {
-                        break;
-                    }
-                    (*cz).stash = slab::link(q);
-                    self.stashed_sub(c, 1);
-                    self.free_local(slab_of(q), q);
-                }
-            }
+            // SAFETY: lock held; a short access to this class's fields.
+            unsafe { (*self.cz(c)).stash_low = u32::MAX };
+            self.trim_stash(c);
         }
     }
 
@@ -901,6 +924,7 @@ impl Locked {
     /// promotes waiting ones past the threshold.
     pub fn sweep(&self) {
         for c in 0..NCLASSES {
+            self.trim_stash(c);
             let thr = size_class::wake_threshold(c) as u32;
             let cap = size_class::capacity(c) as u32;
             // SAFETY: lock held; list members are our slabs.
