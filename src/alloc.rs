@@ -436,7 +436,7 @@ unsafe fn check_double_free(d: *mut Desc, p: *mut u8) {
     }
     for head in [
         (*d).free,
-        ((*d).rchunks.load(Ordering::Acquire) & !crate::slab::DETACHED) as *mut u8,
+        crate::slab::head_of((*d).rchunks.load(Ordering::Acquire)),
     ] {
         let mut q = head;
         let mut k = 0;

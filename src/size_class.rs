@@ -225,6 +225,15 @@ pub fn wake_threshold(c: usize) -> usize {
     (capacity(c) / 4).max(1)
 }
 
+// The remote list's count (`slab::MAX_COUNT`) holds a whole slab.
+const _: () = {
+    let mut c = 0;
+    while c < NCLASSES {
+        assert!((build_pages()[c] as usize * PAGE_SIZE / size_of_class(c)) < 65535);
+        c += 1;
+    }
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -54,6 +54,22 @@ use core::sync::atomic::Ordering;
 
 /// Tag bit in `rchunks`: the slab is full and off its owner's lists.
 pub const DETACHED: usize = 1;
+/// Where the count of the chunks on the remote list starts in `rchunks`:
+/// bits 48-63, above every chunk address (they are below 2^47, see
+/// `pagemap`). Each push adds its chunks to it in the same CAS that links
+/// them, so the owner that takes the list learns how many it holds without
+/// walking it.
+const COUNT_SHIFT: u32 = 48;
+/// The list head in `rchunks`: the address bits.
+const HEAD_MASK: usize = (1 << COUNT_SHIFT) - 1 - DETACHED;
+/// Most chunks the count can hold: a slab holds fewer (`size_class`).
+pub const MAX_COUNT: usize = (1 << (usize::BITS - COUNT_SHIFT)) - 1;
+
+/// The list head (no tag, no count) in an `rchunks` word.
+#[inline(always)]
+pub fn head_of(word: usize) -> *mut u8 {
+    (word & HEAD_MASK) as *mut u8
+}
 
 /// Result of a remote push.
 pub enum Pushed {
@@ -71,26 +87,31 @@ pub enum Pushed {
 #[inline(always)]
 pub unsafe fn remote_push(d: *const Desc, chunk: *mut u8) -> Pushed {
     set_link(chunk, 0);
-    remote_push_list(d, chunk, chunk)
+    remote_push_list(d, chunk, chunk, 1)
 }
 
 /// Pushes the list of nodes `head` .. `tail` (linked with `set_link`; the
-/// link of `tail` is rewritten here, keeping its `BATCH` flag) onto `d`'s
-/// remote list with one CAS.
+/// link of `tail` is rewritten here, keeping its `BATCH` flag), `n` chunks
+/// in all (nodes and the chunks they carry), onto `d`'s remote list with
+/// one CAS, which also adds `n` to the list's count.
 ///
 /// # Safety
 /// `d` is a live slab descriptor; every chunk of the list (and every chunk
 /// its nodes carry) is a chunk of it that the caller owns, at least 16 bytes
 /// and 16-byte aligned; `tail`'s link word has been written.
 #[inline(always)]
-pub unsafe fn remote_push_list(d: *const Desc, head: *mut u8, tail: *mut u8) -> Pushed {
+pub unsafe fn remote_push_list(d: *const Desc, head: *mut u8, tail: *mut u8, n: usize) -> Pushed {
     let word = &(*d).rchunks;
     let flag = link_word(tail) & BATCH;
     let mut old = word.load(Ordering::Relaxed);
     loop {
-        // The tag is never set together with a non-empty list.
-        set_link(tail, (old & !DETACHED) | flag);
-        match word.compare_exchange_weak(old, head as usize, Ordering::Release, Ordering::Relaxed) {
+        // The tag is never set together with a non-empty list. The count
+        // saturates: it can only pass a slab's capacity on a corrupt heap
+        // (chunks freed twice), which `Zone::collect` then reports.
+        set_link(tail, old & HEAD_MASK | flag);
+        let count = ((old >> COUNT_SHIFT) + n).min(MAX_COUNT);
+        let new = head as usize | count << COUNT_SHIFT;
+        match word.compare_exchange_weak(old, new, Ordering::Release, Ordering::Relaxed) {
             Ok(_) => break,
             Err(cur) => old = cur,
         }
@@ -109,13 +130,24 @@ pub unsafe fn remote_push_list(d: *const Desc, head: *mut u8, tail: *mut u8) -> 
 /// `d` is a live slab descriptor; the caller holds its owner zone's lock.
 #[inline]
 pub unsafe fn take_remote(d: *const Desc) -> *mut u8 {
+    take_remote_counted(d).0
+}
+
+/// `take_remote`, with the number of chunks the list holds (its nodes and
+/// the chunks they carry), as the pushes counted them.
+///
+/// # Safety
+/// As `take_remote`.
+#[inline]
+pub unsafe fn take_remote_counted(d: *const Desc) -> (*mut u8, usize) {
     let word = &(*d).rchunks;
     let cur = word.load(Ordering::Relaxed);
     if cur == 0 || cur == DETACHED {
-        return core::ptr::null_mut();
+        return (core::ptr::null_mut(), 0);
     }
     // Acquire pairs with the Release of the pushes: their links are visible.
-    word.swap(0, Ordering::Acquire) as *mut u8
+    let w = word.swap(0, Ordering::Acquire);
+    (head_of(w), w >> COUNT_SHIFT)
 }
 
 /// Tries to detach a slab with no free chunks (owner only). Fails if remote
@@ -462,7 +494,7 @@ mod tests {
             batch_add(c[3], 0, c[4]);
             assert_eq!(link(c[3]), c[0]);
             assert!(batch_contains(c[0], c[2]) && !batch_contains(c[0], c[4]));
-            assert!(matches!(remote_push_list(dp, c[3], c[0]), Pushed::Quiet));
+            assert!(matches!(remote_push_list(dp, c[3], c[0], 4), Pushed::Quiet));
             let l = take_remote(dp);
             assert_eq!(l, c[3]);
             assert_eq!(absorb(dp, l, 5, 5), Some(5));

@@ -653,22 +653,38 @@ impl Locked {
 
     /// Collects `d`'s remote list into its local free list. Returns the count.
     unsafe fn collect(&self, d: *mut Desc) -> usize {
-        let l = slab::take_remote(d);
+        let (l, counted) = slab::take_remote_counted(d);
         if l.is_null() {
             return 0;
+        }
+        let corrupt = || -> ! {
+            crate::fmt::fatal_pointer(
+                "free",
+                l,
+                "corrupted remote free list (a chunk freed twice?)",
+            )
+        };
+        if (*d).free.is_null() {
+            // The common case (the slab ran dry): the remote list becomes
+            // the local one whole, and its count comes with it, so no chunk
+            // is read here; `alloc` checks each link as it pops it. (The
+            // walk read every node the other CPUs had just written: 15 % of
+            // xmalloc_like's time.)
+            if counted == 0 || counted > (*d).used as usize {
+                corrupt();
+            }
+            (*d).free = l;
+            (*d).used -= counted as u32;
+            return counted;
         }
         let c = (*d).class.load(Ordering::Relaxed) as usize;
         let carry = slab::batch_cap(size_class::class_size(c));
         match slab::absorb(d, l, size_class::capacity(c), carry) {
-            Some(n) if n as u32 <= (*d).used => {
+            Some(n) if n == counted && n as u32 <= (*d).used => {
                 (*d).used -= n as u32;
                 n
             }
-            _ => crate::fmt::fatal_pointer(
-                "free",
-                l,
-                "corrupted remote free list (a chunk freed twice?)",
-            ),
+            _ => corrupt(),
         }
     }
 
@@ -1086,7 +1102,7 @@ unsafe fn free_remote_list(d: *mut Desc, head: *mut u8, tail: *mut u8, n: u64) {
     me.stats.class[c]
         .remote_frees
         .fetch_add(n, Ordering::Relaxed);
-    match slab::remote_push_list(d, head, tail) {
+    match slab::remote_push_list(d, head, tail, n as usize) {
         Pushed::MustNotify => notify(me, owner, Msg { slab: d, gen }, true),
         Pushed::Quiet => {
             if crate::config::NOTIFY_EVERY.load(Ordering::Relaxed) {

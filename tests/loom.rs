@@ -543,7 +543,7 @@ fn batch_vs_single_and_detach(
                 // writes their links (and a node's words) before the push.
                 let r = unsafe {
                     let (head, tail) = build(&list);
-                    slab::remote_push_list(&*d, head, tail)
+                    slab::remote_push_list(&*d, head, tail, list.len())
                 };
                 if let Pushed::MustNotify = r {
                     notes.fetch_add(1, Ordering::Release);
