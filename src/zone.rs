@@ -29,6 +29,8 @@ use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+mod stash;
+
 /// Where a slab is, from its owner's point of view (`Desc::state`).
 pub const ST_CUR: u8 = 1;
 pub const ST_PARTIAL: u8 = 2;
@@ -47,10 +49,6 @@ const SWEEP_EVERY: u32 = 128;
 const CACHE_LINE: usize = 64;
 /// At most this many waiting slabs are examined per refill.
 const WAITING_SCAN: usize = 16;
-/// Bytes of free chunks a class's stash keeps per zone (`Locked::stash`),
-/// and the most chunks.
-const STASH_BYTES: usize = 1024 * 1024;
-const STASH_MAX: usize = 16384;
 
 /// Marks freed chunks (word 1) so a double free is caught cheaply; set per
 /// process at start-up, cleared when a chunk is handed out again.
@@ -65,11 +63,8 @@ struct ClassZone {
     /// Refills of the CPU's cache so far (saturating at `RAMP_STEPS`): the
     /// slow start of `fill_batch`.
     fills: u8,
-    /// The zone's stash of free chunks of this class (see `Zone::stashed`),
-    /// linked through their link words (`slab::set_link`).
-    stash: *mut u8,
     /// The fewest chunks the stash held since the last sweep: what it did
-    /// not need in that time, which the sweep gives back (`trim_stash`).
+    /// not need in that time, which the sweep gives back (`stash.rs`).
     stash_low: u32,
 }
 
@@ -96,12 +91,10 @@ pub struct Zone {
     /// Set in a forked child: messages may have been lost with the ring.
     rescan: AtomicBool,
     pub stats: ZoneStats,
-    /// Chunks in each class's stash: free chunks that a full cache of this
-    /// CPU handed back, kept whole for the next refill instead of going back
-    /// to their slabs one by one (tcmalloc's transfer cache, per zone; see
-    /// `Locked::flush_cache`). Written under the lock, read racily by
-    /// `stats`. Like cached chunks, they count as in use for their slabs.
+    /// The zone's stash (`stash.rs`): the chunks of each class, and where
+    /// their arrays are mapped (0 until first used).
     stashed: [AtomicU32; NCLASSES],
+    stash_base: core::sync::atomic::AtomicUsize,
     pub ring: Ring,
 }
 
@@ -124,7 +117,6 @@ impl Zone {
                     waiting: ptr::null_mut(),
                     empty: ptr::null_mut(),
                     fills: 0,
-                    stash: ptr::null_mut(),
                     stash_low: 0,
                 }; NCLASSES],
                 refills: 0,
@@ -133,6 +125,7 @@ impl Zone {
             rescan: AtomicBool::new(false),
             stats: ZoneStats::new(),
             stashed: [const { AtomicU32::new(0) }; NCLASSES],
+            stash_base: core::sync::atomic::AtomicUsize::new(0),
             ring: Ring::new(),
         }
     }
@@ -378,25 +371,6 @@ impl Locked {
         }
     }
 
-    /// A chunk of class `c` for malloc's slow path: from the stash if it
-    /// has one (those chunks were freed last), else from the slabs.
-    #[inline(always)]
-    pub fn take(&self, c: usize) -> *mut u8 {
-        let c = c % NCLASSES;
-        let cz = self.cz(c);
-        // SAFETY: lock held; the stash holds free chunks of this zone's
-        // slabs, linked through their link words by `stash`.
-        unsafe {
-            let q = (*cz).stash;
-            if !q.is_null() {
-                (*cz).stash = slab::link(q);
-                self.stashed_sub(c, 1);
-                return q;
-            }
-        }
-        self.alloc(c)
-    }
-
     /// Moves up to a batch of chunks of class `c` into this CPU's cache, in
     /// one section, if the caller runs on this zone's CPU (else they go
     /// straight back). Amortises the lock over the batch. The stash comes
@@ -415,7 +389,7 @@ impl Locked {
         cache::prepare(self.idx, c);
         let want = self.fill_batch(c).saturating_sub(1).min(cache::BATCH_MAX);
         let mut got = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
-        if self.unstash(c, &mut got[..want]) {
+        if self.unstash(c, want) {
             return;
         }
         let mut n = 0;
@@ -455,125 +429,6 @@ impl Locked {
         }
     }
 
-    /// Moves up to `buf.len()` chunks from the class `c` stash into the
-    /// cache (one section), if the stash has any. True if it moved some;
-    /// false (and the stash unchanged) if it is empty or the push failed.
-    fn unstash(&self, c: usize, buf: &mut [*mut u8]) -> bool {
-        let cz = self.cz(c);
-        let mut n = 0;
-        // SAFETY: lock held; stash chunks are free chunks of our slabs,
-        // linked by `stash` (`slab::link` checks every link it follows).
-        unsafe {
-            let mut q = (*cz).stash;
-            for slot in buf.iter_mut() {
-                if q.is_null() {
-                    break;
-                }
-                *slot = q;
-                q = slab::link(q);
-                n += 1;
-            }
-            // The stash is cut only once the push has succeeded.
-            if n == 0 || !cache::push_bulk(self.idx, c, &buf[..n]) {
-                return false;
-            }
-            (*cz).stash = q;
-        }
-        self.stashed_sub(c, n as u32);
-        true
-    }
-
-    /// The most chunks the class `c` stash keeps: `STASH_BYTES` of them, at
-    /// least two batches, at most `STASH_MAX` (the 16-byte class).
-    fn stash_max(c: usize) -> u32 {
-        let n = STASH_BYTES / size_class::class_size(c);
-        n.max(2 * cache::batch(c)).min(STASH_MAX) as u32
-    }
-
-    /// Keeps the free chunks `chunks` (class `c`, of this zone's slabs, off
-    /// every list, their free marks set) in the stash while it has room;
-    /// the rest go back to their slabs.
-    fn stash(&self, c: usize, chunks: &[*mut u8]) {
-        let c = c % NCLASSES;
-        let cz = self.cz(c);
-        let had = self.z.stashed[c].load(Ordering::Relaxed);
-        let room = (Self::stash_max(c).saturating_sub(had) as usize).min(chunks.len());
-        // SAFETY: lock held; each chunk is a free chunk of one of our slabs
-        // that nothing else references, so its link word is ours to write.
-        unsafe {
-            for &q in &chunks[..room] {
-                slab::set_link(q, (*cz).stash as usize);
-                (*cz).stash = q;
-            }
-            for &q in &chunks[room..] {
-                self.free_local(slab_of(q), q);
-            }
-        }
-        self.z.stashed[c].store(had + room as u32, Ordering::Relaxed);
-    }
-
-    fn stashed_sub(&self, c: usize, n: u32) {
-        let c = c % NCLASSES;
-        let s = &self.z.stashed[c];
-        let left = s.load(Ordering::Relaxed) - n;
-        s.store(left, Ordering::Relaxed);
-        // SAFETY: lock held; a short access to this class's fields.
-        unsafe {
-            let cz = self.cz(c);
-            (*cz).stash_low = (*cz).stash_low.min(left);
-        }
-    }
-
-    /// Gives back to their slabs as many stashed chunks of class `c` as the
-    /// stash never went below since the last sweep (jemalloc's tcache
-    /// garbage collection by low-water mark): a stash in use keeps what it
-    /// turns over, one a program stopped using empties within two sweeps.
-    fn trim_stash(&self, c: usize) {
-        let cz = self.cz(c);
-        // SAFETY: lock held; as in `take`.
-        unsafe {
-            let idle = (*cz).stash_low;
-            for _ in 0..idle {
-                let q = (*cz).stash;
-                if q.is_null() {
-                    break;
-                }
-                (*cz).stash = slab::link(q);
-                self.stashed_sub(c, 1);
-                self.free_local(slab_of(q), q);
-            }
-            (*cz).stash_low = self.z.stashed[c].load(Ordering::Relaxed);
-        }
-    }
-
-    /// Gives every stashed chunk back to its slab (`malloc_trim`, reclaim).
-    fn drain_stash(&self) {
-        for c in 0..NCLASSES {
-            // SAFETY: lock held; a short access to this class's fields.
-            unsafe { (*self.cz(c)).stash_low = u32::MAX };
-            self.trim_stash(c);
-        }
-    }
-
-    /// True if `p` sits in the class `c` stash (a double free).
-    pub fn stash_contains(&self, c: usize, p: *mut u8) -> bool {
-        let c = c % NCLASSES;
-        let limit = self.z.stashed[c].load(Ordering::Relaxed);
-        // SAFETY: lock held; as in `take`.
-        unsafe {
-            let mut q = (*self.cz(c)).stash;
-            let mut k = 0;
-            while !q.is_null() && k <= limit {
-                if q == p {
-                    return true;
-                }
-                q = slab::link(q);
-                k += 1;
-            }
-        }
-        false
-    }
-
     /// Chunks the next refill of class `c` moves (with the one the caller
     /// takes): a page's worth (at least one chunk) on the first refill,
     /// doubling up to `cache::batch(c)` (TCP's slow start; tcmalloc and
@@ -594,21 +449,6 @@ impl Locked {
             (*cz).fills = if n == full { RAMP_STEPS } else { fills + 1 };
             n
         }
-    }
-
-    /// A free found this CPU's class `c` stack full: `p` (a chunk of this
-    /// zone's, its free mark set) and a batch taken off the stack in one
-    /// section go to the stash, or back to their slabs when it is full. Only
-    /// chunks of this zone can be in the stack, and `pop_bulk` takes them
-    /// only while we run on its CPU.
-    #[inline(never)]
-    pub fn flush_cache(&self, c: usize, p: *mut u8) {
-        let c = c % NCLASSES;
-        let mut buf = [ptr::null_mut::<u8>(); cache::BATCH_MAX + 1];
-        let b = cache::batch(c).min(cache::BATCH_MAX);
-        let n = cache::pop_bulk(self.idx, c, &mut buf[1..=b]);
-        buf[0] = p;
-        self.stash(c, &buf[..=n]);
     }
 
     /// Gives every cached and stashed chunk of this zone back to its slab

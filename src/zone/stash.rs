@@ -1,0 +1,202 @@
+//! The zone's stash: whole batches of free chunks between the per-CPU cache
+//! and the slabs (google/tcmalloc's transfer cache, kept per zone).
+//!
+//! A free that finds its CPU's stack full hands half of the stack over; a
+//! malloc that finds it empty takes a batch back. Without the stash both
+//! went through the slabs one chunk at a time (a slab operation and a
+//! section each): a program that turns over more chunks of a class than
+//! the stack holds (124) paid that on every chunk. With it, each batch
+//! moves with one rseq section (`cache::pop_bulk`, `cache::push_bulk`)
+//! straight between the stack and the stash's array, and no slab or chunk
+//! is touched.
+//!
+//! Each class has an array of up to `SLOTS` chunk addresses (at most
+//! `STASH_BYTES` of chunks), in one mapping per zone made the first time
+//! the zone stashes anything (`NCLASSES * SLOTS` words, 1.1 MiB of address
+//! space, resident only as far as the arrays fill). The array is a stack:
+//! refills take the chunks stashed last, which are the warmest. Stashed
+//! chunks count as in use for their slabs, like cached ones; the sweep
+//! gives back those the stash did not need since the previous sweep
+//! (jemalloc's tcache garbage collection by low-water mark), `malloc_trim`
+//! and the reclaimer all of them. Everything here runs under the zone lock;
+//! the counts are atomics only so that `stats` may read them racily.
+
+use super::{slab_of, Locked, NCLASSES};
+use crate::cache;
+use crate::size_class;
+use core::ptr;
+use core::sync::atomic::Ordering;
+
+/// Chunk addresses a class's array holds.
+const SLOTS: usize = 4096;
+/// Bytes of chunks a class's stash keeps at most.
+const STASH_BYTES: usize = 1024 * 1024;
+const _: () = assert!(2 * cache::BATCH_MAX < SLOTS);
+
+/// The most chunks the class `c` stash keeps: `STASH_BYTES` of them, at
+/// least two batches and room for a flush, at most `SLOTS`.
+fn stash_max(c: usize) -> usize {
+    // The bounds are constants in order (asserted above): the compiler
+    // drops clamp's check, so there is no panic path here.
+    (STASH_BYTES / size_class::class_size(c)).clamp(2 * cache::BATCH_MAX + 1, SLOTS)
+}
+
+impl Locked {
+    /// The class `c` array, mapping the zone's arrays on first use; None if
+    /// that mapping failed (the stash then stays empty).
+    fn stash_array(&self, c: usize) -> Option<*mut *mut u8> {
+        let mut base = self.z.stash_base.load(Ordering::Relaxed);
+        if base == 0 {
+            let p = crate::os::map(NCLASSES * SLOTS * core::mem::size_of::<usize>());
+            if p.is_null() {
+                return None;
+            }
+            base = p as usize;
+            // Relaxed: only lock holders use the arrays, and the lock
+            // orders them.
+            self.z.stash_base.store(base, Ordering::Relaxed);
+        }
+        Some((base as *mut *mut u8).wrapping_add((c % NCLASSES) * SLOTS))
+    }
+
+    /// The class `c` array if it is mapped, and its chunk count.
+    fn stash_view(&self, c: usize) -> Option<(*mut *mut u8, usize)> {
+        let base = self.z.stash_base.load(Ordering::Relaxed);
+        if base == 0 {
+            return None;
+        }
+        let c = c % NCLASSES;
+        let n = self.z.stashed[c].load(Ordering::Relaxed) as usize;
+        Some(((base as *mut *mut u8).wrapping_add(c * SLOTS), n.min(SLOTS)))
+    }
+
+    /// Sets the class `c` count, lowering the low-water mark with it.
+    fn set_stashed(&self, c: usize, n: usize) {
+        let c = c % NCLASSES;
+        self.z.stashed[c].store(n as u32, Ordering::Relaxed);
+        let cz = self.cz(c);
+        // SAFETY: lock held; a short access to this class's fields.
+        unsafe { (*cz).stash_low = (*cz).stash_low.min(n as u32) };
+    }
+
+    /// A chunk of class `c` for malloc's slow path: the one stashed last,
+    /// else one from the slabs.
+    #[inline(always)]
+    pub fn take(&self, c: usize) -> *mut u8 {
+        if let Some((a, n)) = self.stash_view(c) {
+            if n > 0 {
+                // SAFETY: slot n - 1 < SLOTS of the mapped array holds a
+                // stashed chunk.
+                let q = unsafe { *a.add(n - 1) };
+                self.set_stashed(c, n - 1);
+                return q;
+            }
+        }
+        self.alloc(c)
+    }
+
+    /// Moves up to `want` stashed chunks of class `c` into this CPU's cache
+    /// with one section. True if it moved some; false (and the stash as it
+    /// was) if the stash is empty or the push failed (the caller left the
+    /// zone's CPU).
+    pub(super) fn unstash(&self, c: usize, want: usize) -> bool {
+        let Some((a, n)) = self.stash_view(c) else {
+            return false;
+        };
+        let m = want.min(n).min(cache::BATCH_MAX);
+        if m == 0 {
+            return false;
+        }
+        // SAFETY: slots n - m .. n of the mapped array hold stashed chunks.
+        let batch = unsafe { core::slice::from_raw_parts(a.add(n - m), m) };
+        if !cache::push_bulk(self.idx, c, batch) {
+            return false;
+        }
+        self.set_stashed(c, n - m);
+        true
+    }
+
+    /// A free found this CPU's class `c` stack full: `p` (a chunk of this
+    /// zone's, its free mark set) and a batch taken off the stack with one
+    /// section go to the stash, or back to their slabs when it is full (or
+    /// cannot be mapped). Only chunks of this zone can be in the stack, and
+    /// `pop_bulk` takes them only while we run on its CPU.
+    ///
+    /// # Safety
+    /// `p` is a live chunk of class `c` of one of this zone's slabs, which
+    /// the caller is freeing (its free mark set), below the carve pointer.
+    #[inline(never)]
+    pub unsafe fn flush_cache(&self, c: usize, p: *mut u8) {
+        let c = c % NCLASSES;
+        let b = cache::batch(c).min(cache::BATCH_MAX);
+        if let Some(a) = self.stash_array(c) {
+            let n = self.z.stashed[c].load(Ordering::Relaxed) as usize;
+            if n + 1 + b <= stash_max(c) {
+                // SAFETY: slots n .. n + 1 + b <= SLOTS of the mapped array
+                // are free; the section writes at most b of them.
+                let got = unsafe {
+                    *a.add(n) = p;
+                    cache::pop_bulk(
+                        self.idx,
+                        c,
+                        core::slice::from_raw_parts_mut(a.add(n + 1), b),
+                    )
+                };
+                self.z.stashed[c].store((n + 1 + got) as u32, Ordering::Relaxed);
+                return;
+            }
+        }
+        let mut buf = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
+        let got = cache::pop_bulk(self.idx, c, &mut buf[..b]);
+        // `p` (see the contract) and the popped chunks are free chunks of
+        // this zone's slabs that nothing else references; we hold the lock.
+        self.free_local(slab_of(p), p);
+        for &q in &buf[..got] {
+            self.free_local(slab_of(q), q);
+        }
+    }
+
+    /// Gives back to their slabs as many stashed chunks of class `c` as the
+    /// stash never went below since the last sweep (the oldest first): a
+    /// stash in use keeps what it turns over, one a program stopped using
+    /// empties within two sweeps.
+    pub(super) fn trim_stash(&self, c: usize) {
+        let c = c % NCLASSES;
+        let cz = self.cz(c);
+        if let Some((a, n)) = self.stash_view(c) {
+            // SAFETY: lock held; a short access to this class's fields.
+            let idle = (unsafe { (*cz).stash_low } as usize).min(n);
+            if idle > 0 {
+                // SAFETY: slots 0 .. n of the mapped array hold stashed
+                // chunks, free chunks of our slabs; the survivors move down.
+                unsafe {
+                    for i in 0..idle {
+                        let q = *a.add(i);
+                        self.free_local(slab_of(q), q);
+                    }
+                    ptr::copy(a.add(idle), a, n - idle);
+                }
+                self.z.stashed[c].store((n - idle) as u32, Ordering::Relaxed);
+            }
+        }
+        // SAFETY: as above.
+        unsafe { (*cz).stash_low = self.z.stashed[c].load(Ordering::Relaxed) };
+    }
+
+    /// Gives every stashed chunk back to its slab (`malloc_trim`, reclaim).
+    pub(super) fn drain_stash(&self) {
+        for c in 0..NCLASSES {
+            // SAFETY: lock held; a short access to this class's fields.
+            unsafe { (*self.cz(c)).stash_low = u32::MAX };
+            self.trim_stash(c);
+        }
+    }
+
+    /// True if `p` sits in the class `c` stash (a double free).
+    pub fn stash_contains(&self, c: usize, p: *mut u8) -> bool {
+        self.stash_view(c).is_some_and(|(a, n)| {
+            // SAFETY: slots 0 .. n of the mapped array hold stashed chunks.
+            (0..n).any(|i| unsafe { *a.add(i) } == p)
+        })
+    }
+}
