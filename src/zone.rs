@@ -66,6 +66,10 @@ struct ClassZone {
     /// The fewest chunks the stash held since the last sweep: what it did
     /// not need in that time, which the sweep gives back (`stash.rs`).
     stash_low: u32,
+    /// The address of the page run that holds the stash's array, 0 until
+    /// it has one (a plain word: every field of a zone starts as zeros, so
+    /// that the 256 zones stay in .bss, not in the library's data).
+    stash_arr: usize,
 }
 
 /// A refill moves a page's worth of chunks, doubling with each refill until
@@ -91,10 +95,8 @@ pub struct Zone {
     /// Set in a forked child: messages may have been lost with the ring.
     rescan: AtomicBool,
     pub stats: ZoneStats,
-    /// The zone's stash (`stash.rs`): the chunks of each class, and where
-    /// their arrays are mapped (0 until first used).
+    /// The chunks in each class's stash (`stash.rs`).
     stashed: [AtomicU32; NCLASSES],
-    stash_base: core::sync::atomic::AtomicUsize,
     pub ring: Ring,
 }
 
@@ -118,6 +120,7 @@ impl Zone {
                     empty: ptr::null_mut(),
                     fills: 0,
                     stash_low: 0,
+                    stash_arr: 0,
                 }; NCLASSES],
                 refills: 0,
                 seen_allocs: 0,
@@ -125,7 +128,6 @@ impl Zone {
             rescan: AtomicBool::new(false),
             stats: ZoneStats::new(),
             stashed: [const { AtomicU32::new(0) }; NCLASSES],
-            stash_base: core::sync::atomic::AtomicUsize::new(0),
             ring: Ring::new(),
         }
     }

@@ -11,9 +11,11 @@
 //! is touched.
 //!
 //! Each class has an array of up to `SLOTS` chunk addresses (at most
-//! `STASH_BYTES` of chunks), in one mapping per zone made the first time
-//! the zone stashes anything (`NCLASSES * SLOTS` words, 1.1 MiB of address
-//! space, resident only as far as the arrays fill). The array is a stack:
+//! `STASH_BYTES` of chunks), a page run of its own taken from the arenas the
+//! first time the class stashes anything (at most 32 KiB, resident only as
+//! far as it fills; a separate mapping per zone cost an out-of-memory test
+//! under `RLIMIT_AS` the address space it needed, and is not kept), and
+//! given back with the chunks by `malloc_trim`. The array is a stack:
 //! refills take the chunks stashed last, which are the warmest. Stashed
 //! chunks count as in use for their slabs, like cached ones; the sweep
 //! gives back those the stash did not need since the previous sweep
@@ -42,32 +44,37 @@ fn stash_max(c: usize) -> usize {
 }
 
 impl Locked {
-    /// The class `c` array, mapping the zone's arrays on first use; None if
-    /// that mapping failed (the stash then stays empty).
-    fn stash_array(&self, c: usize) -> Option<*mut *mut u8> {
-        let mut base = self.z.stash_base.load(Ordering::Relaxed);
-        if base == 0 {
-            let p = crate::os::map(NCLASSES * SLOTS * core::mem::size_of::<usize>());
-            if p.is_null() {
-                return None;
-            }
-            base = p as usize;
-            // Relaxed: only lock holders use the arrays, and the lock
-            // orders them.
-            self.z.stash_base.store(base, Ordering::Relaxed);
-        }
-        Some((base as *mut *mut u8).wrapping_add((c % NCLASSES) * SLOTS))
+    /// Pages of the class `c` array.
+    fn array_pages(c: usize) -> usize {
+        (stash_max(c) * core::mem::size_of::<usize>()).div_ceil(crate::os::PAGE_SIZE)
     }
 
-    /// The class `c` array if it is mapped, and its chunk count.
+    /// The class `c` array, taking its page run on first use; None if
+    /// there is no memory for it (the stash then stays empty).
+    fn stash_array(&self, c: usize) -> Option<*mut *mut u8> {
+        let cz = self.cz(c);
+        // SAFETY: lock held; a short access to this class's fields.
+        unsafe {
+            if (*cz).stash_arr == 0 {
+                let r = crate::runs::RUNS.alloc(Self::array_pages(c), 1)?;
+                // The run's kind stays KIND_NONE: a free of a pointer into
+                // it is reported like any pointer to memory not allocated.
+                (*cz).stash_arr = r.addr();
+            }
+            Some((*cz).stash_arr as *mut *mut u8)
+        }
+    }
+
+    /// The class `c` array if it has one, and its chunk count.
     fn stash_view(&self, c: usize) -> Option<(*mut *mut u8, usize)> {
-        let base = self.z.stash_base.load(Ordering::Relaxed);
-        if base == 0 {
+        let c = c % NCLASSES;
+        // SAFETY: lock held; a short access to this class's fields.
+        let a = unsafe { (*self.cz(c)).stash_arr };
+        if a == 0 {
             return None;
         }
-        let c = c % NCLASSES;
         let n = self.z.stashed[c].load(Ordering::Relaxed) as usize;
-        Some(((base as *mut *mut u8).wrapping_add(c * SLOTS), n.min(SLOTS)))
+        Some((a as *mut *mut u8, n.min(stash_max(c))))
     }
 
     /// Sets the class `c` count, lowering the low-water mark with it.
@@ -85,7 +92,7 @@ impl Locked {
     pub fn take(&self, c: usize) -> *mut u8 {
         if let Some((a, n)) = self.stash_view(c) {
             if n > 0 {
-                // SAFETY: slot n - 1 < SLOTS of the mapped array holds a
+                // SAFETY: slot n - 1 < SLOTS of the array holds a
                 // stashed chunk.
                 let q = unsafe { *a.add(n - 1) };
                 self.set_stashed(c, n - 1);
@@ -107,7 +114,7 @@ impl Locked {
         if m == 0 {
             return false;
         }
-        // SAFETY: slots n - m .. n of the mapped array hold stashed chunks.
+        // SAFETY: slots n - m .. n of the array hold stashed chunks.
         let batch = unsafe { core::slice::from_raw_parts(a.add(n - m), m) };
         if !cache::push_bulk(self.idx, c, batch) {
             return false;
@@ -132,7 +139,7 @@ impl Locked {
         if let Some(a) = self.stash_array(c) {
             let n = self.z.stashed[c].load(Ordering::Relaxed) as usize;
             if n + 1 + b <= stash_max(c) {
-                // SAFETY: slots n .. n + 1 + b <= SLOTS of the mapped array
+                // SAFETY: slots n .. n + 1 + b <= stash_max(c) of the array
                 // are free; the section writes at most b of them.
                 let got = unsafe {
                     *a.add(n) = p;
@@ -167,7 +174,7 @@ impl Locked {
             // SAFETY: lock held; a short access to this class's fields.
             let idle = (unsafe { (*cz).stash_low } as usize).min(n);
             if idle > 0 {
-                // SAFETY: slots 0 .. n of the mapped array hold stashed
+                // SAFETY: slots 0 .. n of the array hold stashed
                 // chunks, free chunks of our slabs; the survivors move down.
                 unsafe {
                     for i in 0..idle {
@@ -183,20 +190,78 @@ impl Locked {
         unsafe { (*cz).stash_low = self.z.stashed[c].load(Ordering::Relaxed) };
     }
 
-    /// Gives every stashed chunk back to its slab (`malloc_trim`, reclaim).
+    /// Gives every stashed chunk back to its slab, and the arrays back to
+    /// the page runs (`malloc_trim`, reclaim before ENOMEM).
     pub(super) fn drain_stash(&self) {
         for c in 0..NCLASSES {
-            // SAFETY: lock held; a short access to this class's fields.
-            unsafe { (*self.cz(c)).stash_low = u32::MAX };
+            let cz = self.cz(c);
+            // SAFETY: lock held; short accesses to this class's fields.
+            unsafe { (*cz).stash_low = u32::MAX };
             self.trim_stash(c);
+            // SAFETY: as above; the stash is empty, so nothing refers to
+            // the array any more. It is a run of `array_pages(c)` pages of
+            // the arena that holds it.
+            unsafe {
+                let a = core::mem::take(&mut (*cz).stash_arr);
+                if a != 0 {
+                    let base = a & !(crate::pagemap::ARENA_SIZE - 1);
+                    let head = (a - base) >> crate::pagemap::PAGE_SHIFT;
+                    crate::runs::RUNS.free(base, head, Self::array_pages(c));
+                }
+            }
         }
     }
 
     /// True if `p` sits in the class `c` stash (a double free).
     pub fn stash_contains(&self, c: usize, p: *mut u8) -> bool {
         self.stash_view(c).is_some_and(|(a, n)| {
-            // SAFETY: slots 0 .. n of the mapped array hold stashed chunks.
+            // SAFETY: slots 0 .. n of the array hold stashed chunks.
             (0..n).any(|i| unsafe { *a.add(i) } == p)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zone::lock_index;
+
+    /// Chunks a full stack hands over are kept, handed out last-in first,
+    /// found by the double-free check, and all given back by a drain, with
+    /// the array; a sweep gives back what the stash did not use since the
+    /// previous one.
+    #[test]
+    fn stash_keeps_gives_back_and_trims() {
+        crate::alloc::ensure_init();
+        // A zone no CPU of a test machine uses (`refill_batches_ramp_up`
+        // uses the last one): the bulk sections find the caller elsewhere
+        // and move nothing, so only the chunks passed in are stashed.
+        let z = lock_index(crate::cpu::MAX_ZONES - 2).expect("zone free");
+        let c = size_class::class_of(64);
+        let chunks: Vec<*mut u8> = (0..10).map(|_| z.alloc(c)).collect();
+        assert!(chunks.iter().all(|p| !p.is_null()));
+        for &p in &chunks {
+            // SAFETY: a chunk of this zone's slab that we allocated.
+            unsafe { z.flush_cache(c, p) };
+        }
+        assert_eq!(z.z.stashed(c), 10);
+        assert!(chunks.iter().all(|&p| z.stash_contains(c, p)));
+        assert_eq!(z.take(c), chunks[9]);
+        assert!(!z.stash_contains(c, chunks[9]));
+        assert_eq!(z.z.stashed(c), 9);
+        // The low-water mark: 9 untouched since this sweep, so the next
+        // one gives them back.
+        z.trim_stash(c);
+        assert_eq!(z.z.stashed(c), 9);
+        // SAFETY: the chunk we took, freed back through the stash.
+        unsafe { z.flush_cache(c, chunks[9]) };
+        z.trim_stash(c);
+        assert_eq!(z.z.stashed(c), 1);
+        assert!(z.stash_contains(c, chunks[9]));
+        z.drain_stash();
+        assert_eq!(z.z.stashed(c), 0);
+        assert!(!z.stash_contains(c, chunks[9]));
+        // SAFETY: lock held; the array went back with the chunks.
+        assert_eq!(unsafe { (*z.cz(c)).stash_arr }, 0);
     }
 }
