@@ -685,6 +685,14 @@ impl Locked {
 
     unsafe fn new_slab(&self, c: usize) -> *mut Desc {
         crate::reclaim::adopt_idle(self.idx);
+        // Before taking more memory: stashed chunks that no refill needed
+        // since the last look go back to their slabs, which may free whole
+        // slabs for this one (a program done with one size and on to the
+        // next: glibc_simple kept every size's stash, 6.8 MiB peak RSS
+        // against glibc's 2.8).
+        for k in 0..NCLASSES {
+            self.trim_stash(k);
+        }
         let Some(r) = RUNS.alloc(
             size_class::SLAB_PAGES[c] as usize,
             size_class::slab_align_pages(c),
