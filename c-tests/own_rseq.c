@@ -29,19 +29,13 @@
 #include "common.h"
 #include "../include/slaballoc.h"
 
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <signal.h>
 #include <stddef.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <ucontext.h>
 
-#ifndef SYS_rseq
-#define SYS_rseq 334
-#endif
+#include "seccomp_rseq.h"
 #define RSEQ_SIG 0x53053053
 
 extern const unsigned int __rseq_size __attribute__((weak));
@@ -175,24 +169,6 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
     uc->uc_mcontext.gregs[REG_RAX] = -ENOSYS;
 }
 
-static int refuse_rseq_here(void)
-{
-    struct sock_filter f[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_rseq, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-        return -1;
-    /* This thread only (no SECCOMP_FILTER_FLAG_TSYNC). */
-    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
-}
-
 struct refused {
     int installed;
     uint64_t served;
@@ -202,7 +178,7 @@ static void *thread_refused(void *arg)
 {
     struct refused *r = arg;
     /* No malloc in this thread before the filter. */
-    r->installed = refuse_rseq_here() == 0;
+    r->installed = refuse_rseq(SECCOMP_RET_TRAP) == 0;
     if (!r->installed)
         return NULL;
     uint64_t b = cache_allocs();
