@@ -124,10 +124,11 @@ impl Locked {
     }
 
     /// A free found this CPU's class `c` stack full: `p` (a chunk of this
-    /// zone's, its free mark set) and a batch taken off the stack with one
-    /// section go to the stash, or back to their slabs when it is full (or
-    /// cannot be mapped). Only chunks of this zone can be in the stack, and
-    /// `pop_bulk` takes them only while we run on its CPU.
+    /// zone's, its free mark set) goes back to its slab, counted as the
+    /// program's free like any other, and a batch taken off the stack with
+    /// one section goes to the stash, or back to the slabs too when the
+    /// stash is full (or has no array). Only chunks of this zone can be in
+    /// the stack, and `pop_bulk` takes them only while we run on its CPU.
     ///
     /// # Safety
     /// `p` is a live chunk of class `c` of one of this zone's slabs, which
@@ -135,29 +136,24 @@ impl Locked {
     #[inline(never)]
     pub unsafe fn flush_cache(&self, c: usize, p: *mut u8) {
         let c = c % NCLASSES;
+        // `p` (see the contract) is a free chunk of one of our slabs.
+        self.free_local(slab_of(p), p);
         let b = cache::batch(c).min(cache::BATCH_MAX);
         if let Some(a) = self.stash_array(c) {
             let n = self.z.stashed[c].load(Ordering::Relaxed) as usize;
-            if n + 1 + b <= stash_max(c) {
-                // SAFETY: slots n .. n + 1 + b <= stash_max(c) of the array
-                // are free; the section writes at most b of them.
-                let got = unsafe {
-                    *a.add(n) = p;
-                    cache::pop_bulk(
-                        self.idx,
-                        c,
-                        core::slice::from_raw_parts_mut(a.add(n + 1), b),
-                    )
-                };
-                self.z.stashed[c].store((n + 1 + got) as u32, Ordering::Relaxed);
+            if n + b <= stash_max(c) {
+                // SAFETY: slots n .. n + b <= stash_max(c) of the array are
+                // free; the section writes at most b of them.
+                let got =
+                    cache::pop_bulk(self.idx, c, core::slice::from_raw_parts_mut(a.add(n), b));
+                self.z.stashed[c].store((n + got) as u32, Ordering::Relaxed);
                 return;
             }
         }
         let mut buf = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
         let got = cache::pop_bulk(self.idx, c, &mut buf[..b]);
-        // `p` (see the contract) and the popped chunks are free chunks of
-        // this zone's slabs that nothing else references; we hold the lock.
-        self.free_local(slab_of(p), p);
+        // The popped chunks are free chunks of this zone's slabs that
+        // nothing else references; we hold the lock.
         for &q in &buf[..got] {
             self.free_local(slab_of(q), q);
         }
@@ -222,6 +218,21 @@ impl Locked {
 }
 
 #[cfg(test)]
+impl Locked {
+    /// Stashes `p` directly (what a flush does with the chunks it pops off
+    /// the running CPU's stack, which a test cannot arrange for a zone of
+    /// its own).
+    fn stash_one(&self, c: usize, p: *mut u8) {
+        let a = self.stash_array(c).expect("stash array");
+        let n = self.z.stashed[c].load(Ordering::Relaxed) as usize;
+        assert!(n < stash_max(c));
+        // SAFETY: slot n < stash_max(c) of the array.
+        unsafe { *a.add(n) = p };
+        self.z.stashed[c].store(n as u32 + 1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::zone::lock_index;
@@ -241,8 +252,7 @@ mod tests {
         let chunks: Vec<*mut u8> = (0..10).map(|_| z.alloc(c)).collect();
         assert!(chunks.iter().all(|p| !p.is_null()));
         for &p in &chunks {
-            // SAFETY: a chunk of this zone's slab that we allocated.
-            unsafe { z.flush_cache(c, p) };
+            z.stash_one(c, p);
         }
         assert_eq!(z.z.stashed(c), 10);
         assert!(chunks.iter().all(|&p| z.stash_contains(c, p)));
@@ -253,8 +263,7 @@ mod tests {
         // one gives them back.
         z.trim_stash(c);
         assert_eq!(z.z.stashed(c), 9);
-        // SAFETY: the chunk we took, freed back through the stash.
-        unsafe { z.flush_cache(c, chunks[9]) };
+        z.stash_one(c, chunks[9]);
         z.trim_stash(c);
         assert_eq!(z.z.stashed(c), 1);
         assert!(z.stash_contains(c, chunks[9]));
