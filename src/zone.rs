@@ -361,11 +361,30 @@ impl Locked {
         if chunk >= (*d).bump.load(Ordering::Relaxed) {
             crate::fmt::fatal_pointer("free", chunk, "pointer to a block that was never allocated");
         }
-        slab::set_link(chunk, (*d).free as usize);
         *(chunk as *mut u64).add(1) = FREE_KEY.load(Ordering::Relaxed);
-        (*d).free = chunk;
-        (*d).used -= 1;
         let c = (*d).class.load(Ordering::Relaxed) as usize % NCLASSES;
+        // Where the class has room, the free list's head node carries the
+        // chunk's address instead of the chunk being linked (as an outbox
+        // flush does for remote lists): a later refill then takes the
+        // chunks from the node without reading each one, where following
+        // a chain of long-freed chunks was a cache miss per chunk, one
+        // after the other (85 % of fill_cache's samples under CPython).
+        let f = (*d).free;
+        let cap = slab::batch_cap(size_class::class_size(c));
+        let k = if f.is_null() || cap == 0 {
+            cap
+        } else if slab::link_word(f) & slab::BATCH != 0 {
+            slab::batch_len(f)
+        } else {
+            0
+        };
+        if k < cap {
+            slab::batch_add(f, k, chunk);
+        } else {
+            slab::set_link(chunk, f as usize);
+            (*d).free = chunk;
+        }
+        (*d).used -= 1;
         bump_locked(&self.z.stats.class[c].local_frees);
         // The current slab needs nothing more, even when it becomes empty.
         if (*d).state != ST_CUR && ((*d).used == 0 || (*d).state == ST_DETACHED) {
