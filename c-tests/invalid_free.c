@@ -245,24 +245,29 @@ static void case_write_into_node(void)
 
 /* Use after free: a freed chunk's first word (its free-list link) is
  * overwritten; the next malloc that pops it must notice, not follow it. The
- * value written decodes to an unaligned address under safe-linking. */
+ * value written decodes to an unaligned address under safe-linking. The
+ * block is of the 16-byte class, whose chunks are too small to carry other
+ * chunks' addresses: on a slab's free list such a chunk is always linked.
+ * (A chunk of a larger class may instead be carried by the list's head
+ * node, its address kept in the node; then its first word is no link and
+ * the write cannot redirect malloc: see the carried-address case below.) */
 static void case_write_after_free(void)
 {
-    char *p = OPAQUE(malloc(64));
-    memset(p, 1, 64);
+    char *p = OPAQUE(malloc(16));
+    memset(p, 1, 16);
     free(p);
     uintptr_t v = 0x4141414141414141u;
     if (((v ^ ((uintptr_t)p >> 12)) & 15) == 0) v ^= 8;
     report(p);
     *(volatile uintptr_t *)OPAQUE(p) = v;
-    char *q = OPAQUE(malloc(64)); /* pops p */
-    char *r = OPAQUE(malloc(64)); /* would follow the forged link */
+    char *q = OPAQUE(malloc(16)); /* pops p */
+    char *r = OPAQUE(malloc(16)); /* would follow the forged link */
     /* Still alive: the link was never followed (cached chunk). Both blocks
      * must be real, distinct and usable. */
-    if (!q || !r || q == r || malloc_usable_size(r) < 64) _exit(3);
-    memset(q, 2, 64);
-    memset(r, 3, 64);
-    if (q[63] != 2 || r[0] != 3) _exit(3);
+    if (!q || !r || q == r || malloc_usable_size(r) < 16) _exit(3);
+    memset(q, 2, 16);
+    memset(r, 3, 16);
+    if (q[15] != 2 || r[0] != 3) _exit(3);
     free(r);
     free(q);
 }
