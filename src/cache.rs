@@ -433,19 +433,10 @@ pub fn pop(coff: usize) -> *mut u8 {
     }
 }
 
-/// Pushes `p`, a chunk of class `c` of a slab owned by zone `owner`, onto
-/// the cache of CPU `owner` if the caller runs on it and the stack has room
-/// (a refill: not counted as a free; `free` uses `push_free`). On false
-/// the caller frees `p` another way. A refill does not touch the chunk: one
-/// from a free list keeps its free mark, one carved from untouched memory
-/// has none (and stays non-resident until a pop hands it out).
-#[inline(always)]
-pub fn push(owner: usize, c: usize, p: *mut u8) -> bool {
-    owner_state(owner).is_some_and(|k| k.push_owned(owner, c, p))
-}
-
-/// `push`, for `free`, of a chunk of the class whose stack is at `coff`
-/// (`stack_offset`): the same, counted as a cache free, and where the
+/// Pushes `p`, for `free`, onto the cache of CPU `owner` (a chunk of the
+/// class whose stack is at `coff`, `stack_offset`, of a slab zone `owner`
+/// owns) if the caller runs on it and the stack has room, counted as a
+/// cache free; where the
 /// caller runs on another CPU than `owner`, `p` goes to the outbox of the
 /// CPU it runs on instead (see `OUTBOX`): one section for both, so that a
 /// remote free costs what a local one does. The caller has set the chunk's
@@ -482,22 +473,14 @@ pub fn prepare(cpu: usize, c: usize) {
     }
 }
 
-/// Pops a chunk of class `c` from CPU `owner`'s cache if the caller runs on
-/// that CPU (so the chunk is one of zone `owner`'s); null otherwise.
-pub fn pop_owned(owner: usize, c: usize) -> *mut u8 {
-    match state() {
-        Some(k) => k.pop_owned(owner, c),
-        None => core::ptr::null_mut(),
-    }
-}
-
 /// Pushes the chunks of `buf` (class `c`, all of zone `owner`'s slabs)
 /// onto CPU `owner`'s stack in one section, the last one on top, if the
 /// caller runs on that CPU and the stack has room for all of them: a refill
-/// from the zone's stash. On false nothing was pushed.
+/// from the zone's stash or its slabs (a refill: not counted as a free). A
+/// refill does not touch the chunks: one from a free list keeps its free
+/// mark, one carved from untouched memory has none (and stays non-resident
+/// until a pop hands it out). On false nothing was pushed.
 pub fn push_bulk(owner: usize, c: usize, buf: &[*mut u8]) -> bool {
-    // Inlined into its callers, which know the class: the capacity test
-    // below also bounds the copy.
     !buf.is_empty()
         && buf.len() <= CAP_MAX
         && owner_state(owner).is_some_and(|k| k.push_bulk_owned(owner, c, buf))
@@ -622,8 +605,9 @@ impl Caches {
     }
 
     /// Pushes `p` (class `c`, of zone `owner`) onto CPU `owner`'s stack if
-    /// the caller runs there and it has room: see the function `push`.
-    #[inline(always)]
+    /// the caller runs there and it has room: one chunk of `push_bulk`, for
+    /// the tests of the sections.
+    #[cfg(test)]
     fn push_owned(&self, owner: usize, c: usize, p: *mut u8) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
@@ -700,12 +684,15 @@ impl Caches {
         }
     }
 
+    /// Pops a chunk of class `c` from CPU `owner`'s stack if the caller runs
+    /// on that CPU: one chunk of `pop_bulk`, for the tests of the sections.
+    #[cfg(test)]
     fn pop_owned(&self, owner: usize, c: usize) -> *mut u8 {
         #[cfg(target_arch = "x86_64")]
         if owner < self.n as usize {
             let bc = self.base + slot_of(c) * CLASS_STRIDE;
             let p: usize;
-            // SAFETY: as in `push`: the stack of CPU `owner` (< n, mapped),
+            // SAFETY: the stack of CPU `owner` (< n, mapped),
             // written only after the section found itself on that CPU, with
             // a restart on leaving it before the committing store.
             unsafe {
@@ -735,9 +722,10 @@ impl Caches {
             let bc = self.base + slot_of(c) * CLASS_STRIDE;
             let m = buf.len();
             let ok: usize;
-            // SAFETY: as in `push_owned`: the stack of CPU `owner` (< n,
-            // mapped), written only after the section found itself on that
-            // CPU. The new count is checked against the capacity (<= CAP_MAX)
+            // SAFETY: the stack of CPU `owner` (< n, mapped), written only
+            // after the section found itself on that CPU; the kernel restarts
+            // the section if the thread leaves the CPU before the committing
+            // store of the new head. The new count is checked against the capacity (<= CAP_MAX)
             // before any slot is written, so the copy stays inside the
             // stack's slots; a restart redoes it, and slots written by an
             // aborted attempt lie at or above the committed count. `buf` has
@@ -801,9 +789,9 @@ impl Caches {
             }
             let bc = self.base + slot_of(c) * CLASS_STRIDE;
             let got: usize;
-            // SAFETY: as in `pop_owned`: the stack of CPU `owner` (< n,
-            // mapped), read and committed only while the section runs on
-            // that CPU. It copies m = min(count, want) chunks into `buf`
+            // SAFETY: the stack of CPU `owner` (< n, mapped), read and
+            // committed only while the section runs on that CPU (a restart
+            // if the thread leaves it before the committing store). It copies m = min(count, want) chunks into `buf`
             // (ours, at least `want` words): the top, then the slots below it
             // from slot count - 2 down; the new top comes from slot
             // count - m - 1 (the scratch word when the stack empties). A

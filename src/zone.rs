@@ -476,21 +476,21 @@ impl Locked {
     /// (the cache only if the caller runs on the zone's CPU: `malloc_trim`,
     /// reclaim before ENOMEM).
     pub fn drain_cache(&self) {
+        let mut buf = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
         for c in 0..NCLASSES {
-            while self.uncache_one(c) {}
+            loop {
+                let n = cache::pop_bulk(self.idx, c, &mut buf);
+                if n == 0 {
+                    break;
+                }
+                for &q in &buf[..n] {
+                    // SAFETY: a chunk in this CPU's cache is a live (cached)
+                    // chunk of one of this zone's slabs; we hold the lock.
+                    unsafe { self.free_local(slab_of(q), q) };
+                }
+            }
         }
         self.drain_stash();
-    }
-
-    fn uncache_one(&self, c: usize) -> bool {
-        let q = cache::pop_owned(self.idx, c);
-        if q.is_null() {
-            return false;
-        }
-        // SAFETY: a chunk in this CPU's cache is a live (cached) chunk of one
-        // of this zone's slabs; we hold the zone lock.
-        unsafe { self.free_local(slab_of(q), q) };
-        true
     }
 
     #[cold]
