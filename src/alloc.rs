@@ -5,14 +5,15 @@
 //! Nothing here allocates, panics or recurses into malloc; the only locks are
 //! zone locks (per CPU) and the page lock, always in that order.
 
+use crate::foreign;
 use crate::large;
 use crate::os::{self, PAGE_SIZE};
-use crate::pagemap::{self, Desc, Lookup};
+use crate::pagemap;
 use crate::size_class::{self, SMALL_MAX};
-use crate::stats::GLOBAL;
-use crate::zone::{self, FREE_KEY};
+use crate::slab::FREE_KEY;
+use crate::zone;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 /// Largest request we accept (glibc refuses sizes above PTRDIFF_MAX).
 pub const MAX_REQUEST: usize = isize::MAX as usize - 2 * pagemap::ARENA_SIZE;
@@ -246,53 +247,7 @@ pub fn calloc(n: usize, m: usize) -> *mut u8 {
 
 // ---- free ----
 
-/// What a pointer of ours is, validated.
-enum Block {
-    Small(*mut Desc, usize),
-    Large(*mut Desc),
-    Huge,
-    Foreign,
-}
-
-/// Classifies `p` for `what` (free, realloc, ...), aborting with a clear
-/// message if it points into our memory but is not a live block.
-#[inline(always)]
-fn classify(p: *mut u8, what: &str) -> Block {
-    match pagemap::lookup(p as usize) {
-        Lookup::Slab(d) => match chunk_class(d, p) {
-            Some(c) => Block::Small(d, c),
-            None => {
-                crate::fmt::fatal_pointer(what, p, "invalid pointer (not the start of a block)")
-            }
-        },
-        Lookup::Large(d) => Block::Large(d),
-        Lookup::Huge => {
-            if large::huge_usable(p as usize).is_none() {
-                crate::fmt::fatal_pointer(what, p, "invalid pointer (inside a huge block)");
-            }
-            Block::Huge
-        }
-        Lookup::Foreign => Block::Foreign,
-        Lookup::Invalid(why) => crate::fmt::fatal_pointer(what, p, why),
-    }
-}
-
-/// The class of slab `d` if `p` is the start of one of its chunks.
-#[inline(always)]
-fn chunk_class(d: *mut Desc, p: *mut u8) -> Option<usize> {
-    // SAFETY: `d` is a descriptor slot of a registered arena (type-stable).
-    let c = unsafe { (*d).class.load(Ordering::Relaxed) } as usize;
-    is_chunk(zone::slab_base(d), c, p).then_some(c)
-}
-
-/// True if `p` starts a chunk of the class `c` slab that starts at `start`.
-#[inline(always)]
-fn is_chunk(start: usize, c: usize, p: *mut u8) -> bool {
-    let off = (p as usize).wrapping_sub(start);
-    size_class::CLASS_INFO
-        .get(c)
-        .is_some_and(|info| info.is_chunk_start(off))
-}
+use crate::integrity::{check_double_free, classify, Block};
 
 #[inline(always)]
 // Accepts any pointer, like C's free: the page map validates it before
@@ -416,40 +371,6 @@ unsafe fn free_chunk_zone(c: usize, owner: usize, p: *mut u8) {
     zone::free_remote_batched(d, p);
 }
 
-/// Word 1 of the chunk holds the free mark: this may be a double free, or a
-/// user value that happens to match. Confirm under the owner's lock by looking
-/// for the chunk among the slab's free chunks.
-#[cold]
-#[inline(never)]
-unsafe fn check_double_free(d: *mut Desc, p: *mut u8) {
-    let owner = (*d).owner.load(Ordering::Relaxed) as usize;
-    let Some(z) = zone::lock_index(owner) else {
-        return; // re-entered from a signal handler: cannot look safely
-    };
-    let c = (*d).class.load(Ordering::Relaxed) as usize;
-    let cap = size_class::capacity(c);
-    if p >= (*d).bump.load(Ordering::Relaxed) {
-        crate::fmt::fatal_pointer("free", p, "pointer to a block that was never allocated");
-    }
-    if crate::cache::contains(owner, c, p) || z.stash_contains(c, p) {
-        crate::fmt::fatal_pointer("free", p, "double free");
-    }
-    for head in [
-        (*d).free,
-        crate::slab::head_of((*d).rchunks.load(Ordering::Acquire)),
-    ] {
-        let mut q = head;
-        let mut k = 0;
-        while !q.is_null() && k <= cap {
-            if q == p || crate::slab::batch_contains(q, p) {
-                crate::fmt::fatal_pointer("free", p, "double free");
-            }
-            q = crate::slab::link(q);
-            k += 1;
-        }
-    }
-}
-
 // ---- sizes and realloc ----
 
 // Accepts any pointer, like C's free: the page map validates it before
@@ -528,7 +449,7 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
             }
             u
         }
-        Block::Foreign => return foreign::realloc(p, size),
+        Block::Foreign => return realloc_foreign(p, size),
     };
     let q = malloc(size);
     if q.is_null() {
@@ -539,106 +460,16 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     q
 }
 
-/// Pointers that are not ours: blocks from glibc's own malloc (libraries opened
-/// with RTLD_DEEPBIND, code calling `__libc_malloc` of a different link). We
-/// never write through them; glibc's functions, found with
-/// `dlsym(RTLD_NEXT, ...)` outside any lock of ours, handle them, including
-/// reporting garbage exactly as they would without us.
-pub mod foreign {
-    use super::*;
-
-    static FREE: AtomicPtr<libc::c_void> = AtomicPtr::new(ptr::null_mut());
-    static USABLE: AtomicPtr<libc::c_void> = AtomicPtr::new(ptr::null_mut());
-    static INFO: AtomicPtr<libc::c_void> = AtomicPtr::new(ptr::null_mut());
-
-    fn resolve(slot: &AtomicPtr<libc::c_void>, name: &core::ffi::CStr) -> *mut libc::c_void {
-        let f = slot.load(Ordering::Acquire);
-        if !f.is_null() {
-            return f;
-        }
-        let f = os::next_symbol(name);
-        slot.store(f, Ordering::Release);
-        f
+/// Moves a foreign block (see `foreign`) into our heap.
+fn realloc_foreign(p: *mut u8, size: usize) -> *mut u8 {
+    let old = foreign::usable_size(p);
+    let q = malloc(size);
+    if q.is_null() {
+        return q;
     }
-
-    /// Resolves glibc's functions ahead of need (library constructor).
-    pub fn preload() {
-        resolve(&FREE, c"free");
-        resolve(&USABLE, c"malloc_usable_size");
-        resolve(&INFO, c"mallinfo2");
-    }
-
-    /// The next allocator's function `name`, or None if there is none (a
-    /// static program) or the lookup found us again (a definition in the
-    /// object that holds this code: our own exported symbol).
-    fn next(slot: &AtomicPtr<libc::c_void>, name: &core::ffi::CStr) -> Option<*mut libc::c_void> {
-        let f = resolve(slot, name);
-        let here = next as fn(_, _) -> _ as *const ();
-        (!f.is_null() && !os::same_object(f as *const (), here)).then_some(f)
-    }
-
-    /// Checks that `p`, which is not in our memory, may belong to the next
-    /// allocator: there is one, and it has ever held memory (glibc's
-    /// `mallinfo2`: bytes in its arenas or in mmapped chunks). Otherwise no
-    /// allocator made `p` (a stack address, a private mapping...): report it
-    /// ourselves, naming the pointer, instead of letting glibc's free
-    /// dereference garbage (it crashes on a stack address).
-    fn check(what: &str, p: *mut u8) {
-        let Some(_) = next(&FREE, c"free") else {
-            crate::fmt::fatal_pointer(what, p, "invalid pointer (not allocated by slaballoc)");
-        };
-        if let Some(info) = next(&INFO, c"mallinfo2") {
-            // SAFETY: `info` is the next definition of mallinfo2, with its
-            // signature; it takes glibc's own locks, none of ours is held.
-            let m = unsafe {
-                let info: extern "C" fn() -> libc::mallinfo2 = core::mem::transmute(info);
-                info()
-            };
-            if m.arena == 0 && m.hblkhd == 0 {
-                crate::fmt::fatal_pointer(
-                    what,
-                    p,
-                    "invalid pointer (not allocated by slaballoc, and glibc's malloc holds no memory)",
-                );
-            }
-        }
-    }
-
-    pub fn free(p: *mut u8) {
-        GLOBAL.foreign_frees.fetch_add(1, Ordering::Relaxed);
-        check("free", p);
-        if let Some(f) = next(&FREE, c"free") {
-            // SAFETY: f is the next definition of `free`, with free's signature.
-            unsafe {
-                let f: extern "C" fn(*mut libc::c_void) = core::mem::transmute(f);
-                f(p as *mut libc::c_void);
-            }
-        }
-    }
-
-    pub fn usable_size(p: *mut u8) -> usize {
-        check("malloc_usable_size", p);
-        let Some(f) = next(&USABLE, c"malloc_usable_size") else {
-            return 0;
-        };
-        // SAFETY: f is the next definition of `malloc_usable_size`.
-        unsafe {
-            let f: extern "C" fn(*mut libc::c_void) -> usize = core::mem::transmute(f);
-            f(p as *mut libc::c_void)
-        }
-    }
-
-    /// Moves a foreign block into our heap.
-    pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
-        let old = usable_size(p);
-        let q = super::malloc(size);
-        if q.is_null() {
-            return q;
-        }
-        os::memcpy(q, p, old.min(size));
-        free(p);
-        q
-    }
+    os::memcpy(q, p, old.min(size));
+    foreign::free(p);
+    q
 }
 
 #[cfg(test)]
@@ -759,7 +590,10 @@ mod tests {
         };
         let mut size = large::HUGE_MIN - (1 << 20);
         let mut p = malloc(size);
-        assert!(matches!(pagemap::lookup(p as usize), Lookup::Large(_)));
+        assert!(matches!(
+            pagemap::lookup(p as usize),
+            pagemap::Lookup::Large(_)
+        ));
         fill(p, size, 7);
         for grow in [2 << 20, 1 << 20, 40 << 20] {
             let n = size + grow;

@@ -36,57 +36,16 @@
 //! Other threads never write a cache; `cached` (stats) and the double-free
 //! check read it racily, which can only miss a chunk that moves meanwhile.
 
+use crate::arch::Caches;
+pub use crate::cache_layout::{class_at, stack_offset, CAP_MAX, OUTBOX};
+use crate::cache_layout::{slot_of, CLASS_SLOTS, CLASS_STRIDE, CPU_STRIDE, HEADER, ROOT as G};
 use crate::cpu;
 use crate::size_class::{self, NCLASSES};
-use core::sync::atomic::{AtomicIsize, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-/// Chunks a class stack can hold. A stack is one 1 KiB block:
-///
-/// * bytes 0-7, the head: the top chunk's address shifted left by 16, or'ed
-///   with the count. A pop finds the chunk it returns in the word it
-///   commits (one load, where a count then a slot made two in a row), and
-///   a push or pop commits count and top with one store. Chunk addresses
-///   are below 2^47 (they come from our arenas, see `pagemap`);
-/// * 8-11, the capacity (u32; 0 until the zone prepares the stack);
-/// * 16-23 and 24-31, the pop and push counts (u64), which the sections
-///   bump just before their commit: exact but for a restarted section,
-///   which counts twice;
-/// * 32-39, scratch: "slot -1", which a push onto an empty stack writes
-///   its (meaningless) old top to, so that the push needs no branch;
-/// * 40-511, the slots: slot i holds the (i + 1)-th chunk from the bottom;
-///   the top chunk lives in the head.
-pub const CAP_MAX: usize = 124;
-const HEADER: usize = 40;
-const CLASS_STRIDE: usize = HEADER + (CAP_MAX - 1) * 8;
-/// Stack slots per CPU block: a power of two, so that a slot index is
-/// bounded with one mask on the fast path. Slot 0 is the outbox, class c is
-/// slot c + 1 (`slot_of`), so that the free map's class field (class + 1)
-/// is the slot; the slots past the last class are never used, hence never
-/// touched.
-const CLASS_SLOTS: usize = 64;
-const CPU_STRIDE: usize = CLASS_SLOTS * CLASS_STRIDE;
-/// log2 of `CPU_STRIDE`: the sections shift the CPU id (one cycle) rather
-/// than multiply it (three), on the path of every hit.
-const CPU_SHIFT: u32 = CPU_STRIDE.trailing_zeros();
-const _: () = assert!(1 << CPU_SHIFT == CPU_STRIDE);
-const _: () = assert!(NCLASSES < CLASS_SLOTS);
 // The free map holds a class's stack offset in place (`free` masks it out).
 const _: () = assert!(CLASS_STRIDE == 1 << crate::pagemap::FREE_CLASS_SHIFT);
 const _: () = assert!(crate::pagemap::FREE_CLASS_MASK == (CLASS_SLOTS - 1) * CLASS_STRIDE);
-
-/// The stack slot of class `c` in a CPU's block.
-#[inline(always)]
-const fn slot_of(c: usize) -> usize {
-    (c + 1) % CLASS_SLOTS
-}
-
-/// The offset of class `c`'s stack in a CPU's block: what `push_free`
-/// takes, and what a free-map entry holds in place
-/// (`pagemap::FREE_CLASS_MASK`).
-#[inline(always)]
-pub const fn stack_offset(c: usize) -> usize {
-    slot_of(c) * CLASS_STRIDE
-}
 
 /// `stack_offset` of the class of each `(size + 15) / 16`: malloc goes from
 /// the size to its stack with one load.
@@ -108,44 +67,8 @@ pub fn stack_of_size(size: usize) -> usize {
     STACK_BY_SIZE[size_class::size_index(size)] as usize
 }
 
-/// The class whose stack is at `off` (a `stack_offset`). Below
-/// `CLASS_SLOTS` whatever `off` is (a shift and a mask, no division: it is
-/// on the path of every malloc and free when the cache is off); the users
-/// of a class index bound it by `NCLASSES` themselves.
-#[inline(always)]
-pub const fn class_at(off: usize) -> usize {
-    (off / CLASS_STRIDE).wrapping_sub(1) % CLASS_SLOTS
-}
-
 /// Bytes a class stack may hold, roughly: its capacity is this over the size.
 const CLASS_BUDGET: usize = 16 * 1024;
-
-/// The caches of all CPUs: `cpus` blocks of `CPU_STRIDE` bytes at `base`,
-/// mapped at start-up and touched only as CPUs use them, the rseq offset,
-/// and the offset in `struct rseq` of the id that picks a block
-/// (`cpu::id_field`: the concurrency id or the CPU number; "CPU" in this
-/// module means that id). `cpus` is 0 while the cache is off; it is set
-/// once, after the others. One cache line, read together on every fast
-/// path; the sections read `id_field` from it themselves (an address
-/// operand, so that it takes no register of its own).
-#[repr(C, align(64))]
-struct Global {
-    cpus: AtomicU32,
-    off: AtomicIsize,
-    base: AtomicUsize,
-    id_field: AtomicUsize,
-}
-
-/// Where the sections find `Global::id_field`.
-#[cfg(target_arch = "x86_64")]
-const ID_FIELD_AT: usize = core::mem::offset_of!(Global, id_field);
-
-static G: Global = Global {
-    cpus: AtomicU32::new(0),
-    off: AtomicIsize::new(0),
-    base: AtomicUsize::new(0),
-    id_field: AtomicUsize::new(0),
-};
 
 const fn build_caps() -> [u32; CLASS_SLOTS] {
     let mut t = [0u32; CLASS_SLOTS];
@@ -171,12 +94,6 @@ const fn build_caps() -> [u32; CLASS_SLOTS] {
 /// Capacity of each stack, by slot (0 past the last class).
 static CAPS: [u32; CLASS_SLOTS] = build_caps();
 
-/// The class slot that serves as each CPU's *outbox*: chunks of other CPUs'
-/// slabs freed on this CPU, handed to their slabs in batches, one CAS per
-/// slab and batch (snmalloc's "BatchIt") instead of one per chunk (see
-/// `zone::flush_outbox`). Any chunk may be there; only `outbox_take` empties it.
-pub const OUTBOX: usize = 0;
-
 /// The most chunks a refill or a flush moves (`batch`).
 pub const BATCH_MAX: usize = CAP_MAX.div_ceil(2);
 
@@ -192,7 +109,7 @@ pub fn init() {
     let Some(off) = cpu::rseq_offset() else {
         return;
     };
-    if !cfg!(target_arch = "x86_64") {
+    if !crate::arch::HAS_SECTIONS {
         return;
     }
     let n = cpu::nzones();
@@ -206,38 +123,6 @@ pub fn init() {
     // Release: a thread that sees `cpus` != 0 sees the others (Acquire in
     // `state`; on x86 both are plain moves).
     G.cpus.store(n as u32, Ordering::Release);
-}
-
-/// The id (`cpu::id_field`) from the rseq area at `fs:[off]`.
-#[inline(always)]
-fn current_cpu(off: isize) -> Option<usize> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let cpu: i32;
-        // SAFETY: `off` is glibc's `__rseq_offset` of a registered area: it
-        // lives in this thread's static TLS at fs:[off], and the id field
-        // (`cpu::id_field`) is an i32 inside it.
-        unsafe {
-            core::arch::asm!("mov {0:e}, dword ptr fs:[{1} + {2}]", out(reg) cpu, in(reg) off,
-                             in(reg) cpu::id_field(), options(nostack, readonly, preserves_flags));
-        }
-        (cpu >= 0).then_some(cpu as usize)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = off;
-        None
-    }
-}
-
-/// A set of per-CPU caches: `n` blocks of `CPU_STRIDE` bytes at `base`, used
-/// through the rseq area at `fs:[off]`. The process has one (`state`); tests
-/// make private ones.
-#[derive(Clone, Copy)]
-struct Caches {
-    off: isize,
-    n: u32,
-    base: usize,
 }
 
 /// The process's caches, or None while the cache is off.
@@ -258,168 +143,6 @@ fn state() -> Option<Caches> {
 #[inline(always)]
 pub fn on() -> bool {
     G.cpus.load(Ordering::Relaxed) != 0
-}
-
-/// One rseq critical section. The body runs between labels 3 (start) and 4
-/// (just after the committing store), sets `{ok}` to non-zero on success and
-/// leaves with `jmp 7f` to fail. The descriptor (`struct rseq_cs`) goes to
-/// section `__rseq_cs`; the abort handler (label 5, preceded by the signature
-/// glibc registered) and the failure exit live out of line in
-/// `.text.unlikely`, so that the successful path runs straight through. The
-/// handler restarts from label 2, which re-arms `rseq_cs` (the kernel clears
-/// it on abort). Numeric labels only, as the block is inlined in many places;
-/// none made of 0s and 1s alone, which Intel syntax reads as binary numbers.
-#[cfg(target_arch = "x86_64")]
-macro_rules! rseq_section {
-    ($($body:expr),* ; $($operands:tt)*) => {
-        core::arch::asm!(
-            ".pushsection __rseq_cs, \"aw\"",
-            ".balign 32",
-            "6:",
-            ".long 0, 0",
-            ".quad 3f, 4f - 3f, 5f",
-            ".popsection",
-            "2:",
-            "lea {q}, [rip + 6b]",
-            "mov qword ptr fs:[{off} + 8], {q}",
-            "3:",
-            $($body,)*
-            "4:",
-            ".pushsection .text.unlikely, \"ax\"",
-            ".long 0x53053053",
-            "5:",
-            "jmp 2b",
-            "7:",
-            "xor {ok:e}, {ok:e}",
-            "jmp 4b",
-            ".popsection",
-            $($operands)*
-            options(nostack),
-        )
-    };
-}
-
-/// An rseq section on a stack of the CPU the section runs on: `here`
-/// requires that CPU to be below `{n}` (a CPU with a cache), `owned`
-/// requires it to be `{owner}` (the zone whose chunks the stack holds). Both
-/// then set `{q}` to that CPU's block offset, and the stack is at `{q} +
-/// {k}` (`{k}`: a copy, made inside the section, of `{bc}`, the stack's
-/// offset inside a block plus the base, which the caller passes). `free` is
-/// `here` with the stack chosen inside: `{q}` the CPU's block (base
-/// included), `{k}` the stack's offset in it. The body reads the stack's
-/// head at `[{q} + {k}]` (the address needs no add of its own, which would
-/// sit between the load of the CPU or the class and the load of the head),
-/// then sets `{q}` to the stack and may reuse `{k}` (`pop_body`,
-/// `push_body`): every register the section changes is set again inside
-/// it, so a restart (from label 2) starts from the same state.
-#[cfg(target_arch = "x86_64")]
-macro_rules! rseq_stack {
-    (here; $($body:expr),* ; $($operands:tt)*) => {
-        rseq_section!(
-            "mov {q}, qword ptr [rip + {g} + {idf}]",
-            "mov {q:e}, dword ptr fs:[{off} + {q}]",
-            "mov {k}, {bc}",
-            "cmp {q:e}, {n:e}",
-            "jae 7f",
-            "shl {q}, {shift}",
-            $($body),* ;
-            $($operands)*
-            shift = const CPU_SHIFT,
-            g = sym G,
-            idf = const ID_FIELD_AT,
-            q = out(reg) _,
-            k = out(reg) _,
-        )
-    };
-    (free; $($body:expr),* ; $($operands:tt)*) => {
-        rseq_section!(
-            "mov {q}, qword ptr [rip + {g} + {idf}]",
-            "mov {q:e}, dword ptr fs:[{off} + {q}]",
-            "cmp {q:e}, {n:e}",
-            "jae 7f",
-            "mov {k:e}, {outbox}",
-            "cmp {q:e}, {owner:e}",
-            "cmove {k}, {coff}",
-            "shl {q}, {shift}",
-            "add {q}, {base}",
-            $($body),* ;
-            $($operands)*
-            shift = const CPU_SHIFT,
-            g = sym G,
-            idf = const ID_FIELD_AT,
-            outbox = const OUTBOX * CLASS_STRIDE,
-            q = out(reg) _,
-            k = out(reg) _,
-        )
-    };
-    (owned; $($body:expr),* ; $($operands:tt)*) => {
-        rseq_section!(
-            "mov {q}, qword ptr [rip + {g} + {idf}]",
-            "mov {q:e}, dword ptr fs:[{off} + {q}]",
-            "mov {k}, {bc}",
-            "cmp {q:e}, {owner:e}",
-            "jne 7f",
-            "shl {q}, {shift}",
-            $($body),* ;
-            $($operands)*
-            shift = const CPU_SHIFT,
-            g = sym G,
-            idf = const ID_FIELD_AT,
-            q = out(reg) _,
-            k = out(reg) _,
-        )
-    };
-}
-
-/// The body of a pop (for `rseq_stack`): `{ok}` = the top chunk, from the
-/// head; the new head (the chunk below, from its slot, and the count less
-/// one) is committed in `{top}`; leaves by 7 when the stack is empty. When
-/// it pops the last chunk, the "chunk below" comes from the scratch word:
-/// a meaningless address beside a count of 0. Clobbers `{k}`. `$count`
-/// adds the instruction that counts it (or nothing).
-#[cfg(target_arch = "x86_64")]
-macro_rules! pop_body {
-    ($count:expr) => {
-        concat!(
-            "mov {ok}, qword ptr [{q} + {k}]\n",
-            "lea {q}, [{q} + {k}]\n",
-            "movzx {k:e}, {ok:x}\n",
-            "sub {k:e}, 1\n",
-            "jb 7f\n",
-            "mov {top}, qword ptr [{q} + {k} * 8 + 32]\n",
-            "shr {ok}, 16\n",
-            "shl {top}, 16\n",
-            "or {top}, {k}\n",
-            $count,
-            "mov qword ptr [{q}], {top}",
-        )
-    };
-}
-
-/// The body of a push of `{p}` (for `rseq_stack`): the old top chunk goes
-/// to its slot (to the scratch word when the stack was empty), and the new
-/// head (`{p}` and the count plus one) is built in `{ok}` and committed, so
-/// `{ok}` is non-zero on success. Leaves by 7 when the stack is at its
-/// capacity. Clobbers `{k}`. `$count` as in `pop_body`.
-#[cfg(target_arch = "x86_64")]
-macro_rules! push_body {
-    ($count:expr) => {
-        concat!(
-            "mov {ok}, qword ptr [{q} + {k}]\n",
-            "lea {q}, [{q} + {k}]\n",
-            "movzx {k:e}, {ok:x}\n",
-            "cmp {k:e}, dword ptr [{q} + 8]\n",
-            "jae 7f\n",
-            "shr {ok}, 16\n",
-            "mov qword ptr [{q} + {k} * 8 + 32], {ok}\n",
-            "add {k:e}, 1\n",
-            "mov {ok}, {p}\n",
-            "shl {ok}, 16\n",
-            "or {ok}, {k}\n",
-            $count,
-            "mov qword ptr [{q}], {ok}",
-        )
-    };
 }
 
 /// Pops a chunk of the class whose stack is at `coff` (`stack_offset`) from
@@ -551,7 +274,7 @@ pub fn outbox_push(p: *mut u8) -> bool {
 /// Sets the capacity of the current CPU's outbox (0, no room, until then).
 pub fn prepare_outbox() {
     if let Some(k) = state() {
-        if let Some(cpu) = current_cpu(k.off) {
+        if let Some(cpu) = cpu::rseq_id(k.off) {
             k.prepare(cpu, OUTBOX);
         }
     }
@@ -569,366 +292,6 @@ impl Caches {
     fn stack(&self, cpu: usize, slot: usize) -> usize {
         self.base + cpu * CPU_STRIDE + (slot % CLASS_SLOTS) * CLASS_STRIDE
     }
-
-    #[inline(always)]
-    fn pop(&self, coff: usize) -> *mut u8 {
-        #[cfg(target_arch = "x86_64")]
-        {
-            // In range whatever the caller passed: the slots' offsets.
-            let bc = self.base + (coff & ((CLASS_SLOTS - 1) * CLASS_STRIDE));
-            let p: usize;
-            // SAFETY: the section reads this thread's rseq area (fs:[off], see
-            // `current_cpu`) and the cache block of the CPU it runs on, which
-            // is mapped (`cpu < n`, compared unsigned so that an unregistered
-            // area's -1/-2 fails). Only threads on that CPU write the block,
-            // and only inside such sections, so the head and the slot below
-            // it cannot change between our reads and the committing store of
-            // the new head without the kernel restarting us from label 2.
-            unsafe {
-                rseq_stack!(
-                    here;
-                    pop_body!("add qword ptr [{q} + 16], 1\n");
-                    off = in(reg) self.off,
-                    n = in(reg) self.n,
-                    bc = in(reg) bc,
-                    top = out(reg) _,
-                    ok = out(reg) p,
-                );
-            }
-            p as *mut u8
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = coff;
-            core::ptr::null_mut()
-        }
-    }
-
-    /// Pushes `p` (class `c`, of zone `owner`) onto CPU `owner`'s stack if
-    /// the caller runs there and it has room: one chunk of `push_bulk`, for
-    /// the tests of the sections.
-    #[cfg(test)]
-    fn push_owned(&self, owner: usize, c: usize, p: *mut u8) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if owner >= self.n as usize {
-                return false;
-            }
-            // The stack's address comes from the CPU the section runs on,
-            // which must be `owner`: a compare and branch, so that the slot
-            // address does not wait for the load that gave `owner`.
-            let bc = self.base + slot_of(c) * CLASS_STRIDE;
-            let ok: usize;
-            // SAFETY: the section writes the stack of the CPU it runs on
-            // (mapped: that CPU is `owner` < n) only after finding itself on
-            // it, and the kernel restarts it if the thread leaves the CPU
-            // before the committing store of the new head, so the slot write
-            // and the commit see a stable head. A slot written by an aborted
-            // attempt lies at or above the count, where nobody reads it.
-            unsafe {
-                rseq_stack!(
-                    owned;
-                    push_body!("");
-                    off = in(reg) self.off,
-                    owner = in(reg) owner,
-                    bc = in(reg) bc,
-                    p = in(reg) p,
-                    ok = out(reg) ok,
-                );
-            }
-            ok != 0
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = (owner, c, p);
-            false
-        }
-    }
-
-    /// See the function `push_free`. The counter the section bumps is the
-    /// chosen stack's: a cache free, or a chunk into the outbox.
-    #[inline(always)]
-    fn push_free(&self, owner: usize, coff: usize, p: *mut u8) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            // In range whatever the caller passed: the slots' offsets.
-            let coff = coff & ((CLASS_SLOTS - 1) * CLASS_STRIDE);
-            let ok: usize;
-            // SAFETY: the section finds the CPU it runs on below `n` (so its
-            // block is mapped), then takes that CPU's class `c` stack if the
-            // CPU is `owner` (the only stack a chunk of zone `owner` may
-            // enter), else its outbox (which takes any chunk). The choice is
-            // made into a scratch register inside the section, so a restart
-            // on another CPU chooses again; the kernel restarts the section
-            // if the thread leaves the CPU before the committing store of the
-            // new head, so the slot write and the commit see a stable head.
-            unsafe {
-                rseq_stack!(
-                    free;
-                    push_body!("add qword ptr [{q} + 24], 1\n");
-                    off = in(reg) self.off,
-                    n = in(reg) self.n,
-                    owner = in(reg) owner,
-                    coff = in(reg) coff,
-                    base = in(reg) self.base,
-                    p = in(reg) p,
-                    ok = out(reg) ok,
-                );
-            }
-            ok != 0
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = (owner, coff, p);
-            false
-        }
-    }
-
-    /// Pops a chunk of class `c` from CPU `owner`'s stack if the caller runs
-    /// on that CPU: one chunk of `pop_bulk`, for the tests of the sections.
-    #[cfg(test)]
-    fn pop_owned(&self, owner: usize, c: usize) -> *mut u8 {
-        #[cfg(target_arch = "x86_64")]
-        if owner < self.n as usize {
-            let bc = self.base + slot_of(c) * CLASS_STRIDE;
-            let p: usize;
-            // SAFETY: the stack of CPU `owner` (< n, mapped),
-            // written only after the section found itself on that CPU, with
-            // a restart on leaving it before the committing store.
-            unsafe {
-                rseq_stack!(
-                    owned;
-                    pop_body!("");
-                    off = in(reg) self.off,
-                    owner = in(reg) owner,
-                    bc = in(reg) bc,
-                    top = out(reg) _,
-                    ok = out(reg) p,
-                );
-            }
-            return p as *mut u8;
-        }
-        let _ = (owner, c);
-        core::ptr::null_mut()
-    }
-
-    /// See the function `push_bulk`; `buf` holds 1 to CAP_MAX chunks.
-    fn push_bulk_owned(&self, owner: usize, c: usize, buf: &[*mut u8]) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if owner >= self.n as usize {
-                return false;
-            }
-            let bc = self.base + slot_of(c) * CLASS_STRIDE;
-            let m = buf.len();
-            let ok: usize;
-            // SAFETY: the stack of CPU `owner` (< n, mapped), written only
-            // after the section found itself on that CPU; the kernel restarts
-            // the section if the thread leaves the CPU before the committing
-            // store of the new head. The new count is checked against the capacity (<= CAP_MAX)
-            // before any slot is written, so the copy stays inside the
-            // stack's slots; a restart redoes it, and slots written by an
-            // aborted attempt lie at or above the committed count. `buf` has
-            // `m` >= 1 readable words.
-            unsafe {
-                rseq_stack!(
-                    owned;
-                    "mov {top}, qword ptr [{q} + {k}]",
-                    "lea {q}, [{q} + {k}]",
-                    "movzx {k:e}, {top:x}",
-                    "lea {t}, [{k} + {m}]",
-                    "cmp {t:e}, dword ptr [{q} + 8]",
-                    "ja 7f",
-                    // The old top goes to its slot (the scratch word when the
-                    // stack was empty), buf[0..m-1] above it.
-                    "shr {top}, 16",
-                    "mov qword ptr [{q} + {k} * 8 + 32], {top}",
-                    "lea {d}, [{q} + {k} * 8 + 40]",
-                    "xor {i:e}, {i:e}",
-                    "jmp 8f",
-                    "9:",
-                    "mov {top}, qword ptr [{buf} + {i} * 8]",
-                    "mov qword ptr [{d} + {i} * 8], {top}",
-                    "add {i:e}, 1",
-                    "8:",
-                    "lea {k}, [{i} + 1]",
-                    "cmp {k}, {m}",
-                    "jb 9b",
-                    "mov {ok}, qword ptr [{buf} + {i} * 8]",
-                    "shl {ok}, 16",
-                    "or {ok}, {t}",
-                    "mov qword ptr [{q}], {ok}";
-                    off = in(reg) self.off,
-                    owner = in(reg) owner,
-                    bc = in(reg) bc,
-                    buf = in(reg) buf.as_ptr(),
-                    m = in(reg) m,
-                    top = out(reg) _,
-                    t = out(reg) _,
-                    d = out(reg) _,
-                    i = out(reg) _,
-                    ok = out(reg) ok,
-                );
-            }
-            ok != 0
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = (owner, c, buf);
-            false
-        }
-    }
-
-    /// See the function `pop_bulk`.
-    fn pop_bulk_owned(&self, owner: usize, c: usize, buf: &mut [*mut u8]) -> usize {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let want = buf.len().min(CAP_MAX);
-            if owner >= self.n as usize || want == 0 {
-                return 0;
-            }
-            let bc = self.base + slot_of(c) * CLASS_STRIDE;
-            let got: usize;
-            // SAFETY: the stack of CPU `owner` (< n, mapped), read and
-            // committed only while the section runs on that CPU (a restart
-            // if the thread leaves it before the committing store). It copies m = min(count, want) chunks into `buf`
-            // (ours, at least `want` words): the top, then the slots below it
-            // from slot count - 2 down; the new top comes from slot
-            // count - m - 1 (the scratch word when the stack empties). A
-            // restart redoes the copy; the one committing store is last.
-            unsafe {
-                rseq_stack!(
-                    owned;
-                    "mov {top}, qword ptr [{q} + {k}]",
-                    "lea {q}, [{q} + {k}]",
-                    "movzx {k:e}, {top:x}",
-                    "mov {ok}, {want}",
-                    "cmp {k}, {ok}",
-                    "cmovb {ok}, {k}",
-                    "test {ok}, {ok}",
-                    "jz 7f",
-                    "shr {top}, 16",
-                    "mov qword ptr [{buf}], {top}",
-                    // i from 1 to m - 1: buf[i] = slot[count - 1 - i].
-                    "mov {i:e}, 1",
-                    "lea {d}, [{q} + {k} * 8 + 32]",
-                    "jmp 8f",
-                    "9:",
-                    "neg {i}",
-                    "mov {top}, qword ptr [{d} + {i} * 8]",
-                    "neg {i}",
-                    "mov qword ptr [{buf} + {i} * 8], {top}",
-                    "add {i:e}, 1",
-                    "8:",
-                    "cmp {i}, {ok}",
-                    "jb 9b",
-                    // New head: slot[count - m - 1] and count - m.
-                    "sub {k}, {ok}",
-                    "mov {top}, qword ptr [{q} + {k} * 8 + 32]",
-                    "shl {top}, 16",
-                    "or {top}, {k}",
-                    "mov qword ptr [{q}], {top}";
-                    off = in(reg) self.off,
-                    owner = in(reg) owner,
-                    bc = in(reg) bc,
-                    buf = in(reg) buf.as_mut_ptr(),
-                    want = in(reg) want,
-                    top = out(reg) _,
-                    d = out(reg) _,
-                    i = out(reg) _,
-                    ok = out(reg) got,
-                );
-            }
-            got
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = (owner, c, buf);
-            0
-        }
-    }
-
-    /// Pushes `p` onto stack `slot` of the CPU the caller runs on.
-    #[inline(always)]
-    fn push_here(&self, slot: usize, p: *mut u8) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let bc = self.base + (slot % CLASS_SLOTS) * CLASS_STRIDE;
-            let ok: usize;
-            // SAFETY: as in `pop`: the block of the CPU the section runs on
-            // (`cpu < n`), whose head cannot change before the committing
-            // store without a restart; an aborted slot write lies at or above
-            // the count.
-            unsafe {
-                rseq_stack!(
-                    here;
-                    push_body!("");
-                    off = in(reg) self.off,
-                    n = in(reg) self.n,
-                    bc = in(reg) bc,
-                    p = in(reg) p,
-                    ok = out(reg) ok,
-                );
-            }
-            ok != 0
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = (slot, p);
-            false
-        }
-    }
-
-    /// Moves all of stack `slot` of the CPU the caller runs on into `buf`.
-    fn take_here(&self, slot: usize, buf: &mut [usize; CAP_MAX]) -> usize {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let bc = self.base + (slot % CLASS_SLOTS) * CLASS_STRIDE;
-            let got: usize;
-            // SAFETY: as in `pop`. The copy loop writes only `buf` (ours, at
-            // least CAP_MAX words, and the count <= CAP_MAX as every push checks
-            // the capacity); a restart redoes it. The one committing store
-            // empties the stack only after the whole copy.
-            unsafe {
-                rseq_stack!(
-                    here;
-                    "mov {top}, qword ptr [{q} + {k}]",
-                    "lea {q}, [{q} + {k}]",
-                    "movzx {k:e}, {top:x}",
-                    "test {k:e}, {k:e}",
-                    "jz 7f",
-                    "xor {ok:e}, {ok:e}",
-                    "sub {k:e}, 1",
-                    "jz 8f",
-                    "9:",
-                    "mov {t}, qword ptr [{q} + {ok} * 8 + 40]",
-                    "mov qword ptr [{buf} + {ok} * 8], {t}",
-                    "add {ok:e}, 1",
-                    "cmp {ok:e}, {k:e}",
-                    "jb 9b",
-                    "8:",
-                    "shr {top}, 16",
-                    "mov qword ptr [{buf} + {k} * 8], {top}",
-                    "lea {ok:e}, [{k} + 1]",
-                    "mov qword ptr [{q}], 0";
-                    off = in(reg) self.off,
-                    n = in(reg) self.n,
-                    bc = in(reg) bc,
-                    buf = in(reg) buf.as_mut_ptr(),
-                    top = out(reg) _,
-                    t = out(reg) _,
-                    ok = out(reg) got,
-                );
-            }
-            got
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = (slot, buf);
-            0
-        }
-    }
-
     fn prepare(&self, cpu: usize, slot: usize) {
         if cpu < self.n as usize {
             let q = self.stack(cpu, slot);
@@ -1065,7 +428,7 @@ mod tests {
             n: n as u32,
             base,
         };
-        let cpu = current_cpu(off).unwrap();
+        let cpu = cpu::rseq_id(off).unwrap();
         let other = (cpu + 1) % n;
         let c = size_class::class_of(48);
         // Not prepared yet: no room.

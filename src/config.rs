@@ -8,7 +8,7 @@
 
 use crate::fmt::warn;
 use core::ffi::CStr;
-use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 /// `SLABALLOC_NOTIFY=every`: a ring message for every remote free (the pre-2010
 /// DragonFly design), to compare with the default (`detach`).
@@ -17,9 +17,6 @@ pub static NOTIFY_EVERY: AtomicBool = AtomicBool::new(false);
 pub static STATS: AtomicU8 = AtomicU8::new(0);
 /// `SLABALLOC_BACKGROUND=1`: start the reclaimer thread.
 pub static BACKGROUND: AtomicBool = AtomicBool::new(false);
-/// `SLABALLOC_FAIL_MAP_AFTER=n`: the (n+1)-th and later mappings fail (fault
-/// injection for out-of-memory tests). -1: off.
-static FAIL_MAP_AFTER: AtomicI64 = AtomicI64::new(-1);
 
 /// The exit-time report asked for, if any.
 pub fn stats_format() -> Option<crate::stats::Format> {
@@ -29,20 +26,6 @@ pub fn stats_format() -> Option<crate::stats::Format> {
         3 => Some(crate::stats::Format::Json),
         _ => None,
     }
-}
-
-/// Fault injection: true if this mapping attempt must fail.
-#[inline]
-pub fn inject_map_failure() -> bool {
-    let n = FAIL_MAP_AFTER.load(Ordering::Relaxed);
-    if n < 0 {
-        return false;
-    }
-    if n == 0 {
-        return true;
-    }
-    FAIL_MAP_AFTER.fetch_sub(1, Ordering::Relaxed);
-    false
 }
 
 fn parse_u64(v: &[u8]) -> Option<u64> {
@@ -148,7 +131,7 @@ pub fn load() {
     }
     if let Some(v) = crate::os::getenv(c"SLABALLOC_FAIL_MAP_AFTER") {
         match parse_u64(v) {
-            Some(n) if n < i64::MAX as u64 => FAIL_MAP_AFTER.store(n as i64, Ordering::Relaxed),
+            Some(n) if n < i64::MAX as u64 => crate::os::fail_maps_after(n as i64),
             _ => bad(c"SLABALLOC_FAIL_MAP_AFTER", v, "a count"),
         }
     }

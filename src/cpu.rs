@@ -67,68 +67,24 @@
 //!   area; one that did before us makes ours fail the same way, and that
 //!   thread keeps the zone path.
 
+use crate::arch;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicIsize, AtomicUsize, Ordering};
 
 /// Upper bound on the number of zones (per-CPU arenas of slabs). CPU ids above
 /// it share zones modulo this bound, which stays correct (zones are locked).
 pub const MAX_ZONES: usize = 256;
 
-#[cfg(target_arch = "x86_64")]
-core::arch::global_asm!(".weak __rseq_offset");
-
-// Our own `struct rseq` (see the module doc), in static TLS: 32 bytes,
-// 32-byte aligned (the kernel's requirement for a 32-byte area):
-// cpu_id_start 0, cpu_id -1, rseq_cs 0, flags 0, node_id 0, mm_cid -1, and
-// 4 bytes of padding. Hidden: one per library copy, never exported.
-#[cfg(target_arch = "x86_64")]
-core::arch::global_asm!(
-    ".pushsection .tdata, \"awT\", @progbits",
-    ".balign 32",
-    ".globl slaballoc_own_rseq",
-    ".hidden slaballoc_own_rseq",
-    ".type slaballoc_own_rseq, @tls_object",
-    ".size slaballoc_own_rseq, 32",
-    "slaballoc_own_rseq:",
-    ".long 0, -1",
-    ".quad 0",
-    ".long 0, 0, -1, 0",
-    ".popsection",
-);
-
-/// `RSEQ_SIG`: the signature the kernel checks before each abort handler.
-/// The cache's sections carry it (`cache::rseq_section`), and glibc
-/// registers its area with the same one on x86-64.
-pub const RSEQ_SIG: u32 = 0x5305_3053;
-#[cfg(target_arch = "x86_64")]
 /// `cpu_id` of an area the kernel has not filled: the TLS template's value,
 /// so a thread whose area reads it has not tried to register.
 const RSEQ_CPU_ID_UNINITIALIZED: i32 = -1;
-#[cfg(target_arch = "x86_64")]
 /// `cpu_id` once a thread's registration failed: it does not try again.
 const RSEQ_CPU_ID_REGISTRATION_FAILED: i32 = -2;
 
 /// True if `RSEQ_OFFSET` is our own area's (glibc registered none).
 static OWN_AREA: AtomicBool = AtomicBool::new(false);
 
-/// The offset of our own area from the thread pointer: the same for every
-/// thread (static TLS, initial-exec model), read from the GOT entry the
-/// dynamic linker filled (`R_X86_64_TPOFF64`).
-#[cfg(target_arch = "x86_64")]
-fn own_area_offset() -> isize {
-    let off: isize;
-    // SAFETY: loads the GOT entry of our TLS symbol, which holds its offset
-    // from the thread pointer (negative: variant II TLS); no memory is
-    // written.
-    unsafe {
-        core::arch::asm!("mov {}, qword ptr [rip + slaballoc_own_rseq@GOTTPOFF]", out(reg) off,
-                         options(nostack, readonly, preserves_flags, pure));
-    }
-    off
-}
-
 /// Registers our own area, at `off` from the thread pointer, for the calling
 /// thread. On failure marks it -2 (see the module doc); returns success.
-#[cfg(target_arch = "x86_64")]
 #[cold]
 #[inline(never)]
 fn register_own(off: isize) -> bool {
@@ -139,7 +95,7 @@ fn register_own(off: isize) -> bool {
     // 32-byte aligned (its `.balign`, and the TLS block's alignment), valid
     // until the thread is gone, when the kernel no longer writes it (see the
     // module doc, "thread exit").
-    if unsafe { crate::os::rseq_register(area, RSEQ_SIG) } == 0 {
+    if unsafe { crate::os::rseq_register(area, arch::RSEQ_SIG) } == 0 {
         return true;
     }
     // SAFETY: `area` is this thread's own area (aligned, 32 bytes); cpu_id
@@ -162,19 +118,18 @@ fn register_own(off: isize) -> bool {
 #[cold]
 #[inline(never)]
 fn register_thread() -> Option<usize> {
-    #[cfg(target_arch = "x86_64")]
     if OWN_AREA.load(Ordering::Relaxed) {
         let off = RSEQ_OFFSET.load(Ordering::Relaxed);
         // SAFETY: `off` is our area's offset (OWN_AREA), in this thread's
         // static TLS; cpu_id is the i32 at +4.
-        if unsafe { read_rseq_i32(off, CPU_ID_FIELD) } != RSEQ_CPU_ID_UNINITIALIZED
+        if unsafe { arch::read_rseq_i32(off, CPU_ID_FIELD) } != RSEQ_CPU_ID_UNINITIALIZED
             || !register_own(off)
         {
             return None;
         }
         // SAFETY: as above; the id field is within the area. The kernel
         // filled it before the system call returned to us.
-        let id = unsafe { read_rseq_i32(off, id_field()) };
+        let id = unsafe { arch::read_rseq_i32(off, id_field()) };
         return (id >= 0).then_some(id as usize);
     }
     None
@@ -212,26 +167,11 @@ pub fn id_field_for(feature_size: libc::c_ulong) -> usize {
     }
 }
 
-/// Reads the thread pointer: a unique, non-zero id of the calling thread that
-/// costs one instruction (`fs:0` holds the TCB's self pointer on x86-64).
+/// A unique, non-zero id of the calling thread that costs one instruction:
+/// the thread pointer.
 #[inline(always)]
 pub fn thread_id() -> usize {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let tp: usize;
-        // SAFETY: on x86-64 Linux, fs:0 holds the thread control block's own
-        // address for every thread (glibc's `tcbhead_t.tcb`).
-        unsafe {
-            core::arch::asm!("mov {}, qword ptr fs:0", out(reg) tp,
-                             options(nostack, readonly, preserves_flags, pure));
-        }
-        tp
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        // SAFETY: pthread_self has no preconditions.
-        unsafe { libc::pthread_self() as usize }
-    }
+    arch::thread_pointer()
 }
 
 /// Called once from initialisation (the first malloc, before any other
@@ -239,32 +179,21 @@ pub fn thread_id() -> usize {
 /// (else registers our own: see the module doc), the id to use, and the CPU
 /// count.
 pub fn init() {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let p: *const isize;
-        // SAFETY: loads the GOT entry of the weak symbol: its address, or 0
-        // when the running glibc does not define it.
-        unsafe {
-            core::arch::asm!("mov {}, qword ptr [rip + __rseq_offset@GOTPCREL]", out(reg) p,
-                             options(nostack, readonly, preserves_flags));
+    if let Some(off) = arch::glibc_rseq_offset() {
+        // SAFETY: the rseq area lives in this thread's static TLS at
+        // fs:[off]; cpu_id is the i32 at +4, negative if unregistered.
+        let cpu: i32 = unsafe { arch::read_rseq_i32(off, CPU_ID_FIELD) };
+        if cpu >= 0 {
+            ID_FIELD.store(
+                id_field_for(crate::os::getauxval(AT_RSEQ_FEATURE_SIZE)),
+                Ordering::Relaxed,
+            );
+            RSEQ_OFFSET.store(off, Ordering::Relaxed);
         }
-        if !p.is_null() {
-            // SAFETY: p is the address of glibc's `__rseq_offset` variable.
-            let off = unsafe { *p };
-            // SAFETY: the rseq area lives in this thread's static TLS at
-            // fs:[off]; cpu_id is the i32 at +4, negative if unregistered.
-            let cpu: i32 = unsafe { read_rseq_i32(off, CPU_ID_FIELD) };
-            if cpu >= 0 {
-                ID_FIELD.store(
-                    id_field_for(crate::os::getauxval(AT_RSEQ_FEATURE_SIZE)),
-                    Ordering::Relaxed,
-                );
-                RSEQ_OFFSET.store(off, Ordering::Relaxed);
-            }
-        }
-        // glibc registered no area: ours, if the kernel takes it.
-        if RSEQ_OFFSET.load(Ordering::Relaxed) == NO_RSEQ {
-            let off = own_area_offset();
+    }
+    // glibc registered no area: ours, if the kernel takes it.
+    if RSEQ_OFFSET.load(Ordering::Relaxed) == NO_RSEQ {
+        if let Some(off) = arch::own_area_offset() {
             if register_own(off) {
                 ID_FIELD.store(
                     id_field_for(crate::os::getauxval(AT_RSEQ_FEATURE_SIZE)),
@@ -278,18 +207,14 @@ pub fn init() {
     NZONES.store(possible_cpus().clamp(1, MAX_ZONES), Ordering::Relaxed);
 }
 
-/// The i32 at `field` in this thread's rseq area.
-///
-/// # Safety
-/// `off` is glibc's `__rseq_offset` or our own area's offset, and
-/// `field + 4` at most 32 (the size glibc and we register).
-#[cfg(target_arch = "x86_64")]
+/// The id in use (`id_field`) from the rseq area at `off`, if the thread's
+/// area is registered (else it reads negative).
 #[inline(always)]
-unsafe fn read_rseq_i32(off: isize, field: usize) -> i32 {
-    let v: i32;
-    core::arch::asm!("mov {0:e}, dword ptr fs:[{1} + {2}]", out(reg) v, in(reg) off,
-                     in(reg) field, options(nostack, readonly, preserves_flags));
-    v
+pub fn rseq_id(off: isize) -> Option<usize> {
+    // SAFETY: `off` is the offset of the rseq area in use (`rseq_offset`),
+    // in this thread's static TLS; the id field is an i32 inside it.
+    let id = unsafe { arch::read_rseq_i32(off, id_field()) };
+    (id >= 0).then_some(id as usize)
 }
 
 /// The offset in `struct rseq` of the id that picks zones and caches: 24
@@ -334,16 +259,11 @@ pub fn nzones() -> usize {
 #[inline(always)]
 pub fn current() -> usize {
     let off = RSEQ_OFFSET.load(Ordering::Relaxed);
-    #[cfg(target_arch = "x86_64")]
     if off != NO_RSEQ {
-        // SAFETY: the rseq area (glibc's or ours) lives in this thread's
-        // static TLS at fs:[off]; the id field is within it.
-        let id = unsafe { read_rseq_i32(off, id_field()) };
-        if id >= 0 {
-            return id as usize;
+        if let Some(id) = rseq_id(off) {
+            return id;
         }
     }
-    let _ = off;
     slow_current()
 }
 
@@ -460,7 +380,10 @@ mod tests {
                     let _ = current();
                     // SAFETY: the registered area (glibc's or ours); cpu_id
                     // at +4.
-                    assert_eq!(unsafe { read_rseq_i32(off, CPU_ID_FIELD) } as usize, cpu);
+                    assert_eq!(
+                        unsafe { arch::read_rseq_i32(off, CPU_ID_FIELD) } as usize,
+                        cpu
+                    );
                     if uses_cid() {
                         assert!(current() < possible_cpus());
                     } else {
@@ -506,20 +429,20 @@ mod tests {
             "glibc's rseq is off: our own area must be in use"
         );
         let off = rseq_offset().unwrap();
-        assert_eq!(off, own_area_offset());
+        assert_eq!(Some(off), arch::own_area_offset());
         let check = move || {
             // Unregistered (-1), or registered already: this test binary
             // exports our malloc, which the thread's start calls. Never
             // failed.
             // SAFETY: our area, in this thread's static TLS.
-            let before = unsafe { read_rseq_i32(off, CPU_ID_FIELD) };
+            let before = unsafe { arch::read_rseq_i32(off, CPU_ID_FIELD) };
             assert!(before >= RSEQ_CPU_ID_UNINITIALIZED, "cpu_id {before}");
             let id = current();
             // SAFETY: as above.
             let (cpu, idv) = unsafe {
                 (
-                    read_rseq_i32(off, CPU_ID_FIELD),
-                    read_rseq_i32(off, id_field()),
+                    arch::read_rseq_i32(off, CPU_ID_FIELD),
+                    arch::read_rseq_i32(off, id_field()),
                 )
             };
             assert!(cpu >= 0 && idv >= 0, "registered: cpu_id {cpu}, id {idv}");

@@ -102,10 +102,14 @@
 #![cfg_attr(not(test), no_std)]
 
 mod alloc;
+mod arch;
 mod cache;
+mod cache_layout;
 mod config;
 mod cpu;
 mod fmt;
+mod foreign;
+mod integrity;
 mod large;
 mod os;
 mod pagemap;
@@ -176,7 +180,7 @@ unsafe impl core::alloc::GlobalAlloc for SlabAlloc {
 fn slaballoc_init() {
     alloc::ensure_init();
     config::load();
-    alloc::foreign::preload();
+    foreign::preload();
     if config::STATS.load(core::sync::atomic::Ordering::Relaxed) != 0 {
         stats::keep_stderr();
     }

@@ -6,6 +6,7 @@
 //! malloc path, a fork handler or a signal handler.
 
 use core::ptr;
+use core::sync::atomic::{AtomicI64, Ordering};
 
 pub const PAGE_SIZE: usize = 4096;
 
@@ -31,7 +32,7 @@ fn map_hint(len: usize, hint: usize) -> *mut u8 {
         )
     };
     set_errno(e);
-    if p == libc::MAP_FAILED || crate::config::inject_map_failure() {
+    if p == libc::MAP_FAILED || inject_map_failure() {
         if p != libc::MAP_FAILED {
             unmap(p as *mut u8, len);
         }
@@ -273,6 +274,30 @@ pub fn pin_to_cpu(cpu: usize) -> bool {
         set
     };
     set_affinity(&set)
+}
+
+/// `SLABALLOC_FAIL_MAP_AFTER=n`: the (n+1)-th and later mappings fail (fault
+/// injection for out-of-memory tests). -1: off.
+static FAIL_MAP_AFTER: AtomicI64 = AtomicI64::new(-1);
+
+/// Fault injection (`SLABALLOC_FAIL_MAP_AFTER`, set by `config`): the
+/// (n+1)-th and later mappings fail; -1, off.
+pub fn fail_maps_after(n: i64) {
+    FAIL_MAP_AFTER.store(n, Ordering::Relaxed);
+}
+
+/// Fault injection: true if this mapping attempt must fail.
+#[inline]
+pub fn inject_map_failure() -> bool {
+    let n = FAIL_MAP_AFTER.load(Ordering::Relaxed);
+    if n < 0 {
+        return false;
+    }
+    if n == 0 {
+        return true;
+    }
+    FAIL_MAP_AFTER.fetch_sub(1, Ordering::Relaxed);
+    false
 }
 
 #[cfg(test)]

@@ -52,6 +52,13 @@
 use crate::pagemap::Desc;
 use core::sync::atomic::Ordering;
 
+/// The free mark: a freed chunk's word 1 holds this key (word 0 is its
+/// link), so that a double free is caught cheaply (`integrity`). Random per
+/// process, set at start-up; cleared when a chunk is handed out again.
+#[cfg(not(loom))]
+pub static FREE_KEY: core::sync::atomic::AtomicU64 =
+    core::sync::atomic::AtomicU64::new(0x5a5a_1b2c_3d4e_6f70);
+
 /// Tag bit in `rchunks`: the slab is full and off its owner's lists.
 pub const DETACHED: usize = 1;
 /// Where the count of the chunks on the remote list starts in `rchunks`:

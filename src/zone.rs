@@ -22,12 +22,12 @@ use crate::pagemap::{self, Desc, KIND_NONE, KIND_SLAB, PAGE_SHIFT};
 use crate::ring::{Msg, Posted, Ring};
 use crate::runs::RUNS;
 use crate::size_class::{self, NCLASSES};
-use crate::slab::{self, Pushed};
+use crate::slab::{self, Pushed, FREE_KEY};
 use crate::stats::{bump, bump_locked, ZoneStats, GLOBAL};
 use crate::sync::{Busy, OwnerLock};
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 mod stash;
 
@@ -49,10 +49,6 @@ const SWEEP_EVERY: u32 = 128;
 const CACHE_LINE: usize = 64;
 /// At most this many waiting slabs are examined per refill.
 const WAITING_SCAN: usize = 16;
-
-/// Marks freed chunks (word 1) so a double free is caught cheaply; set per
-/// process at start-up, cleared when a chunk is handed out again.
-pub static FREE_KEY: AtomicU64 = AtomicU64::new(0x5a5a_1b2c_3d4e_6f70);
 
 #[derive(Clone, Copy)]
 struct ClassZone {
@@ -606,7 +602,6 @@ impl Locked {
     #[cold]
     #[inline(never)]
     fn refill(&self, c: usize) -> *mut u8 {
-        crate::alloc::ensure_init();
         bump_locked(&self.z.stats.refills);
         // SAFETY: lock held; a short access through the raw pointer.
         let refills = unsafe {

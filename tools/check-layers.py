@@ -27,15 +27,13 @@ SRC = os.path.join(ROOT, "src")
 # the modules before it.
 LAYERS = [
     ("platform: system calls, the CPU, locks, formatting, options, size classes",
-     ["platform::os", "platform::arch", "platform::fmt", "platform::config",
-      "platform::cpu", "platform::sync", "platform::size_class"]),
+     ["os", "fmt", "config", "size_class", "cache_layout", "arch", "cpu", "sync"]),
     ("data structures: page map, page runs, slab descriptors and their lists, rings, counters",
-     ["ds::pagemap", "ds::runs", "ds::slab", "ds::ring", "ds::integrity",
-      "ds::stats"]),
+     ["pagemap", "runs", "slab", "ring", "stats"]),
     ("memory: per-CPU caches, zones, large blocks, giving memory back",
-     ["mem::cache", "mem::zone", "mem::large", "mem::reclaim"]),
-    ("entry points: malloc and free, start-up and fork, malloc types",
-     ["alloc", "types"]),
+     ["cache", "zone", "reclaim", "large"]),
+    ("entry points: validating pointers, foreign pointers, malloc and free, malloc types",
+     ["integrity", "foreign", "alloc", "types"]),
     ("reports and the public API",
      ["report", "api", "lib"]),
 ]

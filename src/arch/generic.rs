@@ -1,0 +1,82 @@
+//! Architectures without our rseq sections: the same functions as
+//! `x86_64.rs`, with no rseq area and sections that always fail, so the
+//! per-CPU cache stays off (`HAS_SECTIONS`) and malloc and free take their
+//! zones' locks.
+
+use crate::cache_layout::CAP_MAX;
+
+/// No signature: there are no sections to sign.
+pub const RSEQ_SIG: u32 = 0;
+
+/// False: the cache stays off.
+pub const HAS_SECTIONS: bool = false;
+
+/// A unique, non-zero id of the calling thread.
+#[inline(always)]
+pub fn thread_pointer() -> usize {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() as usize }
+}
+
+/// No rseq area is used on this architecture.
+pub fn glibc_rseq_offset() -> Option<isize> {
+    None
+}
+
+/// No rseq area of our own either.
+pub fn own_area_offset() -> Option<isize> {
+    None
+}
+
+/// Never called: there is no rseq area (`glibc_rseq_offset` and
+/// `own_area_offset` are None). Reads as "unregistered".
+///
+/// # Safety
+/// None needed; kept `unsafe` to match the x86-64 contract.
+pub unsafe fn read_rseq_i32(_off: isize, _field: usize) -> i32 {
+    -1
+}
+
+/// The per-CPU caches, which are never on here: every section fails.
+#[derive(Clone, Copy)]
+pub struct Caches {
+    pub off: isize,
+    pub n: u32,
+    pub base: usize,
+}
+
+impl Caches {
+    pub fn pop(&self, _coff: usize) -> *mut u8 {
+        core::ptr::null_mut()
+    }
+
+    #[cfg(test)]
+    pub fn push_owned(&self, _owner: usize, _c: usize, _p: *mut u8) -> bool {
+        false
+    }
+
+    pub fn push_free(&self, _owner: usize, _coff: usize, _p: *mut u8) -> bool {
+        false
+    }
+
+    #[cfg(test)]
+    pub fn pop_owned(&self, _owner: usize, _c: usize) -> *mut u8 {
+        core::ptr::null_mut()
+    }
+
+    pub fn push_bulk_owned(&self, _owner: usize, _c: usize, _buf: &[*mut u8]) -> bool {
+        false
+    }
+
+    pub fn pop_bulk_owned(&self, _owner: usize, _c: usize, _buf: &mut [*mut u8]) -> usize {
+        0
+    }
+
+    pub fn push_here(&self, _slot: usize, _p: *mut u8) -> bool {
+        false
+    }
+
+    pub fn take_here(&self, _slot: usize, _buf: &mut [usize; CAP_MAX]) -> usize {
+        0
+    }
+}

@@ -1,0 +1,590 @@
+//! x86-64: the thread pointer, the rseq area (glibc's or our own, in
+//! static TLS), and the restartable sequences of the per-CPU cache.
+//!
+//! Everything here is inline assembly with the rules of one architecture;
+//! the modules above see functions (`arch/mod.rs` lists them), and the
+//! generic fallback (`arch/generic.rs`) gives the same functions without
+//! rseq, so no other module has an architecture `cfg`.
+//!
+//! ## The sections
+//!
+//! A section (`rseq_section!`) is the kernel's restartable sequence: a
+//! descriptor in section `__rseq_cs` names its start, its end (just after
+//! the one committing store) and its abort handler; the thread arms it by
+//! storing the descriptor's address in its rseq area's `rseq_cs`, and if it
+//! is preempted, migrated or signalled between start and commit, the kernel
+//! makes it resume at the abort handler instead, which restarts the whole
+//! section. So a section that reads the CPU id from the rseq area and then
+//! works on that CPU's stack needs no lock and no atomic instruction. The
+//! stack layout they work on is `cache_layout`'s.
+
+use crate::cache_layout::{
+    slot_of, CacheRoot, CAP_MAX, CLASS_SLOTS, CLASS_STRIDE, CPU_SHIFT, OUTBOX, ROOT,
+};
+
+/// Where the sections find `ROOT.id_field` (an address operand, so that it
+/// takes no register of its own).
+const ROOT_ID_FIELD_AT: usize = core::mem::offset_of!(CacheRoot, id_field);
+
+core::arch::global_asm!(".weak __rseq_offset");
+
+// Our own `struct rseq` (see `cpu`'s module doc), in static TLS: 32 bytes,
+// 32-byte aligned (the kernel's requirement for a 32-byte area):
+// cpu_id_start 0, cpu_id -1, rseq_cs 0, flags 0, node_id 0, mm_cid -1, and
+// 4 bytes of padding. Hidden: one per library copy, never exported.
+core::arch::global_asm!(
+    ".pushsection .tdata, \"awT\", @progbits",
+    ".balign 32",
+    ".globl slaballoc_own_rseq",
+    ".hidden slaballoc_own_rseq",
+    ".type slaballoc_own_rseq, @tls_object",
+    ".size slaballoc_own_rseq, 32",
+    "slaballoc_own_rseq:",
+    ".long 0, -1",
+    ".quad 0",
+    ".long 0, 0, -1, 0",
+    ".popsection",
+);
+
+/// `RSEQ_SIG`: the signature the kernel checks before each abort handler.
+/// The sections carry it, and glibc registers its area with the same one on
+/// x86-64.
+pub const RSEQ_SIG: u32 = 0x5305_3053;
+
+/// True: this architecture has the cache's sections.
+pub const HAS_SECTIONS: bool = true;
+
+/// Reads the thread pointer: a unique, non-zero id of the calling thread that
+/// costs one instruction (`fs:0` holds the TCB's self pointer on x86-64).
+#[inline(always)]
+pub fn thread_pointer() -> usize {
+    let tp: usize;
+    // SAFETY: on x86-64 Linux, fs:0 holds the thread control block's own
+    // address for every thread (glibc's `tcbhead_t.tcb`).
+    unsafe {
+        core::arch::asm!("mov {}, qword ptr fs:0", out(reg) tp,
+                         options(nostack, readonly, preserves_flags, pure));
+    }
+    tp
+}
+
+/// glibc's `__rseq_offset` (the offset of its rseq area from the thread
+/// pointer), or None where the running glibc does not define it (< 2.35).
+/// The symbol is weak, loaded through the GOT: 0 when undefined.
+pub fn glibc_rseq_offset() -> Option<isize> {
+    let p: *const isize;
+    // SAFETY: loads the GOT entry of the weak symbol: its address, or 0
+    // when the running glibc does not define it.
+    unsafe {
+        core::arch::asm!("mov {}, qword ptr [rip + __rseq_offset@GOTPCREL]", out(reg) p,
+                         options(nostack, readonly, preserves_flags));
+    }
+    // SAFETY: p, when not null, is the address of glibc's `__rseq_offset`
+    // variable, written once by glibc before any code of ours runs.
+    (!p.is_null()).then(|| unsafe { *p })
+}
+
+/// The offset of our own area from the thread pointer: the same for every
+/// thread (static TLS, initial-exec model), read from the GOT entry the
+/// dynamic linker filled (`R_X86_64_TPOFF64`).
+pub fn own_area_offset() -> Option<isize> {
+    let off: isize;
+    // SAFETY: loads the GOT entry of our TLS symbol, which holds its offset
+    // from the thread pointer (negative: variant II TLS); no memory is
+    // written.
+    unsafe {
+        core::arch::asm!("mov {}, qword ptr [rip + slaballoc_own_rseq@GOTTPOFF]", out(reg) off,
+                         options(nostack, readonly, preserves_flags, pure));
+    }
+    Some(off)
+}
+
+/// The i32 at `field` in this thread's rseq area.
+///
+/// # Safety
+/// `off` is glibc's `__rseq_offset` or our own area's offset, and
+/// `field + 4` at most 32 (the size glibc and we register).
+#[inline(always)]
+pub unsafe fn read_rseq_i32(off: isize, field: usize) -> i32 {
+    let v: i32;
+    // SAFETY: by the contract, fs:[off] is this thread's rseq area (static
+    // TLS, live as long as the thread) and the field lies inside it.
+    unsafe {
+        core::arch::asm!("mov {0:e}, dword ptr fs:[{1} + {2}]", out(reg) v, in(reg) off,
+                         in(reg) field, options(nostack, readonly, preserves_flags));
+    }
+    v
+}
+
+/// One rseq critical section. The body runs between labels 3 (start) and 4
+/// (just after the committing store), sets `{ok}` to non-zero on success and
+/// leaves with `jmp 7f` to fail. The descriptor (`struct rseq_cs`) goes to
+/// section `__rseq_cs`; the abort handler (label 5, preceded by the signature
+/// glibc registered) and the failure exit live out of line in
+/// `.text.unlikely`, so that the successful path runs straight through. The
+/// handler restarts from label 2, which re-arms `rseq_cs` (the kernel clears
+/// it on abort). Numeric labels only, as the block is inlined in many places;
+/// none made of 0s and 1s alone, which Intel syntax reads as binary numbers.
+macro_rules! rseq_section {
+    ($($body:expr),* ; $($operands:tt)*) => {
+        core::arch::asm!(
+            ".pushsection __rseq_cs, \"aw\"",
+            ".balign 32",
+            "6:",
+            ".long 0, 0",
+            ".quad 3f, 4f - 3f, 5f",
+            ".popsection",
+            "2:",
+            "lea {q}, [rip + 6b]",
+            "mov qword ptr fs:[{off} + 8], {q}",
+            "3:",
+            $($body,)*
+            "4:",
+            ".pushsection .text.unlikely, \"ax\"",
+            ".long 0x53053053",
+            "5:",
+            "jmp 2b",
+            "7:",
+            "xor {ok:e}, {ok:e}",
+            "jmp 4b",
+            ".popsection",
+            $($operands)*
+            options(nostack),
+        )
+    };
+}
+
+/// An rseq section on a stack of the CPU the section runs on: `here`
+/// requires that CPU to be below `{n}` (a CPU with a cache), `owned`
+/// requires it to be `{owner}` (the zone whose chunks the stack holds). Both
+/// then set `{q}` to that CPU's block offset, and the stack is at `{q} +
+/// {k}` (`{k}`: a copy, made inside the section, of `{bc}`, the stack's
+/// offset inside a block plus the base, which the caller passes). `free` is
+/// `here` with the stack chosen inside: `{q}` the CPU's block (base
+/// included), `{k}` the stack's offset in it. The body reads the stack's
+/// head at `[{q} + {k}]` (the address needs no add of its own, which would
+/// sit between the load of the CPU or the class and the load of the head),
+/// then sets `{q}` to the stack and may reuse `{k}` (`pop_body`,
+/// `push_body`): every register the section changes is set again inside
+/// it, so a restart (from label 2) starts from the same state.
+macro_rules! rseq_stack {
+    (here; $($body:expr),* ; $($operands:tt)*) => {
+        rseq_section!(
+            "mov {q}, qword ptr [rip + {g} + {idf}]",
+            "mov {q:e}, dword ptr fs:[{off} + {q}]",
+            "mov {k}, {bc}",
+            "cmp {q:e}, {n:e}",
+            "jae 7f",
+            "shl {q}, {shift}",
+            $($body),* ;
+            $($operands)*
+            shift = const CPU_SHIFT,
+            g = sym ROOT,
+            idf = const ROOT_ID_FIELD_AT,
+            q = out(reg) _,
+            k = out(reg) _,
+        )
+    };
+    (free; $($body:expr),* ; $($operands:tt)*) => {
+        rseq_section!(
+            "mov {q}, qword ptr [rip + {g} + {idf}]",
+            "mov {q:e}, dword ptr fs:[{off} + {q}]",
+            "cmp {q:e}, {n:e}",
+            "jae 7f",
+            "mov {k:e}, {outbox}",
+            "cmp {q:e}, {owner:e}",
+            "cmove {k}, {coff}",
+            "shl {q}, {shift}",
+            "add {q}, {base}",
+            $($body),* ;
+            $($operands)*
+            shift = const CPU_SHIFT,
+            g = sym ROOT,
+            idf = const ROOT_ID_FIELD_AT,
+            outbox = const OUTBOX * CLASS_STRIDE,
+            q = out(reg) _,
+            k = out(reg) _,
+        )
+    };
+    (owned; $($body:expr),* ; $($operands:tt)*) => {
+        rseq_section!(
+            "mov {q}, qword ptr [rip + {g} + {idf}]",
+            "mov {q:e}, dword ptr fs:[{off} + {q}]",
+            "mov {k}, {bc}",
+            "cmp {q:e}, {owner:e}",
+            "jne 7f",
+            "shl {q}, {shift}",
+            $($body),* ;
+            $($operands)*
+            shift = const CPU_SHIFT,
+            g = sym ROOT,
+            idf = const ROOT_ID_FIELD_AT,
+            q = out(reg) _,
+            k = out(reg) _,
+        )
+    };
+}
+
+/// The body of a pop (for `rseq_stack`): `{ok}` = the top chunk, from the
+/// head; the new head (the chunk below, from its slot, and the count less
+/// one) is committed in `{top}`; leaves by 7 when the stack is empty. When
+/// it pops the last chunk, the "chunk below" comes from the scratch word:
+/// a meaningless address beside a count of 0. Clobbers `{k}`. `$count`
+/// adds the instruction that counts it (or nothing).
+macro_rules! pop_body {
+    ($count:expr) => {
+        concat!(
+            "mov {ok}, qword ptr [{q} + {k}]\n",
+            "lea {q}, [{q} + {k}]\n",
+            "movzx {k:e}, {ok:x}\n",
+            "sub {k:e}, 1\n",
+            "jb 7f\n",
+            "mov {top}, qword ptr [{q} + {k} * 8 + 32]\n",
+            "shr {ok}, 16\n",
+            "shl {top}, 16\n",
+            "or {top}, {k}\n",
+            $count,
+            "mov qword ptr [{q}], {top}",
+        )
+    };
+}
+
+/// The body of a push of `{p}` (for `rseq_stack`): the old top chunk goes
+/// to its slot (to the scratch word when the stack was empty), and the new
+/// head (`{p}` and the count plus one) is built in `{ok}` and committed, so
+/// `{ok}` is non-zero on success. Leaves by 7 when the stack is at its
+/// capacity. Clobbers `{k}`. `$count` as in `pop_body`.
+macro_rules! push_body {
+    ($count:expr) => {
+        concat!(
+            "mov {ok}, qword ptr [{q} + {k}]\n",
+            "lea {q}, [{q} + {k}]\n",
+            "movzx {k:e}, {ok:x}\n",
+            "cmp {k:e}, dword ptr [{q} + 8]\n",
+            "jae 7f\n",
+            "shr {ok}, 16\n",
+            "mov qword ptr [{q} + {k} * 8 + 32], {ok}\n",
+            "add {k:e}, 1\n",
+            "mov {ok}, {p}\n",
+            "shl {ok}, 16\n",
+            "or {ok}, {k}\n",
+            $count,
+            "mov qword ptr [{q}], {ok}",
+        )
+    };
+}
+
+/// A set of per-CPU caches: `n` blocks of `CPU_STRIDE` bytes at `base`, used
+/// through the rseq area at `fs:[off]`. The process has one (`cache::state`,
+/// from `ROOT`); tests make private ones. The sections below are its
+/// methods; `cache` adds the ones that need no section.
+#[derive(Clone, Copy)]
+pub struct Caches {
+    pub off: isize,
+    pub n: u32,
+    pub base: usize,
+}
+
+impl Caches {
+    #[inline(always)]
+    pub fn pop(&self, coff: usize) -> *mut u8 {
+        // In range whatever the caller passed: the slots' offsets.
+        let bc = self.base + (coff & ((CLASS_SLOTS - 1) * CLASS_STRIDE));
+        let p: usize;
+        // SAFETY: the section reads this thread's rseq area (fs:[off], see
+        // `current_cpu`) and the cache block of the CPU it runs on, which
+        // is mapped (`cpu < n`, compared unsigned so that an unregistered
+        // area's -1/-2 fails). Only threads on that CPU write the block,
+        // and only inside such sections, so the head and the slot below
+        // it cannot change between our reads and the committing store of
+        // the new head without the kernel restarting us from label 2.
+        unsafe {
+            rseq_stack!(
+                here;
+                pop_body!("add qword ptr [{q} + 16], 1\n");
+                off = in(reg) self.off,
+                n = in(reg) self.n,
+                bc = in(reg) bc,
+                top = out(reg) _,
+                ok = out(reg) p,
+            );
+        }
+        p as *mut u8
+    }
+
+    /// Pushes `p` (class `c`, of zone `owner`) onto CPU `owner`'s stack if
+    /// the caller runs there and it has room: one chunk of `push_bulk`, for
+    /// the tests of the sections.
+    #[cfg(test)]
+    pub fn push_owned(&self, owner: usize, c: usize, p: *mut u8) -> bool {
+        if owner >= self.n as usize {
+            return false;
+        }
+        // The stack's address comes from the CPU the section runs on,
+        // which must be `owner`: a compare and branch, so that the slot
+        // address does not wait for the load that gave `owner`.
+        let bc = self.base + slot_of(c) * CLASS_STRIDE;
+        let ok: usize;
+        // SAFETY: the section writes the stack of the CPU it runs on
+        // (mapped: that CPU is `owner` < n) only after finding itself on
+        // it, and the kernel restarts it if the thread leaves the CPU
+        // before the committing store of the new head, so the slot write
+        // and the commit see a stable head. A slot written by an aborted
+        // attempt lies at or above the count, where nobody reads it.
+        unsafe {
+            rseq_stack!(
+                owned;
+                push_body!("");
+                off = in(reg) self.off,
+                owner = in(reg) owner,
+                bc = in(reg) bc,
+                p = in(reg) p,
+                ok = out(reg) ok,
+            );
+        }
+        ok != 0
+    }
+
+    /// See the function `push_free`. The counter the section bumps is the
+    /// chosen stack's: a cache free, or a chunk into the outbox.
+    #[inline(always)]
+    pub fn push_free(&self, owner: usize, coff: usize, p: *mut u8) -> bool {
+        // In range whatever the caller passed: the slots' offsets.
+        let coff = coff & ((CLASS_SLOTS - 1) * CLASS_STRIDE);
+        let ok: usize;
+        // SAFETY: the section finds the CPU it runs on below `n` (so its
+        // block is mapped), then takes that CPU's class `c` stack if the
+        // CPU is `owner` (the only stack a chunk of zone `owner` may
+        // enter), else its outbox (which takes any chunk). The choice is
+        // made into a scratch register inside the section, so a restart
+        // on another CPU chooses again; the kernel restarts the section
+        // if the thread leaves the CPU before the committing store of the
+        // new head, so the slot write and the commit see a stable head.
+        unsafe {
+            rseq_stack!(
+                free;
+                push_body!("add qword ptr [{q} + 24], 1\n");
+                off = in(reg) self.off,
+                n = in(reg) self.n,
+                owner = in(reg) owner,
+                coff = in(reg) coff,
+                base = in(reg) self.base,
+                p = in(reg) p,
+                ok = out(reg) ok,
+            );
+        }
+        ok != 0
+    }
+
+    /// Pops a chunk of class `c` from CPU `owner`'s stack if the caller runs
+    /// on that CPU: one chunk of `pop_bulk`, for the tests of the sections.
+    #[cfg(test)]
+    pub fn pop_owned(&self, owner: usize, c: usize) -> *mut u8 {
+        if owner < self.n as usize {
+            let bc = self.base + slot_of(c) * CLASS_STRIDE;
+            let p: usize;
+            // SAFETY: the stack of CPU `owner` (< n, mapped),
+            // written only after the section found itself on that CPU, with
+            // a restart on leaving it before the committing store.
+            unsafe {
+                rseq_stack!(
+                    owned;
+                    pop_body!("");
+                    off = in(reg) self.off,
+                    owner = in(reg) owner,
+                    bc = in(reg) bc,
+                    top = out(reg) _,
+                    ok = out(reg) p,
+                );
+            }
+            return p as *mut u8;
+        }
+        let _ = (owner, c);
+        core::ptr::null_mut()
+    }
+
+    /// See the function `push_bulk`; `buf` holds 1 to CAP_MAX chunks.
+    pub fn push_bulk_owned(&self, owner: usize, c: usize, buf: &[*mut u8]) -> bool {
+        if owner >= self.n as usize {
+            return false;
+        }
+        let bc = self.base + slot_of(c) * CLASS_STRIDE;
+        let m = buf.len();
+        let ok: usize;
+        // SAFETY: the stack of CPU `owner` (< n, mapped), written only
+        // after the section found itself on that CPU; the kernel restarts
+        // the section if the thread leaves the CPU before the committing
+        // store of the new head. The new count is checked against the capacity (<= CAP_MAX)
+        // before any slot is written, so the copy stays inside the
+        // stack's slots; a restart redoes it, and slots written by an
+        // aborted attempt lie at or above the committed count. `buf` has
+        // `m` >= 1 readable words.
+        unsafe {
+            rseq_stack!(
+                owned;
+                "mov {top}, qword ptr [{q} + {k}]",
+                "lea {q}, [{q} + {k}]",
+                "movzx {k:e}, {top:x}",
+                "lea {t}, [{k} + {m}]",
+                "cmp {t:e}, dword ptr [{q} + 8]",
+                "ja 7f",
+                // The old top goes to its slot (the scratch word when the
+                // stack was empty), buf[0..m-1] above it.
+                "shr {top}, 16",
+                "mov qword ptr [{q} + {k} * 8 + 32], {top}",
+                "lea {d}, [{q} + {k} * 8 + 40]",
+                "xor {i:e}, {i:e}",
+                "jmp 8f",
+                "9:",
+                "mov {top}, qword ptr [{buf} + {i} * 8]",
+                "mov qword ptr [{d} + {i} * 8], {top}",
+                "add {i:e}, 1",
+                "8:",
+                "lea {k}, [{i} + 1]",
+                "cmp {k}, {m}",
+                "jb 9b",
+                "mov {ok}, qword ptr [{buf} + {i} * 8]",
+                "shl {ok}, 16",
+                "or {ok}, {t}",
+                "mov qword ptr [{q}], {ok}";
+                off = in(reg) self.off,
+                owner = in(reg) owner,
+                bc = in(reg) bc,
+                buf = in(reg) buf.as_ptr(),
+                m = in(reg) m,
+                top = out(reg) _,
+                t = out(reg) _,
+                d = out(reg) _,
+                i = out(reg) _,
+                ok = out(reg) ok,
+            );
+        }
+        ok != 0
+    }
+
+    /// See the function `pop_bulk`.
+    pub fn pop_bulk_owned(&self, owner: usize, c: usize, buf: &mut [*mut u8]) -> usize {
+        let want = buf.len().min(CAP_MAX);
+        if owner >= self.n as usize || want == 0 {
+            return 0;
+        }
+        let bc = self.base + slot_of(c) * CLASS_STRIDE;
+        let got: usize;
+        // SAFETY: the stack of CPU `owner` (< n, mapped), read and
+        // committed only while the section runs on that CPU (a restart
+        // if the thread leaves it before the committing store). It copies m = min(count, want) chunks into `buf`
+        // (ours, at least `want` words): the top, then the slots below it
+        // from slot count - 2 down; the new top comes from slot
+        // count - m - 1 (the scratch word when the stack empties). A
+        // restart redoes the copy; the one committing store is last.
+        unsafe {
+            rseq_stack!(
+                owned;
+                "mov {top}, qword ptr [{q} + {k}]",
+                "lea {q}, [{q} + {k}]",
+                "movzx {k:e}, {top:x}",
+                "mov {ok}, {want}",
+                "cmp {k}, {ok}",
+                "cmovb {ok}, {k}",
+                "test {ok}, {ok}",
+                "jz 7f",
+                "shr {top}, 16",
+                "mov qword ptr [{buf}], {top}",
+                // i from 1 to m - 1: buf[i] = slot[count - 1 - i].
+                "mov {i:e}, 1",
+                "lea {d}, [{q} + {k} * 8 + 32]",
+                "jmp 8f",
+                "9:",
+                "neg {i}",
+                "mov {top}, qword ptr [{d} + {i} * 8]",
+                "neg {i}",
+                "mov qword ptr [{buf} + {i} * 8], {top}",
+                "add {i:e}, 1",
+                "8:",
+                "cmp {i}, {ok}",
+                "jb 9b",
+                // New head: slot[count - m - 1] and count - m.
+                "sub {k}, {ok}",
+                "mov {top}, qword ptr [{q} + {k} * 8 + 32]",
+                "shl {top}, 16",
+                "or {top}, {k}",
+                "mov qword ptr [{q}], {top}";
+                off = in(reg) self.off,
+                owner = in(reg) owner,
+                bc = in(reg) bc,
+                buf = in(reg) buf.as_mut_ptr(),
+                want = in(reg) want,
+                top = out(reg) _,
+                d = out(reg) _,
+                i = out(reg) _,
+                ok = out(reg) got,
+            );
+        }
+        got
+    }
+
+    /// Pushes `p` onto stack `slot` of the CPU the caller runs on.
+    #[inline(always)]
+    pub fn push_here(&self, slot: usize, p: *mut u8) -> bool {
+        let bc = self.base + (slot % CLASS_SLOTS) * CLASS_STRIDE;
+        let ok: usize;
+        // SAFETY: as in `pop`: the block of the CPU the section runs on
+        // (`cpu < n`), whose head cannot change before the committing
+        // store without a restart; an aborted slot write lies at or above
+        // the count.
+        unsafe {
+            rseq_stack!(
+                here;
+                push_body!("");
+                off = in(reg) self.off,
+                n = in(reg) self.n,
+                bc = in(reg) bc,
+                p = in(reg) p,
+                ok = out(reg) ok,
+            );
+        }
+        ok != 0
+    }
+
+    /// Moves all of stack `slot` of the CPU the caller runs on into `buf`.
+    pub fn take_here(&self, slot: usize, buf: &mut [usize; CAP_MAX]) -> usize {
+        let bc = self.base + (slot % CLASS_SLOTS) * CLASS_STRIDE;
+        let got: usize;
+        // SAFETY: as in `pop`. The copy loop writes only `buf` (ours, at
+        // least CAP_MAX words, and the count <= CAP_MAX as every push checks
+        // the capacity); a restart redoes it. The one committing store
+        // empties the stack only after the whole copy.
+        unsafe {
+            rseq_stack!(
+                here;
+                "mov {top}, qword ptr [{q} + {k}]",
+                "lea {q}, [{q} + {k}]",
+                "movzx {k:e}, {top:x}",
+                "test {k:e}, {k:e}",
+                "jz 7f",
+                "xor {ok:e}, {ok:e}",
+                "sub {k:e}, 1",
+                "jz 8f",
+                "9:",
+                "mov {t}, qword ptr [{q} + {ok} * 8 + 40]",
+                "mov qword ptr [{buf} + {ok} * 8], {t}",
+                "add {ok:e}, 1",
+                "cmp {ok:e}, {k:e}",
+                "jb 9b",
+                "8:",
+                "shr {top}, 16",
+                "mov qword ptr [{buf} + {k} * 8], {top}",
+                "lea {ok:e}, [{k} + 1]",
+                "mov qword ptr [{q}], 0";
+                off = in(reg) self.off,
+                n = in(reg) self.n,
+                bc = in(reg) bc,
+                buf = in(reg) buf.as_mut_ptr(),
+                top = out(reg) _,
+                t = out(reg) _,
+                ok = out(reg) got,
+            );
+        }
+        got
+    }
+}

@@ -1,0 +1,92 @@
+//! The per-CPU cache's memory layout: one block per CPU, one stack per size
+//! class in it, and the root the fast paths read first. Constants and one
+//! static, shared by the rseq sections (`arch`), which address the stacks
+//! in assembly, the free map (`pagemap`), which holds a class's stack
+//! offset in place, and the cache (`cache`), which manages them.
+
+use crate::size_class::NCLASSES;
+use core::sync::atomic::{AtomicIsize, AtomicU32, AtomicUsize};
+
+/// Chunks a class stack can hold. A stack is one 1 KiB block:
+///
+/// * bytes 0-7, the head: the top chunk's address shifted left by 16, or'ed
+///   with the count. A pop finds the chunk it returns in the word it
+///   commits (one load, where a count then a slot made two in a row), and
+///   a push or pop commits count and top with one store. Chunk addresses
+///   are below 2^47 (they come from our arenas, see `pagemap`);
+/// * 8-11, the capacity (u32; 0 until the zone prepares the stack);
+/// * 16-23 and 24-31, the pop and push counts (u64), which the sections
+///   bump just before their commit: exact but for a restarted section,
+///   which counts twice;
+/// * 32-39, scratch: "slot -1", which a push onto an empty stack writes
+///   its (meaningless) old top to, so that the push needs no branch;
+/// * 40-511, the slots: slot i holds the (i + 1)-th chunk from the bottom;
+///   the top chunk lives in the head.
+pub const CAP_MAX: usize = 124;
+pub const HEADER: usize = 40;
+pub const CLASS_STRIDE: usize = HEADER + (CAP_MAX - 1) * 8;
+/// Stack slots per CPU block: a power of two, so that a slot index is
+/// bounded with one mask on the fast path. Slot 0 is the outbox, class c is
+/// slot c + 1 (`slot_of`), so that the free map's class field (class + 1)
+/// is the slot; the slots past the last class are never used, hence never
+/// touched.
+pub const CLASS_SLOTS: usize = 64;
+pub const CPU_STRIDE: usize = CLASS_SLOTS * CLASS_STRIDE;
+/// log2 of `CPU_STRIDE`: the sections shift the CPU id (one cycle) rather
+/// than multiply it (three), on the path of every hit.
+pub const CPU_SHIFT: u32 = CPU_STRIDE.trailing_zeros();
+const _: () = assert!(1 << CPU_SHIFT == CPU_STRIDE);
+const _: () = assert!(NCLASSES < CLASS_SLOTS);
+
+/// The stack slot of class `c` in a CPU's block.
+#[inline(always)]
+pub const fn slot_of(c: usize) -> usize {
+    (c + 1) % CLASS_SLOTS
+}
+
+/// The offset of class `c`'s stack in a CPU's block: what `push_free`
+/// takes, and what a free-map entry holds in place
+/// (`pagemap::FREE_CLASS_MASK`).
+#[inline(always)]
+pub const fn stack_offset(c: usize) -> usize {
+    slot_of(c) * CLASS_STRIDE
+}
+
+/// The class whose stack is at `off` (a `stack_offset`). Below
+/// `CLASS_SLOTS` whatever `off` is (a shift and a mask, no division: it is
+/// on the path of every malloc and free when the cache is off); the users
+/// of a class index bound it by `NCLASSES` themselves.
+#[inline(always)]
+pub const fn class_at(off: usize) -> usize {
+    (off / CLASS_STRIDE).wrapping_sub(1) % CLASS_SLOTS
+}
+
+/// The class slot that serves as each CPU's *outbox*: chunks of other CPUs'
+/// slabs freed on this CPU, handed to their slabs in batches, one CAS per
+/// slab and batch (snmalloc's "BatchIt") instead of one per chunk (see
+/// `zone::flush_outbox`). Any chunk may be there; only `outbox_take` empties it.
+pub const OUTBOX: usize = 0;
+
+/// The caches of all CPUs: `cpus` blocks of `CPU_STRIDE` bytes at `base`,
+/// mapped at start-up and touched only as CPUs use them, the rseq offset,
+/// and the offset in `struct rseq` of the id that picks a block
+/// (`cpu::id_field`: the concurrency id or the CPU number; "CPU" in this
+/// module means that id). `cpus` is 0 while the cache is off; it is set
+/// once, after the others. One cache line, read together on every fast
+/// path; the sections read `id_field` from it themselves (an address
+/// operand, so that it takes no register of its own).
+#[repr(C, align(64))]
+pub struct CacheRoot {
+    pub cpus: AtomicU32,
+    pub off: AtomicIsize,
+    pub base: AtomicUsize,
+    pub id_field: AtomicUsize,
+}
+
+/// The process's caches (`cache::init` sets it up).
+pub static ROOT: CacheRoot = CacheRoot {
+    cpus: AtomicU32::new(0),
+    off: AtomicIsize::new(0),
+    base: AtomicUsize::new(0),
+    id_field: AtomicUsize::new(0),
+};
