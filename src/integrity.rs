@@ -84,30 +84,33 @@ pub fn is_chunk(start: usize, c: usize, p: *mut u8) -> bool {
 #[cold]
 #[inline(never)]
 pub unsafe fn check_double_free(d: *mut Desc, p: *mut u8) {
-    let owner = (*d).owner.load(Ordering::Relaxed) as usize;
-    let Some(z) = zone::lock_index(owner) else {
-        return; // re-entered from a signal handler: cannot look safely
-    };
-    let c = (*d).class.load(Ordering::Relaxed) as usize;
-    let cap = size_class::capacity(c);
-    if p >= (*d).bump.load(Ordering::Relaxed) {
-        crate::fmt::fatal_pointer("free", p, "pointer to a block that was never allocated");
-    }
-    if crate::cache::contains(owner, c, p) || z.stash_contains(c, p) {
-        crate::fmt::fatal_pointer("free", p, "double free");
-    }
-    for head in [
-        (*d).free,
-        crate::slab::head_of((*d).rchunks.load(Ordering::Acquire)),
-    ] {
-        let mut q = head;
-        let mut k = 0;
-        while !q.is_null() && k <= cap {
-            if q == p || crate::slab::batch_contains(q, p) {
-                crate::fmt::fatal_pointer("free", p, "double free");
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let owner = (*d).owner.load(Ordering::Relaxed) as usize;
+        let Some(z) = zone::lock_index(owner) else {
+            return; // re-entered from a signal handler: cannot look safely
+        };
+        let c = (*d).class.load(Ordering::Relaxed) as usize;
+        let cap = size_class::capacity(c);
+        if p >= (*d).bump.load(Ordering::Relaxed) {
+            crate::fmt::fatal_pointer("free", p, "pointer to a block that was never allocated");
+        }
+        if crate::cache::contains(owner, c, p) || z.stash_contains(c, p) {
+            crate::fmt::fatal_pointer("free", p, "double free");
+        }
+        for head in [
+            (*d).free,
+            crate::slab::head_of((*d).rchunks.load(Ordering::Acquire)),
+        ] {
+            let mut q = head;
+            let mut k = 0;
+            while !q.is_null() && k <= cap {
+                if q == p || crate::slab::batch_contains(q, p) {
+                    crate::fmt::fatal_pointer("free", p, "double free");
+                }
+                q = crate::slab::link(q);
+                k += 1;
             }
-            q = crate::slab::link(q);
-            k += 1;
         }
     }
 }

@@ -192,25 +192,28 @@ impl Ring {
     /// With `must`, `m.slab` is a live slab descriptor that is on no overflow
     /// list (guaranteed by the detach protocol: it notifies once per detach).
     pub unsafe fn post(&self, m: Msg, must: bool) -> Posted {
-        if self.try_push(m) {
-            Posted::Ring
-        } else if must {
-            let mut head = self.overflow.0.load(Ordering::Relaxed);
-            loop {
-                (*m.slab).notify_next.store(head, Ordering::Relaxed);
-                match self.overflow.0.compare_exchange_weak(
-                    head,
-                    m.slab,
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => break,
-                    Err(h) => head = h,
+        // SAFETY: the caller upholds the contract in `# Safety` above.
+        unsafe {
+            if self.try_push(m) {
+                Posted::Ring
+            } else if must {
+                let mut head = self.overflow.0.load(Ordering::Relaxed);
+                loop {
+                    (*m.slab).notify_next.store(head, Ordering::Relaxed);
+                    match self.overflow.0.compare_exchange_weak(
+                        head,
+                        m.slab,
+                        Ordering::Release,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => break,
+                        Err(h) => head = h,
+                    }
                 }
+                Posted::Overflow
+            } else {
+                Posted::Dropped
             }
-            Posted::Overflow
-        } else {
-            Posted::Dropped
         }
     }
 

@@ -94,8 +94,12 @@ pub enum Pushed {
 #[cfg(any(test, loom))]
 #[inline(always)]
 pub unsafe fn remote_push(d: *const Desc, chunk: *mut u8) -> Pushed {
-    set_link(chunk, 0);
-    remote_push_list(d, chunk, chunk, 1)
+    // SAFETY: the caller upholds the contract in `# Safety` above; the
+    // chunk's link is written before the push, as `remote_push_list` needs.
+    unsafe {
+        set_link(chunk, 0);
+        remote_push_list(d, chunk, chunk, 1)
+    }
 }
 
 /// Pushes the list of nodes `head` .. `tail` (linked with `set_link`; the
@@ -109,25 +113,28 @@ pub unsafe fn remote_push(d: *const Desc, chunk: *mut u8) -> Pushed {
 /// and 16-byte aligned; `tail`'s link word has been written.
 #[inline(always)]
 pub unsafe fn remote_push_list(d: *const Desc, head: *mut u8, tail: *mut u8, n: usize) -> Pushed {
-    let word = &(*d).rchunks;
-    let flag = link_word(tail) & BATCH;
-    let mut old = word.load(Ordering::Relaxed);
-    loop {
-        // The tag is never set together with a non-empty list. The count
-        // saturates: it can only pass a slab's capacity on a corrupt heap
-        // (chunks freed twice), which `Zone::collect` then reports.
-        set_link(tail, old & HEAD_MASK | flag);
-        let count = ((old >> COUNT_SHIFT) + n).min(MAX_COUNT);
-        let new = head as usize | count << COUNT_SHIFT;
-        match word.compare_exchange_weak(old, new, Ordering::Release, Ordering::Relaxed) {
-            Ok(_) => break,
-            Err(cur) => old = cur,
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let word = &(*d).rchunks;
+        let flag = link_word(tail) & BATCH;
+        let mut old = word.load(Ordering::Relaxed);
+        loop {
+            // The tag is never set together with a non-empty list. The count
+            // saturates: it can only pass a slab's capacity on a corrupt heap
+            // (chunks freed twice), which `Zone::collect` then reports.
+            set_link(tail, old & HEAD_MASK | flag);
+            let count = ((old >> COUNT_SHIFT) + n).min(MAX_COUNT);
+            let new = head as usize | count << COUNT_SHIFT;
+            match word.compare_exchange_weak(old, new, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(cur) => old = cur,
+            }
         }
-    }
-    if old == DETACHED {
-        Pushed::MustNotify
-    } else {
-        Pushed::Quiet
+        if old == DETACHED {
+            Pushed::MustNotify
+        } else {
+            Pushed::Quiet
+        }
     }
 }
 
@@ -139,7 +146,8 @@ pub unsafe fn remote_push_list(d: *const Desc, head: *mut u8, tail: *mut u8, n: 
 #[cfg(any(test, loom))]
 #[inline]
 pub unsafe fn take_remote(d: *const Desc) -> *mut u8 {
-    take_remote_counted(d).0
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe { take_remote_counted(d).0 }
 }
 
 /// `take_remote`, with the number of chunks the list holds (its nodes and
@@ -149,14 +157,17 @@ pub unsafe fn take_remote(d: *const Desc) -> *mut u8 {
 /// As `take_remote`.
 #[inline]
 pub unsafe fn take_remote_counted(d: *const Desc) -> (*mut u8, usize) {
-    let word = &(*d).rchunks;
-    let cur = word.load(Ordering::Relaxed);
-    if cur == 0 || cur == DETACHED {
-        return (core::ptr::null_mut(), 0);
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let word = &(*d).rchunks;
+        let cur = word.load(Ordering::Relaxed);
+        if cur == 0 || cur == DETACHED {
+            return (core::ptr::null_mut(), 0);
+        }
+        // Acquire pairs with the Release of the pushes: their links are visible.
+        let w = word.swap(0, Ordering::Acquire);
+        (head_of(w), w >> COUNT_SHIFT)
     }
-    // Acquire pairs with the Release of the pushes: their links are visible.
-    let w = word.swap(0, Ordering::Acquire);
-    (head_of(w), w >> COUNT_SHIFT)
 }
 
 /// Tries to detach a slab with no free chunks (owner only). Fails if remote
@@ -165,9 +176,12 @@ pub unsafe fn take_remote_counted(d: *const Desc) -> (*mut u8, usize) {
 /// # Safety
 /// `d` is a live slab descriptor; the caller holds its owner zone's lock.
 pub unsafe fn try_detach(d: *const Desc) -> bool {
-    (*d).rchunks
-        .compare_exchange(0, DETACHED, Ordering::AcqRel, Ordering::Relaxed)
-        .is_ok()
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        (*d).rchunks
+            .compare_exchange(0, DETACHED, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
 }
 
 /// Undoes a detach that no remote free has seen yet (owner only): true if the
@@ -176,9 +190,12 @@ pub unsafe fn try_detach(d: *const Desc) -> bool {
 /// # Safety
 /// `d` is a live slab descriptor; the caller holds its owner zone's lock.
 pub unsafe fn try_reattach(d: *const Desc) -> bool {
-    (*d).rchunks
-        .compare_exchange(DETACHED, 0, Ordering::AcqRel, Ordering::Relaxed)
-        .is_ok()
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        (*d).rchunks
+            .compare_exchange(DETACHED, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
 }
 
 /// Walks a taken remote list, appends it to the local free list and returns
@@ -191,30 +208,33 @@ pub unsafe fn try_reattach(d: *const Desc) -> bool {
 /// `list` came from `take_remote(d)`; owner lock held; `carry` is at most
 /// the `batch_cap` of the slab's chunk size.
 pub unsafe fn absorb(d: *mut Desc, list: *mut u8, max: usize, carry: usize) -> Option<usize> {
-    let mut n = 0;
-    let mut last = list;
-    loop {
-        let w = link_word(last);
-        if w & BATCH != 0 {
-            let k = batch_len(last);
-            if k == 0 || k > carry {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let mut n = 0;
+        let mut last = list;
+        loop {
+            let w = link_word(last);
+            if w & BATCH != 0 {
+                let k = batch_len(last);
+                if k == 0 || k > carry {
+                    return None;
+                }
+                n += k;
+            }
+            n += 1;
+            if n > max {
                 return None;
             }
-            n += k;
+            let next = (w & !BATCH) as *mut u8;
+            if next.is_null() {
+                set_link(last, (*d).free as usize | (w & BATCH));
+                break;
+            }
+            last = next;
         }
-        n += 1;
-        if n > max {
-            return None;
-        }
-        let next = (w & !BATCH) as *mut u8;
-        if next.is_null() {
-            set_link(last, (*d).free as usize | (w & BATCH));
-            break;
-        }
-        last = next;
+        (*d).free = list;
+        Some(n)
     }
-    (*d).free = list;
-    Some(n)
 }
 
 /// Flag in a decoded link word: the node carries a batch of chunks.
@@ -241,7 +261,8 @@ pub const fn batch_cap(size: usize) -> usize {
 /// `node` is a node of a free list the caller owns, with the `BATCH` flag.
 #[inline(always)]
 pub unsafe fn batch_len(node: *mut u8) -> usize {
-    word(node, 2)
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe { word(node, 2) }
 }
 
 /// Makes `node` (a node whose link word is written, carrying `k` chunks,
@@ -252,14 +273,17 @@ pub unsafe fn batch_len(node: *mut u8) -> usize {
 /// `batch_cap` > `k`.
 #[inline(always)]
 pub unsafe fn batch_add(node: *mut u8, k: usize, q: *mut u8) {
-    set_word(
-        node,
-        BATCH_HEAD_WORDS + k,
-        q as usize ^ (node as usize >> 12),
-    );
-    set_word(node, 2, k + 1);
-    if k == 0 {
-        set_link(node, link_word(node) | BATCH);
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        set_word(
+            node,
+            BATCH_HEAD_WORDS + k,
+            q as usize ^ (node as usize >> 12),
+        );
+        set_word(node, 2, k + 1);
+        if k == 0 {
+            set_link(node, link_word(node) | BATCH);
+        }
     }
 }
 
@@ -271,13 +295,16 @@ pub unsafe fn batch_add(node: *mut u8, k: usize, q: *mut u8) {
 /// `node` is a node with the `BATCH` flag of a free list the caller owns.
 #[inline(always)]
 pub unsafe fn batch_take(node: *mut u8) -> *mut u8 {
-    let k = word(node, 2) - 1;
-    let q = word(node, BATCH_HEAD_WORDS + k) ^ (node as usize >> 12);
-    set_word(node, 2, k);
-    if k == 0 {
-        set_link(node, link_word(node) & !BATCH);
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let k = word(node, 2) - 1;
+        let q = word(node, BATCH_HEAD_WORDS + k) ^ (node as usize >> 12);
+        set_word(node, 2, k);
+        if k == 0 {
+            set_link(node, link_word(node) & !BATCH);
+        }
+        q as *mut u8
     }
-    q as *mut u8
 }
 
 /// The chunks `node` carries, for a scan (the double-free check).
@@ -285,11 +312,14 @@ pub unsafe fn batch_take(node: *mut u8) -> *mut u8 {
 /// # Safety
 /// `node` is a node of a free list that cannot change under the caller.
 pub unsafe fn batch_contains(node: *mut u8, p: *mut u8) -> bool {
-    if link_word(node) & BATCH == 0 {
-        return false;
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        if link_word(node) & BATCH == 0 {
+            return false;
+        }
+        let k = batch_len(node).min(MAX_CARRY);
+        (0..k).any(|i| word(node, BATCH_HEAD_WORDS + i) ^ (node as usize >> 12) == p as usize)
     }
-    let k = batch_len(node).min(MAX_CARRY);
-    (0..k).any(|i| word(node, BATCH_HEAD_WORDS + i) ^ (node as usize >> 12) == p as usize)
 }
 
 /// Word `i` (2 and up: a batch node's count and addresses) of a free chunk.
@@ -299,7 +329,8 @@ pub unsafe fn batch_contains(node: *mut u8, p: *mut u8) -> bool {
 #[cfg(not(loom))]
 #[inline(always)]
 unsafe fn word(node: *mut u8, i: usize) -> usize {
-    *(node as *const usize).add(i)
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe { *(node as *const usize).add(i) }
 }
 
 /// Writes word `i` of a free chunk (see `word`).
@@ -309,7 +340,10 @@ unsafe fn word(node: *mut u8, i: usize) -> usize {
 #[cfg(not(loom))]
 #[inline(always)]
 unsafe fn set_word(node: *mut u8, i: usize, v: usize) {
-    *(node as *mut usize).add(i) = v;
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        *(node as *mut usize).add(i) = v;
+    }
 }
 
 /// Writes the link word (the first word) of a free chunk, encoded as glibc's
@@ -323,7 +357,10 @@ unsafe fn set_word(node: *mut u8, i: usize, v: usize) {
 #[cfg(not(loom))]
 #[inline(always)]
 pub unsafe fn set_link(chunk: *mut u8, next: usize) {
-    *(chunk as *mut usize) = next ^ (chunk as usize >> 12);
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        *(chunk as *mut usize) = next ^ (chunk as usize >> 12);
+    }
 }
 
 /// Reads and decodes the link word of a free chunk: the next node, with the
@@ -336,15 +373,18 @@ pub unsafe fn set_link(chunk: *mut u8, next: usize) {
 #[cfg(not(loom))]
 #[inline(always)]
 pub unsafe fn link_word(chunk: *mut u8) -> usize {
-    let next = *(chunk as *const usize) ^ (chunk as usize >> 12);
-    if next & (15 & !BATCH) != 0 {
-        crate::fmt::fatal_pointer(
-            "malloc",
-            chunk,
-            "corrupted free list (a freed block was written to)",
-        );
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let next = *(chunk as *const usize) ^ (chunk as usize >> 12);
+        if next & (15 & !BATCH) != 0 {
+            crate::fmt::fatal_pointer(
+                "malloc",
+                chunk,
+                "corrupted free list (a freed block was written to)",
+            );
+        }
+        next
     }
-    next
 }
 
 /// The next node after `chunk` on its free list.
@@ -353,7 +393,8 @@ pub unsafe fn link_word(chunk: *mut u8) -> usize {
 /// As `link_word`.
 #[inline(always)]
 pub unsafe fn link(chunk: *mut u8) -> *mut u8 {
-    (link_word(chunk) & !BATCH) as *mut u8
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe { (link_word(chunk) & !BATCH) as *mut u8 }
 }
 
 /// Under loom a chunk is these cells (the link, then words 1 to 4), so that
@@ -377,28 +418,48 @@ impl Chunk {
     }
 }
 
+/// The model's `word`.
+///
+/// # Safety
+/// `node` is a model `Chunk`, and `i` is 1 to its word count.
 #[cfg(loom)]
 #[track_caller]
 unsafe fn word(node: *mut u8, i: usize) -> usize {
-    (*(node as *const Chunk)).1[i - 1].with(|p| *p)
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe { (*(node as *const Chunk)).1[i - 1].with(|p| *p) }
 }
 
+/// The model's `set_word`.
+///
+/// # Safety
+/// As `word`.
 #[cfg(loom)]
 #[track_caller]
 unsafe fn set_word(node: *mut u8, i: usize, v: usize) {
-    (*(node as *const Chunk)).1[i - 1].with_mut(|p| *p = v);
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe { (*(node as *const Chunk)).1[i - 1].with_mut(|p| *p = v) };
 }
 
+/// The model's `set_link`.
+///
+/// # Safety
+/// `chunk` is a model `Chunk`.
 #[cfg(loom)]
 #[track_caller]
 pub unsafe fn set_link(chunk: *mut u8, next: usize) {
-    (*(chunk as *const Chunk)).0.with_mut(|p| *p = next);
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe { (*(chunk as *const Chunk)).0.with_mut(|p| *p = next) };
 }
 
+/// The model's `link_word`.
+///
+/// # Safety
+/// `chunk` is a model `Chunk`.
 #[cfg(loom)]
 #[track_caller]
 pub unsafe fn link_word(chunk: *mut u8) -> usize {
-    (*(chunk as *const Chunk)).0.with(|p| *p)
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe { (*(chunk as *const Chunk)).0.with(|p| *p) }
 }
 
 #[cfg(all(test, not(loom)))]

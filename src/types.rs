@@ -136,52 +136,56 @@ fn usage(s: *mut Slot) -> (i64, i64) {
 /// # Safety
 /// `t` is null or points at a type object that lives for the program.
 pub unsafe fn kmalloc(size: usize, t: *mut sa_malloc_type, flags: c_int) -> *mut u8 {
-    let valid = SA_ZERO | SA_NOWAIT | SA_WAITOK;
-    if t.is_null() || flags & !valid != 0 || (flags & SA_NOWAIT != 0 && flags & SA_WAITOK != 0) {
-        crate::os::set_errno(libc::EINVAL);
-        return core::ptr::null_mut();
-    }
-    let wait = flags & SA_WAITOK != 0;
-    let Some(s) = slots(t) else {
-        crate::os::set_errno(libc::ENOMEM);
-        return core::ptr::null_mut();
-    };
-    // SAFETY: t is a valid type object (caller contract, checked non-null).
-    let limit = (*t).limit;
-    loop {
-        let seen = seq(t).load(Ordering::Acquire);
-        if limit != 0 {
-            let (bytes, _) = usage(s);
-            if bytes.max(0) as u128 + size as u128 > limit as u128 {
-                if wait && size <= limit {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let valid = SA_ZERO | SA_NOWAIT | SA_WAITOK;
+        if t.is_null() || flags & !valid != 0 || (flags & SA_NOWAIT != 0 && flags & SA_WAITOK != 0)
+        {
+            crate::os::set_errno(libc::EINVAL);
+            return core::ptr::null_mut();
+        }
+        let wait = flags & SA_WAITOK != 0;
+        let Some(s) = slots(t) else {
+            crate::os::set_errno(libc::ENOMEM);
+            return core::ptr::null_mut();
+        };
+        // SAFETY: t is a valid type object (caller contract, checked non-null).
+        let limit = (*t).limit;
+        loop {
+            let seen = seq(t).load(Ordering::Acquire);
+            if limit != 0 {
+                let (bytes, _) = usage(s);
+                if bytes.max(0) as u128 + size as u128 > limit as u128 {
+                    if wait && size <= limit {
+                        wait_for_free(t, seen);
+                        continue;
+                    }
+                    failures(t).fetch_add(1, Ordering::Relaxed);
+                    crate::os::set_errno(libc::ENOMEM);
+                    return core::ptr::null_mut();
+                }
+            }
+            let p = if flags & SA_ZERO != 0 {
+                alloc::calloc(1, size)
+            } else {
+                alloc::malloc(size)
+            };
+            if p.is_null() {
+                if wait {
+                    // Memory is short: give back what we can and try again.
+                    crate::reclaim::pass(true);
                     wait_for_free(t, seen);
                     continue;
                 }
                 failures(t).fetch_add(1, Ordering::Relaxed);
-                crate::os::set_errno(libc::ENOMEM);
-                return core::ptr::null_mut();
+                return p;
             }
-        }
-        let p = if flags & SA_ZERO != 0 {
-            alloc::calloc(1, size)
-        } else {
-            alloc::malloc(size)
-        };
-        if p.is_null() {
-            if wait {
-                // Memory is short: give back what we can and try again.
-                crate::reclaim::pass(true);
-                wait_for_free(t, seen);
-                continue;
-            }
-            failures(t).fetch_add(1, Ordering::Relaxed);
+            let u = alloc::usable_size(p) as i64;
+            let sl = slot(s);
+            sl.bytes.fetch_add(u, Ordering::Relaxed);
+            sl.objects.fetch_add(1, Ordering::Relaxed);
             return p;
         }
-        let u = alloc::usable_size(p) as i64;
-        let sl = slot(s);
-        sl.bytes.fetch_add(u, Ordering::Relaxed);
-        sl.objects.fetch_add(1, Ordering::Relaxed);
-        return p;
     }
 }
 
@@ -293,6 +297,8 @@ mod tests {
         unsafe { usage_across_threads() }
     }
 
+    /// # Safety
+    /// None beyond the types API's: the test's types are statics.
     unsafe fn usage_across_threads() {
         let t = new_type(c"test-usage", 0);
         let ptrs: Vec<usize> = (0..1000)
@@ -322,6 +328,8 @@ mod tests {
         unsafe { limits() }
     }
 
+    /// # Safety
+    /// As `usage_across_threads`.
     unsafe fn limits() {
         let t = new_type(c"test-limit", 4096);
         let a = kmalloc(3000, t, SA_NOWAIT | SA_ZERO);

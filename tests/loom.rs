@@ -583,10 +583,12 @@ fn batch_vs_single_and_detach(
 /// the slab detached must notify.
 #[test]
 fn slab_batch_push_vs_single_and_detach() {
-    // SAFETY (as `batch_vs_single_and_detach` requires): `a` links to `b`,
-    // whose link the push writes.
+    /// # Safety
+    /// As `batch_vs_single_and_detach` requires: `c` are model chunks.
     unsafe fn linked(c: &[*mut u8]) -> (*mut u8, *mut u8) {
-        slab::set_link(c[0], c[1] as usize);
+        // SAFETY: `c[0]` is a model chunk; it links to `c[1]`, whose link
+        // the push writes.
+        unsafe { slab::set_link(c[0], c[1] as usize) };
         (c[0], c[1])
     }
     batch_vs_single_and_detach(3, linked, "linked batch collected");
@@ -601,12 +603,16 @@ fn slab_batch_push_vs_single_and_detach() {
 /// carried or not, must be collected exactly once.
 #[test]
 fn slab_carrying_node_vs_single_and_detach() {
-    // SAFETY (as `batch_vs_single_and_detach` requires): `c[0]` is the
-    // node, its link written before it carries the other two.
+    /// # Safety
+    /// As `batch_vs_single_and_detach` requires: `c` are model chunks.
     unsafe fn carrying(c: &[*mut u8]) -> (*mut u8, *mut u8) {
-        slab::set_link(c[0], 0);
-        slab::batch_add(c[0], 0, c[1]);
-        slab::batch_add(c[0], 1, c[2]);
+        // SAFETY: `c[0]` is the node, a model chunk, its link written
+        // before it carries the other two.
+        unsafe {
+            slab::set_link(c[0], 0);
+            slab::batch_add(c[0], 0, c[1]);
+            slab::batch_add(c[0], 1, c[2]);
+        }
         (c[0], c[0])
     }
     batch_vs_single_and_detach(4, carrying, "carried chunks collected");

@@ -135,27 +135,30 @@ impl Locked {
     /// the caller is freeing (its free mark set), below the carve pointer.
     #[inline(never)]
     pub unsafe fn flush_cache(&self, c: usize, p: *mut u8) {
-        let c = c % NCLASSES;
-        // `p` (see the contract) is a free chunk of one of our slabs.
-        self.free_local(slab_of(p), p);
-        let b = cache::batch(c).min(cache::BATCH_MAX);
-        if let Some(a) = self.stash_array(c) {
-            let n = self.z.stashed[c].load(Ordering::Relaxed) as usize;
-            if n + b <= stash_max(c) {
-                // SAFETY: slots n .. n + b <= stash_max(c) of the array are
-                // free; the section writes at most b of them.
-                let got =
-                    cache::pop_bulk(self.idx, c, core::slice::from_raw_parts_mut(a.add(n), b));
-                self.z.stashed[c].store((n + got) as u32, Ordering::Relaxed);
-                return;
+        // SAFETY: the caller upholds the contract in `# Safety` above.
+        unsafe {
+            let c = c % NCLASSES;
+            // `p` (see the contract) is a free chunk of one of our slabs.
+            self.free_local(slab_of(p), p);
+            let b = cache::batch(c).min(cache::BATCH_MAX);
+            if let Some(a) = self.stash_array(c) {
+                let n = self.z.stashed[c].load(Ordering::Relaxed) as usize;
+                if n + b <= stash_max(c) {
+                    // SAFETY: slots n .. n + b <= stash_max(c) of the array are
+                    // free; the section writes at most b of them.
+                    let got =
+                        cache::pop_bulk(self.idx, c, core::slice::from_raw_parts_mut(a.add(n), b));
+                    self.z.stashed[c].store((n + got) as u32, Ordering::Relaxed);
+                    return;
+                }
             }
-        }
-        let mut buf = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
-        let got = cache::pop_bulk(self.idx, c, &mut buf[..b]);
-        // The popped chunks are free chunks of this zone's slabs that
-        // nothing else references; we hold the lock.
-        for &q in &buf[..got] {
-            self.free_local(slab_of(q), q);
+            let mut buf = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
+            let got = cache::pop_bulk(self.idx, c, &mut buf[..b]);
+            // The popped chunks are free chunks of this zone's slabs that
+            // nothing else references; we hold the lock.
+            for &q in &buf[..got] {
+                self.free_local(slab_of(q), q);
+            }
         }
     }
 
