@@ -2,7 +2,7 @@
 #
 #   make            build target/release/libslaballoc.{so,a} and include/slaballoc.h
 #   make run        the main job: real programs under the library, with its stats
-#   make test       every test: Rust unit tests, then the C suite (c-tests/run.sh)
+#   make test       every test: Rust unit tests, then the C suite (c-tests/run.sh), then the docs' counts and links
 #   make compare    side-by-side benchmark against glibc, jemalloc, tcmalloc, mimalloc
 #   make install PREFIX=/usr/local
 
@@ -10,7 +10,7 @@ SO      := target/release/libslaballoc.so
 CARGO   ?= cargo
 PREFIX  ?= /usr/local
 
-.PHONY: all build run test test-rust test-loom test-c test-install test-config clippy fmt clean install
+.PHONY: all build run test test-rust test-loom test-c test-install test-config test-docs clippy fmt clean install
 
 all: build
 
@@ -41,7 +41,7 @@ build:
 run: build
 	@bash tools/run-main.sh $(CURDIR)/$(SO)
 
-test: test-rust test-loom test-c test-install test-config
+test: test-rust test-loom test-c test-install test-config test-docs
 
 test-rust:
 	$(CARGO) test --release
@@ -65,6 +65,12 @@ test-install: build
 
 test-config: build
 	bash c-tests/config.sh
+
+# The documentation against the tree: RELIABILITY.md's counts (Rust tests,
+# loom models, C test programs, invalid-free cases) and every link of the
+# Markdown files (tools/check-docs.py; --write regenerates the test inventory).
+test-docs:
+	python3 tools/check-docs.py
 
 clippy:
 	$(CARGO) clippy --release --all-targets -- -D warnings
