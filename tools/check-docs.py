@@ -264,7 +264,7 @@ def check_links():
             if not any(os.path.exists(os.path.join(ROOT, p + ext)) for ext in ("", ".c", ".sh", ".rs")):
                 err(f"{md}: names `{p}`, which does not exist")
     readme = read("README.md")
-    for want in ("docs/design.md", "bench/RESULTS.md", "RELIABILITY.md"):
+    for want in ("docs/design.md", "bench/RESULTS.md", "docs/experiments.md", "RELIABILITY.md"):
         if not re.search(r"\]\(\.?/?%s(#[^)]*)?\)" % re.escape(want), readme):
             err(f"README.md: does not link {want}")
     return len(mds)
