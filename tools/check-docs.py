@@ -127,7 +127,7 @@ def generated_block(tests, doc):
     integ_files = sorted(p for p in tests if kind(p) == "integration")
     lines = [
         BEGIN,
-        f"{total} Rust tests: {by_kind['unit']} unit tests in the crate's modules, "
+        f"{total} Rust tests: {by_kind['unit']} unit tests in the modules, "
         f"{by_kind['integration']} integration tests ({', '.join('`%s`' % p for p in integ_files)}) "
         f"and {doc} doc test{'s' if doc != 1 else ''}; plus {by_kind['loom']} loom models "
         f"(`cargo test --release --test loom` under `--cfg loom`, `make test-loom`).",
@@ -190,6 +190,21 @@ def check_reliability(write):
     for prog in progs:
         if not re.search(r"`%s[.`]" % re.escape(prog), text):
             err(f"{REL}: the C test program `{prog}` (c-tests/{prog}.c) is not described")
+    # the variants run.sh runs, as the file lists them
+    run = read("c-tests/run.sh")
+    m = re.search(r"for n in ([\d ]+); do\s*\n\s*simple oom\.inject", run)
+    if m:
+        want = "`oom.inject.{%s}`" % ",".join(m.group(1).split())
+        if want not in text:
+            err(f"{REL}: does not list {want} (c-tests/run.sh's fault-injection runs)")
+    m = re.search(r"for t in ([\w ]+); do\s*\n(?:.*\n){0,3}?\s*simple \$t\.cpu_ids", run)
+    if m:
+        progs_ids = m.group(1).split()
+        row = re.search(r"^\| `\*\.cpu_ids` \| ([^|]*)\|", text, re.M)
+        listed = re.findall(r"\b(\w+)\b", row.group(1).split(" against ")[0]) if row else []
+        listed = [w for w in listed if w != "and"]
+        if sorted(listed) != sorted(progs_ids):
+            err(f"{REL}: the `*.cpu_ids` row lists {listed}; c-tests/run.sh runs {progs_ids}")
 
     # `module::item` references must exist in the Rust sources
     rs = {p: read(p) for p in tracked("*.rs")}
