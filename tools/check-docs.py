@@ -264,7 +264,7 @@ def check_links():
             if anchor and dest.endswith(".md") and anchor not in anchors(dest):
                 err(f"{md}: broken anchor ({target}): no heading #{anchor} in {dest}")
         if md == "README.md" and re.search(r"https?://", body):
-            for u in re.findall(r"https?://\S+", body):
+            for u in re.findall(r"https?://[^\s)>`\]]+", body):
                 if not any(u in e for e in errors):
                     err(f"README.md: names an address outside the repository: {u}")
         if md not in PATH_CHECKED:
