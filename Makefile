@@ -1,6 +1,7 @@
 # slaballoc — build, run, test, compare.
 #
-#   make            build target/release/libslaballoc.{so,a} and include/slaballoc.h
+#   make            build target/release/libslaballoc.{so,a} (= cargo build --release)
+#   make header     regenerate include/slaballoc.h from ffi/src/lib.rs
 #   make run        the main job: real programs under the library, with its stats
 #   make test       every test: Rust unit tests, then the C suite (c-tests/run.sh), then the docs' counts and links
 #   make compare    side-by-side benchmark against glibc, jemalloc, tcmalloc, mimalloc
@@ -10,29 +11,19 @@ SO      := target/release/libslaballoc.so
 CARGO   ?= cargo
 PREFIX  ?= /usr/local
 
-.PHONY: all build run test test-rust test-loom test-c test-install test-config test-docs clippy fmt clean install
+.PHONY: all build header run test test-rust test-loom test-header test-c test-install test-config test-docs clippy fmt clean install
 
 all: build
 
-# The shipped libraries are built as cdylib and staticlib only: with the rlib
-# in the same compilation (Cargo.toml lists it for the Rust tests and benches)
-# Cargo skips LTO and every static and internal call goes through the GOT
-# (about 15 more instructions on the malloc+free fast path; see
-# bench/RESULTS.md). `cargo build --release` still works, but gives that slower
-# target/release/libslaballoc.so.
-#
-# The link puts free and malloc first in .text, at the start of a page of
-# their own (src/hot-symbols.txt, -z separate-code): where the linker left
-# them otherwise moved with every change to other code, and the same machine
-# code for both ran `mixed` up to 5 % slower at some offsets (RESULTS.md).
-# Those are LLD options (rustc's default linker on x86-64 Linux since 1.90);
-# with a linker that rejects them the library is built without them.
-HOT_LINK := -C link-arg=-Wl,--symbol-ordering-file=$(CURDIR)/src/hot-symbols.txt \
-	-C link-arg=-Wl,--no-warn-symbol-ordering -C link-arg=-Wl,-z,separate-code
+# The workspace's default members: the allocator crate (src/) and the C
+# library (ffi/, built as target/release/libslaballoc.so and .a with free and
+# malloc first in .text: see ffi/build.rs).
 build:
-	$(CARGO) rustc --release --lib --crate-type cdylib,staticlib -- --cfg slaballoc_nostd $(HOT_LINK) || \
-	{ echo "make build: the linker refused the hot-code order (not LLD?): building without it"; \
-	  $(CARGO) rustc --release --lib --crate-type cdylib,staticlib -- --cfg slaballoc_nostd; }
+	$(CARGO) build --release
+
+# include/slaballoc.h from ffi/src/lib.rs (cbindgen, through xtask/).
+header:
+	$(CARGO) run -q -p xtask -- header
 
 # The main job: sqlite3 (many small objects) and a two-thread python3
 # producer/consumer (objects made on one thread die on the other) under the
@@ -41,10 +32,14 @@ build:
 run: build
 	@bash tools/run-main.sh $(CURDIR)/$(SO)
 
-test: test-rust test-loom test-c test-install test-config test-docs
+test: test-rust test-loom test-header test-c test-install test-config test-docs
 
 test-rust:
 	$(CARGO) test --release
+
+# The checked-in header matches the FFI crate.
+test-header:
+	$(CARGO) run -q -p xtask -- header --check
 
 # Model check of the lock-free protocol (remote push/detach, ring, doorbell)
 # with loom, on the real slab.rs and ring.rs; separate target dir.
@@ -55,7 +50,7 @@ test-loom:
 # mm_cid (what runs on Linux < 6.3), for the C suite's *.cpu_ids runs.
 CPU_IDS_SO := target/cpu-ids/release/libslaballoc.so
 build-cpu-ids:
-	CARGO_TARGET_DIR=target/cpu-ids $(CARGO) rustc --release --lib --crate-type cdylib -- --cfg slaballoc_nostd --cfg slaballoc_cpu_ids
+	CARGO_TARGET_DIR=target/cpu-ids $(CARGO) build --release -p slaballoc-ffi --features cpu-ids
 
 test-c: build build-cpu-ids
 	CPU_IDS_SO=$(CURDIR)/$(CPU_IDS_SO) bash c-tests/run.sh

@@ -569,15 +569,12 @@ pub mod foreign {
     }
 
     /// The next allocator's function `name`, or None if there is none (a
-    /// static program) or the lookup found us again.
+    /// static program) or the lookup found us again (a definition in the
+    /// object that holds this code: our own exported symbol).
     fn next(slot: &AtomicPtr<libc::c_void>, name: &core::ffi::CStr) -> Option<*mut libc::c_void> {
         let f = resolve(slot, name);
-        let ours = [
-            crate::abi::free_addr(),
-            crate::abi::usable_addr(),
-            crate::abi::mallinfo2_addr(),
-        ];
-        (!f.is_null() && !ours.contains(&(f as usize))).then_some(f)
+        let here = next as fn(_, _) -> _ as *const ();
+        (!f.is_null() && !os::same_object(f as *const (), here)).then_some(f)
     }
 
     /// Checks that `p`, which is not in our memory, may belong to the next

@@ -181,6 +181,7 @@ fn register_thread() -> Option<usize> {
 }
 
 /// True if the rseq area in use is our own (glibc registered none).
+#[cfg(test)]
 pub fn own_area() -> bool {
     OWN_AREA.load(Ordering::Relaxed)
 }
@@ -200,11 +201,11 @@ const MM_CID_FIELD: usize = 24;
 const AT_RSEQ_FEATURE_SIZE: libc::c_ulong = 27;
 
 /// The id field for a kernel whose rseq feature size is `feature_size`.
-/// Built with `--cfg slaballoc_cpu_ids` (the C suite's second library,
+/// Built with the `cpu-ids` feature (the C suite's second library,
 /// `make build-cpu-ids`), always the CPU number: the mode of every kernel
 /// before 6.3, tested on any kernel.
 pub fn id_field_for(feature_size: libc::c_ulong) -> usize {
-    if !cfg!(slaballoc_cpu_ids) && feature_size >= (MM_CID_FIELD + 4) as libc::c_ulong {
+    if !cfg!(feature = "cpu-ids") && feature_size >= (MM_CID_FIELD + 4) as libc::c_ulong {
         MM_CID_FIELD
     } else {
         CPU_ID_FIELD
@@ -431,7 +432,7 @@ mod tests {
     }
 
     #[test]
-    #[cfg(not(slaballoc_cpu_ids))]
+    #[cfg(not(feature = "cpu-ids"))]
     fn id_field_by_kernel_feature_size() {
         // Linux < 6.3 has no AT_RSEQ_FEATURE_SIZE (0); 6.3 reports 28.
         assert_eq!(id_field_for(0), CPU_ID_FIELD);

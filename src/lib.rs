@@ -94,32 +94,32 @@
 // The loom model checks (tests/loom.rs) compile slab.rs and ring.rs on their
 // own; the allocator itself is not built under `--cfg loom`.
 #![cfg(not(loom))]
-// The shipped `.so` and `.a` (`make build`) are built with `--cfg
-// slaballoc_nostd`: the allocator uses only `core`, and without `std` the
-// library loses its panic/backtrace machinery (about 210 KiB of code) and its
-// dependency on libgcc_s, which every process under it paid for in memory
-// (see bench/RESULTS.md, "Memory of the library itself"). Other builds (the
-// rlib for Rust users and the tests) link `std` as usual.
-#![cfg_attr(slaballoc_nostd, no_std)]
+// The allocator uses only `core` (and libc): the C library built from it
+// (`slaballoc-ffi`) then carries no panic/backtrace machinery (about 210 KiB of
+// code) and no dependency on libgcc_s, which every process under it paid for
+// in memory (docs/experiments.md, "Memory of the library itself"). Its own
+// unit tests use `std`.
+#![cfg_attr(not(test), no_std)]
 
-pub mod abi;
-pub mod alloc;
-pub mod cache;
-pub mod config;
-pub mod cpu;
-pub mod fmt;
-pub mod large;
-pub mod os;
-pub mod pagemap;
-pub mod reclaim;
-pub mod ring;
-pub mod runs;
-pub mod size_class;
-pub mod slab;
-pub mod stats;
-pub mod sync;
-pub mod types;
-pub mod zone;
+mod alloc;
+mod cache;
+mod config;
+mod cpu;
+mod fmt;
+mod large;
+mod os;
+mod pagemap;
+mod reclaim;
+mod ring;
+mod runs;
+mod size_class;
+mod slab;
+mod stats;
+mod sync;
+mod types;
+mod zone;
+
+pub mod api;
 
 pub use stats::{totals, Totals};
 
@@ -192,12 +192,4 @@ fn slaballoc_exit() {
     if let Some(f) = config::stats_format() {
         stats::print_at_exit(f);
     }
-}
-
-/// Without `std` nothing prints a panic: nothing on our paths is meant to
-/// panic, and if it happens anyway the only safe thing left is to stop.
-#[cfg(slaballoc_nostd)]
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
-    fmt::fatal("internal error (a panic in the allocator)")
 }

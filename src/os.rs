@@ -275,6 +275,7 @@ pub fn pin_to_cpu(cpu: usize) -> bool {
     set_affinity(&set)
 }
 
+#[cfg(test)]
 pub fn sched_getcpu() -> i32 {
     // SAFETY: no preconditions; glibc's sched_getcpu does not allocate.
     unsafe { libc::sched_getcpu() }
@@ -413,6 +414,22 @@ pub fn spawn_thread(f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void) ->
 pub fn next_symbol(name: &core::ffi::CStr) -> *mut libc::c_void {
     // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
     unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) }
+}
+
+/// Whether code addresses `a` and `b` lie in the same loaded object (the
+/// same shared library or executable), by `dladdr`. False when either is
+/// not in any object. `dladdr` takes only the dynamic linker's own lock and
+/// does not allocate.
+pub fn same_object(a: *const (), b: *const ()) -> bool {
+    let base = |p: *const ()| {
+        // SAFETY: Dl_info is plain data that dladdr fills; dladdr accepts
+        // any address and returns 0 when no object contains it.
+        unsafe {
+            let mut info: libc::Dl_info = core::mem::zeroed();
+            (libc::dladdr(p as *const libc::c_void, &mut info) != 0).then_some(info.dli_fbase)
+        }
+    };
+    matches!((base(a), base(b)), (Some(x), Some(y)) if x == y)
 }
 
 pub fn memcpy(dst: *mut u8, src: *const u8, n: usize) {

@@ -101,24 +101,18 @@ pub static CLASS_SIZE: [u32; NCLASSES] = build_sizes();
 /// class.
 #[derive(Clone, Copy)]
 pub struct ClassInfo {
-    pub size: u32,
     pub limit: u32,
     pub divm: u64,
 }
 
 const fn build_info() -> [ClassInfo; NCLASSES] {
-    let mut t = [ClassInfo {
-        size: 0,
-        limit: 0,
-        divm: 0,
-    }; NCLASSES];
+    let mut t = [ClassInfo { limit: 0, divm: 0 }; NCLASSES];
     let pages = build_pages();
     let mut i = 0;
     while i < NCLASSES {
         let size = size_of_class(i);
         let cap = pages[i] as usize * PAGE_SIZE / size;
         t[i] = ClassInfo {
-            size: size as u32,
             limit: (cap * size) as u32,
             divm: u64::MAX / size as u64 + 1,
         };
@@ -131,11 +125,7 @@ pub static CLASS_INFO: [ClassInfo; NCLASSES] = build_info();
 
 const fn build_check() -> [ClassInfo; 64] {
     let info = build_info();
-    let mut t = [ClassInfo {
-        size: 0,
-        limit: 0,
-        divm: 0,
-    }; 64];
+    let mut t = [ClassInfo { limit: 0, divm: 0 }; 64];
     let mut i = 0;
     while i < NCLASSES {
         t[i + 1] = info[i];

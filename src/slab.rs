@@ -84,6 +84,7 @@ pub enum Pushed {
 /// # Safety
 /// `d` is a live slab descriptor and `chunk` a chunk of it that the caller owns
 /// (allocated and not yet freed), at least 16 bytes and 16-byte aligned.
+#[cfg(any(test, loom))]
 #[inline(always)]
 pub unsafe fn remote_push(d: *const Desc, chunk: *mut u8) -> Pushed {
     set_link(chunk, 0);
@@ -128,6 +129,7 @@ pub unsafe fn remote_push_list(d: *const Desc, head: *mut u8, tail: *mut u8, n: 
 ///
 /// # Safety
 /// `d` is a live slab descriptor; the caller holds its owner zone's lock.
+#[cfg(any(test, loom))]
 #[inline]
 pub unsafe fn take_remote(d: *const Desc) -> *mut u8 {
     take_remote_counted(d).0

@@ -1,16 +1,36 @@
-//! The exported C ABI: every symbol a drop-in malloc must provide, with glibc's
-//! semantics, as thin wrappers over `alloc`. This is the only module with
-//! `#[no_mangle]` items.
+//! # libslaballoc: the C library
+//!
+//! Every symbol a drop-in malloc must provide, with glibc's semantics, as thin
+//! wrappers over the allocator crate (`slaballoc`, `src/` at the workspace
+//! root, whose [`api`] module is all this crate uses). This is the only crate
+//! with `#[no_mangle]` items; `cargo build --release` builds it as
+//! `target/release/libslaballoc.so` and `libslaballoc.a`.
 //!
 //! The unprefixed family (`malloc`, `free`, ..., glibc's `__libc_*` aliases and
 //! extras) is exported with the default `override` feature. The prefixed API
-//! (`sa_malloc`, ...) is always exported and declared in `include/slaballoc.h`.
+//! (`sa_malloc`, ...) is always exported and declared in `include/slaballoc.h`
+//! (generated from this file: `make header`).
+//!
+//! [`api`]: slaballoc::api
 
-use crate::alloc;
-use crate::os::{self, PAGE_SIZE};
-use crate::stats;
-use crate::types::sa_malloc_type;
+#![no_std]
+
 use core::ffi::{c_char, c_int, c_void};
+use slaballoc::api as stats;
+use slaballoc::api::{self as alloc, sa_malloc_type, PAGE_SIZE};
+
+/// errno and friends, from the allocator (it owns the rules on keeping it).
+mod os {
+    pub use slaballoc::api::{errno, set_errno};
+}
+
+/// Without `std` nothing prints a panic: nothing on our paths is meant to
+/// panic, and if it happens anyway the only safe thing left is to stop.
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    slaballoc::api::fatal("internal error (a panic in the allocator)")
+}
 
 type Ptr = *mut c_void;
 
@@ -138,7 +158,7 @@ pub unsafe extern "C" fn sa_kmalloc(
     type_: *mut sa_malloc_type,
     flags: c_int,
 ) -> *mut c_void {
-    out(crate::types::kmalloc(size, type_, flags))
+    out(alloc::kmalloc(size, type_, flags))
 }
 
 /// Frees a block allocated with `sa_kmalloc` with the same type.
@@ -147,7 +167,7 @@ pub unsafe extern "C" fn sa_kmalloc(
 /// As `sa_kmalloc`; `p` came from `sa_kmalloc(.., type_, ..)`.
 #[no_mangle]
 pub unsafe extern "C" fn sa_kfree(p: *mut c_void, type_: *mut sa_malloc_type) {
-    crate::types::kfree(p as *mut u8, type_)
+    alloc::kfree(p as *mut u8, type_)
 }
 
 /// Current usage of a malloc type, summed over CPUs. Either output may be NULL.
@@ -163,7 +183,7 @@ pub unsafe extern "C" fn sa_type_usage(
     if type_.is_null() {
         return libc::EINVAL;
     }
-    let (b, o) = crate::types::type_usage(type_);
+    let (b, o) = alloc::type_usage(type_);
     if !bytes.is_null() {
         *bytes = b;
     }
@@ -206,10 +226,8 @@ pub struct sa_stats {
     pub cpus: [stats::CpuTotals; 256],
 }
 
-const _: () = assert!(crate::size_class::NCLASSES == 36 && crate::cpu::MAX_ZONES == 256);
-const _: () = assert!(
-    crate::types::SA_ZERO == 1 && crate::types::SA_NOWAIT == 2 && crate::types::SA_WAITOK == 4
-);
+const _: () = assert!(alloc::NCLASSES == 36 && alloc::MAX_ZONES == 256);
+const _: () = assert!(alloc::SA_ZERO == 1 && alloc::SA_NOWAIT == 2 && alloc::SA_WAITOK == 4);
 
 /// Fills `*out` with a snapshot of the counters. `size` must be
 /// `sizeof(struct sa_stats)` (guards against a header/library mismatch).
@@ -244,11 +262,11 @@ pub unsafe extern "C" fn sa_stats_get(out: *mut sa_stats, size: usize) -> c_int 
     o.bytes_purged = t.bytes_purged;
     o.cache_allocs = t.cache_allocs;
     o.cache_frees = t.cache_frees;
-    o.nclasses = crate::size_class::NCLASSES as u32;
-    o.ncpus = crate::cpu::nzones() as u32;
+    o.nclasses = alloc::NCLASSES as u32;
+    o.ncpus = alloc::nzones() as u32;
     o.classes = stats::classes();
-    for (i, d) in o.cpus.iter_mut().enumerate().take(crate::cpu::nzones()) {
-        *d = stats::cpu(i);
+    for (i, d) in o.cpus.iter_mut().enumerate().take(alloc::nzones()) {
+        *d = stats::cpu_totals(i);
     }
     0
 }
@@ -301,48 +319,6 @@ pub unsafe extern "C" fn sa_stats_print_cb(
     };
     stats::report(f, &mut |b| w(arg, b.as_ptr() as *const c_char, b.len()));
     0
-}
-
-/// Address of our `free`, to recognise ourselves among `RTLD_NEXT` results.
-pub fn free_addr() -> usize {
-    #[cfg(feature = "override")]
-    {
-        free as *const () as usize
-    }
-    #[cfg(not(feature = "override"))]
-    {
-        0
-    }
-}
-
-pub fn mallinfo2_addr() -> usize {
-    #[cfg(feature = "override")]
-    {
-        mallinfo2 as *const () as usize
-    }
-    #[cfg(not(feature = "override"))]
-    {
-        0
-    }
-}
-
-pub fn usable_addr() -> usize {
-    #[cfg(feature = "override")]
-    {
-        malloc_usable_size as *const () as usize
-    }
-    #[cfg(not(feature = "override"))]
-    {
-        0
-    }
-}
-
-/// glibc's malloc_trim: hand free memory back. Returns 1 if any was released.
-fn trim() -> c_int {
-    let before = crate::stats::totals();
-    let purged = crate::reclaim::pass(true);
-    let after = crate::stats::totals();
-    (purged > 0 || after.slabs_live < before.slabs_live) as c_int
 }
 
 #[cfg(feature = "override")]
@@ -415,7 +391,7 @@ mod overrides {
 
     #[no_mangle]
     pub extern "C" fn malloc_trim(_pad: usize) -> c_int {
-        trim()
+        alloc::trim() as c_int
     }
 
     #[no_mangle]
@@ -431,9 +407,7 @@ mod overrides {
             ordblks: t.slabs_live as usize,
             smblks: t.slabs_cached as usize,
             hblks: (t.huge_allocs - t.huge_frees) as usize,
-            hblkhd: crate::stats::GLOBAL
-                .huge_bytes
-                .load(core::sync::atomic::Ordering::Relaxed),
+            hblkhd: alloc::huge_bytes(),
             usmblks: 0,
             fsmblks: 0,
             uordblks: t.bytes_in_use as usize,
@@ -470,27 +444,12 @@ mod overrides {
             os::set_errno(libc::EINVAL);
             return -1;
         }
-        let t = stats::totals();
-        let mut b = crate::fmt::Buf::<1024>::new();
-        b.str("<malloc version=\"slaballoc-1\">\n<total type=\"mapped\" size=\"")
-            .u64(t.bytes_mapped)
-            .str("\"/>\n<total type=\"dirty\" size=\"")
-            .u64(t.bytes_dirty)
-            .str("\"/>\n<slabs live=\"")
-            .u64(t.slabs_live)
-            .str("\" cached=\"")
-            .u64(t.slabs_cached)
-            .str("\"/>\n<frees local=\"")
-            .u64(t.local_frees)
-            .str("\" remote=\"")
-            .u64(t.remote_frees)
-            .str("\" notifications=\"")
-            .u64(t.notifications)
-            .str("\"/>\n</malloc>\n");
-        let bytes = b.bytes();
         // No allocator lock is held here: stdio may allocate its buffer.
-        let n = libc::fwrite(bytes.as_ptr() as *const c_void, 1, bytes.len(), stream);
-        if n == bytes.len() {
+        let mut ok = true;
+        alloc::malloc_info(&mut |b| {
+            ok &= libc::fwrite(b.as_ptr() as *const c_void, 1, b.len(), stream) == b.len();
+        });
+        if ok {
             0
         } else {
             -1
