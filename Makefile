@@ -3,7 +3,7 @@
 #   make            build target/release/libslaballoc.{so,a} (= cargo build --release)
 #   make header     regenerate include/slaballoc.h from ffi/src/lib.rs
 #   make run        the main job: real programs under the library, with its stats
-#   make test       every test: Rust unit tests, then the C suite (c-tests/run.sh)
+#   make test       every test: Rust unit tests, then the C suite (c-tests/run.sh), then the docs' counts and links
 #   make compare    side-by-side benchmark against glibc, jemalloc, tcmalloc, mimalloc
 #   make install PREFIX=/usr/local
 
@@ -11,7 +11,7 @@ SO      := target/release/libslaballoc.so
 CARGO   ?= cargo
 PREFIX  ?= /usr/local
 
-.PHONY: all build header run test test-rust test-loom test-header test-c test-install test-config clippy fmt clean install
+.PHONY: all build header run test test-rust test-loom test-header test-c test-install test-config test-docs clippy fmt clean install
 
 all: build
 
@@ -27,46 +27,12 @@ header:
 
 # The main job: sqlite3 (many small objects) and a two-thread python3
 # producer/consumer (objects made on one thread die on the other) under the
-# library, printing slaballoc's counters at exit; output checked against glibc.
+# library, printing slaballoc's counters at exit; output checked against glibc
+# (tools/run-main.sh, with its SQL and Python beside it).
 run: build
-	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
-	printf '%s\n' \
-	  "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, v REAL);" \
-	  "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<200000)" \
-	  "  INSERT INTO t SELECT x, printf('name-%08d', (x*7919)%200000), x*0.5 FROM c;" \
-	  "CREATE INDEX t_name ON t(name);" \
-	  "SELECT count(*), sum(v), min(name), max(name) FROM t;" \
-	  "SELECT substr(name,6,2) k, count(*), avg(v) FROM t GROUP BY k ORDER BY k LIMIT 5;" \
-	  > $$tmp/q.sql; \
-	echo "== sqlite3 under slaballoc"; \
-	SLABALLOC_STATS=1 LD_PRELOAD=$(CURDIR)/$(SO) sqlite3 $$tmp/db.sqlite < $$tmp/q.sql > $$tmp/out.slab; \
-	rm -f $$tmp/db.sqlite; sqlite3 $$tmp/db.sqlite < $$tmp/q.sql > $$tmp/out.glibc; \
-	cat $$tmp/out.slab; cmp -s $$tmp/out.slab $$tmp/out.glibc && echo "sqlite3: output identical to glibc's" || { echo "sqlite3: OUTPUT DIFFERS"; exit 1; }; \
-	echo "== python3 (PYTHONMALLOC=malloc): 2 threads, objects made on one and freed on the other"; \
-	printf '%s\n' \
-	  "import threading, queue, hashlib, os" \
-	  "cpus = sorted(os.sched_getaffinity(0))" \
-	  "def pin(k): os.sched_setaffinity(0, {cpus[k % len(cpus)]})" \
-	  "q = queue.Queue(maxsize=1000)" \
-	  "def produce():" \
-	  "    pin(0)" \
-	  "    for i in range(100000):" \
-	  "        q.put({'id': i, 'name': 'item-%d' % i, 'tags': [str(i % 7), str(i % 11)] * (i % 5)})" \
-	  "    q.put(None)" \
-	  "h = hashlib.sha256()" \
-	  "def consume():" \
-	  "    pin(1)" \
-	  "    while (o := q.get()) is not None:" \
-	  "        h.update(('%d %s %s' % (o['id'], o['name'], ','.join(o['tags']))).encode())" \
-	  "t = [threading.Thread(target=f) for f in (produce, consume)]" \
-	  "[x.start() for x in t]; [x.join() for x in t]" \
-	  "print('digest', h.hexdigest())" > $$tmp/pc.py; \
-	py=$$(python3 -c 'import sys; print(sys.executable)'); \
-	SLABALLOC_STATS=1 PYTHONMALLOC=malloc LD_PRELOAD=$(CURDIR)/$(SO) $$py $$tmp/pc.py > $$tmp/py.slab; \
-	PYTHONMALLOC=malloc $$py $$tmp/pc.py > $$tmp/py.glibc; \
-	cat $$tmp/py.slab; cmp -s $$tmp/py.slab $$tmp/py.glibc && echo "python3: output identical to glibc's" || { echo "python3: OUTPUT DIFFERS"; exit 1; }
+	@bash tools/run-main.sh $(CURDIR)/$(SO)
 
-test: test-rust test-loom test-header test-c test-install test-config
+test: test-rust test-loom test-header test-c test-install test-config test-docs
 
 test-rust:
 	$(CARGO) test --release
@@ -94,6 +60,12 @@ test-install: build
 
 test-config: build
 	bash c-tests/config.sh
+
+# The documentation against the tree: RELIABILITY.md's counts (Rust tests,
+# loom models, C test programs, invalid-free cases) and every link of the
+# Markdown files (tools/check-docs.py; --write regenerates the test inventory).
+test-docs:
+	python3 tools/check-docs.py
 
 clippy:
 	$(CARGO) clippy --release --all-targets -- -D warnings

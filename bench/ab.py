@@ -9,7 +9,7 @@ and prints the median of each workload's own seconds and of its peak RSS
 (`ru_maxrss` from `wait4`), the ratios B/A (and the median of the ratios of
 runs taken back to back), and the geometric means of the
 ratios. Used for the "Hardening costs" and "Speed work" tables of
-bench/RESULTS.md.
+docs/experiments.md.
 """
 import math
 import os

@@ -1,5 +1,5 @@
 /* rss_probe: where a process's resident memory is, for the RSS notes in
- * bench/RESULTS.md. An LD_PRELOAD helper, loaded after the allocator:
+ * docs/experiments.md. An LD_PRELOAD helper, loaded after the allocator:
  *
  *   gcc -O2 -shared -fPIC bench/tools/rss_probe.c -o bench/build/rss_probe.so -ldl -lpthread
  *   LD_PRELOAD="target/release/libslaballoc.so bench/build/rss_probe.so" bench/build/server
