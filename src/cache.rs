@@ -31,7 +31,7 @@
 //! server 1.23x slower in an A/B; 32 KiB: the same speed, churn 0.27 MiB
 //! more RSS; 64 KiB: more RSS, no clear gain). The stacks held 60 chunks
 //! until the stash came; with 124 a tight loop over 100 to 400 blocks of
-//! 16-64 bytes stays in the stack (bench/RESULTS.md).
+//! 16-64 bytes stays in the stack (docs/experiments.md).
 //!
 //! Other threads never write a cache; `cached` (stats) and the double-free
 //! check read it racily, which can only miss a chunk that moves meanwhile.

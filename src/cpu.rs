@@ -12,7 +12,7 @@
 //!   CPU ids"). A thread that migrates keeps its zone and its cache: a lone
 //!   thread moved between two CPUs every 2 ms made 44 % of its frees
 //!   remote and took 22 % more memory with CPU numbers, none with `mm_cid`
-//!   (bench/RESULTS.md). And a process with few threads on a machine with
+//!   (docs/experiments.md). And a process with few threads on a machine with
 //!   many CPUs uses as many zones as it runs threads at once, not one per CPU
 //!   it happens to visit;
 //! * elsewhere `cpu_id` at offset 4, the CPU number.

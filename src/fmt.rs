@@ -5,7 +5,7 @@
 //! functions on `(buffer, length)`. The report and diagnostic code is cold;
 //! inlined for every `N` and every call site, it had made `stats::report`
 //! alone 23 KiB of machine code, every page of which a process under
-//! `LD_PRELOAD` maps (see bench/RESULTS.md, "Memory of the library itself").
+//! `LD_PRELOAD` maps (see docs/experiments.md, "Memory of the library itself").
 
 pub struct Buf<const N: usize> {
     buf: [u8; N],

@@ -434,7 +434,7 @@ impl Locked {
         // so that successive mallocs get ascending addresses, as a slab
         // carves them (a program that walks its objects in the order it
         // made them, such as CPython's collector, then walks memory
-        // forwards: PYTHONMALLOC=malloc ran 1.35x faster, bench/RESULTS.md).
+        // forwards: PYTHONMALLOC=malloc ran 1.35x faster, docs/experiments.md).
         order[..k].reverse();
         if k > 0 && !cache::push_bulk(self.idx, c, &order[..k]) {
             // The thread left this zone's CPU: they go back.
