@@ -283,14 +283,10 @@ fn free_other(p: *mut u8) {
     match classify(p, "free") {
         // SAFETY: classify validated a chunk of the live slab d.
         Block::Small(d, c) => unsafe {
-            if p >= (*d).bump.load(Ordering::Relaxed) {
+            if p >= (*d).bump() {
                 crate::fmt::fatal_pointer("free", p, "pointer to a block that was never allocated");
             }
-            free_chunk(
-                crate::cache::stack_offset(c),
-                (*d).owner.load(Ordering::Relaxed) as usize,
-                p,
-            )
+            free_chunk(crate::cache::stack_offset(c), (*d).owner(), p)
         },
         Block::Large(d) => {
             // SAFETY: classify validated a live large run.

@@ -61,7 +61,7 @@ pub fn classify(p: *mut u8, what: &str) -> Block {
 #[inline(always)]
 pub fn chunk_class(d: *mut Desc, p: *mut u8) -> Option<usize> {
     // SAFETY: `d` is a descriptor slot of a registered arena (type-stable).
-    let c = unsafe { (*d).class.load(Ordering::Relaxed) } as usize;
+    let c = unsafe { (*d).class() };
     is_chunk(zone::slab_base(d), c, p).then_some(c)
 }
 
@@ -86,21 +86,21 @@ pub fn is_chunk(start: usize, c: usize, p: *mut u8) -> bool {
 pub unsafe fn check_double_free(d: *mut Desc, p: *mut u8) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
-        let owner = (*d).owner.load(Ordering::Relaxed) as usize;
+        let owner = (*d).owner();
         let Some(z) = zone::lock_index(owner) else {
             return; // re-entered from a signal handler: cannot look safely
         };
-        let c = (*d).class.load(Ordering::Relaxed) as usize;
+        let c = (*d).class();
         let cap = size_class::capacity(c);
-        if p >= (*d).bump.load(Ordering::Relaxed) {
+        if p >= (*d).bump() {
             crate::fmt::fatal_pointer("free", p, "pointer to a block that was never allocated");
         }
         if crate::cache::contains(owner, c, p) || z.stash_contains(c, p) {
             crate::fmt::fatal_pointer("free", p, "double free");
         }
         for head in [
-            (*d).free,
-            crate::slab::head_of((*d).rchunks.load(Ordering::Acquire)),
+            (*d).free(),
+            crate::slab::head_of((*d).rchunks().load(Ordering::Acquire)),
         ] {
             let mut q = head;
             let mut k = 0;

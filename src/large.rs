@@ -51,8 +51,8 @@ pub fn alloc_large(size: usize, align: usize) -> (*mut u8, bool) {
     // SAFETY: the run is ours alone until we publish it; Release pairs with
     // the Acquire in `pagemap::lookup`.
     unsafe {
-        (*d).state = 0;
-        (*d).kind.store(KIND_LARGE, Ordering::Release);
+        (*d).set_state(0);
+        (*d).set_kind(KIND_LARGE);
     }
     GLOBAL.large_allocs.fetch_add(1, Ordering::Relaxed);
     GLOBAL
@@ -65,19 +65,19 @@ pub fn alloc_large(size: usize, align: usize) -> (*mut u8, bool) {
 /// `d` is the head descriptor of a live large run.
 pub unsafe fn large_usable(d: *const Desc) -> usize {
     // SAFETY: d is the head descriptor of a live large run.
-    unsafe { (*d).npages.load(Ordering::Relaxed) as usize * PAGE_SIZE }
+    unsafe { (*d).npages() * PAGE_SIZE }
 }
 
 /// # Safety
 /// `d` is the head descriptor of a live large run that the caller frees.
 pub unsafe fn free_large(d: *mut Desc) {
     let (base, head) = pagemap::desc_home(d);
-    let n = (*d).npages.load(Ordering::Relaxed) as usize;
+    let n = (*d).npages();
     GLOBAL.large_frees.fetch_add(1, Ordering::Relaxed);
     GLOBAL
         .large_bytes
         .fetch_sub(n * PAGE_SIZE, Ordering::Relaxed);
-    if (*d).state == LARGE_MOVED {
+    if (*d).state() == LARGE_MOVED {
         // Pages moved here by `move_large` sit in a mapping of their own:
         // map the run afresh so that it merges back into the arena (this
         // bounds the process's mappings by its live moved blocks).
@@ -95,7 +95,7 @@ pub unsafe fn free_large(d: *mut Desc) {
 pub unsafe fn grow_large(d: *mut Desc, size: usize) -> bool {
     let (base, head) = pagemap::desc_home(d);
     // SAFETY: d is the head of a live large run owned by the caller.
-    let n = unsafe { (*d).npages.load(Ordering::Relaxed) as usize };
+    let n = unsafe { (*d).npages() };
     let want = size.div_ceil(PAGE_SIZE);
     let ok = RUNS.grow_in_place(base, head, n, want);
     if ok {
@@ -122,7 +122,7 @@ pub const MOVE_MIN: usize = 256 * 1024;
 /// caller; `size` fits a run and exceeds the block's size.
 pub unsafe fn move_large(d: *mut Desc, p: *mut u8, size: usize) -> *mut u8 {
     let (base, head) = pagemap::desc_home(d);
-    let n = (*d).npages.load(Ordering::Relaxed) as usize;
+    let n = (*d).npages();
     let (q, _) = alloc_large(size, PAGE_SIZE);
     if q.is_null() {
         return q;
@@ -137,7 +137,7 @@ pub unsafe fn move_large(d: *mut Desc, p: *mut u8, size: usize) -> *mut u8 {
     // (see `free_large`); the old run is mapped again in one piece with the
     // arena, and is clean.
     if let pagemap::Lookup::Large(nd) = pagemap::lookup(q as usize) {
-        (*nd).state = LARGE_MOVED;
+        (*nd).set_state(LARGE_MOVED);
     }
     release_emptied(base, head, n, p);
     q
@@ -158,7 +158,7 @@ pub unsafe fn move_large(d: *mut Desc, p: *mut u8, size: usize) -> *mut u8 {
 /// caller; `size` exceeds the largest run.
 pub unsafe fn move_to_huge(d: *mut Desc, p: *mut u8, size: usize) -> *mut u8 {
     let (base, head) = pagemap::desc_home(d);
-    let n = (*d).npages.load(Ordering::Relaxed) as usize;
+    let n = (*d).npages();
     let q = alloc_huge(size, PAGE_SIZE);
     if q.is_null() {
         return q;

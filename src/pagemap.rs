@@ -22,6 +22,7 @@
 //! read, and the generation number tells whether it still means the same slab.
 
 use crate::os::PAGE_SIZE;
+use core::cell::Cell;
 use core::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 pub const ARENA_SHIFT: usize = 26;
@@ -73,42 +74,172 @@ static NARENAS: AtomicUsize = AtomicUsize::new(0);
 #[repr(C, align(128))]
 pub struct Desc {
     // --- first cache line: owner side ---
-    pub kind: AtomicU8,
-    pub class: AtomicU8,
-    pub owner: AtomicU16,
-    pub npages: AtomicU32,
-    pub used: u32,
+    kind: AtomicU8,
+    class: AtomicU8,
+    owner: AtomicU16,
+    npages: AtomicU32,
+    used: Cell<u32>,
     /// Slab: where the owner keeps it (see `zone::State`). Free run: dirty flag.
-    pub state: u8,
-    /// Slab: its untouched (bump) region reads as zero.
-    pub zeroed: u8,
+    state: Cell<u8>,
+    _pad0: u8,
     /// Slab: end of the chunk area.
-    pub end: *mut u8,
+    end: Cell<*mut u8>,
     /// Slab: local free list (linked through the first word of each chunk).
-    pub free: *mut u8,
+    free: Cell<*mut u8>,
     /// Slab: chunks never handed out yet are carved lazily from [bump, end).
     /// Written by the owner under its lock; an atomic (relaxed, plain moves on
     /// x86) because `free` reads it without the lock, inside the per-CPU
     /// cache's section, to refuse a pointer past it (see `cache`).
-    pub bump: AtomicPtr<u8>,
+    bump: AtomicPtr<u8>,
     /// List links: slab lists of a zone, or size bins of free runs.
-    pub prev: *mut Desc,
-    pub next: *mut Desc,
+    prev: Cell<*mut Desc>,
+    next: Cell<*mut Desc>,
     _pad1: u64,
     // --- second cache line: the words remote CPUs write ---
     /// Slab: remote-free list head, tagged with `slab::DETACHED`.
-    pub rchunks: AtomicUsize,
+    rchunks: AtomicUsize,
     /// Slab: link on the owner's overflow list of notified slabs.
-    pub notify_next: AtomicPtr<Desc>,
+    notify_next: AtomicPtr<Desc>,
     /// Free runs (never slabs, so no remote traffic): dirty-run age list.
-    pub lru_prev: *mut Desc,
-    pub lru_next: *mut Desc,
+    lru_prev: Cell<*mut Desc>,
+    lru_next: Cell<*mut Desc>,
     /// Generation, bumped when the run stops being the slab it was: a
     /// remote free reads it (for a notification) before its CAS, so it
     /// lives on the line that the CAS takes anyway; the owner writes it
     /// only when a slab is made or given up.
-    pub gen: AtomicU32,
+    gen: AtomicU32,
     _pad: [u8; 28],
+}
+
+/// Plain (`Cell`) fields: read and written only by the holder of the lock
+/// that owns the run, which the caller of a setter or getter holds.
+macro_rules! owned_field {
+    ($($(#[$m:meta])* $get:ident, $set:ident: $t:ty;)*) => {
+        $(
+            $(#[$m])*
+            #[inline(always)]
+            pub fn $get(&self) -> $t {
+                self.$get.get()
+            }
+            #[inline(always)]
+            pub fn $set(&self, v: $t) {
+                self.$get.set(v)
+            }
+        )*
+    };
+}
+
+impl Desc {
+    owned_field! {
+        /// Chunks handed out (slabs), the owner's count.
+        used, set_used: u32;
+        /// Where the owner keeps the slab (`zone::State`), or a free run's
+        /// dirty flag.
+        state, set_state: u8;
+        /// A slab's end of chunks.
+        end, set_end: *mut u8;
+        /// A slab's local free list.
+        free, set_free: *mut u8;
+        /// List links (zone lists of slabs, size bins of free runs).
+        prev, set_prev: *mut Desc;
+        next, set_next: *mut Desc;
+        /// A free run's place on the dirty-run age list.
+        lru_prev, set_lru_prev: *mut Desc;
+        lru_next, set_lru_next: *mut Desc;
+    }
+
+    /// What the run is (`KIND_*`). Acquire: a lookup that sees a kind sees
+    /// the fields written before it was published.
+    #[inline(always)]
+    pub fn kind(&self) -> u8 {
+        self.kind.load(Ordering::Acquire)
+    }
+
+    /// Publishes the run's kind (Release, pairs with `kind`).
+    #[inline(always)]
+    pub fn set_kind(&self, k: u8) {
+        self.kind.store(k, Ordering::Release)
+    }
+
+    /// A slab's size class. Relaxed: set before the slab is published (its
+    /// kind, with Release) and constant while it is a slab.
+    #[inline(always)]
+    pub fn class(&self) -> usize {
+        self.class.load(Ordering::Relaxed) as usize
+    }
+
+    #[inline(always)]
+    pub fn set_class(&self, c: usize) {
+        self.class.store(c as u8, Ordering::Relaxed)
+    }
+
+    /// A slab's owner zone (as `class`).
+    #[inline(always)]
+    pub fn owner(&self) -> usize {
+        self.owner.load(Ordering::Relaxed) as usize
+    }
+
+    #[inline(always)]
+    pub fn set_owner(&self, z: usize) {
+        self.owner.store(z as u16, Ordering::Relaxed)
+    }
+
+    /// Pages of the run.
+    #[inline(always)]
+    pub fn npages(&self) -> usize {
+        self.npages.load(Ordering::Relaxed) as usize
+    }
+
+    /// Sets the run's page count. Release: a large block's size is read by
+    /// `free` and `realloc` of other threads after they look its kind up.
+    #[inline(always)]
+    pub fn set_npages(&self, n: usize) {
+        self.npages.store(n as u32, Ordering::Release)
+    }
+
+    /// A slab's carve pointer: chunks from here to `end` were never handed
+    /// out. Read without the lock by `free` (Relaxed: a plain move).
+    #[inline(always)]
+    pub fn bump(&self) -> *mut u8 {
+        self.bump.load(Ordering::Relaxed)
+    }
+
+    /// Moves the carve pointer (owner, under its lock).
+    #[inline(always)]
+    pub fn set_bump(&self, p: *mut u8) {
+        self.bump.store(p, Ordering::Relaxed)
+    }
+
+    /// The remote-free word (`slab`'s protocol: list head, `DETACHED` tag,
+    /// count), on the second cache line.
+    #[inline(always)]
+    pub fn rchunks(&self) -> &AtomicUsize {
+        &self.rchunks
+    }
+
+    /// The next slab on an overflow list of notified slabs (`ring`).
+    #[inline(always)]
+    pub fn notify_next(&self) -> *mut Desc {
+        self.notify_next.load(Ordering::Relaxed)
+    }
+
+    /// Links the slab on an overflow list; the list head's CAS publishes it.
+    #[inline(always)]
+    pub fn set_notify_next(&self, d: *mut Desc) {
+        self.notify_next.store(d, Ordering::Relaxed)
+    }
+
+    /// The slab's generation (see the field).
+    #[inline(always)]
+    pub fn gen(&self) -> u32 {
+        self.gen.load(Ordering::Relaxed)
+    }
+
+    /// Starts a new generation: the run stops being the slab it was.
+    #[inline(always)]
+    pub fn next_gen(&self) {
+        self.gen.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 // SAFETY: descriptors live in shared arena metadata; their plain fields are
@@ -343,12 +474,7 @@ pub fn lookup(ptr: usize) -> Lookup {
     }
     let d = desc(base, head);
     // SAFETY: d is a descriptor slot of a registered arena (type-stable).
-    let (kind, npages) = unsafe {
-        (
-            (*d).kind.load(Ordering::Acquire),
-            (*d).npages.load(Ordering::Relaxed) as usize,
-        )
-    };
+    let (kind, npages) = unsafe { ((*d).kind(), (*d).npages()) };
     if page >= head + npages {
         return Lookup::Invalid("pointer to memory that is not allocated");
     }
@@ -412,15 +538,15 @@ mod tests {
             let (f, owner, off) = slab_fast(p).unwrap();
             // SAFETY: `d` is the live slab of a chunk we hold.
             unsafe {
-                let c = (*d).class.load(Ordering::Relaxed) as usize;
+                let c = (*d).class();
                 assert_eq!(f >> FREE_CLASS_SHIFT, c + 1, "{p:#x}");
                 assert_eq!(f, crate::cache::stack_offset(c));
-                assert_eq!(owner, (*d).owner.load(Ordering::Relaxed) as usize);
+                assert_eq!(owner, (*d).owner());
                 assert_eq!(off, p - crate::zone::slab_base(d));
                 assert_eq!(slab_desc_fast(p), d);
                 let page_end = (p | (PAGE_SIZE - 1)) + 1;
-                let bump = (*d).bump.load(Ordering::Relaxed) as usize;
-                assert!(bump >= page_end.min((*d).end as usize), "{p:#x}");
+                let bump = (*d).bump() as usize;
+                assert!(bump >= page_end.min((*d).end() as usize), "{p:#x}");
             }
         }
         assert!(small > 2000);

@@ -199,7 +199,7 @@ impl Ring {
             } else if must {
                 let mut head = self.overflow.0.load(Ordering::Relaxed);
                 loop {
-                    (*m.slab).notify_next.store(head, Ordering::Relaxed);
+                    (*m.slab).set_notify_next(head);
                     match self.overflow.0.compare_exchange_weak(
                         head,
                         m.slab,
@@ -336,7 +336,7 @@ mod tests {
         let mut seen = vec![];
         while !l.is_null() {
             seen.push(l);
-            l = unsafe { (*l).notify_next.load(Ordering::Relaxed) };
+            l = unsafe { (*l).notify_next() };
         }
         seen.sort();
         let mut want = ptrs.clone();

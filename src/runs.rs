@@ -115,10 +115,10 @@ impl Bins {
     unsafe fn push(&mut self, d: *mut Desc, n: usize) {
         let b = bin_of(n);
         let h = self.heads[b];
-        (*d).prev = ptr::null_mut();
-        (*d).next = h;
+        (*d).set_prev(ptr::null_mut());
+        (*d).set_next(h);
         if !h.is_null() {
-            (*h).prev = d;
+            (*h).set_prev(d);
         }
         self.heads[b] = d;
         self.nonempty |= 1u128 << b;
@@ -128,14 +128,14 @@ impl Bins {
     /// `d` is on bin `bin_of(n)`; page lock held.
     unsafe fn remove(&mut self, d: *mut Desc, n: usize) {
         let b = bin_of(n);
-        let (p, nx) = ((*d).prev, (*d).next);
+        let (p, nx) = ((*d).prev(), (*d).next());
         if p.is_null() {
             self.heads[b] = nx;
         } else {
-            (*p).next = nx;
+            (*p).set_next(nx);
         }
         if !nx.is_null() {
-            (*nx).prev = p;
+            (*nx).set_prev(p);
         }
         if self.heads[b].is_null() {
             self.nonempty &= !(1u128 << b);
@@ -152,13 +152,13 @@ impl Bins {
             mask &= mask - 1;
             let mut d = self.heads[b];
             while !d.is_null() {
-                let size = (*d).npages.load(Ordering::Relaxed) as usize;
+                let size = (*d).npages();
                 let (_, head) = pagemap::desc_home(d);
                 let start = head.next_multiple_of(align);
                 if start + n <= head + size {
                     return Some((d, start));
                 }
-                d = (*d).next;
+                d = (*d).next();
             }
         }
         None
@@ -192,18 +192,18 @@ impl State {
     /// The pages are ours and hold no live block; page lock held.
     unsafe fn insert(&mut self, base: usize, head: usize, n: usize, dirty: bool) {
         let d = pagemap::desc(base, head);
-        (*d).npages.store(n as u32, Ordering::Relaxed);
-        (*d).state = dirty as u8;
-        (*d).kind.store(KIND_FREE, Ordering::Release);
+        (*d).set_npages(n);
+        (*d).set_state(dirty as u8);
+        (*d).set_kind(KIND_FREE);
         map_run(base, head, n, false);
         self.bins(dirty).push(d, n);
         if dirty {
-            (*d).lru_next = ptr::null_mut();
-            (*d).lru_prev = self.lru_tail;
+            (*d).set_lru_next(ptr::null_mut());
+            (*d).set_lru_prev(self.lru_tail);
             if self.lru_tail.is_null() {
                 self.lru_head = d;
             } else {
-                (*self.lru_tail).lru_next = d;
+                (*self.lru_tail).set_lru_next(d);
             }
             self.lru_tail = d;
             self.dirty_pages += n;
@@ -214,24 +214,24 @@ impl State {
     /// # Safety
     /// `d` is a filed free-run head; page lock held.
     unsafe fn unlink(&mut self, d: *mut Desc) -> (usize, bool) {
-        let n = (*d).npages.load(Ordering::Relaxed) as usize;
-        let dirty = (*d).state != 0;
+        let n = (*d).npages();
+        let dirty = (*d).state() != 0;
         self.bins(dirty).remove(d, n);
         if dirty {
-            let (p, nx) = ((*d).lru_prev, (*d).lru_next);
+            let (p, nx) = ((*d).lru_prev(), (*d).lru_next());
             if p.is_null() {
                 self.lru_head = nx;
             } else {
-                (*p).lru_next = nx;
+                (*p).set_lru_next(nx);
             }
             if nx.is_null() {
                 self.lru_tail = p;
             } else {
-                (*nx).lru_prev = p;
+                (*nx).set_lru_prev(p);
             }
             self.dirty_pages -= n;
         }
-        (*d).kind.store(KIND_NONE, Ordering::Release);
+        (*d).set_kind(KIND_NONE);
         (n, dirty)
     }
 
@@ -241,7 +241,7 @@ impl State {
             return None;
         }
         let d = pagemap::desc(base, p);
-        ((*d).kind.load(Ordering::Relaxed) == KIND_FREE && ((*d).state != 0) == dirty).then_some(d)
+        ((*d).kind() == KIND_FREE && ((*d).state() != 0) == dirty).then_some(d)
     }
 
     /// Returns pages to the free bins, merging with free neighbours of the same kind.
@@ -251,13 +251,11 @@ impl State {
         // The run stops being a slab or a large block now: if it merges into
         // a left neighbour, its descriptor must not go on saying so (a second
         // free of it would otherwise pass as a large block).
-        (*pagemap::desc(base, head))
-            .kind
-            .store(KIND_NONE, Ordering::Release);
+        (*pagemap::desc(base, head)).set_kind(KIND_NONE);
         if head > META_PAGES {
             let left = pagemap::map_slot(base, head - 1).load(Ordering::Relaxed) as usize;
             if let Some(d) = self.free_run_at(base, left, dirty) {
-                let ln = (*d).npages.load(Ordering::Relaxed) as usize;
+                let ln = (*d).npages();
                 if left + ln == head {
                     self.unlink(d);
                     head = left;
@@ -321,7 +319,7 @@ impl State {
         }
         map_run(base, start, n, true);
         let nd = pagemap::desc(base, start);
-        (*nd).npages.store(n as u32, Ordering::Relaxed);
+        (*nd).set_npages(n);
         Some(Run {
             base,
             head: start,
@@ -410,7 +408,7 @@ impl Runs {
             let mut ok = false;
             for dirty in [true, false] {
                 if let Some(d) = st.free_run_at(base, next, dirty) {
-                    let rn = (*d).npages.load(Ordering::Relaxed) as usize;
+                    let rn = (*d).npages();
                     if n + rn >= want {
                         st.unlink(d);
                         if n + rn > want {
@@ -420,7 +418,7 @@ impl Runs {
                             pagemap::map_slot(base, p).store(head as u16, Ordering::Relaxed);
                         }
                         let hd = pagemap::desc(base, head);
-                        (*hd).npages.store(want as u32, Ordering::Release);
+                        (*hd).set_npages(want);
                         ok = true;
                     }
                     break;
@@ -459,7 +457,7 @@ impl Runs {
         let mut head = self.deferred.load(Ordering::Relaxed);
         loop {
             // SAFETY: d is the head descriptor of a run nobody uses any more.
-            unsafe { (*d).notify_next.store(head, Ordering::Relaxed) };
+            unsafe { (*d).set_notify_next(head) };
             match self
                 .deferred
                 .compare_exchange_weak(head, d, Ordering::Release, Ordering::Relaxed)
@@ -478,9 +476,9 @@ impl Runs {
         // Acquire pairs with the Release push: the links are visible.
         let mut d = self.deferred.swap(ptr::null_mut(), Ordering::Acquire);
         while !d.is_null() {
-            let next = (*d).notify_next.load(Ordering::Relaxed);
+            let next = (*d).notify_next();
             let (base, head) = pagemap::desc_home(d);
-            let n = (*d).npages.load(Ordering::Relaxed) as usize;
+            let n = (*d).npages();
             st.release(base, head, n, true);
             d = next;
         }
@@ -533,9 +531,7 @@ mod tests {
         }
         // Mark them as large runs so lookups see them, then free and reuse.
         unsafe {
-            (*a.desc())
-                .kind
-                .store(pagemap::KIND_LARGE, Ordering::Release);
+            (*a.desc()).set_kind(pagemap::KIND_LARGE);
         }
         RUNS.free(a.base, a.head, a.npages);
         RUNS.free(b.base, b.head, b.npages);

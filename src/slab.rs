@@ -115,7 +115,7 @@ pub unsafe fn remote_push(d: *const Desc, chunk: *mut u8) -> Pushed {
 pub unsafe fn remote_push_list(d: *const Desc, head: *mut u8, tail: *mut u8, n: usize) -> Pushed {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
-        let word = &(*d).rchunks;
+        let word = (*d).rchunks();
         let flag = link_word(tail) & BATCH;
         let mut old = word.load(Ordering::Relaxed);
         loop {
@@ -159,7 +159,7 @@ pub unsafe fn take_remote(d: *const Desc) -> *mut u8 {
 pub unsafe fn take_remote_counted(d: *const Desc) -> (*mut u8, usize) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
-        let word = &(*d).rchunks;
+        let word = (*d).rchunks();
         let cur = word.load(Ordering::Relaxed);
         if cur == 0 || cur == DETACHED {
             return (core::ptr::null_mut(), 0);
@@ -178,7 +178,7 @@ pub unsafe fn take_remote_counted(d: *const Desc) -> (*mut u8, usize) {
 pub unsafe fn try_detach(d: *const Desc) -> bool {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
-        (*d).rchunks
+        (*d).rchunks()
             .compare_exchange(0, DETACHED, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
     }
@@ -192,7 +192,7 @@ pub unsafe fn try_detach(d: *const Desc) -> bool {
 pub unsafe fn try_reattach(d: *const Desc) -> bool {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
-        (*d).rchunks
+        (*d).rchunks()
             .compare_exchange(DETACHED, 0, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
     }
@@ -227,12 +227,12 @@ pub unsafe fn absorb(d: *mut Desc, list: *mut u8, max: usize, carry: usize) -> O
             }
             let next = (w & !BATCH) as *mut u8;
             if next.is_null() {
-                set_link(last, (*d).free as usize | (w & BATCH));
+                set_link(last, (*d).free() as usize | (w & BATCH));
                 break;
             }
             last = next;
         }
-        (*d).free = list;
+        (*d).set_free(list);
         Some(n)
     }
 }
@@ -500,7 +500,7 @@ mod tests {
             let l = take_remote(dp);
             assert_eq!(l, c1);
             assert_eq!(absorb(dp, l, 10, 0), Some(2));
-            assert_eq!((*dp).free, c1);
+            assert_eq!((*dp).free(), c1);
             // Attached now: a detach with an empty list works again.
             assert!(try_detach(dp));
             assert!(try_reattach(dp));

@@ -218,26 +218,26 @@ pub fn slab_base(d: *const Desc) -> usize {
 // not alias.
 
 unsafe fn list_push(head: *mut *mut Desc, d: *mut Desc) {
-    (*d).prev = ptr::null_mut();
-    (*d).next = *head;
+    (*d).set_prev(ptr::null_mut());
+    (*d).set_next(*head);
     if !(*head).is_null() {
-        (**head).prev = d;
+        (**head).set_prev(d);
     }
     *head = d;
 }
 
 unsafe fn list_remove(head: *mut *mut Desc, d: *mut Desc) {
-    let (p, n) = ((*d).prev, (*d).next);
+    let (p, n) = ((*d).prev(), (*d).next());
     if p.is_null() {
         *head = n;
     } else {
-        (*p).next = n;
+        (*p).set_next(n);
     }
     if !n.is_null() {
-        (*n).prev = p;
+        (*n).set_prev(p);
     }
-    (*d).prev = ptr::null_mut();
-    (*d).next = ptr::null_mut();
+    (*d).set_prev(ptr::null_mut());
+    (*d).set_next(ptr::null_mut());
 }
 
 impl Locked {
@@ -269,25 +269,25 @@ impl Locked {
         if !s.is_null() {
             // SAFETY: `cur` is a live slab owned by this zone; we hold the lock.
             unsafe {
-                let f = (*s).free;
+                let f = (*s).free();
                 if !f.is_null() {
                     let w = slab::link_word(f);
                     let q = if w & slab::BATCH == 0 {
-                        (*s).free = w as *mut u8;
+                        (*s).set_free(w as *mut u8);
                         f
                     } else {
                         carried(s, f)
                     };
-                    (*s).used += 1;
+                    (*s).set_used((*s).used() + 1);
                     bump_locked(&self.z.stats.class[c].allocs);
                     return q;
                 }
                 // Chunks freed by other CPUs come before untouched memory:
                 // reusing them keeps the resident set small.
-                let b = (*s).bump.load(Ordering::Relaxed);
-                if b < (*s).end && (*s).rchunks.load(Ordering::Relaxed) == 0 {
+                let b = (*s).bump();
+                if b < (*s).end() && (*s).rchunks().load(Ordering::Relaxed) == 0 {
                     self.carve_page(s, c, b);
-                    (*s).used += 1;
+                    (*s).set_used((*s).used() + 1);
                     bump_locked(&self.z.stats.class[c].allocs);
                     return b;
                 }
@@ -314,7 +314,7 @@ impl Locked {
     #[inline(never)]
     unsafe fn carve_page(&self, d: *mut Desc, c: usize, b: *mut u8) {
         let size = size_class::class_size(c);
-        let end = (*d).end as usize;
+        let end = (*d).end() as usize;
         let lim = ((b as usize | (PAGE_SIZE - 1)) + 1).min(end);
         let key = FREE_KEY.load(Ordering::Relaxed);
         // Marked too: it may go into the cache (a refill); the malloc that
@@ -323,7 +323,7 @@ impl Locked {
         let mut nb = b as usize + size;
         if nb < lim {
             // The free list is empty (`alloc` takes from it first).
-            (*d).free = nb as *mut u8;
+            (*d).set_free(nb as *mut u8);
             loop {
                 let next = nb + size;
                 let link = if next < lim { next } else { 0 };
@@ -335,10 +335,10 @@ impl Locked {
                 }
             }
         }
-        (*d).bump.store(nb as *mut u8, Ordering::Relaxed);
+        (*d).set_bump(nb as *mut u8);
         let start = slab_base(d);
         let to = if nb >= end {
-            (*d).npages.load(Ordering::Relaxed) as usize
+            (*d).npages()
         } else {
             (nb - start) >> PAGE_SHIFT
         };
@@ -351,21 +351,21 @@ impl Locked {
     /// `chunk` is a live chunk of `d`; `d` is owned by this zone.
     #[inline(always)]
     pub unsafe fn free_local(&self, d: *mut Desc, chunk: *mut u8) {
-        if (*d).used == 0 {
+        if (*d).used() == 0 {
             crate::fmt::fatal_pointer("free", chunk, "double free (slab has no live block)");
         }
-        if chunk >= (*d).bump.load(Ordering::Relaxed) {
+        if chunk >= (*d).bump() {
             crate::fmt::fatal_pointer("free", chunk, "pointer to a block that was never allocated");
         }
         *(chunk as *mut u64).add(1) = FREE_KEY.load(Ordering::Relaxed);
-        let c = (*d).class.load(Ordering::Relaxed) as usize % NCLASSES;
+        let c = (*d).class() % NCLASSES;
         // Where the class has room, the free list's head node carries the
         // chunk's address instead of the chunk being linked (as an outbox
         // flush does for remote lists): a later refill then takes the
         // chunks from the node without reading each one, where following
         // a chain of long-freed chunks was a cache miss per chunk, one
         // after the other (85 % of fill_cache's samples under CPython).
-        let f = (*d).free;
+        let f = (*d).free();
         let cap = slab::batch_cap(size_class::class_size(c));
         let k = if f.is_null() || cap == 0 {
             cap
@@ -378,12 +378,12 @@ impl Locked {
             slab::batch_add(f, k, chunk);
         } else {
             slab::set_link(chunk, f as usize);
-            (*d).free = chunk;
+            (*d).set_free(chunk);
         }
-        (*d).used -= 1;
+        (*d).set_used((*d).used() - 1);
         bump_locked(&self.z.stats.class[c].local_frees);
         // The current slab needs nothing more, even when it becomes empty.
-        if (*d).state != ST_CUR && ((*d).used == 0 || (*d).state == ST_DETACHED) {
+        if (*d).state() != ST_CUR && ((*d).used() == 0 || (*d).state() == ST_DETACHED) {
             self.after_local_free(d);
         }
     }
@@ -491,15 +491,15 @@ impl Locked {
 
     #[cold]
     unsafe fn after_local_free(&self, d: *mut Desc) {
-        let c = (*d).class.load(Ordering::Relaxed) as usize % NCLASSES;
-        match (*d).state {
+        let c = (*d).class() % NCLASSES;
+        match (*d).state() {
             // Full and detached: if no remote free has seen the detach, take it
             // back; otherwise a message is on its way and will list it.
             ST_DETACHED if slab::try_reattach(d) => {
-                if (*d).used == 0 {
+                if (*d).used() == 0 {
                     self.release(d);
                 } else {
-                    (*d).state = ST_PARTIAL;
+                    (*d).set_state(ST_PARTIAL);
                     list_push(ptr::addr_of_mut!((*self.cz(c)).partial), d);
                 }
             }
@@ -521,24 +521,24 @@ impl Locked {
                 "corrupted remote free list (a chunk freed twice?)",
             )
         };
-        if (*d).free.is_null() {
+        if (*d).free().is_null() {
             // The common case (the slab ran dry): the remote list becomes
             // the local one whole, and its count comes with it, so no chunk
             // is read here; `alloc` checks each link as it pops it. (The
             // walk read every node the other CPUs had just written: 15 % of
             // xmalloc_like's time.)
-            if counted == 0 || counted > (*d).used as usize {
+            if counted == 0 || counted > (*d).used() as usize {
                 corrupt();
             }
-            (*d).free = l;
-            (*d).used -= counted as u32;
+            (*d).set_free(l);
+            (*d).set_used((*d).used() - counted as u32);
             return counted;
         }
-        let c = (*d).class.load(Ordering::Relaxed) as usize;
+        let c = (*d).class();
         let carry = slab::batch_cap(size_class::class_size(c));
         match slab::absorb(d, l, size_class::capacity(c), carry) {
-            Some(n) if n == counted && n as u32 <= (*d).used => {
-                (*d).used -= n as u32;
+            Some(n) if n == counted && n as u32 <= (*d).used() => {
+                (*d).set_used((*d).used() - n as u32);
                 n
             }
             _ => corrupt(),
@@ -548,23 +548,22 @@ impl Locked {
     /// Takes `d` off whatever list it is on and gives it up: cached as the
     /// class's empty slab, or returned to the page runs.
     unsafe fn release(&self, d: *mut Desc) {
-        let c = (*d).class.load(Ordering::Relaxed) as usize % NCLASSES;
+        let c = (*d).class() % NCLASSES;
         let cz = self.cz(c);
-        match (*d).state {
+        match (*d).state() {
             ST_PARTIAL => list_remove(ptr::addr_of_mut!((*cz).partial), d),
             ST_WAITING => list_remove(ptr::addr_of_mut!((*cz).waiting), d),
             ST_CUR => (*cz).cur = ptr::null_mut(),
             _ => {}
         }
         // Stale messages naming this slab must not match any more.
-        (*d).gen.fetch_add(1, Ordering::Relaxed);
+        (*d).next_gen();
         if (*cz).empty.is_null() {
             let (base, head) = pagemap::desc_home(d);
-            pagemap::close_slab_pages(base, head, (*d).npages.load(Ordering::Relaxed) as usize);
-            (*d).free = ptr::null_mut();
-            (*d).bump.store(slab_base(d) as *mut u8, Ordering::Relaxed);
-            (*d).zeroed = 0;
-            (*d).state = ST_EMPTY;
+            pagemap::close_slab_pages(base, head, (*d).npages());
+            (*d).set_free(ptr::null_mut());
+            (*d).set_bump(slab_base(d) as *mut u8);
+            (*d).set_state(ST_EMPTY);
             (*cz).empty = d;
             GLOBAL.slabs_cached.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -588,9 +587,9 @@ impl Locked {
                 let s = (*cz).cur;
                 if !s.is_null() {
                     self.collect(s);
-                    if (*s).used == 0 {
+                    if (*s).used() == 0 {
                         (*cz).cur = ptr::null_mut();
-                        (*s).gen.fetch_add(1, Ordering::Relaxed);
+                        (*s).next_gen();
                         destroy(s);
                     }
                 }
@@ -621,14 +620,11 @@ impl Locked {
             loop {
                 let s = (*self.cz(c)).cur;
                 if !s.is_null() {
-                    if self.collect(s) > 0
-                        || !(*s).free.is_null()
-                        || (*s).bump.load(Ordering::Relaxed) < (*s).end
-                    {
+                    if self.collect(s) > 0 || !(*s).free().is_null() || (*s).bump() < (*s).end() {
                         return self.alloc(c);
                     }
                     if slab::try_detach(s) {
-                        (*s).state = ST_DETACHED;
+                        (*s).set_state(ST_DETACHED);
                         (*self.cz(c)).cur = ptr::null_mut();
                         bump_locked(&self.z.stats.detaches);
                     } else {
@@ -639,7 +635,7 @@ impl Locked {
                 if n.is_null() {
                     return ptr::null_mut();
                 }
-                (*n).state = ST_CUR;
+                (*n).set_state(ST_CUR);
                 (*self.cz(c)).cur = n;
             }
         }
@@ -657,13 +653,13 @@ impl Locked {
             let mut d = (*cz).waiting;
             let mut k = 0;
             while !d.is_null() && k < WAITING_SCAN {
-                let next = (*d).next;
+                let next = (*d).next();
                 self.collect(d);
-                if (*d).used == 0 {
+                if (*d).used() == 0 {
                     self.release(d);
-                } else if cap - (*d).used >= thr {
+                } else if cap - (*d).used() >= thr {
                     list_remove(ptr::addr_of_mut!((*cz).waiting), d);
-                    (*d).state = ST_PARTIAL;
+                    (*d).set_state(ST_PARTIAL);
                     list_push(ptr::addr_of_mut!((*cz).partial), d);
                 }
                 d = next;
@@ -685,12 +681,12 @@ impl Locked {
         let mut best: *mut Desc = ptr::null_mut();
         let mut d = (*cz).waiting;
         while !d.is_null() {
-            if best.is_null() || (*d).used < (*best).used {
+            if best.is_null() || (*d).used() < (*best).used() {
                 best = d;
             }
-            d = (*d).next;
+            d = (*d).next();
         }
-        if !best.is_null() && (*best).used < cap {
+        if !best.is_null() && (*best).used() < cap {
             list_remove(ptr::addr_of_mut!((*cz).waiting), best);
             return best;
         }
@@ -716,21 +712,20 @@ impl Locked {
         let d = r.desc();
         let csize = size_class::class_size(c);
         let base = r.addr() as *mut u8;
-        (*d).class.store(c as u8, Ordering::Relaxed);
-        (*d).owner.store(self.idx as u16, Ordering::Relaxed);
-        (*d).gen.fetch_add(1, Ordering::Relaxed);
-        (*d).used = 0;
-        (*d).free = ptr::null_mut();
-        (*d).bump.store(base, Ordering::Relaxed);
-        (*d).end = base.add(size_class::capacity(c) * csize);
-        (*d).zeroed = r.zeroed as u8;
-        (*d).prev = ptr::null_mut();
-        (*d).next = ptr::null_mut();
-        (*d).rchunks.store(0, Ordering::Relaxed);
-        (*d).notify_next.store(ptr::null_mut(), Ordering::Relaxed);
+        (*d).set_class(c);
+        (*d).set_owner(self.idx);
+        (*d).next_gen();
+        (*d).set_used(0);
+        (*d).set_free(ptr::null_mut());
+        (*d).set_bump(base);
+        (*d).set_end(base.add(size_class::capacity(c) * csize));
+        (*d).set_prev(ptr::null_mut());
+        (*d).set_next(ptr::null_mut());
+        (*d).rchunks().store(0, Ordering::Relaxed);
+        (*d).set_notify_next(ptr::null_mut());
         // Release: a thread that finds the slab through the page map sees it
         // whole. Its pages open to `free`'s fast path as they are carved.
-        (*d).kind.store(KIND_SLAB, Ordering::Release);
+        (*d).set_kind(KIND_SLAB);
         GLOBAL.slabs_live.fetch_add(1, Ordering::Relaxed);
         bump_locked(&self.z.stats.class[c].slabs_new);
         d
@@ -745,7 +740,7 @@ impl Locked {
         while !d.is_null() {
             // SAFETY: overflow entries are slab descriptors (type-stable);
             // `handle` validates them before use.
-            let next = unsafe { (*d).notify_next.load(Ordering::Relaxed) };
+            let next = unsafe { (*d).notify_next() };
             self.handle(d, None);
             d = next;
         }
@@ -765,10 +760,10 @@ impl Locked {
         // memory); we check it is a slab of ours in the expected state before
         // touching anything else, and we hold the owner lock.
         unsafe {
-            let valid = (*d).kind.load(Ordering::Acquire) == KIND_SLAB
-                && (*d).owner.load(Ordering::Relaxed) as usize == self.idx
-                && gen.is_none_or(|g| g == (*d).gen.load(Ordering::Relaxed) & !INFO_MSG)
-                && (*d).state == ST_DETACHED;
+            let valid = (*d).kind() == KIND_SLAB
+                && (*d).owner() == self.idx
+                && gen.is_none_or(|g| g == (*d).gen() & !INFO_MSG)
+                && (*d).state() == ST_DETACHED;
             if !valid {
                 bump_locked(&self.z.stats.msgs_stale);
                 return;
@@ -786,16 +781,16 @@ impl Locked {
 
     /// Files a slab that is off every list according to how free it is.
     unsafe fn relist(&self, d: *mut Desc) {
-        let c = (*d).class.load(Ordering::Relaxed) as usize % NCLASSES;
+        let c = (*d).class() % NCLASSES;
         let cap = size_class::capacity(c) as u32;
-        if (*d).used == 0 {
-            (*d).state = 0; // on no list: release() has nothing to unlink
+        if (*d).used() == 0 {
+            (*d).set_state(0); // on no list: release() has nothing to unlink
             self.release(d);
-        } else if cap - (*d).used >= size_class::wake_threshold(c) as u32 {
-            (*d).state = ST_PARTIAL;
+        } else if cap - (*d).used() >= size_class::wake_threshold(c) as u32 {
+            (*d).set_state(ST_PARTIAL);
             list_push(ptr::addr_of_mut!((*self.cz(c)).partial), d);
         } else {
-            (*d).state = ST_WAITING;
+            (*d).set_state(ST_WAITING);
             list_push(ptr::addr_of_mut!((*self.cz(c)).waiting), d);
         }
     }
@@ -821,13 +816,13 @@ impl Locked {
                         (*cz).partial
                     };
                     while !d.is_null() {
-                        let next = (*d).next;
+                        let next = (*d).next();
                         self.collect(d);
-                        if (*d).used == 0 {
+                        if (*d).used() == 0 {
                             self.release(d);
-                        } else if waiting && cap - (*d).used >= thr {
+                        } else if waiting && cap - (*d).used() >= thr {
                             list_remove(ptr::addr_of_mut!((*cz).waiting), d);
-                            (*d).state = ST_PARTIAL;
+                            (*d).set_state(ST_PARTIAL);
                             list_push(ptr::addr_of_mut!((*cz).partial), d);
                         }
                         d = next;
@@ -848,12 +843,7 @@ impl Locked {
                 let d = pagemap::desc(base, p);
                 // SAFETY: run heads tile the arena, so stepping by npages from
                 // the first usable page visits exactly the heads.
-                let (kind, n) = unsafe {
-                    (
-                        (*d).kind.load(Ordering::Acquire),
-                        (*d).npages.load(Ordering::Relaxed) as usize,
-                    )
-                };
+                let (kind, n) = unsafe { ((*d).kind(), (*d).npages()) };
                 if n == 0 {
                     break;
                 }
@@ -863,9 +853,9 @@ impl Locked {
                 // read only once the owner check says the slab is ours.
                 unsafe {
                     if kind == KIND_SLAB
-                        && (*d).owner.load(Ordering::Relaxed) as usize == self.idx
-                        && (*d).state == ST_DETACHED
-                        && (*d).rchunks.load(Ordering::Relaxed) > slab::DETACHED
+                        && (*d).owner() == self.idx
+                        && (*d).state() == ST_DETACHED
+                        && (*d).rchunks().load(Ordering::Relaxed) > slab::DETACHED
                     {
                         self.handle(d, None);
                     }
@@ -912,7 +902,7 @@ unsafe fn carried(s: *mut Desc, f: *mut u8) -> *mut u8 {
     }
     let q = slab::batch_take(f);
     let base = slab_base(s);
-    let bump = (*s).bump.load(Ordering::Relaxed) as usize;
+    let bump = (*s).bump() as usize;
     if (q as usize).wrapping_sub(base) >= bump - base || q as usize & 15 != 0 || q == f {
         corrupt();
     }
@@ -936,14 +926,14 @@ fn slab_of(q: *mut u8) -> *mut Desc {
 /// Gives a slab's pages back to the page runs. Counted on the owner zone,
 /// whose lock the caller holds.
 unsafe fn destroy(d: *mut Desc) {
-    let c = (*d).class.load(Ordering::Relaxed) as usize % NCLASSES;
-    let owner = (*d).owner.load(Ordering::Relaxed) as usize;
+    let c = (*d).class() % NCLASSES;
+    let owner = (*d).owner();
     bump_locked(&zone(owner).stats.class[c].slabs_freed);
     let (base, head) = pagemap::desc_home(d);
-    let n = (*d).npages.load(Ordering::Relaxed) as usize;
+    let n = (*d).npages();
     pagemap::close_slab_pages(base, head, n);
-    (*d).state = 0;
-    (*d).kind.store(KIND_NONE, Ordering::Release);
+    (*d).set_state(0);
+    (*d).set_kind(KIND_NONE);
     GLOBAL.slabs_live.fetch_sub(1, Ordering::Relaxed);
     RUNS.free(base, head, n);
 }
@@ -961,7 +951,7 @@ unsafe fn free_remote_list(d: *mut Desc, head: *mut u8, tail: *mut u8, n: u64) {
     // Owner and class come from the free map (the descriptor's first line is
     // the owner's, busy), the generation from the line the CAS takes.
     let (owner, c) = owner_class(d, head);
-    let gen = (*d).gen.load(Ordering::Relaxed) & !INFO_MSG;
+    let gen = (*d).gen() & !INFO_MSG;
     let me = zone(cpu::current_zone());
     me.stats.class[c]
         .remote_frees
@@ -999,10 +989,7 @@ pub unsafe fn owner_class(d: *mut Desc, p: *mut u8) -> (usize, usize) {
             return (owner, cache::class_at(f));
         }
     }
-    (
-        (*d).owner.load(Ordering::Relaxed) as usize,
-        (*d).class.load(Ordering::Relaxed) as usize % NCLASSES,
-    )
+    ((*d).owner(), (*d).class() % NCLASSES)
 }
 
 /// Frees another CPU's chunk `p` (its free mark set) through this CPU's

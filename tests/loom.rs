@@ -174,22 +174,44 @@ pub mod loom_atomic {
 mod pagemap {
     use crate::loom_atomic::{AtomicPtr, AtomicUsize};
 
+    /// The real `Desc`'s remote-list side, with the same accessors.
     pub struct Desc {
         /// Owner-only local free list.
-        pub free: *mut u8,
+        free: core::cell::Cell<*mut u8>,
         /// Remote list head tagged with `slab::DETACHED`.
-        pub rchunks: AtomicUsize,
+        rchunks: AtomicUsize,
         /// Link on a ring's overflow list.
-        pub notify_next: AtomicPtr<Desc>,
+        notify_next: AtomicPtr<Desc>,
     }
 
     impl Desc {
         pub fn new() -> Self {
             Desc {
-                free: core::ptr::null_mut(),
+                free: core::cell::Cell::new(core::ptr::null_mut()),
                 rchunks: AtomicUsize::new(0),
                 notify_next: AtomicPtr::new(core::ptr::null_mut()),
             }
+        }
+
+        pub fn free(&self) -> *mut u8 {
+            self.free.get()
+        }
+
+        pub fn set_free(&self, p: *mut u8) {
+            self.free.set(p)
+        }
+
+        pub fn rchunks(&self) -> &AtomicUsize {
+            &self.rchunks
+        }
+
+        pub fn notify_next(&self) -> *mut Desc {
+            self.notify_next.load(crate::loom_atomic::Ordering::Relaxed)
+        }
+
+        pub fn set_notify_next(&self, d: *mut Desc) {
+            self.notify_next
+                .store(d, crate::loom_atomic::Ordering::Relaxed)
         }
     }
 
@@ -405,7 +427,7 @@ impl Owner<'_> {
             self.collect();
         }
         // SAFETY: every thread is done.
-        let w = unsafe { (*self.d).rchunks.load(Ordering::Relaxed) };
+        let w = unsafe { (*self.d).rchunks().load(Ordering::Relaxed) };
         assert!(w == 0 || w == DETACHED, "remote list not empty at the end");
         // Every chunk pushed is on the free list exactly once.
         assert_eq!(self.collected, self.chunks.0.len());
@@ -422,7 +444,7 @@ impl Owner<'_> {
         };
         // SAFETY: every thread is done; every node is a chunk of this slab,
         // and the chunks it carries are taken off it as they are counted.
-        let mut c = unsafe { (*self.d).free };
+        let mut c = unsafe { (*self.d).free() };
         while !c.is_null() {
             mark(c);
             unsafe {
@@ -664,7 +686,7 @@ fn drain(r: &Ring, slabs: &Slabs, got: &mut [usize]) {
     while !d.is_null() {
         got[slabs.index(d)] += 1;
         // SAFETY: a live descriptor of `slabs`.
-        d = unsafe { (*d).notify_next.load(Ordering::Relaxed) };
+        d = unsafe { (*d).notify_next() };
     }
 }
 
