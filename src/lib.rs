@@ -111,6 +111,7 @@ pub mod fmt;
 pub mod large;
 pub mod os;
 pub mod pagemap;
+pub mod prof;
 pub mod reclaim;
 pub mod ring;
 pub mod runs;
@@ -177,6 +178,7 @@ fn slaballoc_init() {
     alloc::ensure_init();
     config::load();
     alloc::foreign::preload();
+    prof::init();
     if config::STATS.load(core::sync::atomic::Ordering::Relaxed) != 0 {
         stats::keep_stderr();
     }
@@ -189,6 +191,7 @@ fn slaballoc_init() {
 /// At exit: the stats line, if asked for.
 #[ctor::dtor]
 fn slaballoc_exit() {
+    prof::dump_at_exit();
     if let Some(f) = config::stats_format() {
         stats::print_at_exit(f);
     }
