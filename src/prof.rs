@@ -249,6 +249,35 @@ pub fn ln(x: f64) -> f64 {
     2.0 * sum + e as f64 * core::f64::consts::LN_2
 }
 
+/// `e^x` for x <= 0, without libm: `x = k ln 2 + r` with |r| <= ln 2 / 2,
+/// then a Taylor series for e^r (error below 1e-12) scaled by 2^k.
+pub fn exp_neg(x: f64) -> f64 {
+    if x < -700.0 {
+        return 0.0;
+    }
+    // Rounds x / ln 2 (<= 0) to nearest: `as` truncates toward zero.
+    let k = (x / core::f64::consts::LN_2 - 0.5) as i64 as f64;
+    let r = x - k * core::f64::consts::LN_2;
+    let mut term = 1.0;
+    let mut sum = 1.0;
+    let mut i = 1.0;
+    while i < 16.0 {
+        term *= r / i;
+        sum += term;
+        i += 1.0;
+    }
+    sum * f64::from_bits(((k as i64 + 1023) as u64) << 52)
+}
+
+/// The bytes a sample of `size` requested bytes stands for: `size / p`,
+/// where `p = 1 - e^(-size / rate)` is its chance of being sampled (the
+/// heap_v2 scaling); what the peak trigger adds up.
+fn estimate(size: usize) -> u64 {
+    let rate = SAMPLE.load(Ordering::Relaxed) as f64;
+    let s = size.max(1) as f64;
+    (s / (1.0 - exp_neg(-s / rate))) as u64
+}
+
 // ---- the table ----
 
 #[repr(C)]
@@ -272,7 +301,9 @@ struct Table {
     tombs: usize,
     /// Sum of the requested sizes of the live samples.
     live_bytes: u64,
-    /// Live sampled bytes at the last peak dump.
+    /// The live bytes they stand for (`estimate`), and its value at the
+    /// last peak dump.
+    live_est: u64,
     peak_dumped: u64,
     dumps: u64,
     peak_dumps: u64,
@@ -296,6 +327,7 @@ static TABLE: Locked = Locked {
         live: 0,
         tombs: 0,
         live_bytes: 0,
+        live_est: 0,
         peak_dumped: 0,
         dumps: 0,
         peak_dumps: 0,
@@ -402,6 +434,7 @@ impl Table {
             let pos = *self.index.add(i) as usize - 2;
             let s = &mut *self.pool.add(pos);
             self.live_bytes -= s.size as u64;
+            self.live_est -= estimate(s.size);
             s.addr = 0;
             s.size = self.free;
             self.free = pos + 1;
@@ -455,6 +488,7 @@ impl Table {
         self.place(addr, pos);
         self.live += 1;
         self.live_bytes += size as u64;
+        self.live_est += estimate(size);
         true
     }
 }
@@ -566,14 +600,16 @@ fn record(p: *mut u8, size: usize) {
             DROPPED.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        // A new high by an eighth over the last peak dump (and past a few
-        // samples' worth, so that start-up does not write a file per sample).
-        let floor = 8 * SAMPLE.load(Ordering::Relaxed);
+        // A new high of the estimated live heap, a quarter over the last
+        // peak dump (and past 64 samples' worth, so that start-up does not
+        // write a file per sample): a heap growing to N bytes writes about
+        // log(N / 64 rate) / log(1.25) files.
+        let floor = 64 * SAMPLE.load(Ordering::Relaxed);
         if PEAK.load(Ordering::Relaxed)
-            && t.live_bytes >= floor
-            && t.live_bytes > t.peak_dumped + t.peak_dumped / 8
+            && t.live_est >= floor
+            && t.live_est > t.peak_dumped + t.peak_dumped / 4
         {
-            t.peak_dumped = t.live_bytes;
+            t.peak_dumped = t.live_est;
             t.peak_dumps += 1;
             let n = t.peak_dumps;
             write_dump(t, Kind::Peak(n));
@@ -772,6 +808,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn exp_matches_std() {
+        for &x in &[0.0, -1e-9, -0.3, -0.7, -1.0, -5.5, -40.0, -700.0] {
+            let a = exp_neg(x);
+            let b = x.exp();
+            assert!(
+                (a - b).abs() <= 1e-12 * b.max(1e-300),
+                "exp({x}) = {a}, std {b}"
+            );
+        }
+        // A sample of the rate's size stands for 1 / (1 - 1/e) of itself.
+        let e = estimate(DEFAULT_SAMPLE as usize) as f64 / DEFAULT_SAMPLE as f64;
+        assert!((e - 1.0 / (1.0 - (-1.0f64).exp())).abs() < 1e-6);
+    }
+
+    #[test]
     fn ln_matches_std() {
         for &x in &[
             1e-300, 1e-9, 0.001, 0.3, 0.5, 0.999_999, 1.0, 2.0, 12345.678,
@@ -816,6 +867,7 @@ mod tests {
             live: 0,
             tombs: 0,
             live_bytes: 0,
+            live_est: 0,
             peak_dumped: 0,
             dumps: 0,
             peak_dumps: 0,
