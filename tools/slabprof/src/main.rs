@@ -280,8 +280,9 @@ pub fn human(b: f64) -> String {
 }
 
 fn print_top(name: &str, prof: &profile::Profile, stacks: &[Stack], top: usize, show: bool) {
-    let total_bytes: f64 = stacks.iter().map(|s| s.bytes).sum();
-    let total_count: f64 = stacks.iter().map(|s| s.count).sum();
+    // (An empty f64 sum is -0.0: start from 0.0.)
+    let total_bytes: f64 = 0.0 + stacks.iter().map(|s| s.bytes).sum::<f64>();
+    let total_count: f64 = 0.0 + stacks.iter().map(|s| s.count).sum::<f64>();
     struct Site {
         bytes: f64,
         count: f64,
