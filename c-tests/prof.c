@@ -10,14 +10,20 @@
  *   realloc_freed    blocks grown by realloc from 100 B to 64 KiB, freed
  *   calloc_freed, memalign_freed, thread_freed (from a second thread)
  *
- * Usage: prof [dump]   "dump": also call sa_prof_dump() midway, if the
- * library exports it (it does when built with the profiler). */
+ * A child forked while the second thread allocates (so it may fork while
+ * that thread holds the profiler's table lock) allocates in child_site and
+ * writes its own profile: the fork handlers must leave it a usable table.
+ *
+ * Usage: prof [dump]   "dump": also call sa_prof_dump() midway (the
+ * library exports it), in the parent and in the forked child. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define NOINLINE __attribute__((noinline))
 
@@ -38,6 +44,22 @@ NOINLINE void *realloc_freed(void) {
     return p;
 }
 NOINLINE void *thread_freed(void) { void *p = malloc(2048); memset(p, 5, 64); return p; }
+NOINLINE void *child_site(void) { void *p = malloc(4000); memset(p, 6, 64); return p; }
+
+static int (*dump)(void);
+static int want_dump;
+
+/* Forks; the child allocates 16 MiB in child_site, dumps, and _exits. */
+static int fork_child(void) {
+    pid_t pid = fork();
+    if (pid < 0) return 0;
+    if (pid == 0) {
+        for (int i = 0; i < 4096; i++) child_site();
+        _exit(want_dump && dump() != 1 ? 1 : 0);
+    }
+    int st;
+    return waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
 
 static void *worker(void *arg) {
     (void)arg;
@@ -53,10 +75,20 @@ int main(int argc, char **argv) {
     enum { MOST = (64 << 20) / 1000, REST = 64, CHURN = (64 << 20) / 512 };
     static void *most[MOST], *rest[REST], *churn[CHURN];
     pthread_t th;
+    want_dump = argc > 1 && strcmp(argv[1], "dump") == 0;
+    dump = (int (*)(void))dlsym(RTLD_DEFAULT, "sa_prof_dump");
+    if (want_dump && !dump) {
+        fprintf(stderr, "prof: sa_prof_dump not exported\n");
+        return 1;
+    }
     if (pthread_create(&th, NULL, worker, NULL) != 0) return 1;
     for (int i = 0; i < MOST; i++) most[i] = hold_most();
     for (int i = 0; i < REST; i++) rest[i] = hold_rest();
     for (int round = 0; round < 8; round++) {
+        if (round == 1 && !fork_child()) {
+            fprintf(stderr, "prof: the forked child failed\n");
+            return 1;
+        }
         for (int i = 0; i < CHURN; i++) churn[i] = churn_freed();
         for (int i = 0; i < CHURN; i++) free(churn[i]);
     }
@@ -64,12 +96,9 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 20000; i++) free(calloc_freed());
     for (int i = 0; i < 20000; i++) free(memalign_freed());
     if (pthread_join(th, NULL) != 0) return 1;
-    if (argc > 1 && strcmp(argv[1], "dump") == 0) {
-        int (*dump)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "sa_prof_dump");
-        if (!dump || dump() != 1) {
-            fprintf(stderr, "prof: sa_prof_dump %s\n", dump ? "failed" : "not exported");
-            return 1;
-        }
+    if (want_dump && dump() != 1) {
+        fprintf(stderr, "prof: sa_prof_dump failed\n");
+        return 1;
     }
     long sum = 0;
     for (int i = 0; i < MOST; i++) sum += ((unsigned char *)most[i])[999];

@@ -395,6 +395,12 @@ if [ "$have_so" = 1 ]; then
             "$slabprof" "$f" >"$logs/prof.more.log" 2>&1 && grep -q hold_most "$logs/prof.more.log" || ok=0
         done
         [ "$ok" = 1 ] && [ "$n" -ge 2 ] && pass prof.dump_and_peaks || fail prof.dump_and_peaks "$n files"
+        # The child forked while the other thread sampled wrote its own dump.
+        child=no
+        for f in "$pdir"/p.*.1.heap; do
+            [ -f "$f" ] && "$slabprof" "$f" 2>&1 | grep -q 'child_site (prof.c:' && child=yes
+        done
+        [ "$child" = yes ] && pass prof.fork || fail prof.fork "no dump with child_site"
     fi
 else
     skip prof "no $so"
