@@ -38,6 +38,12 @@
 //! parks the block on a lock-free list (`PARKED`) that the next lock holder
 //! drains; a sample it would record is dropped (counted).
 //!
+//! **What is counted**: every malloc, calloc, memalign and realloc that
+//! allocates anew, by requested bytes. A realloc that grows or shrinks a
+//! block in place is not counted (the block keeps its sample, if any, with
+//! its old size); a sampled block is never resized in place (`realloc`
+//! moves it, so that its table entry follows it).
+//!
 //! **Dumps** (gperftools' heap profile format, `heap_v2`, which pprof reads,
 //! with `/proc/self/maps` appended for symbolisation): at exit
 //! (`PREFIX.PID.heap`), on a new peak of sampled live bytes with
@@ -345,17 +351,36 @@ pub static SAMPLES: AtomicU64 = AtomicU64::new(0);
 /// ABA. Release on push pairs with the Acquire of the swap.
 static PARKED: AtomicUsize = AtomicUsize::new(0);
 
-/// Runs `f` on the table under its lock; None if this thread already holds
-/// it (a signal handler interrupted it). Frees parked blocks afterwards.
-fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> Option<R> {
+/// Why `with_table` did not run its function.
+#[derive(Debug, PartialEq, Eq)]
+enum Skip {
+    /// This thread holds the lock already (a signal handler interrupted it).
+    Reentrant,
+    /// `init` has not set the table up (as seen under the lock): no sample
+    /// exists yet.
+    NotReady,
+}
+
+/// Runs `f` on the table under its lock. Frees parked blocks afterwards.
+///
+/// `init` sets the table's mappings under the lock too, so a caller that
+/// got here by seeing sampling on through a Relaxed load (`small_limit`,
+/// `on`) still reads them in order: the lock's Acquire pairs with the
+/// Release of `init`'s unlock, or it finds them null and skips.
+fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> Result<R, Skip> {
     if TABLE.lock.lock() == Err(Busy::Reentrant) {
-        return None;
+        return Err(Skip::Reentrant);
     }
     // SAFETY: we hold the lock, the only way to reach `t`.
-    let r = f(unsafe { &mut *TABLE.t.get() });
+    let t = unsafe { &mut *TABLE.t.get() };
+    if t.index.is_null() {
+        TABLE.lock.unlock();
+        return Err(Skip::NotReady);
+    }
+    let r = f(t);
     TABLE.lock.unlock();
     drain_parked();
-    Some(r)
+    Ok(r)
 }
 
 fn drain_parked() {
@@ -524,13 +549,17 @@ pub fn init() {
         crate::fmt::warn(&[b"SLABALLOC_PROF: no memory for the sample table; profiling off"]);
         return;
     }
-    // SAFETY: nobody samples yet (ON is false), so nobody else reads the
-    // table; the mapping is fresh (zero: every index slot EMPTY).
+    // Under the lock: see `with_table`. The constructor runs once, nothing
+    // of ours is held, so this cannot be re-entry.
+    let _ = TABLE.lock.lock();
+    // SAFETY: we hold the table lock; the mapping is fresh (zero: every
+    // index slot EMPTY) and holds both parts.
     unsafe {
         let t = &mut *TABLE.t.get();
         t.index = m as *mut u32;
         t.pool = m.add(index_bytes) as *mut Sample;
     }
+    TABLE.lock.unlock();
     // The first backtrace() dlopens libgcc_s (it allocates: through us, on
     // the normal paths, since ON is still false).
     let mut frames = [core::ptr::null_mut(); 4];
@@ -595,9 +624,8 @@ fn record(p: *mut u8, size: usize) {
     for (f, r) in frames.iter_mut().zip(&raw[..n]) {
         *f = *r as usize;
     }
-    let peak = with_table(|t| {
+    let recorded = with_table(|t| {
         if !t.insert(p as usize, size, &frames[..n]) {
-            DROPPED.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         // A new high of the estimated live heap, a quarter over the last
@@ -616,7 +644,7 @@ fn record(p: *mut u8, size: usize) {
         }
         true
     });
-    if peak.is_none() {
+    if recorded != Ok(true) {
         DROPPED.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -633,15 +661,15 @@ pub fn on_free(p: *mut u8) -> bool {
             t.remove_at(i);
         }
     }) {
-        Some(()) => true,
-        None => {
+        Ok(()) | Err(Skip::NotReady) => true,
+        Err(Skip::Reentrant) => {
             park(p);
             false
         }
     }
 }
 
-/// Frees a parked block: its sample first, then the block itself.
+/// Frees a parked block: `free` drops its sample (`on_free`), then frees it.
 fn forget_and_free(p: *mut u8) {
     crate::alloc::free(p);
 }
@@ -649,7 +677,12 @@ fn forget_and_free(p: *mut u8) {
 /// True if the large or huge block `p` is sampled (realloc then moves it
 /// through malloc and free rather than in place, so the table stays exact).
 pub fn is_sampled(p: *mut u8) -> bool {
-    with_table(|t| t.find(p as usize).is_some()).unwrap_or(true)
+    match with_table(|t| t.find(p as usize).is_some()) {
+        Ok(b) => b,
+        Err(Skip::NotReady) => false,
+        // Cannot look: moving it is right either way.
+        Err(Skip::Reentrant) => true,
+    }
 }
 
 // ---- dumps ----
@@ -678,7 +711,7 @@ pub fn dump_now() -> bool {
 /// The dump at exit (library destructor).
 pub fn dump_at_exit() {
     if on() {
-        with_table(|t| write_dump(t, Kind::Exit));
+        let _ = with_table(|t| write_dump(t, Kind::Exit));
     }
 }
 
@@ -690,15 +723,14 @@ pub fn fork_prepare() {
 }
 
 pub fn fork_parent() {
-    if on() {
+    if TABLE.lock.held_by_me() {
         TABLE.lock.unlock();
     }
 }
 
+/// Only this thread exists in the child: whoever held the lock is gone.
 pub fn fork_child() {
-    if on() {
-        TABLE.lock.reset();
-    }
+    TABLE.lock.reset();
 }
 
 /// A buffered writer to a file descriptor, on the stack.
