@@ -401,6 +401,13 @@ if [ "$have_so" = 1 ]; then
             [ -f "$f" ] && "$slabprof" "$f" 2>&1 | grep -q 'child_site (prof.c:' && child=yes
         done
         [ "$child" = yes ] && pass prof.fork || fail prof.fork "no dump with child_site"
+        # Sampling nearly everything (a sample per 2-4 KiB): sampled blocks
+        # are page runs, which must keep every malloc semantics (conformance)
+        # through threads, remote frees, signals and forks (soak).
+        is_built conformance && simple prof.conformance sa env SLABALLOC_PROF=1 \
+            SLABALLOC_PROF_SAMPLE=2048 SLABALLOC_PROF_PREFIX="$pdir/c" "$build/conformance"
+        is_built soak && simple prof.soak sa env SLABALLOC_PROF=1 SLABALLOC_PROF_SAMPLE=4096 \
+            SLABALLOC_PROF_PREFIX="$pdir/s" "$build/soak" $((SOAK_S / 6))
     fi
 else
     skip prof "no $so"

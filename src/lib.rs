@@ -69,6 +69,10 @@
 //! run or past the largest run into a huge mapping, has its pages moved by
 //! `mremap` too, not copied.
 //!
+//! [`prof`] is the sampled heap profiler (`SLABALLOC_PROF=1`): a per-thread
+//! byte countdown picks allocations, whose stacks go to a table of its own
+//! and to a file at exit, read by `tools/slabprof`.
+//!
 //! [`alloc`] holds the entry points (with start-up, fork handling and foreign
 //! pointers), [`abi`] the exported symbols, [`stats`] the per-CPU counters,
 //! [`config`] the `SLABALLOC_*` variables, [`os`] every system call, [`fmt`]
