@@ -334,6 +334,85 @@ else
     skip fuzz "no $ar"
 fi
 
+# ------------------------------------------------------------------ heap profiler (SLABALLOC_PROF)
+# prof.c's sites are known: hold_most holds 80 % of the live bytes at exit,
+# hold_rest 20 %, the *_freed sites nothing. A fixed seed gives the same
+# samples on every run (each thread's generator is seeded in thread order).
+# tools/slabprof reads the dumps: top table, flame graph, pprof.
+if [ "$have_so" = 1 ]; then
+    slabprof=$root/tools/slabprof/target/release/slabprof
+    pdir=$build/prof.out
+    rm -rf "$pdir"; mkdir -p "$pdir"
+    if ! cargo build --release --quiet --manifest-path "$root/tools/slabprof/Cargo.toml" \
+        >"$logs/build.slabprof.log" 2>&1; then
+        fail build.slabprof
+    elif ! $CC -O1 -g -pthread -Wall -o "$build/prof" "$here/prof.c" -ldl >"$logs/build.prof.log" 2>&1; then
+        fail build.prof
+    elif ! run prof.off sa env SLABALLOC_PROF_PREFIX="$pdir/off" "$build/prof" ||
+         ls "$pdir" | grep -q .; then
+        fail prof.off "exit status, or a profile written with SLABALLOC_PROF unset"
+    else
+        pass prof.off
+        if run prof.run sa env SLABALLOC_PROF=1 SLABALLOC_PROF_SEED=42 SLABALLOC_PROF_PEAK=1 \
+            SLABALLOC_PROF_PREFIX="$pdir/p" "$build/prof" dump; then
+            pass prof.run
+        else
+            fail prof.run "exit $?"
+        fi
+        heap=$(ls "$pdir" | grep -E '^p\.[0-9]+\.heap$' | head -1)
+        if [ -n "$heap" ] && "$slabprof" --top 0 --svg "$pdir/prof.svg" --pprof "$pdir/prof.pb.gz" \
+            "$pdir/$heap" >"$logs/prof.top.log" 2>&1; then
+            # The first site, its share, and no freed site.
+            first=$(grep -A1 'allocation site$' "$logs/prof.top.log" | tail -1)
+            pct=$(echo "$first" | awk '{print int($3)}')
+            if echo "$first" | grep -q 'hold_most (prof.c:' && [ "$pct" -ge 70 ] && [ "$pct" -le 90 ] &&
+               ! grep -q '_freed' "$logs/prof.top.log"; then
+                pass prof.top
+            else
+                fail prof.top "first site: $first"
+            fi
+            sed -n '1,8p' "$logs/prof.top.log" | sed 's/^/    /'
+            grep -q 'hold_most' "$pdir/prof.svg" && pass prof.svg || fail prof.svg
+            if command -v go >/dev/null 2>&1; then
+                if timeout 120 go tool pprof -top "$pdir/prof.pb.gz" >"$logs/prof.pprof.log" 2>&1 &&
+                   grep -A1 'flat%' "$logs/prof.pprof.log" | tail -1 | grep -q hold_most; then
+                    pass prof.pprof
+                else
+                    fail prof.pprof
+                fi
+            else
+                [ -s "$pdir/prof.pb.gz" ] && gzip -t "$pdir/prof.pb.gz" && pass prof.pprof.written ||
+                    fail prof.pprof.written
+            fi
+        else
+            fail prof.top "no exit dump, or slabprof failed"
+        fi
+        # sa_prof_dump() midway, and the peaks: each a profile slabprof reads.
+        ok=1; n=0
+        for f in "$pdir"/p.*.1.heap "$pdir"/p.*.peak.*.heap; do
+            [ -f "$f" ] || { ok=0; continue; }
+            n=$((n + 1))
+            "$slabprof" "$f" >"$logs/prof.more.log" 2>&1 && grep -q hold_most "$logs/prof.more.log" || ok=0
+        done
+        [ "$ok" = 1 ] && [ "$n" -ge 2 ] && pass prof.dump_and_peaks || fail prof.dump_and_peaks "$n files"
+        # The child forked while the other thread sampled wrote its own dump.
+        child=no
+        for f in "$pdir"/p.*.1.heap; do
+            [ -f "$f" ] && "$slabprof" "$f" 2>&1 | grep -q 'child_site (prof.c:' && child=yes
+        done
+        [ "$child" = yes ] && pass prof.fork || fail prof.fork "no dump with child_site"
+        # Sampling nearly everything (a sample per 2-4 KiB): sampled blocks
+        # are page runs, which must keep every malloc semantics (conformance)
+        # through threads, remote frees, signals and forks (soak).
+        is_built conformance && simple prof.conformance sa env SLABALLOC_PROF=1 \
+            SLABALLOC_PROF_SAMPLE=2048 SLABALLOC_PROF_PREFIX="$pdir/c" "$build/conformance"
+        is_built soak && simple prof.soak sa env SLABALLOC_PROF=1 SLABALLOC_PROF_SAMPLE=4096 \
+            SLABALLOC_PROF_PREFIX="$pdir/s" "$build/soak" $((SOAK_S / 6))
+    fi
+else
+    skip prof "no $so"
+fi
+
 # ------------------------------------------------------------------ bench workloads
 # The workloads of bench/compare.py must keep building, and each verifies the
 # contents of every block it frees: run them all at a small scale.

@@ -128,6 +128,13 @@ void *sa_aligned_alloc(size_t align, size_t size);
 size_t sa_usable_size(void *p);
 
 /**
+ * Writes the live sampled heap now, to `PREFIX.PID.N.heap` (heap profiling
+ * on: `SLABALLOC_PROF=1`). Returns 1 if a file was written, 0 if profiling
+ * is off or the file could not be written. Not from a signal handler.
+ */
+int sa_prof_dump(void);
+
+/**
  * Allocates `size` bytes charged to malloc type `type_` (DragonFly's
  * kmalloc). `flags`: `SA_ZERO`, and one of `SA_NOWAIT` (fail with ENOMEM at
  * the type's limit) or `SA_WAITOK` (wait until frees make room). NULL with

@@ -64,6 +64,7 @@ fn init_slow() {
 /// the child starts with consistent state. Registered first, it runs last,
 /// after other libraries' prepare handlers that may still malloc.
 extern "C" fn fork_prepare() {
+    crate::prof::fork_prepare();
     zone::fork_prepare();
     crate::runs::RUNS.fork_prepare();
 }
@@ -71,6 +72,7 @@ extern "C" fn fork_prepare() {
 extern "C" fn fork_parent() {
     crate::runs::RUNS.fork_parent();
     zone::fork_parent();
+    crate::prof::fork_parent();
 }
 
 /// Fork, child: only this thread exists. Free the locks, reset the rings
@@ -80,6 +82,7 @@ extern "C" fn fork_child() {
     crate::runs::RUNS.fork_child();
     zone::fork_child();
     crate::reclaim::fork_child();
+    crate::prof::fork_child();
 }
 
 // ---- malloc ----
@@ -87,17 +90,35 @@ extern "C" fn fork_child() {
 /// malloc: NULL with ENOMEM on failure.
 #[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
-    if size <= SMALL_MAX {
+    // `small_limit` is SMALL_MAX + 1, or 0 while the heap profiler samples
+    // (`prof`): the same one compare as against a constant, in the cache
+    // line the pop reads anyway.
+    if size < crate::cache::small_limit() {
         // Every path out of the cache hit is a tail call: the fast path sets
         // up no stack frame.
-        return alloc_small_at(crate::cache::stack_of_size(size));
+        // SAFETY: size < small_limit() <= SMALL_MAX + 1.
+        return alloc_small_at(unsafe { crate::cache::stack_of_small(size) });
     }
     malloc_big(size)
 }
 
 #[inline(never)]
 fn malloc_big(size: usize) -> *mut u8 {
+    if size <= SMALL_MAX {
+        // Only while profiling (see `malloc`).
+        return crate::prof::malloc_small(size);
+    }
     alloc_big(size, PAGE_SIZE).0
+}
+
+/// malloc of a small size, never sampled (the profiler's own path).
+pub(crate) fn malloc_small_unsampled(size: usize) -> *mut u8 {
+    alloc_small_at(crate::cache::stack_of_size(size))
+}
+
+/// A chunk of class `c`, never sampled (the profiler's own path).
+pub(crate) fn alloc_small_class(c: usize) -> *mut u8 {
+    alloc_small(c)
 }
 
 #[cold]
@@ -185,8 +206,19 @@ fn emergency(size: usize, align: usize) -> *mut u8 {
 }
 
 /// Requests above the size classes: page runs, or huge mappings. Returns
-/// (pointer, reads-as-zero); sets ENOMEM on failure.
+/// (pointer, reads-as-zero); sets ENOMEM on failure. Counted by the heap
+/// profiler while it samples.
 fn alloc_big(size: usize, align: usize) -> (*mut u8, bool) {
+    let r = alloc_big_raw(size, align);
+    if crate::prof::on() && !r.0.is_null() {
+        crate::prof::after_big(r.0, size);
+    }
+    r
+}
+
+/// `alloc_big` without the profiler; also serves the profiler's sampled
+/// small requests (a run of their own: any `size` is fine).
+pub(crate) fn alloc_big_raw(size: usize, align: usize) -> (*mut u8, bool) {
     ensure_init();
     crate::reclaim::after_slow_path();
     if size > MAX_REQUEST {
@@ -217,6 +249,9 @@ pub fn memalign(align: usize, size: usize) -> *mut u8 {
         return malloc(size);
     }
     if let Some(c) = size_class::class_for_aligned(size, align) {
+        if crate::prof::on() {
+            return crate::prof::memalign_small(c, size, align);
+        }
         return alloc_small(c);
     }
     if size > MAX_REQUEST || align > MAX_REQUEST / 2 {
@@ -289,10 +324,16 @@ fn free_other(p: *mut u8) {
             free_chunk(crate::cache::stack_offset(c), (*d).owner(), p)
         },
         Block::Large(d) => {
+            if crate::prof::on() && !crate::prof::on_free(p) {
+                return; // parked: freed later (see `prof`)
+            }
             // SAFETY: classify validated a live large run.
             unsafe { large::free_large(d) };
         }
         Block::Huge => {
+            if crate::prof::on() && !crate::prof::on_free(p) {
+                return;
+            }
             large::free_huge(p as usize);
         }
         Block::Foreign => foreign::free(p),
@@ -411,6 +452,9 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
         Block::Large(d) => {
             // SAFETY: classify validated a live large run, which we own.
             let u = unsafe { large::large_usable(d) };
+            if crate::prof::on() && crate::prof::is_sampled(p) {
+                return realloc_moving(p, size, u);
+            }
             if size <= u && size > SMALL_MAX && size > u / 2 {
                 return p;
             }
@@ -437,6 +481,9 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
         }
         Block::Huge => {
             let u = large::huge_usable(p as usize).unwrap_or(0);
+            if crate::prof::on() && crate::prof::is_sampled(p) {
+                return realloc_moving(p, size, u);
+            }
             if size > u / 2 || size > large::HUGE_MIN {
                 let q = large::realloc_huge(p as usize, size);
                 if !q.is_null() {
@@ -447,6 +494,11 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
         }
         Block::Foreign => return realloc_foreign(p, size),
     };
+    realloc_moving(p, size, usable)
+}
+
+/// realloc by malloc, copy and free (`usable`: `p`'s usable size).
+fn realloc_moving(p: *mut u8, size: usize, usable: usize) -> *mut u8 {
     let q = malloc(size);
     if q.is_null() {
         return q; // ENOMEM set; the old block is untouched

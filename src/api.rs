@@ -74,3 +74,11 @@ pub fn set_errno(e: i32) {
 pub fn fatal(why: &str) -> ! {
     crate::fmt::fatal(why)
 }
+
+/// Writes the live sampled heap now (`SLABALLOC_PROF=1`): a file named by
+/// `SLABALLOC_PROF_PREFIX`, the pid and a sequence number. False if
+/// profiling is off or the file could not be written. Takes no allocator
+/// lock but the profiler's own; from any thread, not from a signal handler.
+pub fn prof_dump() -> bool {
+    crate::prof::dump_now()
+}

@@ -67,8 +67,39 @@ pub fn stack_of_size(size: usize) -> usize {
     STACK_BY_SIZE[size_class::size_index(size)] as usize
 }
 
+/// `stack_of_size` for a size below `small_limit()`, without the clamp
+/// that a limit read from memory would otherwise cost malloc.
+///
+/// # Safety
+/// `size <= SMALL_MAX` (true of any size below `small_limit()`).
+#[inline(always)]
+pub unsafe fn stack_of_small(size: usize) -> usize {
+    // SAFETY: for size <= SMALL_MAX (a multiple of 16) the index is at most
+    // SMALL_MAX / 16, the table's last entry.
+    unsafe { *STACK_BY_SIZE.get_unchecked((size + 15) >> 4) as usize }
+}
+
 /// Bytes a class stack may hold, roughly: its capacity is this over the size.
 const CLASS_BUDGET: usize = 16 * 1024;
+
+/// Requests below this take malloc's size-class path: `SMALL_MAX + 1`, or 0
+/// while the heap profiler samples (`prof`: every malloc then takes the
+/// branch it already has to `alloc::malloc_big`, which counts small sizes
+/// down and serves them). Never above `SMALL_MAX + 1` (`stack_of_small`
+/// relies on it). In the root's cache line, so that malloc's size test
+/// reads no other.
+#[inline(always)]
+pub fn small_limit() -> usize {
+    G.small_limit.load(Ordering::Relaxed)
+}
+
+/// Sets `small_limit`: `SMALL_MAX + 1`, or 0 (at start-up, before any
+/// thread samples); any other value is refused.
+pub fn set_small_limit(v: usize) {
+    if v == 0 || v == size_class::SMALL_MAX + 1 {
+        G.small_limit.store(v, Ordering::Relaxed);
+    }
+}
 
 const fn build_caps() -> [u32; CLASS_SLOTS] {
     let mut t = [0u32; CLASS_SLOTS];

@@ -81,6 +81,8 @@ pub struct CacheRoot {
     pub off: AtomicIsize,
     pub base: AtomicUsize,
     pub id_field: AtomicUsize,
+    /// Requests below it take the size-class path (`cache::small_limit`).
+    pub small_limit: AtomicUsize,
 }
 
 /// The process's caches (`cache::init` sets it up).
@@ -89,4 +91,5 @@ pub static ROOT: CacheRoot = CacheRoot {
     off: AtomicIsize::new(0),
     base: AtomicUsize::new(0),
     id_field: AtomicUsize::new(0),
+    small_limit: AtomicUsize::new(crate::size_class::SMALL_MAX + 1),
 };

@@ -67,12 +67,17 @@ fn flag(name: &CStr) -> Option<bool> {
 }
 
 /// Every variable we read; any other `SLABALLOC_*` name gets a warning.
-const KNOWN: [&[u8]; 5] = [
+const KNOWN: [&[u8]; 10] = [
     b"SLABALLOC_NOTIFY",
     b"SLABALLOC_STATS",
     b"SLABALLOC_BACKGROUND",
     b"SLABALLOC_DIRTY_MAX_MB",
     b"SLABALLOC_FAIL_MAP_AFTER",
+    b"SLABALLOC_PROF",
+    b"SLABALLOC_PROF_SAMPLE",
+    b"SLABALLOC_PROF_PEAK",
+    b"SLABALLOC_PROF_PREFIX",
+    b"SLABALLOC_PROF_SEED",
 ];
 
 /// Warns about `SLABALLOC_*` variables we do not know (a typo would otherwise
@@ -133,6 +138,45 @@ pub fn load() {
         match parse_u64(v) {
             Some(n) if n < i64::MAX as u64 => crate::os::fail_maps_after(n as i64),
             _ => bad(c"SLABALLOC_FAIL_MAP_AFTER", v, "a count"),
+        }
+    }
+    load_prof();
+}
+
+/// The heap profiler's variables (`prof`).
+fn load_prof() {
+    use crate::prof;
+    if let Some(b) = flag(c"SLABALLOC_PROF") {
+        prof::WANTED.store(b, Ordering::Relaxed);
+    }
+    if let Some(v) = crate::os::getenv(c"SLABALLOC_PROF_SAMPLE") {
+        match parse_u64(v) {
+            Some(n) if (1..1 << 40).contains(&n) => prof::SAMPLE.store(n, Ordering::Relaxed),
+            _ => bad(
+                c"SLABALLOC_PROF_SAMPLE",
+                v,
+                "mean bytes between samples, 1 to 2^40",
+            ),
+        }
+    }
+    if let Some(b) = flag(c"SLABALLOC_PROF_PEAK") {
+        prof::PEAK.store(b, Ordering::Relaxed);
+    }
+    if let Some(v) = crate::os::getenv(c"SLABALLOC_PROF_SEED") {
+        match parse_u64(v) {
+            Some(n) => prof::SEED.store(n, Ordering::Relaxed),
+            _ => bad(c"SLABALLOC_PROF_SEED", v, "a number"),
+        }
+    }
+    if let Some(v) = crate::os::getenv(c"SLABALLOC_PROF_PREFIX") {
+        if !v.is_empty() && v.len() < 400 {
+            prof::set_prefix(v);
+        } else {
+            bad(
+                c"SLABALLOC_PROF_PREFIX",
+                v,
+                "a path prefix of 1 to 399 bytes",
+            );
         }
     }
 }

@@ -69,6 +69,10 @@
 //! run or past the largest run into a huge mapping, has its pages moved by
 //! `mremap` too, not copied.
 //!
+//! [`prof`] is the sampled heap profiler (`SLABALLOC_PROF=1`): a per-thread
+//! byte countdown picks allocations, whose stacks go to a table of its own
+//! and to a file at exit, read by `tools/slabprof`.
+//!
 //! [`alloc`] holds the entry points (with start-up, fork handling and foreign
 //! pointers), [`abi`] the exported symbols, [`stats`] the per-CPU counters,
 //! [`config`] the `SLABALLOC_*` variables, [`os`] every system call, [`fmt`]
@@ -113,6 +117,7 @@ mod integrity;
 mod large;
 mod os;
 mod pagemap;
+mod prof;
 mod reclaim;
 mod ring;
 mod runs;
@@ -181,6 +186,7 @@ fn slaballoc_init() {
     alloc::ensure_init();
     config::load();
     foreign::preload();
+    prof::init();
     if config::STATS.load(core::sync::atomic::Ordering::Relaxed) != 0 {
         stats::keep_stderr();
     }
@@ -193,6 +199,7 @@ fn slaballoc_init() {
 /// At exit: the stats line, if asked for.
 #[ctor::dtor]
 fn slaballoc_exit() {
+    prof::dump_at_exit();
     if let Some(f) = config::stats_format() {
         stats::print_at_exit(f);
     }

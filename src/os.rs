@@ -470,3 +470,43 @@ pub fn memset(dst: *mut u8, v: u8, n: usize) {
         libc::memset(dst as *mut libc::c_void, v as i32, n);
     }
 }
+
+pub fn getpid() -> i32 {
+    // SAFETY: no preconditions.
+    unsafe { libc::getpid() }
+}
+
+/// Creates (or truncates) `path` for writing, mode 0644; -1 on failure.
+pub fn create_file(path: &core::ffi::CStr) -> i32 {
+    // SAFETY: path is NUL-terminated.
+    unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o644,
+        )
+    }
+}
+
+/// Opens `path` for reading; -1 on failure.
+pub fn open_read(path: &core::ffi::CStr) -> i32 {
+    // SAFETY: path is NUL-terminated.
+    unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }
+}
+
+/// Reads into `buf`, retrying on EINTR; 0 at the end or on an error.
+pub fn read(fd: i32, buf: &mut [u8]) -> usize {
+    loop {
+        // SAFETY: buf is valid for writes of its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        return n.max(0) as usize;
+    }
+}
+
+pub fn close(fd: i32) {
+    // SAFETY: closes a descriptor this module opened.
+    unsafe { libc::close(fd) };
+}

@@ -68,7 +68,6 @@ impl OwnerLock {
     }
 
     /// True if the calling thread holds the lock.
-    #[cfg(test)]
     pub fn held_by_me(&self) -> bool {
         self.word.load(Ordering::Relaxed) == thread_id()
     }

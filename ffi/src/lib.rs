@@ -142,6 +142,14 @@ pub extern "C" fn sa_usable_size(p: *mut c_void) -> usize {
     alloc::usable_size(p as *mut u8)
 }
 
+/// Writes the live sampled heap now, to `PREFIX.PID.N.heap` (heap profiling
+/// on: `SLABALLOC_PROF=1`). Returns 1 if a file was written, 0 if profiling
+/// is off or the file could not be written. Not from a signal handler.
+#[no_mangle]
+pub extern "C" fn sa_prof_dump() -> c_int {
+    alloc::prof_dump() as c_int
+}
+
 // ---- malloc types ----
 
 /// Allocates `size` bytes charged to malloc type `type_` (DragonFly's

@@ -1,0 +1,925 @@
+//! Sampled heap profiling (`SLABALLOC_PROF=1`), after tcmalloc's sampler and
+//! heap profiler.
+//!
+//! **Which allocations.** Each thread counts the bytes it requests down from
+//! an interval drawn from an exponential distribution whose mean is
+//! `SLABALLOC_PROF_SAMPLE` (512 KiB by default); the allocation that takes
+//! the count below zero is sampled and a new interval is drawn. An
+//! allocation of `s` bytes is then sampled with probability
+//! `1 - exp(-s / mean)` whatever happened before it (the gaps between sampled
+//! *bytes* are memoryless), so dividing by that probability gives unbiased
+//! estimates of live bytes and counts per site: the `heap_v2` scaling that
+//! pprof and `tools/slabprof` apply to the dumps.
+//!
+//! **No cost when off.** The small-size test at the top of `malloc` compares
+//! against `cache::small_limit()` (a word in the cache line the fast path
+//! reads anyway) instead of a constant. With profiling on that limit is 0:
+//! every malloc takes the branch it already has to `malloc_big`, which sends
+//! small sizes here (one predictable branch, no new instruction on the hit
+//! path when off).
+//!
+//! **Free knows cheaply.** A sampled small allocation is served as a page
+//! run of its own (a *large* block, as tcmalloc gives sampled objects spans
+//! of their own), so every sampled block is large or huge and the small free
+//! fast path never looks at the profiler; only frees of large and huge blocks
+//! probe the sample table while profiling is on. At the default rate that is
+//! one page per 512 KiB sampled, well under 1 % of the heap.
+//!
+//! **Stacks without allocating.** glibc's `backtrace()` (the DWARF unwinder
+//! in libgcc_s, with the frames on our stack) records the call stack; its
+//! first call dlopens libgcc_s, which allocates, so `init` makes that call
+//! from the library constructor, before sampling is switched on.
+//!
+//! **The table** lives in its own mapping: an open-addressed index from block
+//! address to a slot in a pool of samples. One `OwnerLock` guards it; it
+//! never nests with an allocator lock (blocks are allocated before and freed
+//! after it is held), fork handlers take it (`fork_prepare`), and a signal
+//! handler that frees a sampled block while its own thread holds the lock
+//! parks the block on a lock-free list (`PARKED`) that the next lock holder
+//! drains; a sample it would record is dropped (counted).
+//!
+//! **What is counted**: every malloc, calloc, memalign and realloc that
+//! allocates anew, by requested bytes. A realloc that grows or shrinks a
+//! block in place is not counted (the block keeps its sample, if any, with
+//! its old size); a sampled block is never resized in place (`realloc`
+//! moves it, so that its table entry follows it).
+//!
+//! **Dumps** (gperftools' heap profile format, `heap_v2`, which pprof reads,
+//! with `/proc/self/maps` appended for symbolisation): at exit
+//! (`PREFIX.PID.heap`), on a new peak of sampled live bytes with
+//! `SLABALLOC_PROF_PEAK=1` (`PREFIX.PID.peak.N.heap`), and on demand through
+//! `dump_now` (`PREFIX.PID.N.heap`). `PREFIX` is `SLABALLOC_PROF_PREFIX`, by
+//! default `slaballoc` in the current directory.
+
+use crate::fmt::Buf;
+use crate::os;
+use crate::sync::{Busy, OwnerLock};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+/// Default mean bytes between samples (tcmalloc's and jemalloc's default).
+pub const DEFAULT_SAMPLE: u64 = 512 * 1024;
+/// Frames kept per sample (our own frames included; the tool drops them).
+pub const MAX_FRAMES: usize = 64;
+/// Live samples the table holds; more are dropped (counted). At the default
+/// rate that is 16 GiB of live sampled heap.
+const POOL: usize = 1 << 15;
+/// Index slots: twice the pool, so probes stay short.
+const INDEX: usize = POOL * 2;
+/// Index slot states besides a pool position + 2.
+const EMPTY: u32 = 0;
+const TOMB: u32 = 1;
+
+// ---- configuration (set by `config::load`, before `init`) ----
+
+/// `SLABALLOC_PROF=1`.
+pub static WANTED: AtomicBool = AtomicBool::new(false);
+/// `SLABALLOC_PROF_SAMPLE`: mean bytes between samples.
+pub static SAMPLE: AtomicU64 = AtomicU64::new(DEFAULT_SAMPLE);
+/// `SLABALLOC_PROF_PEAK=1`.
+pub static PEAK: AtomicBool = AtomicBool::new(false);
+/// `SLABALLOC_PROF_SEED`: seeds the threads' generators (0: random).
+pub static SEED: AtomicU64 = AtomicU64::new(0);
+/// `SLABALLOC_PROF_PREFIX` (NUL-free bytes of the environment, static).
+static PREFIX: AtomicUsize = AtomicUsize::new(0);
+static PREFIX_LEN: AtomicUsize = AtomicUsize::new(0);
+
+pub fn set_prefix(p: &'static [u8]) {
+    PREFIX_LEN.store(p.len(), Ordering::Relaxed);
+    PREFIX.store(p.as_ptr() as usize, Ordering::Relaxed);
+}
+
+fn prefix() -> &'static [u8] {
+    let p = PREFIX.load(Ordering::Relaxed);
+    if p == 0 {
+        return b"slaballoc";
+    }
+    // SAFETY: `set_prefix` stored a slice of the environment, which lives as
+    // long as the process and is never modified by us.
+    unsafe { core::slice::from_raw_parts(p as *const u8, PREFIX_LEN.load(Ordering::Relaxed)) }
+}
+
+/// True once sampling is on. Read on slow paths only.
+static ON: AtomicBool = AtomicBool::new(false);
+
+#[inline(always)]
+pub fn on() -> bool {
+    ON.load(Ordering::Relaxed)
+}
+
+// ---- per-thread countdown ----
+
+/// A thread's sampler: bytes left before the next sample, its generator
+/// state (0 until the thread's first request), written only by the thread.
+#[repr(C)]
+struct Sampler {
+    left: i64,
+    rng: u64,
+}
+
+#[cfg(target_arch = "x86_64")]
+core::arch::global_asm!(
+    ".pushsection .tbss, \"awT\", @nobits",
+    ".balign 16",
+    ".globl slaballoc_prof_sampler",
+    ".hidden slaballoc_prof_sampler",
+    ".type slaballoc_prof_sampler, @tls_object",
+    ".size slaballoc_prof_sampler, 16",
+    "slaballoc_prof_sampler:",
+    ".zero 16",
+    ".popsection",
+);
+
+/// This thread's sampler.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn sampler() -> *mut Sampler {
+    let off: isize;
+    // SAFETY: loads the GOT entry of our TLS symbol, which holds its offset
+    // from the thread pointer (as `cpu::own_area_offset`); nothing is written.
+    unsafe {
+        core::arch::asm!("mov {}, qword ptr [rip + slaballoc_prof_sampler@GOTTPOFF]", out(reg) off,
+                         options(nostack, readonly, preserves_flags, pure));
+    }
+    crate::cpu::thread_id().wrapping_add_signed(off) as *mut Sampler
+}
+
+/// Elsewhere (no static TLS symbol of ours): one sampler for the process,
+/// under the table lock's discipline of "racy but harmless": a lost update
+/// only moves a sample.
+#[cfg(not(target_arch = "x86_64"))]
+fn sampler() -> *mut Sampler {
+    struct Shared(UnsafeCell<Sampler>);
+    // SAFETY: see above; the fields are plain integers.
+    unsafe impl Sync for Shared {}
+    static S: Shared = Shared(UnsafeCell::new(Sampler { left: 0, rng: 0 }));
+    S.0.get()
+}
+
+/// Threads that have drawn their first interval: seeds their generators,
+/// so that a fixed `SLABALLOC_PROF_SEED` gives a single-threaded program the
+/// same samples on every run.
+static THREADS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts `size` requested bytes down; true if this request is sampled.
+#[inline(always)]
+fn tick(size: usize) -> bool {
+    let s = sampler();
+    // SAFETY: `s` is this thread's sampler (static TLS), which only this
+    // thread touches; a signal handler that interrupts this and ticks too
+    // only moves the countdown.
+    unsafe {
+        let left = (*s).left - size as i64;
+        if left >= 0 && (*s).rng != 0 {
+            (*s).left = left;
+            return false;
+        }
+        tick_slow(s, size)
+    }
+}
+
+/// The countdown crossed zero, or this thread starts: draw the next interval.
+#[cold]
+#[inline(never)]
+unsafe fn tick_slow(s: *mut Sampler, size: usize) -> bool {
+    let first = (*s).rng == 0;
+    if first {
+        let seed = match SEED.load(Ordering::Relaxed) {
+            0 => os::random_u64(),
+            v => v,
+        };
+        let n = THREADS.fetch_add(1, Ordering::Relaxed);
+        (*s).rng = splitmix(seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
+        // The thread's first interval starts here, as a fresh countdown.
+        (*s).left = next_interval(&mut (*s).rng) - size as i64;
+        if (*s).left >= 0 {
+            return false;
+        }
+    }
+    // Sampled: the bytes past zero belong to this request, the next
+    // interval starts after it.
+    (*s).left = next_interval(&mut (*s).rng);
+    true
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// xorshift64*: the next value of the generator.
+fn next_u64(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+/// An exponentially distributed interval with mean `SAMPLE` (at least 1).
+fn next_interval(state: &mut u64) -> i64 {
+    let mean = SAMPLE.load(Ordering::Relaxed) as f64;
+    // u in (0, 1]: 53 random bits, never 0.
+    let u = ((next_u64(state) >> 11) + 1) as f64 / (1u64 << 53) as f64;
+    let v = -ln(u) * mean;
+    if v < 1.0 {
+        1
+    } else if v > (i64::MAX / 2) as f64 {
+        i64::MAX / 2
+    } else {
+        v as i64
+    }
+}
+
+/// Natural logarithm of `x` > 0, without libm (`core` has none): split
+/// `x = m * 2^e` with m in [1, 2), then ln m = 2 atanh((m-1)/(m+1)), whose
+/// series converges fast for |z| <= 1/3 (error below 1e-7 after the z^11
+/// term; the sampler needs far less).
+pub fn ln(x: f64) -> f64 {
+    let bits = x.to_bits();
+    let e = ((bits >> 52) & 0x7ff) as i64 - 1023;
+    let m = f64::from_bits((bits & ((1u64 << 52) - 1)) | (1023u64 << 52));
+    let z = (m - 1.0) / (m + 1.0);
+    let z2 = z * z;
+    let mut term = z;
+    let mut sum = 0.0;
+    let mut k = 1.0;
+    while k < 14.0 {
+        sum += term / k;
+        term *= z2;
+        k += 2.0;
+    }
+    2.0 * sum + e as f64 * core::f64::consts::LN_2
+}
+
+/// `e^x` for x <= 0, without libm: `x = k ln 2 + r` with |r| <= ln 2 / 2,
+/// then a Taylor series for e^r (error below 1e-12) scaled by 2^k.
+pub fn exp_neg(x: f64) -> f64 {
+    if x < -700.0 {
+        return 0.0;
+    }
+    // Rounds x / ln 2 (<= 0) to nearest: `as` truncates toward zero.
+    let k = (x / core::f64::consts::LN_2 - 0.5) as i64 as f64;
+    let r = x - k * core::f64::consts::LN_2;
+    let mut term = 1.0;
+    let mut sum = 1.0;
+    let mut i = 1.0;
+    while i < 16.0 {
+        term *= r / i;
+        sum += term;
+        i += 1.0;
+    }
+    sum * f64::from_bits(((k as i64 + 1023) as u64) << 52)
+}
+
+/// The bytes a sample of `size` requested bytes stands for: `size / p`,
+/// where `p = 1 - e^(-size / rate)` is its chance of being sampled (the
+/// heap_v2 scaling); what the peak trigger adds up.
+fn estimate(size: usize) -> u64 {
+    let rate = SAMPLE.load(Ordering::Relaxed) as f64;
+    let s = size.max(1) as f64;
+    (s / (1.0 - exp_neg(-s / rate))) as u64
+}
+
+// ---- the table ----
+
+#[repr(C)]
+struct Sample {
+    addr: usize,
+    /// Requested bytes; for a free pool slot, the next free slot + 1.
+    size: usize,
+    nframes: usize,
+    frames: [usize; MAX_FRAMES],
+}
+
+struct Table {
+    /// `INDEX` u32 slots: EMPTY, TOMB, or pool position + 2.
+    index: *mut u32,
+    pool: *mut Sample,
+    /// Pool slots ever used (the ones past it are fresh).
+    used: usize,
+    /// Head of the free pool slots (position + 1; 0: none).
+    free: usize,
+    live: usize,
+    tombs: usize,
+    /// Sum of the requested sizes of the live samples.
+    live_bytes: u64,
+    /// The live bytes they stand for (`estimate`), and its value at the
+    /// last peak dump.
+    live_est: u64,
+    peak_dumped: u64,
+    dumps: u64,
+    peak_dumps: u64,
+}
+
+struct Locked {
+    lock: OwnerLock,
+    t: UnsafeCell<Table>,
+}
+
+// SAFETY: `t` is only touched by the holder of `lock`.
+unsafe impl Sync for Locked {}
+
+static TABLE: Locked = Locked {
+    lock: OwnerLock::new(),
+    t: UnsafeCell::new(Table {
+        index: core::ptr::null_mut(),
+        pool: core::ptr::null_mut(),
+        used: 0,
+        free: 0,
+        live: 0,
+        tombs: 0,
+        live_bytes: 0,
+        live_est: 0,
+        peak_dumped: 0,
+        dumps: 0,
+        peak_dumps: 0,
+    }),
+};
+
+/// Samples dropped: table full, or the lock re-entered by a signal handler.
+pub static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Samples taken since start.
+pub static SAMPLES: AtomicU64 = AtomicU64::new(0);
+
+/// Blocks freed by a signal handler while its thread held the table lock:
+/// a push-only Treiber stack linked through the blocks' first words (they
+/// are ours and dead), emptied whole by `drain_parked` with one swap, so no
+/// ABA. Release on push pairs with the Acquire of the swap.
+static PARKED: AtomicUsize = AtomicUsize::new(0);
+
+/// Why `with_table` did not run its function.
+#[derive(Debug, PartialEq, Eq)]
+enum Skip {
+    /// This thread holds the lock already (a signal handler interrupted it).
+    Reentrant,
+    /// `init` has not set the table up (as seen under the lock): no sample
+    /// exists yet.
+    NotReady,
+}
+
+/// Runs `f` on the table under its lock. Frees parked blocks afterwards.
+///
+/// `init` sets the table's mappings under the lock too, so a caller that
+/// got here by seeing sampling on through a Relaxed load (`small_limit`,
+/// `on`) still reads them in order: the lock's Acquire pairs with the
+/// Release of `init`'s unlock, or it finds them null and skips.
+fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> Result<R, Skip> {
+    if TABLE.lock.lock() == Err(Busy::Reentrant) {
+        return Err(Skip::Reentrant);
+    }
+    // SAFETY: we hold the lock, the only way to reach `t`.
+    let t = unsafe { &mut *TABLE.t.get() };
+    if t.index.is_null() {
+        TABLE.lock.unlock();
+        return Err(Skip::NotReady);
+    }
+    let r = f(t);
+    TABLE.lock.unlock();
+    drain_parked();
+    Ok(r)
+}
+
+fn drain_parked() {
+    if PARKED.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let mut p = PARKED.swap(0, Ordering::Acquire);
+    while p != 0 {
+        // SAFETY: `p` was pushed by `park`, which wrote its successor in the
+        // block's first word before publishing it (Release, paired with the
+        // Acquire of the swap above).
+        let next = unsafe { *(p as *const usize) };
+        forget_and_free(p as *mut u8);
+        p = next;
+    }
+}
+
+fn park(p: *mut u8) {
+    let mut head = PARKED.load(Ordering::Relaxed);
+    loop {
+        // SAFETY: `p` is a block of ours (large or huge, at least a page)
+        // that the program just freed: nobody else reads it now.
+        unsafe { *(p as *mut usize) = head };
+        match PARKED.compare_exchange_weak(head, p as usize, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(h) => head = h,
+        }
+    }
+}
+
+fn hash(addr: usize) -> usize {
+    // Blocks are page-aligned: drop those bits, then mix.
+    ((addr >> 12) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) as usize >> 16
+}
+
+impl Table {
+    /// The index slot holding `addr`, if any.
+    fn find(&self, addr: usize) -> Option<usize> {
+        let mut i = hash(addr) % INDEX;
+        for _ in 0..INDEX {
+            // SAFETY: i < INDEX, and the index has INDEX slots.
+            let v = unsafe { *self.index.add(i) };
+            if v == EMPTY {
+                return None;
+            }
+            // SAFETY: v - 2 is a used pool position.
+            if v != TOMB && unsafe { (*self.pool.add(v as usize - 2)).addr } == addr {
+                return Some(i);
+            }
+            i = (i + 1) % INDEX;
+        }
+        None
+    }
+
+    /// Puts pool position `pos` (whose sample's address is `addr`) in the index.
+    fn place(&mut self, addr: usize, pos: usize) {
+        let mut i = hash(addr) % INDEX;
+        loop {
+            // SAFETY: i < INDEX.
+            let slot = unsafe { &mut *self.index.add(i) };
+            if *slot == EMPTY || *slot == TOMB {
+                if *slot == TOMB {
+                    self.tombs -= 1;
+                }
+                *slot = pos as u32 + 2;
+                return;
+            }
+            i = (i + 1) % INDEX;
+        }
+    }
+
+    /// Removes the sample at index slot `i`.
+    fn remove_at(&mut self, i: usize) {
+        // SAFETY: i < INDEX holds a pool position + 2.
+        unsafe {
+            let pos = *self.index.add(i) as usize - 2;
+            let s = &mut *self.pool.add(pos);
+            self.live_bytes -= s.size as u64;
+            self.live_est -= estimate(s.size);
+            s.addr = 0;
+            s.size = self.free;
+            self.free = pos + 1;
+            *self.index.add(i) = TOMB;
+        }
+        self.live -= 1;
+        self.tombs += 1;
+        if self.tombs > INDEX / 4 {
+            self.rebuild();
+        }
+    }
+
+    /// Clears the tombstones: empties the index and places every live sample.
+    fn rebuild(&mut self) {
+        // SAFETY: the index is INDEX u32 slots of our mapping.
+        unsafe { core::ptr::write_bytes(self.index, 0, INDEX) };
+        self.tombs = 0;
+        for pos in 0..self.used {
+            // SAFETY: pos < used <= POOL.
+            let a = unsafe { (*self.pool.add(pos)).addr };
+            if a != 0 {
+                self.place(a, pos);
+            }
+        }
+    }
+
+    /// Records a sample; false if the pool is full.
+    fn insert(&mut self, addr: usize, size: usize, frames: &[usize]) -> bool {
+        if let Some(i) = self.find(addr) {
+            // A block we never saw freed (freed in a way that bypassed us):
+            // the new one replaces it.
+            self.remove_at(i);
+        }
+        let pos = if self.free != 0 {
+            let pos = self.free - 1;
+            // SAFETY: pos is a free pool slot; its `size` links the next.
+            self.free = unsafe { (*self.pool.add(pos)).size };
+            pos
+        } else if self.used < POOL {
+            self.used += 1;
+            self.used - 1
+        } else {
+            return false;
+        };
+        // SAFETY: pos < POOL, a slot no live sample uses.
+        let s = unsafe { &mut *self.pool.add(pos) };
+        s.addr = addr;
+        s.size = size;
+        s.nframes = frames.len();
+        s.frames[..frames.len()].copy_from_slice(frames);
+        self.place(addr, pos);
+        self.live += 1;
+        self.live_bytes += size as u64;
+        self.live_est += estimate(size);
+        true
+    }
+}
+
+// ---- set-up ----
+
+/// glibc's `backtrace(3)`: fills `buf` with the return addresses of the
+/// calling stack, innermost first; returns how many.
+///
+/// # Safety
+/// `buf` has room for `buf.len()` entries (a slice: always true). The first
+/// call in the process allocates (see the module doc).
+unsafe fn backtrace(buf: &mut [*mut libc::c_void]) -> usize {
+    // Declared in here, so that cbindgen leaves it out of our header.
+    extern "C" {
+        fn backtrace(buf: *mut *mut libc::c_void, size: libc::c_int) -> libc::c_int;
+    }
+    // SAFETY: `buf` is valid for `buf.len()` writes.
+    let n = unsafe { backtrace(buf.as_mut_ptr(), buf.len() as libc::c_int) };
+    (n.max(0) as usize).min(buf.len())
+}
+
+/// Turns sampling on if `SLABALLOC_PROF=1` asked for it. Called from the
+/// library constructor after `config::load`, with no lock of ours held.
+pub fn init() {
+    if !WANTED.load(Ordering::Relaxed) || on() {
+        return;
+    }
+    let index_bytes = INDEX * 4;
+    let pool_bytes = POOL * core::mem::size_of::<Sample>();
+    let m = os::map(index_bytes + pool_bytes);
+    if m.is_null() {
+        crate::fmt::warn(&[b"SLABALLOC_PROF: no memory for the sample table; profiling off"]);
+        return;
+    }
+    // Under the lock: see `with_table`. The constructor runs once, nothing
+    // of ours is held, so this cannot be re-entry.
+    let _ = TABLE.lock.lock();
+    // SAFETY: we hold the table lock; the mapping is fresh (zero: every
+    // index slot EMPTY) and holds both parts.
+    unsafe {
+        let t = &mut *TABLE.t.get();
+        t.index = m as *mut u32;
+        t.pool = m.add(index_bytes) as *mut Sample;
+    }
+    TABLE.lock.unlock();
+    // The first backtrace() dlopens libgcc_s (it allocates: through us, on
+    // the normal paths, since ON is still false).
+    let mut frames = [core::ptr::null_mut(); 4];
+    // SAFETY: this is the first call, from the constructor, with no lock of
+    // ours held: its allocations take the normal paths.
+    unsafe { backtrace(&mut frames) };
+    // Release: the table pointers above are visible to whoever sees ON
+    // (its loads are Relaxed but come after the lock's Acquire).
+    ON.store(true, Ordering::Release);
+    crate::cache::set_small_limit(0);
+}
+
+// ---- the allocation side ----
+
+/// malloc of a small `size` while profiling (`alloc::malloc_big` sends
+/// them here: `cache::small_limit` is 0).
+#[inline(never)]
+pub fn malloc_small(size: usize) -> *mut u8 {
+    if !tick(size) {
+        return crate::alloc::malloc_small_unsampled(size);
+    }
+    sampled_small(size, crate::os::PAGE_SIZE)
+}
+
+/// memalign of a small class while profiling.
+pub fn memalign_small(c: usize, size: usize, align: usize) -> *mut u8 {
+    if !tick(size) {
+        return crate::alloc::alloc_small_class(c);
+    }
+    sampled_small(size, align.max(crate::os::PAGE_SIZE))
+}
+
+/// A sampled small request: a page run of its own (see the module doc).
+#[cold]
+fn sampled_small(size: usize, align: usize) -> *mut u8 {
+    let (p, _) = crate::alloc::alloc_big_raw(size.max(1), align);
+    if p.is_null() {
+        // No page run: serve it as usual, unsampled.
+        return crate::alloc::malloc_small_unsampled(size);
+    }
+    record(p, size);
+    p
+}
+
+/// A large or huge block was just allocated: counts it, records it if it is
+/// sampled.
+pub fn after_big(p: *mut u8, size: usize) {
+    if tick(size) {
+        record(p, size);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn record(p: *mut u8, size: usize) {
+    SAMPLES.fetch_add(1, Ordering::Relaxed);
+    let mut raw = [core::ptr::null_mut::<libc::c_void>(); MAX_FRAMES];
+    // SAFETY: backtrace's first call (which allocates) was made by `init`;
+    // this one only unwinds into `raw`, on our stack.
+    let n = unsafe { backtrace(&mut raw) };
+    let mut frames = [0usize; MAX_FRAMES];
+    for (f, r) in frames.iter_mut().zip(&raw[..n]) {
+        *f = *r as usize;
+    }
+    let recorded = with_table(|t| {
+        if !t.insert(p as usize, size, &frames[..n]) {
+            return false;
+        }
+        // A new high of the estimated live heap, a quarter over the last
+        // peak dump (and past 64 samples' worth, so that start-up does not
+        // write a file per sample): a heap growing to N bytes writes about
+        // log(N / 64 rate) / log(1.25) files.
+        let floor = 64 * SAMPLE.load(Ordering::Relaxed);
+        if PEAK.load(Ordering::Relaxed)
+            && t.live_est >= floor
+            && t.live_est > t.peak_dumped + t.peak_dumped / 4
+        {
+            t.peak_dumped = t.live_est;
+            t.peak_dumps += 1;
+            let n = t.peak_dumps;
+            write_dump(t, Kind::Peak(n));
+        }
+        true
+    });
+    if recorded != Ok(true) {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// ---- the free side ----
+
+/// A large or huge block `p` is being freed or moved while profiling: drop
+/// its sample, if it has one. Returns false if `p` must not be freed now (a
+/// signal handler interrupted this thread inside the table: `p` is parked
+/// and freed by the next holder of the lock).
+pub fn on_free(p: *mut u8) -> bool {
+    match with_table(|t| {
+        if let Some(i) = t.find(p as usize) {
+            t.remove_at(i);
+        }
+    }) {
+        Ok(()) | Err(Skip::NotReady) => true,
+        Err(Skip::Reentrant) => {
+            park(p);
+            false
+        }
+    }
+}
+
+/// Frees a parked block: `free` drops its sample (`on_free`), then frees it.
+fn forget_and_free(p: *mut u8) {
+    crate::alloc::free(p);
+}
+
+/// True if the large or huge block `p` is sampled (realloc then moves it
+/// through malloc and free rather than in place, so the table stays exact).
+pub fn is_sampled(p: *mut u8) -> bool {
+    match with_table(|t| t.find(p as usize).is_some()) {
+        Ok(b) => b,
+        Err(Skip::NotReady) => false,
+        // Cannot look: moving it is right either way.
+        Err(Skip::Reentrant) => true,
+    }
+}
+
+// ---- dumps ----
+
+enum Kind {
+    Exit,
+    Peak(u64),
+    Demand(u64),
+}
+
+/// Writes the live sampled heap now (`PREFIX.PID.N.heap`); true if a file
+/// was written. Safe from any slow path that holds no allocator lock (it
+/// takes the table lock, opens, writes and closes a file, allocates nothing).
+pub fn dump_now() -> bool {
+    if !on() {
+        return false;
+    }
+    with_table(|t| {
+        t.dumps += 1;
+        let n = t.dumps;
+        write_dump(t, Kind::Demand(n))
+    })
+    .unwrap_or(false)
+}
+
+/// The dump at exit (library destructor).
+pub fn dump_at_exit() {
+    if on() {
+        let _ = with_table(|t| write_dump(t, Kind::Exit));
+    }
+}
+
+/// Fork: the child starts with the parent's table under a free lock.
+pub fn fork_prepare() {
+    if on() {
+        let _ = TABLE.lock.lock();
+    }
+}
+
+pub fn fork_parent() {
+    if TABLE.lock.held_by_me() {
+        TABLE.lock.unlock();
+    }
+}
+
+/// Only this thread exists in the child: whoever held the lock is gone.
+pub fn fork_child() {
+    TABLE.lock.reset();
+}
+
+/// A buffered writer to a file descriptor, on the stack.
+struct Out {
+    fd: i32,
+    buf: Buf<4096>,
+}
+
+impl Out {
+    fn room(&mut self, n: usize) {
+        if self.buf.bytes().len() + n > 4096 {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        os::write_all(self.fd, self.buf.bytes());
+        self.buf = Buf::new();
+    }
+}
+
+fn write_dump(t: &Table, kind: Kind) -> bool {
+    let mut name = Buf::<512>::new();
+    name.raw(prefix()).str(".").u64(os::getpid() as u64);
+    match kind {
+        Kind::Exit => {}
+        Kind::Peak(n) => {
+            name.str(".peak.").u64(n);
+        }
+        Kind::Demand(n) => {
+            name.str(".").u64(n);
+        }
+    }
+    name.str(".heap\0");
+    let Ok(path) = core::ffi::CStr::from_bytes_until_nul(name.bytes()) else {
+        return false;
+    };
+    let fd = os::create_file(path);
+    if fd < 0 {
+        crate::fmt::warn(&[b"SLABALLOC_PROF: cannot create ", path.to_bytes()]);
+        return false;
+    }
+    let rate = SAMPLE.load(Ordering::Relaxed);
+    let mut o = Out {
+        fd,
+        buf: Buf::new(),
+    };
+    // gperftools' header: live count and bytes, then (the same: we keep
+    // live samples only) the totals, and the sampling period.
+    o.buf
+        .str("heap profile: ")
+        .u64(t.live as u64)
+        .str(": ")
+        .u64(t.live_bytes)
+        .str(" [")
+        .u64(t.live as u64)
+        .str(": ")
+        .u64(t.live_bytes)
+        .str("] @ heap_v2/")
+        .u64(rate)
+        .str("\n");
+    for pos in 0..t.used {
+        // SAFETY: pos < used <= POOL; we hold the table lock.
+        let s = unsafe { &*t.pool.add(pos) };
+        if s.addr == 0 {
+            continue;
+        }
+        o.room(64 + 19 * s.nframes);
+        o.buf
+            .str("1: ")
+            .u64(s.size as u64)
+            .str(" [1: ")
+            .u64(s.size as u64)
+            .str("] @");
+        for &f in &s.frames[..s.nframes] {
+            o.buf.str(" ").hex(f as u64);
+        }
+        o.buf.str("\n");
+    }
+    o.room(32);
+    o.buf.str("\nMAPPED_LIBRARIES:\n");
+    o.flush();
+    copy_maps(fd);
+    os::close(fd);
+    true
+}
+
+/// Appends `/proc/self/maps` to `fd`, a page at a time.
+fn copy_maps(fd: i32) {
+    let src = os::open_read(c"/proc/self/maps");
+    if src < 0 {
+        return;
+    }
+    let mut page = [0u8; 4096];
+    loop {
+        let n = os::read(src, &mut page);
+        if n == 0 {
+            break;
+        }
+        os::write_all(fd, &page[..n]);
+    }
+    os::close(src);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_matches_std() {
+        for &x in &[0.0, -1e-9, -0.3, -0.7, -1.0, -5.5, -40.0, -700.0] {
+            let a = exp_neg(x);
+            let b = x.exp();
+            assert!(
+                (a - b).abs() <= 1e-12 * b.max(1e-300),
+                "exp({x}) = {a}, std {b}"
+            );
+        }
+        // A sample of the rate's size stands for 1 / (1 - 1/e) of itself.
+        let e = estimate(DEFAULT_SAMPLE as usize) as f64 / DEFAULT_SAMPLE as f64;
+        assert!((e - 1.0 / (1.0 - (-1.0f64).exp())).abs() < 1e-6);
+    }
+
+    #[test]
+    fn ln_matches_std() {
+        for &x in &[
+            1e-300, 1e-9, 0.001, 0.3, 0.5, 0.999_999, 1.0, 2.0, 12345.678,
+        ] {
+            let a = ln(x);
+            let b = x.ln();
+            assert!(
+                (a - b).abs() <= 1e-7 * b.abs().max(1.0),
+                "ln({x}) = {a}, std {b}"
+            );
+        }
+    }
+
+    /// The intervals have the mean asked for, and an exponential's spread
+    /// (standard deviation equal to the mean).
+    #[test]
+    fn intervals_are_exponential() {
+        let mut s = 12345u64;
+        let n = 200_000;
+        let (mut sum, mut sq) = (0f64, 0f64);
+        for _ in 0..n {
+            let v = next_interval(&mut s) as f64;
+            sum += v;
+            sq += v * v;
+        }
+        let mean = sum / n as f64;
+        let sd = (sq / n as f64 - mean * mean).sqrt();
+        let want = DEFAULT_SAMPLE as f64;
+        assert!((mean / want - 1.0).abs() < 0.02, "mean {mean}");
+        assert!((sd / want - 1.0).abs() < 0.03, "sd {sd}");
+    }
+
+    #[test]
+    fn table_insert_find_remove_rebuild() {
+        let m = os::map(INDEX * 4 + 64 * core::mem::size_of::<Sample>());
+        let mut t = Table {
+            index: m as *mut u32,
+            // SAFETY: inside the mapping just made.
+            pool: unsafe { m.add(INDEX * 4) } as *mut Sample,
+            used: 0,
+            free: 0,
+            live: 0,
+            tombs: 0,
+            live_bytes: 0,
+            live_est: 0,
+            peak_dumped: 0,
+            dumps: 0,
+            peak_dumps: 0,
+        };
+        // Churn through 60 slots many times: free slots are reused, the
+        // tombstones are cleared by rebuilds, sizes add up.
+        for round in 0..(INDEX / 4) {
+            let a = 0x1000_0000 + (round % 60) * 4096 + (round / 60) * 60 * 4096;
+            assert!(t.insert(a, 100, &[1, 2, 3]));
+            if round >= 50 {
+                let old =
+                    0x1000_0000 + ((round - 50) % 60) * 4096 + ((round - 50) / 60) * 60 * 4096;
+                let i = t.find(old).expect("live sample found");
+                t.remove_at(i);
+                assert!(t.find(old).is_none());
+            }
+        }
+        assert_eq!(t.live, 50);
+        assert_eq!(t.live_bytes, 50 * 100);
+        assert!(t.used <= 51, "pool slots reused ({} used)", t.used);
+        os::unmap(m, INDEX * 4 + 64 * core::mem::size_of::<Sample>());
+    }
+}
