@@ -106,19 +106,34 @@ pub fn malloc(size: usize) -> *mut u8 {
 fn malloc_big(size: usize) -> *mut u8 {
     if size <= SMALL_MAX {
         // Only while profiling (see `malloc`).
-        return crate::prof::malloc_small(size);
+        return malloc_small_profiled(size);
     }
     alloc_big(size, PAGE_SIZE).0
 }
 
-/// malloc of a small size, never sampled (the profiler's own path).
-pub(crate) fn malloc_small_unsampled(size: usize) -> *mut u8 {
+/// malloc of a small `size` while profiling (`cache::small_limit` is 0, so
+/// `malloc` sends every size here): counted by the profiler, and if it is
+/// sampled, served as a page run of its own (see `prof`).
+#[inline(never)]
+fn malloc_small_profiled(size: usize) -> *mut u8 {
+    if crate::prof::tick(size) {
+        if let Some(p) = sampled_small(size, PAGE_SIZE) {
+            return p;
+        }
+    }
     alloc_small_at(crate::cache::stack_of_size(size))
 }
 
-/// A chunk of class `c`, never sampled (the profiler's own path).
-pub(crate) fn alloc_small_class(c: usize) -> *mut u8 {
-    alloc_small(c)
+/// A sampled small request: a page run of its own, recorded; None if there
+/// is no page run (the caller then serves it as usual, unsampled).
+#[cold]
+fn sampled_small(size: usize, align: usize) -> Option<*mut u8> {
+    let (p, _) = alloc_big_raw(size.max(1), align);
+    if p.is_null() {
+        return None;
+    }
+    crate::prof::record(p, size);
+    Some(p)
 }
 
 #[cold]
@@ -210,15 +225,15 @@ fn emergency(size: usize, align: usize) -> *mut u8 {
 /// profiler while it samples.
 fn alloc_big(size: usize, align: usize) -> (*mut u8, bool) {
     let r = alloc_big_raw(size, align);
-    if crate::prof::on() && !r.0.is_null() {
-        crate::prof::after_big(r.0, size);
+    if crate::prof::on() && !r.0.is_null() && crate::prof::tick(size) {
+        crate::prof::record(r.0, size);
     }
     r
 }
 
 /// `alloc_big` without the profiler; also serves the profiler's sampled
 /// small requests (a run of their own: any `size` is fine).
-pub(crate) fn alloc_big_raw(size: usize, align: usize) -> (*mut u8, bool) {
+fn alloc_big_raw(size: usize, align: usize) -> (*mut u8, bool) {
     ensure_init();
     crate::reclaim::after_slow_path();
     if size > MAX_REQUEST {
@@ -249,8 +264,10 @@ pub fn memalign(align: usize, size: usize) -> *mut u8 {
         return malloc(size);
     }
     if let Some(c) = size_class::class_for_aligned(size, align) {
-        if crate::prof::on() {
-            return crate::prof::memalign_small(c, size, align);
+        if crate::prof::on() && crate::prof::tick(size) {
+            if let Some(p) = sampled_small(size, align.max(PAGE_SIZE)) {
+                return p;
+            }
         }
         return alloc_small(c);
     }

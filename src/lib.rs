@@ -186,7 +186,7 @@ fn slaballoc_init() {
     alloc::ensure_init();
     config::load();
     foreign::preload();
-    prof::init();
+    prof::init(alloc::free);
     if config::STATS.load(core::sync::atomic::Ordering::Relaxed) != 0 {
         stats::keep_stderr();
     }

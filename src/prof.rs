@@ -117,44 +117,15 @@ struct Sampler {
     rng: u64,
 }
 
-#[cfg(target_arch = "x86_64")]
-core::arch::global_asm!(
-    ".pushsection .tbss, \"awT\", @nobits",
-    ".balign 16",
-    ".globl slaballoc_prof_sampler",
-    ".hidden slaballoc_prof_sampler",
-    ".type slaballoc_prof_sampler, @tls_object",
-    ".size slaballoc_prof_sampler, 16",
-    "slaballoc_prof_sampler:",
-    ".zero 16",
-    ".popsection",
-);
-
-/// This thread's sampler.
-#[cfg(target_arch = "x86_64")]
+/// This thread's sampler: the 16 bytes of static TLS that `arch` keeps for
+/// it (zero in a new thread), or one shared sampler where the architecture
+/// has none ("racy but harmless": a lost update only moves a sample).
 #[inline(always)]
 fn sampler() -> *mut Sampler {
-    let off: isize;
-    // SAFETY: loads the GOT entry of our TLS symbol, which holds its offset
-    // from the thread pointer (as `cpu::own_area_offset`); nothing is written.
-    unsafe {
-        core::arch::asm!("mov {}, qword ptr [rip + slaballoc_prof_sampler@GOTTPOFF]", out(reg) off,
-                         options(nostack, readonly, preserves_flags, pure));
-    }
-    crate::cpu::thread_id().wrapping_add_signed(off) as *mut Sampler
+    crate::arch::prof_tls() as *mut Sampler
 }
 
-/// Elsewhere (no static TLS symbol of ours): one sampler for the process,
-/// under the table lock's discipline of "racy but harmless": a lost update
-/// only moves a sample.
-#[cfg(not(target_arch = "x86_64"))]
-fn sampler() -> *mut Sampler {
-    struct Shared(UnsafeCell<Sampler>);
-    // SAFETY: see above; the fields are plain integers.
-    unsafe impl Sync for Shared {}
-    static S: Shared = Shared(UnsafeCell::new(Sampler { left: 0, rng: 0 }));
-    S.0.get()
-}
+const _: () = assert!(core::mem::size_of::<Sampler>() == crate::arch::PROF_TLS_SIZE);
 
 /// Threads that have drawn their first interval: seeds their generators,
 /// so that a fixed `SLABALLOC_PROF_SEED` gives a single-threaded program the
@@ -163,7 +134,7 @@ static THREADS: AtomicU64 = AtomicU64::new(0);
 
 /// Counts `size` requested bytes down; true if this request is sampled.
 #[inline(always)]
-fn tick(size: usize) -> bool {
+pub fn tick(size: usize) -> bool {
     let s = sampler();
     // SAFETY: `s` is this thread's sampler (static TLS), which only this
     // thread touches; a signal handler that interrupts this and ticks too
@@ -537,11 +508,13 @@ unsafe fn backtrace(buf: &mut [*mut libc::c_void]) -> usize {
 }
 
 /// Turns sampling on if `SLABALLOC_PROF=1` asked for it. Called from the
-/// library constructor after `config::load`, with no lock of ours held.
-pub fn init() {
+/// library constructor after `config::load`, with no lock of ours held;
+/// `free` is the allocator's, for blocks freed while the table was busy.
+pub fn init(free: fn(*mut u8)) {
     if !WANTED.load(Ordering::Relaxed) || on() {
         return;
     }
+    FREE.store(free as usize, Ordering::Relaxed);
     let index_bytes = INDEX * 4;
     let pool_bytes = POOL * core::mem::size_of::<Sample>();
     let m = os::map(index_bytes + pool_bytes);
@@ -574,47 +547,11 @@ pub fn init() {
 
 // ---- the allocation side ----
 
-/// malloc of a small `size` while profiling (`alloc::malloc_big` sends
-/// them here: `cache::small_limit` is 0).
-#[inline(never)]
-pub fn malloc_small(size: usize) -> *mut u8 {
-    if !tick(size) {
-        return crate::alloc::malloc_small_unsampled(size);
-    }
-    sampled_small(size, crate::os::PAGE_SIZE)
-}
-
-/// memalign of a small class while profiling.
-pub fn memalign_small(c: usize, size: usize, align: usize) -> *mut u8 {
-    if !tick(size) {
-        return crate::alloc::alloc_small_class(c);
-    }
-    sampled_small(size, align.max(crate::os::PAGE_SIZE))
-}
-
-/// A sampled small request: a page run of its own (see the module doc).
-#[cold]
-fn sampled_small(size: usize, align: usize) -> *mut u8 {
-    let (p, _) = crate::alloc::alloc_big_raw(size.max(1), align);
-    if p.is_null() {
-        // No page run: serve it as usual, unsampled.
-        return crate::alloc::malloc_small_unsampled(size);
-    }
-    record(p, size);
-    p
-}
-
-/// A large or huge block was just allocated: counts it, records it if it is
-/// sampled.
-pub fn after_big(p: *mut u8, size: usize) {
-    if tick(size) {
-        record(p, size);
-    }
-}
-
+/// Records the block `p` of `size` requested bytes as sampled (the caller's
+/// `tick` said so): its call stack goes into the table.
 #[cold]
 #[inline(never)]
-fn record(p: *mut u8, size: usize) {
+pub fn record(p: *mut u8, size: usize) {
     SAMPLES.fetch_add(1, Ordering::Relaxed);
     let mut raw = [core::ptr::null_mut::<libc::c_void>(); MAX_FRAMES];
     // SAFETY: backtrace's first call (which allocates) was made by `init`;
@@ -669,10 +606,20 @@ pub fn on_free(p: *mut u8) -> bool {
     }
 }
 
-/// Frees a parked block: `free` drops its sample (`on_free`), then frees it.
+/// Frees a parked block: the allocator's `free` (given to `init`), which
+/// drops its sample (`on_free`), then frees it.
 fn forget_and_free(p: *mut u8) {
-    crate::alloc::free(p);
+    let f = FREE.load(Ordering::Relaxed);
+    if f != 0 {
+        // SAFETY: `FREE` holds the `fn(*mut u8)` that `init` was given.
+        let f: fn(*mut u8) = unsafe { core::mem::transmute::<usize, fn(*mut u8)>(f) };
+        f(p);
+    }
 }
+
+/// The allocator's `free`, for parked blocks (`init`): a function pointer, so
+/// that this module stays below the entry points that call it.
+static FREE: AtomicUsize = AtomicUsize::new(0);
 
 /// True if the large or huge block `p` is sampled (realloc then moves it
 /// through malloc and free rather than in place, so the table stays exact).

@@ -18,6 +18,19 @@ pub fn thread_pointer() -> usize {
     unsafe { libc::pthread_self() as usize }
 }
 
+/// Bytes of the profiler's per-thread slot.
+pub const PROF_TLS_SIZE: usize = 16;
+
+/// The profiler's slot: one for the whole process here (no static TLS
+/// symbol of ours); its users accept racy updates.
+pub fn prof_tls() -> *mut u8 {
+    struct Shared(core::cell::UnsafeCell<[u64; 2]>);
+    // SAFETY: plain integers, used racily by design (see `prof`).
+    unsafe impl Sync for Shared {}
+    static S: Shared = Shared(core::cell::UnsafeCell::new([0; 2]));
+    S.0.get() as *mut u8
+}
+
 /// No rseq area is used on this architecture.
 pub fn glibc_rseq_offset() -> Option<isize> {
     None

@@ -46,6 +46,37 @@ core::arch::global_asm!(
     ".popsection",
 );
 
+// The heap profiler's per-thread sampler (`prof`): 16 zero bytes of static
+// TLS, hidden like the rseq area.
+core::arch::global_asm!(
+    ".pushsection .tbss, \"awT\", @nobits",
+    ".balign 16",
+    ".globl slaballoc_prof_sampler",
+    ".hidden slaballoc_prof_sampler",
+    ".type slaballoc_prof_sampler, @tls_object",
+    ".size slaballoc_prof_sampler, 16",
+    "slaballoc_prof_sampler:",
+    ".zero 16",
+    ".popsection",
+);
+
+/// Bytes of the profiler's per-thread slot.
+pub const PROF_TLS_SIZE: usize = 16;
+
+/// The calling thread's profiler slot: `PROF_TLS_SIZE` bytes, 16-byte
+/// aligned, zero when the thread starts, live as long as the thread.
+#[inline(always)]
+pub fn prof_tls() -> *mut u8 {
+    let off: isize;
+    // SAFETY: loads the GOT entry of our TLS symbol, which holds its offset
+    // from the thread pointer (as `own_area_offset`); nothing is written.
+    unsafe {
+        core::arch::asm!("mov {}, qword ptr [rip + slaballoc_prof_sampler@GOTTPOFF]", out(reg) off,
+                         options(nostack, readonly, preserves_flags, pure));
+    }
+    thread_pointer().wrapping_add_signed(off) as *mut u8
+}
+
 /// `RSEQ_SIG`: the signature the kernel checks before each abort handler.
 /// The sections carry it, and glibc registers its area with the same one on
 /// x86-64.
