@@ -79,6 +79,7 @@ extern "C" fn fork_child() {
     crate::runs::RUNS.fork_child();
     zone::fork_child();
     crate::reclaim::fork_child();
+    crate::shm::fork_child();
 }
 
 // ---- malloc ----
@@ -147,9 +148,12 @@ fn alloc_small_zone(c: usize) -> *mut u8 {
                 drop(z);
                 return alloc_small_retry(c);
             }
+            z.count_malloc(c);
             if crate::cache::on() {
                 z.fill_cache(c);
             }
+            drop(z);
+            crate::shm::poll();
             handed_out(p)
         }
         None => emergency(size_class::class_size(c), 16),
@@ -164,6 +168,7 @@ fn alloc_small_retry(c: usize) -> *mut u8 {
     if let Some(z) = zone::lock_current() {
         let p = z.alloc(c);
         if !p.is_null() {
+            z.count_malloc(c);
             return handed_out(p);
         }
     }
@@ -188,6 +193,7 @@ fn emergency(size: usize, align: usize) -> *mut u8 {
 fn alloc_big(size: usize, align: usize) -> (*mut u8, bool) {
     ensure_init();
     crate::reclaim::after_slow_path();
+    crate::shm::poll();
     if size > MAX_REQUEST {
         return (fail(), false);
     }
@@ -402,6 +408,7 @@ unsafe fn free_chunk_zone(c: usize, owner: usize, p: *mut u8) {
     let d = pagemap::slab_desc_fast(p as usize);
     if owner == crate::cpu::current_zone() {
         if let Some(z) = zone::try_lock_index(owner) {
+            z.count_free(c);
             if crate::cache::on() {
                 // A full cache: `p` and half of it to the stash while we
                 // hold the lock.

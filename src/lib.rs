@@ -112,8 +112,10 @@ pub mod large;
 pub mod os;
 pub mod pagemap;
 pub mod reclaim;
+pub mod report;
 pub mod ring;
 pub mod runs;
+pub mod shm;
 pub mod size_class;
 pub mod slab;
 pub mod stats;
@@ -180,18 +182,22 @@ fn slaballoc_init() {
     if config::STATS.load(core::sync::atomic::Ordering::Relaxed) != 0 {
         stats::keep_stderr();
     }
+    shm::create();
     if config::BACKGROUND.load(core::sync::atomic::Ordering::Relaxed) {
         reclaim::request();
         reclaim::after_slow_path();
     }
 }
 
-/// At exit: the stats line, if asked for.
+/// At exit: the report, if asked for; the live-view file goes. (A process
+/// that ends by `_exit` or a signal runs no destructor: no report, and
+/// `slabtop` removes its file.)
 #[ctor::dtor]
 fn slaballoc_exit() {
     if let Some(f) = config::stats_format() {
         stats::print_at_exit(f);
     }
+    shm::remove();
 }
 
 /// Without `std` nothing prints a panic: nothing on our paths is meant to
