@@ -155,8 +155,8 @@ fn main() -> ExitCode {
                         }
                         Ok(None) if mode == Mode::Once => return no_report(pid, wait),
                         Ok(None) => {
-                            print!(
-                                "\x1b[H\x1b[2J{pid} ({}): no report yet, waiting\n",
+                            println!(
+                                "\x1b[H\x1b[2J{pid} ({}): no report yet, waiting",
                                 e.program
                             );
                             let _ = std::io::stdout().flush();
