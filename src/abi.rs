@@ -7,7 +7,9 @@
 //! (`sa_malloc`, ...) is always exported and declared in `include/slaballoc.h`.
 
 use crate::alloc;
-use crate::os::{self, PAGE_SIZE};
+use crate::os;
+#[cfg(feature = "override")]
+use crate::os::PAGE_SIZE;
 use crate::stats;
 use crate::types::sa_malloc_type;
 use core::ffi::{c_char, c_int, c_void};
@@ -38,6 +40,7 @@ fn memalign_impl(align: usize, size: usize) -> Ptr {
     }
 }
 
+#[cfg(feature = "override")]
 fn posix_memalign_impl(memptr: *mut Ptr, align: usize, size: usize) -> c_int {
     if align == 0 || !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<Ptr>())
     {
@@ -57,6 +60,7 @@ fn posix_memalign_impl(memptr: *mut Ptr, align: usize, size: usize) -> c_int {
     0
 }
 
+#[cfg(feature = "override")]
 fn pvalloc_impl(size: usize) -> Ptr {
     let Some(s) = size.checked_add(PAGE_SIZE - 1) else {
         os::set_errno(libc::ENOMEM);
@@ -68,6 +72,7 @@ fn pvalloc_impl(size: usize) -> Ptr {
     ))
 }
 
+#[cfg(feature = "override")]
 fn reallocarray_impl(p: Ptr, n: usize, m: usize) -> Ptr {
     match n.checked_mul(m) {
         Some(s) => out(alloc::realloc(p as *mut u8, s)),
@@ -338,6 +343,7 @@ pub fn usable_addr() -> usize {
 }
 
 /// glibc's malloc_trim: hand free memory back. Returns 1 if any was released.
+#[cfg(feature = "override")]
 fn trim() -> c_int {
     let before = crate::stats::totals();
     let purged = crate::reclaim::pass(true);
