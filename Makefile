@@ -10,7 +10,7 @@ SO      := target/release/libslaballoc.so
 CARGO   ?= cargo
 PREFIX  ?= /usr/local
 
-.PHONY: all build run test test-rust test-loom test-c test-install test-config clippy fmt clean install
+.PHONY: all build run test test-rust test-loom test-c test-install test-config clippy fmt clean install slabtop test-slabtop
 
 all: build
 
@@ -75,7 +75,15 @@ run: build
 	PYTHONMALLOC=malloc $$py $$tmp/pc.py > $$tmp/py.glibc; \
 	cat $$tmp/py.slab; cmp -s $$tmp/py.slab $$tmp/py.glibc && echo "python3: output identical to glibc's" || { echo "python3: OUTPUT DIFFERS"; exit 1; }
 
-test: test-rust test-loom test-c test-install test-config
+test: test-rust test-slabtop test-loom test-c test-install test-config
+
+# slabtop, the live view (its own crate, with its own target directory).
+SLABTOP := tools/slabtop/target/release/slabtop
+slabtop:
+	$(CARGO) build --release --manifest-path tools/slabtop/Cargo.toml
+
+test-slabtop:
+	$(CARGO) test --release --manifest-path tools/slabtop/Cargo.toml
 
 test-rust:
 	$(CARGO) test --release
@@ -91,26 +99,28 @@ CPU_IDS_SO := target/cpu-ids/release/libslaballoc.so
 build-cpu-ids:
 	CARGO_TARGET_DIR=target/cpu-ids $(CARGO) rustc --release --lib --crate-type cdylib -- --cfg slaballoc_nostd --cfg slaballoc_cpu_ids
 
-test-c: build build-cpu-ids
-	CPU_IDS_SO=$(CURDIR)/$(CPU_IDS_SO) bash c-tests/run.sh
+test-c: build build-cpu-ids slabtop
+	CPU_IDS_SO=$(CURDIR)/$(CPU_IDS_SO) SLABTOP=$(CURDIR)/$(SLABTOP) bash c-tests/run.sh
 
-test-install: build
+test-install: build slabtop
 	bash c-tests/install.sh
 
-test-config: build
-	bash c-tests/config.sh
+test-config: build slabtop
+	SLABTOP=$(CURDIR)/$(SLABTOP) bash c-tests/config.sh
 
 clippy:
 	$(CARGO) clippy --release --all-targets -- -D warnings
+	$(CARGO) clippy --release --all-targets --manifest-path tools/slabtop/Cargo.toml -- -D warnings
 
 fmt:
 	$(CARGO) fmt --check
+	$(CARGO) fmt --check --manifest-path tools/slabtop/Cargo.toml
 
 clean:
 	$(CARGO) clean
 	rm -rf c-tests/build bench/build
 
-install: build
+install: build slabtop
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(SO) $(DESTDIR)$(PREFIX)/lib/libslaballoc.so
 	install -m 644 target/release/libslaballoc.a $(DESTDIR)$(PREFIX)/lib/libslaballoc.a
@@ -118,5 +128,6 @@ install: build
 	sed -e 's|@PREFIX@|$(PREFIX)|g' slaballoc.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/slaballoc.pc
 	sed -e 's|@LIBDIR@|$(PREFIX)/lib|g' tools/slabrun > $(DESTDIR)$(PREFIX)/bin/slabrun
 	chmod 755 $(DESTDIR)$(PREFIX)/bin/slabrun
+	install -m 755 $(SLABTOP) $(DESTDIR)$(PREFIX)/bin/slabtop
 
 include bench/bench.mk
