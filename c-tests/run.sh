@@ -351,6 +351,23 @@ else
     skip bench_workloads "no $so"
 fi
 
+# ------------------------------------------------------------------ report and live view (live.sh)
+if [ "$have_so" = 1 ]; then
+    slabtop=${SLABTOP:-$root/tools/slabtop/target/release/slabtop}
+    timeout -k 10 300 bash "$here/live.sh" "$so" "$slabtop" >"$logs/live.log" 2>&1
+    while IFS= read -r l; do
+        case $l in
+            PASS\ *) echo "$l"; npass=$((npass + 1)) ;;
+            FAIL\ *) echo "$l"; nfail=$((nfail + 1)) ;;
+            *\ passed,\ *\ failed) ;;
+            *) echo "$l" ;;
+        esac
+    done <"$logs/live.log"
+    grep -q ' passed, ' "$logs/live.log" || fail live "live.sh did not finish"
+else
+    skip live "no $so"
+fi
+
 # ------------------------------------------------------------------ real programs
 if [ "$have_so" = 1 ]; then
     QUICK=$QUICK timeout -k 10 900 bash "$here/realprogs.sh" "$so" >"$logs/realprogs.log" 2>&1

@@ -69,6 +69,14 @@ fn nth_number(s: &[u8], n: usize) -> Option<u64> {
     parse(f)
 }
 
+/// A pid from a file name: decimal digits only, below 2^31.
+pub fn parse_u32(f: &[u8]) -> Option<u32> {
+    if f.len() > 10 {
+        return None;
+    }
+    parse(f).filter(|&v| v < 1 << 31).map(|v| v as u32)
+}
+
 fn parse(f: &[u8]) -> Option<u64> {
     if f.is_empty() || f.len() > 19 {
         return None;

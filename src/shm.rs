@@ -156,8 +156,58 @@ pub fn create() {
             unsafe { *PATH.0.get() = path };
             fill_header(p, pid);
             PAGE.store(p, Ordering::Release);
+            remove_dead(dc, pid);
             return;
         }
+    }
+}
+
+/// Removes the files of a few processes that are gone (ended by `_exit`,
+/// a signal, or `exec` into a program without the library: dash, for one,
+/// ends with `_exit`), so they do not pile up between two runs of slabtop:
+/// at most `SCAN` entries of one `getdents64` read, one `kill(pid, 0)`
+/// each. A file whose pid was reused stays for slabtop, which compares
+/// inodes.
+fn remove_dead(dir: &CStr, me: u32) {
+    const SCAN: usize = 16;
+    let mut buf = [0u8; 1024];
+    // SAFETY: plain system calls; `getdents64` writes at most `buf.len()`
+    // bytes of records into `buf`, each starting with its own length
+    // (checked before use); names are NUL-terminated within their record.
+    unsafe {
+        let fd = libc::open(
+            dir.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return;
+        }
+        let n = libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len());
+        let mut at = 0usize;
+        let mut seen = 0;
+        while n > 0 && at + 19 < n as usize && seen < SCAN {
+            let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
+            if reclen == 0 || at + reclen > n as usize {
+                break;
+            }
+            let name = &buf[at + 19..at + reclen];
+            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
+            at += reclen;
+            let Some(pid) = crate::report::parse_u32(name) else {
+                continue;
+            };
+            seen += 1;
+            if pid != me
+                && pid > 0
+                && libc::kill(pid as libc::pid_t, 0) != 0
+                && crate::os::errno() == libc::ESRCH
+            {
+                let mut z = [0u8; 16];
+                z[..name.len()].copy_from_slice(name);
+                libc::unlinkat(fd, z.as_ptr() as *const libc::c_char, 0);
+            }
+        }
+        libc::close(fd);
     }
 }
 
