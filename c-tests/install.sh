@@ -68,11 +68,15 @@ if "$prefix/bin/slabtop" --help >"$tmp/help" 2>&1 && grep -q '^usage:' "$tmp/hel
 else
     ko slabtop.help "$(head -3 "$tmp/help")"
 fi
-"$prefix/bin/slabrun" -- sleep 60 &
+"$prefix/bin/slabrun" -- python3 -c '
+import time
+while True:
+    x = [bytearray(40000) for _ in range(4)]
+    time.sleep(0.01)' &
 sleeper=$!
 listed=""
 for _ in $(seq 100); do
-    if "$prefix/bin/slabtop" | awk -v p="$sleeper" '$1 == p && $2 == "sleep" {f=1} END {exit !f}'; then
+    if "$prefix/bin/slabtop" | awk -v p="$sleeper" '$1 == p && $2 ~ /^python3/ {f=1} END {exit !f}'; then
         listed=1; break
     fi
     sleep 0.1

@@ -139,33 +139,47 @@ PY
     [ -n "$child" ] && kill -9 "$child" 2>/dev/null
 
     # A clean exit removes the file; SLABALLOC_LIVE=0 makes none.
-    LD_PRELOAD=$so sleep 2 &
+    LD_PRELOAD=$so "$tmp/live_loop" 3 &
     sp=$!; pids+=("$sp")
     if wait_listed "$sp"; then
         f=$(file_of "$sp")
         wait "$sp"
         if [ -n "$f" ] && [ ! -e "$f" ]; then ok live.removed_at_exit; else ko live.removed_at_exit "$f"; fi
     else
-        ko live.removed_at_exit "sleep not listed"
+        ko live.removed_at_exit "not listed"
     fi
-    SLABALLOC_LIVE=off LD_PRELOAD=$so sleep 1 2>"$tmp/err" &
+    # Under 50 ms of life, or with SLABALLOC_LIVE=0: no file at all (the
+    # library's constructor runs before the program's, so a short program
+    # cannot list itself: slabtop looks for its pid while it lives).
+    SLABALLOC_LIVE=off LD_PRELOAD=$so "$tmp/live_loop" 1 2>"$tmp/err" &
     sp=$!; pids+=("$sp")
-    sleep 0.3
+    sleep 0.5
     if ! listed "$sp" && [ ! -s "$tmp/err" ]; then ok live.off; else ko live.off "$(cat "$tmp/err")"; fi
     wait "$sp"
     # A process that ends with _exit leaves its file; the next process to
-    # start removes it (or slabtop does). (It looks at the first 16 entries
-    # of the directory: slabtop --clean first leaves only live processes.)
+    # make its file removes it (or slabtop does). (It looks at the first 16
+    # entries of the directory: slabtop --clean first leaves only live
+    # processes.)
     "$slabtop" --clean
-    LD_PRELOAD=$so python3 -c 'import os; print(os.getpid(), flush=True); os._exit(0)' >"$tmp/exit.pid"
+    LD_PRELOAD=$so python3 -c '
+import os, time
+t = time.time()
+while time.time() - t < 0.3:
+    x = [bytearray(40000) for _ in range(4)]
+print(os.getpid(), flush=True)
+os._exit(0)' >"$tmp/exit.pid"
     xp=$(cat "$tmp/exit.pid")
-    LD_PRELOAD=$so /bin/true
-    left=$(find /dev/shm/slaballoc-"$(id -u)" /tmp/slaballoc-"$(id -u)" ${XDG_RUNTIME_DIR:+"$XDG_RUNTIME_DIR/slaballoc"} -name "$xp" 2>/dev/null)
-    if [ -z "$left" ]; then ok live._exit_removed_by_next; else ko live._exit_removed_by_next "$left"; fi
+    dirs="/dev/shm/slaballoc-$(id -u) /tmp/slaballoc-$(id -u) ${XDG_RUNTIME_DIR:+$XDG_RUNTIME_DIR/slaballoc}"
+    before=$(for d in $dirs; do [ -e "$d/$xp" ] && echo "$d/$xp"; done)
+    LD_PRELOAD=$so "$tmp/live_loop" 0.2
+    left=$(for d in $dirs; do [ -e "$d/$xp" ] && echo "$d/$xp"; done)
+    if [ -n "$before" ] && [ -z "$left" ]; then ok live._exit_removed_by_next; else ko live._exit_removed_by_next "before: '$before', after: '$left'"; fi
     # A directory we cannot use: the next candidate, and no message.
     mkdir -p "$tmp/xdg" && : >"$tmp/xdg/slaballoc"
-    XDG_RUNTIME_DIR=$tmp/xdg LD_PRELOAD=$so /bin/true 2>"$tmp/err"
-    if [ ! -s "$tmp/err" ]; then ok live.fail_soft; else ko live.fail_soft "$(cat "$tmp/err")"; fi
+    XDG_RUNTIME_DIR=$tmp/xdg LD_PRELOAD=$so "$tmp/live_loop" 2 2>"$tmp/err" &
+    sp=$!; pids+=("$sp")
+    if wait_listed "$sp" && [ ! -s "$tmp/err" ]; then ok live.fail_soft; else ko live.fail_soft "$(cat "$tmp/err")"; fi
+    wait "$sp"
 fi
 
 echo "$npass passed, $nfail failed"

@@ -1,6 +1,7 @@
-/* live_loop.c: a program that allocates until it is killed, for the live
- * view tests (c-tests/live.sh). `live_loop fork` forks first: parent and
- * child both loop, and the child writes its pid to stdout. Each round
+/* live_loop.c: a program that allocates until it is killed, or for
+ * SECONDS then exits normally, for the live view tests (c-tests/live.sh):
+ * `live_loop [fork] [SECONDS]`. With `fork` it forks first: parent and
+ * child both loop, and the parent prints the child's pid. Each round
  * makes a large block (a malloc slow path, where a process answers
  * slabtop) and a few thousand small ones, then sleeps 5 ms. */
 #define _GNU_SOURCE
@@ -11,7 +12,9 @@
 #include <unistd.h>
 
 int main(int argc, char **argv) {
-    if (argc > 1 && strcmp(argv[1], "fork") == 0) {
+    int a = 1;
+    if (argc > a && strcmp(argv[a], "fork") == 0) {
+        a++;
         pid_t c = fork();
         if (c < 0)
             return 1;
@@ -24,7 +27,13 @@ int main(int argc, char **argv) {
     /* Seen by the compiler as used elsewhere: the large malloc stays. */
     static void *volatile big;
     struct timespec ts = {0, 5 * 1000 * 1000};
+    double secs = argc > a ? atof(argv[a]) : 1e9;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (unsigned long r = 0;; r++) {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (t.tv_sec - t0.tv_sec + (t.tv_nsec - t0.tv_nsec) / 1e9 > secs)
+            return 0;
         big = malloc(100000);
         memset(big, 1, 100000);
         for (int i = 0; i < 4096; i++) {

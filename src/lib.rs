@@ -182,7 +182,7 @@ fn slaballoc_init() {
     if config::STATS.load(core::sync::atomic::Ordering::Relaxed) != 0 {
         stats::keep_stderr();
     }
-    shm::create();
+    shm::init();
     if config::BACKGROUND.load(core::sync::atomic::Ordering::Relaxed) {
         reclaim::request();
         reclaim::after_slow_path();

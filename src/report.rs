@@ -179,7 +179,15 @@ pub fn options() -> [(&'static str, &'static str, u64); 6] {
             "",
             (crate::runs::RUNS.dirty_budget.load(Ordering::Relaxed) >> 8) as u64,
         ),
-        ("live", if crate::shm::active() { "1" } else { "0" }, 0),
+        (
+            "live",
+            if crate::config::LIVE.load(Ordering::Relaxed) {
+                "1"
+            } else {
+                "0"
+            },
+            0,
+        ),
         ("cache", if crate::cache::on() { "on" } else { "off" }, 0),
         ("zones_by", crate::cpu::id_kind(), 0),
     ]

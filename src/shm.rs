@@ -1,7 +1,8 @@
 //! The live view: a small shared file per process through which `slabtop`
 //! reads a running program's report without stopping it and without ptrace.
 //!
-//! At start-up the constructor creates `<dir>/<pid>`, mode 0600, in a
+//! At its first malloc slow path after it has run for `DELAY_NS` (50 ms:
+//! short processes never make one), a process creates `<dir>/<pid>`, mode 0600, in a
 //! per-user directory of mode 0700 (`$XDG_RUNTIME_DIR/slaballoc`, else
 //! `/dev/shm/slaballoc-<uid>`, else `/tmp/slaballoc-<uid>`; a directory
 //! that is not ours or that others can enter is refused), maps it
@@ -16,8 +17,10 @@
 //! A process that ends by `_exit`, `exec` or a signal leaves its file
 //! behind: `slabtop` removes a file whose process is gone or no longer maps
 //! it (its inode is not in `/proc/<pid>/maps`, which also covers pid
-//! reuse and `exec`). A forked child unmaps its parent's page and makes its
-//! own file at its first slow path (a child that only execs makes none).
+//! reuse and `exec`); so does the next process that makes its file, for up
+//! to 16 entries. A forked child unmaps its parent's page and makes its
+//! own file the same way, 50 ms after the fork (a child that only execs
+//! makes none).
 //! Every failure (no /dev/shm, a full disk, a sandbox) leaves the live view
 //! off, silently. `SLABALLOC_LIVE=0` turns it off.
 //!
@@ -67,11 +70,18 @@ const MAGIC: u64 = u64::from_le_bytes(*b"SLABTOP1");
 
 /// The mapped page, null while the live view is off.
 static PAGE: AtomicPtr<Page> = AtomicPtr::new(core::ptr::null_mut());
-/// A forked child that should make its own file at its first slow path.
-static PENDING: AtomicBool = AtomicBool::new(false);
+/// The process wants a file and has none yet: it makes it at its first
+/// slow path `DELAY_NS` after `SINCE` (start-up, or the fork that made it).
+static WANT: AtomicBool = AtomicBool::new(false);
+static SINCE: AtomicU64 = AtomicU64::new(0);
+/// Short processes (`/bin/true`, `expr`, `sed` in a shell script) end
+/// before this and never pay for a file: creating and removing one cost
+/// about 40 us of CPU per process on the 2-CPU test host, 5 % of a
+/// `/bin/true` there (bench/RESULTS.md).
+pub const DELAY_NS: u64 = 50_000_000;
 /// The file's path (NUL-terminated), for the destructor; written before
 /// `PAGE` is published, by one thread (the constructor, or the child thread
-/// that wins `PENDING`).
+/// that wins `WANT`).
 struct Path(core::cell::UnsafeCell<[u8; 320]>);
 // SAFETY: written only while no other thread can read it (see `PATH`'s
 // writers: before `PAGE` is published with Release), read after an Acquire
@@ -118,6 +128,26 @@ fn candidate(i: usize, b: &mut Buf<320>) -> bool {
         _ => return false,
     }
     true
+}
+
+/// Called by the constructor: the file is made at the first slow path
+/// `DELAY_NS` from now, if the live view is on.
+pub fn init() {
+    if crate::config::LIVE.load(Ordering::Relaxed) {
+        SINCE.store(coarse_ns(), Ordering::Relaxed);
+        WANT.store(true, Ordering::Relaxed);
+    }
+}
+
+/// CLOCK_MONOTONIC_COARSE (a vDSO read, no system call), in ns.
+fn coarse_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is ours to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Makes this process's file and maps it. Silent on failure.
@@ -264,7 +294,8 @@ fn fill_header(p: *mut Page, pid: u32) {
 }
 
 /// Called on malloc slow paths (no allocator lock held): writes a snapshot
-/// if `slabtop` asked for one; in a forked child, makes the child's file.
+/// if `slabtop` asked for one; makes the file once the process has lived
+/// `DELAY_NS`.
 #[inline(always)]
 pub fn poll() {
     let p = PAGE.load(Ordering::Relaxed);
@@ -274,15 +305,17 @@ pub fn poll() {
         if unsafe { (*p).request.load(Ordering::Relaxed) } != 0 {
             write_snapshot(p);
         }
-    } else if PENDING.load(Ordering::Relaxed) {
-        create_in_child();
+    } else if WANT.load(Ordering::Relaxed) {
+        create_when_due();
     }
 }
 
 #[cold]
 #[inline(never)]
-fn create_in_child() {
-    if PENDING.swap(false, Ordering::Relaxed) {
+fn create_when_due() {
+    if coarse_ns().wrapping_sub(SINCE.load(Ordering::Relaxed)) >= DELAY_NS
+        && WANT.swap(false, Ordering::Relaxed)
+    {
         create();
     }
 }
@@ -368,7 +401,10 @@ pub fn fork_child() {
     if !p.is_null() {
         // SAFETY: our mapping of FILE_SIZE bytes; no other thread exists.
         unsafe { libc::munmap(p as *mut libc::c_void, FILE_SIZE) };
-        PENDING.store(true, Ordering::Relaxed);
+        WANT.store(true, Ordering::Relaxed);
+    }
+    if WANT.load(Ordering::Relaxed) {
+        SINCE.store(coarse_ns(), Ordering::Relaxed);
     }
 }
 
