@@ -43,7 +43,9 @@
 
 use crate::fmt::Buf;
 use core::ffi::CStr;
-use core::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 
 /// Size of the file (sparse: only the pages a snapshot writes are used).
 pub const FILE_SIZE: usize = 256 * 1024;
@@ -89,6 +91,13 @@ struct Path(core::cell::UnsafeCell<[u8; 320]>);
 unsafe impl Sync for Path {}
 static PATH: Path = Path(core::cell::UnsafeCell::new([0; 320]));
 
+/// `$XDG_RUNTIME_DIR` as the constructor found it (`XDG_LEN` bytes).
+struct Xdg(core::cell::UnsafeCell<[u8; 200]>);
+// SAFETY: written once by the constructor before `XDG_LEN` is published.
+unsafe impl Sync for Xdg {}
+static XDG: Xdg = Xdg(core::cell::UnsafeCell::new([0; 200]));
+static XDG_LEN: AtomicUsize = AtomicUsize::new(0);
+
 /// True while this process has a live-view file.
 pub fn active() -> bool {
     !PAGE.load(Ordering::Relaxed).is_null()
@@ -113,12 +122,15 @@ fn candidate(i: usize, b: &mut Buf<320>) -> bool {
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() } as u64;
     match i {
-        0 => match crate::os::getenv(c"XDG_RUNTIME_DIR") {
-            Some(x) if x.first() == Some(&b'/') && x.len() < 200 => {
-                b.raw(x).str("/slaballoc");
+        0 => {
+            let n = XDG_LEN.load(Ordering::Acquire);
+            if n == 0 {
+                return candidate(1, b);
             }
-            _ => return candidate(1, b),
-        },
+            // SAFETY: the first `n` bytes were written before `n` was
+            // published (Release in `init`) and never change.
+            b.raw(unsafe { &(&*XDG.0.get())[..n] }).str("/slaballoc");
+        }
         1 => {
             b.str("/dev/shm/slaballoc-").u64(uid);
         }
@@ -133,6 +145,15 @@ fn candidate(i: usize, b: &mut Buf<320>) -> bool {
 /// Called by the constructor: the file is made at the first slow path
 /// `DELAY_NS` from now, if the live view is on.
 pub fn init() {
+    // The environment is read here, not on the slow path that makes the
+    // file, where another thread could be changing it.
+    if let Some(x) = crate::os::getenv(c"XDG_RUNTIME_DIR") {
+        if x.first() == Some(&b'/') && x.len() < 200 {
+            // SAFETY: the constructor runs once, before any reader.
+            unsafe { (&mut *XDG.0.get())[..x.len()].copy_from_slice(x) };
+            XDG_LEN.store(x.len(), Ordering::Release);
+        }
+    }
     if crate::config::LIVE.load(Ordering::Relaxed) {
         SINCE.store(coarse_ns(), Ordering::Relaxed);
         WANT.store(true, Ordering::Relaxed);
