@@ -346,9 +346,11 @@ fn free_other(p: *mut u8) {
         Block::Large(d) => {
             // SAFETY: classify validated a live large run.
             unsafe { large::free_large(d) };
+            crate::shm::poll();
         }
         Block::Huge => {
             large::free_huge(p as usize);
+            crate::shm::poll();
         }
         Block::Foreign => foreign::free(p),
     }
@@ -416,6 +418,8 @@ unsafe fn free_chunk_zone(c: usize, owner: usize, p: *mut u8) {
             } else {
                 z.free_local(d, p);
             }
+            drop(z);
+            crate::shm::poll();
             return;
         }
     }

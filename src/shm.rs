@@ -208,6 +208,12 @@ pub fn create() {
             fill_header(p, pid);
             PAGE.store(p, Ordering::Release);
             remove_dead(dc, pid);
+            // A first report, so that slabtop has one to show even if the
+            // process makes no slow-path call again (all its calls hit the
+            // per-CPU caches, or it makes none).
+            // SAFETY: `p` is our mapping, published above.
+            unsafe { (*p).request.store(1, Ordering::Relaxed) };
+            write_snapshot(p);
             return;
         }
     }

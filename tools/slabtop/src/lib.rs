@@ -252,8 +252,17 @@ pub fn snapshot(e: &Entry, wait: Duration) -> io::Result<Option<Snapshot>> {
     let Some((_, data, time)) = read_consistent(&f)? else {
         return Ok(None);
     };
-    let json: Value = serde_json::from_slice(&data)
+    let mut json: Value = serde_json::from_slice(&data)
         .map_err(|err| io::Error::other(format!("malformed report: {err}")))?;
+    // The kernel's figures are current even when the report is not.
+    if let Some(m) = json.get_mut("memory").and_then(Value::as_object_mut) {
+        if let Some(r) = resident(e.pid) {
+            m.insert("resident".into(), r.into());
+        }
+        if let Some(r) = resident_peak(e.pid) {
+            m.insert("resident_peak".into(), r.into());
+        }
+    }
     Ok(Some(Snapshot {
         json,
         written: UNIX_EPOCH + Duration::from_nanos(time),
@@ -289,6 +298,14 @@ pub fn resident(pid: u32) -> Option<u64> {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Some(pages * page.max(1) as u64)
+}
+
+/// The peak resident bytes of `pid` (`VmHWM` in `/proc/<pid>/status`).
+pub fn resident_peak(pid: u32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = l.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// The process list, as printed by `slabtop` without arguments.
@@ -331,8 +348,9 @@ pub fn render_report(snap: &Snapshot) -> String {
             "just now".to_string()
         } else {
             format!(
-                "from {age:.1} s ago (the process made no allocator slow-path call since: \
-                 idle, or SLABALLOC_BACKGROUND=1 answers within 250 ms)"
+                "from {age:.1} s ago (no allocator slow path since: its calls hit the \
+                 per-CPU caches, or it makes none; with SLABALLOC_BACKGROUND=1 it answers \
+                 within 250 ms); resident memory is current"
             )
         }
     );
@@ -508,12 +526,16 @@ mod tests {
 "memory":{"resident":2097152,"resident_peak":3145728,"committed":1048576,"reserved":67108864,"in_use":4096,"metadata":1024},
 "classes":[{"class":0,"size":16,"allocs":64,"frees":0,"in_use":6,"slabs":1,"program_mallocs":10,"program_frees":4,"utilisation":0.0015}],
 "cpus":[],"types":[{"name":"bufs","bytes":0,"objects":0,"limit":1048576,"failures":2}]}"#;
-        let p = d.join("1");
-        fake_page(&p, 1, report);
+        // A pid that is gone: no /proc figures replace the report's.
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let dead = c.id();
+        c.wait().unwrap();
+        let p = d.join(dead.to_string());
+        fake_page(&p, dead, report);
         let e = read_entry(&p).unwrap();
         assert_eq!(
             (e.pid, e.program.as_str(), e.version.as_str()),
-            (1, "fake", "0.1.0")
+            (dead, "fake", "0.1.0")
         );
         // Nobody answers the request: the last report, not fresh.
         let s = snapshot(&e, Duration::from_millis(30)).unwrap().unwrap();

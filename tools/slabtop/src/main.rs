@@ -155,10 +155,7 @@ fn main() -> ExitCode {
                         }
                         Ok(None) if mode == Mode::Once => return no_report(pid, wait),
                         Ok(None) => {
-                            println!(
-                                "\x1b[H\x1b[2J{pid} ({}): no report yet, waiting",
-                                e.program
-                            );
+                            println!("\x1b[H\x1b[2J{pid} ({}): no report yet, waiting", e.program);
                             let _ = std::io::stdout().flush();
                         }
                         Err(_) if !e.path.exists() => {
