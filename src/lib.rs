@@ -72,7 +72,12 @@
 //! [`alloc`] holds the entry points (with start-up, fork handling and foreign
 //! pointers), [`abi`] the exported symbols, [`stats`] the per-CPU counters,
 //! [`config`] the `SLABALLOC_*` variables, [`os`] every system call, [`fmt`]
-//! allocation-free formatting for diagnostics.
+//! allocation-free formatting for diagnostics. [`report`] adds what a report
+//! says beyond the counters (the process, its memory, the options, the report
+//! file of `SLABALLOC_STATS_FILE`), and [`shm`] keeps the small shared page
+//! through which `slabtop` (tools/slabtop) reads a running process's report:
+//! the process writes it at a malloc slow path when asked, so watching costs
+//! the fast path nothing.
 //!
 //! ## Rules every module follows
 //!
