@@ -14,7 +14,7 @@ use core::sync::atomic::Ordering;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The program's name: glibc's `program_invocation_short_name` (the base
-/// name of argv[0]), at most 64 bytes.
+/// name of `argv[0]`), at most 64 bytes.
 pub fn program() -> &'static [u8] {
     extern "C" {
         static program_invocation_short_name: *const libc::c_char;
