@@ -17,8 +17,10 @@
 //! A process that ends by `_exit`, `exec` or a signal leaves its file
 //! behind: `slabtop` removes a file whose process is gone or no longer maps
 //! it (its inode is not in `/proc/<pid>/maps`, which also covers pid
-//! reuse and `exec`); so does the next process that makes its file, for up
-//! to 16 entries. A forked child unmaps its parent's page and makes its
+//! reuse and `exec`). The next process that makes its file removes the
+//! files of dead pids among the directory's first 16 entries
+//! (`remove_dead`), so files of processes that `_exit` do not pile up
+//! between runs of slabtop. A forked child unmaps its parent's page and makes its
 //! own file the same way, 50 ms after the fork (a child that only execs
 //! makes none).
 //! Every failure (no /dev/shm, a full disk, a sandbox) leaves the live view
