@@ -11,7 +11,7 @@ SO      := target/release/libslaballoc.so
 CARGO   ?= cargo
 PREFIX  ?= /usr/local
 
-.PHONY: all build header run test test-rust test-loom test-header test-c test-install test-config test-docs clippy fmt clean install
+.PHONY: all build header tools run test test-rust test-tools test-loom test-header test-c test-install test-config test-docs clippy fmt clean install
 
 all: build
 
@@ -32,7 +32,17 @@ header:
 run: build
 	@bash tools/run-main.sh $(CURDIR)/$(SO)
 
-test: test-rust test-loom test-header test-c test-install test-config test-docs
+test: test-rust test-tools test-loom test-header test-c test-install test-config test-docs
+
+# The tools, workspace members built on demand: slabtop (the live view) and
+# slabprof (heap profiles to top tables, flame graphs, pprof).
+SLABTOP  := target/tools/slabtop
+SLABPROF := target/tools/slabprof
+tools:
+	$(CARGO) build --profile tools -p slabtop -p slabprof
+
+test-tools:
+	$(CARGO) test --release -p slabtop -p slabprof
 
 test-rust:
 	$(CARGO) test --release
@@ -52,14 +62,14 @@ CPU_IDS_SO := target/cpu-ids/release/libslaballoc.so
 build-cpu-ids:
 	CARGO_TARGET_DIR=target/cpu-ids $(CARGO) build --release -p slaballoc-ffi --features cpu-ids
 
-test-c: build build-cpu-ids
-	CPU_IDS_SO=$(CURDIR)/$(CPU_IDS_SO) bash c-tests/run.sh
+test-c: build build-cpu-ids tools
+	CPU_IDS_SO=$(CURDIR)/$(CPU_IDS_SO) SLABTOP=$(CURDIR)/$(SLABTOP) SLABPROF=$(CURDIR)/$(SLABPROF) bash c-tests/run.sh
 
-test-install: build
+test-install: build tools
 	bash c-tests/install.sh
 
-test-config: build
-	bash c-tests/config.sh
+test-config: build tools
+	SLABTOP=$(CURDIR)/$(SLABTOP) bash c-tests/config.sh
 
 # The documentation against the tree: RELIABILITY.md's counts (Rust tests,
 # loom models, C test programs, invalid-free cases) and every link of the
@@ -68,16 +78,16 @@ test-docs:
 	python3 tools/check-docs.py
 
 clippy:
-	$(CARGO) clippy --release --all-targets -- -D warnings
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 fmt:
-	$(CARGO) fmt --check
+	$(CARGO) fmt --all --check
 
 clean:
 	$(CARGO) clean
 	rm -rf c-tests/build bench/build
 
-install: build
+install: build tools
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(SO) $(DESTDIR)$(PREFIX)/lib/libslaballoc.so
 	install -m 644 target/release/libslaballoc.a $(DESTDIR)$(PREFIX)/lib/libslaballoc.a
@@ -85,5 +95,7 @@ install: build
 	sed -e 's|@PREFIX@|$(PREFIX)|g' slaballoc.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/slaballoc.pc
 	sed -e 's|@LIBDIR@|$(PREFIX)/lib|g' tools/slabrun > $(DESTDIR)$(PREFIX)/bin/slabrun
 	chmod 755 $(DESTDIR)$(PREFIX)/bin/slabrun
+	install -m 755 $(SLABTOP) $(DESTDIR)$(PREFIX)/bin/slabtop
+	install -m 755 $(SLABPROF) $(DESTDIR)$(PREFIX)/bin/slabprof
 
 include bench/bench.mk

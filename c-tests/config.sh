@@ -37,13 +37,29 @@ else
     ko config.warnings "$n warnings: $(cat "$tmp/err")"
 fi
 grep -q "unknown variable SLABALLOC_STAT ignored" "$tmp/err" && ok config.unknown_name || ko config.unknown_name
+# Each warning names the value used instead.
+if grep -q '^slaballoc: warning: ignoring SLABALLOC_STATS=bogus (expected 0, 1, text or json); using 0 (no report)$' "$tmp/err" &&
+    grep -q '^slaballoc: warning: ignoring SLABALLOC_BACKGROUND=2 (expected 0 or 1); using 0$' "$tmp/err" &&
+    grep -q '^slaballoc: warning: ignoring SLABALLOC_DIRTY_MAX_MB=lots (.*); using 32$' "$tmp/err" &&
+    [ "$(grep '^slaballoc: warning: ignoring ' "$tmp/err" | grep -vc '; using ')" = 0 ]; then
+    ok config.warnings_say_instead
+else
+    ko config.warnings_say_instead "$(cat "$tmp/err")"
+fi
+# Words are matched without regard to case.
+run SLABALLOC_STATS=JSON SLABALLOC_NOTIFY=Every SLABALLOC_BACKGROUND=On SLABALLOC_LIVE=OFF
+if ! grep -q 'warning' "$tmp/err" && grep -q '"notify":"every","background":"1",.*"live":"0"' "$tmp/err"; then
+    ok config.case_insensitive
+else
+    ko config.case_insensitive "$(head -c 600 "$tmp/err")"
+fi
 # Good values: no warning.
-run SLABALLOC_STATS=0 SLABALLOC_BACKGROUND=1 SLABALLOC_NOTIFY=every SLABALLOC_DIRTY_MAX_MB=64
+run SLABALLOC_STATS=0 SLABALLOC_BACKGROUND=1 SLABALLOC_NOTIFY=every SLABALLOC_DIRTY_MAX_MB=64 SLABALLOC_LIVE=1
 [ ! -s "$tmp/err" ] && ok config.good_values || ko config.good_values "$(cat "$tmp/err")"
 
 # Report formats.
 run SLABALLOC_STATS=1
-grep -q '^slaballoc: zones=[0-9]* allocs=[0-9]* .*bytes_mapped=[0-9]*' "$tmp/err" && ok stats.line || ko stats.line "$(cat "$tmp/err")"
+grep -q '^slaballoc: pid=[0-9]* program=echo version=[0-9.]* zones=[0-9]* mallocs=[0-9]* frees=[0-9]* allocs=[0-9]* .*bytes_mapped=[0-9]*' "$tmp/err" && ok stats.line || ko stats.line "$(cat "$tmp/err")"
 run SLABALLOC_STATS=text
 grep -q '^slaballoc statistics' "$tmp/err" && grep -q '  class   size' "$tmp/err" && ok stats.text || ko stats.text
 run SLABALLOC_STATS=json
@@ -85,6 +101,31 @@ if cc "$tmp/secure.c" -L"$libdir" -Wl,-rpath,"$libdir" -lslaballoc -o "$tmp/secu
 else
     ko secure.build "$(head -3 "$tmp/cc.err")"
 fi
+
+# slabrun: help on stdout (exit 0), a library that is not slaballoc
+# refused, errors that say what to do.
+slabrun=$root/tools/slabrun
+if sh "$slabrun" --help >"$tmp/out" 2>"$tmp/err" && grep -q '^  slabrun \[--stats' "$tmp/out" && [ ! -s "$tmp/err" ]; then
+    ok slabrun.help
+else
+    ko slabrun.help "$(cat "$tmp/out" "$tmp/err" | head -3)"
+fi
+libc=$(ldd /bin/true | awk '/libc.so/ {print $3}')
+for bad in /etc/passwd "$libc"; do
+    sh "$slabrun" --lib "$bad" -- /bin/echo ran >"$tmp/out" 2>"$tmp/err"; rc=$?
+    if [ "$rc" = 127 ] && [ ! -s "$tmp/out" ] && grep -q "is not slaballoc .*--lib or SLABALLOC_LIB" "$tmp/err"; then
+        ok "slabrun.refuses.$(basename "$bad")"
+    else
+        ko "slabrun.refuses.$(basename "$bad")" "rc $rc: $(cat "$tmp/out" "$tmp/err")"
+    fi
+done
+sh "$slabrun" --lib "$so" -- no-such-program-here >"$tmp/out" 2>"$tmp/err"; rc=$?
+[ "$rc" = 127 ] && grep -q 'no-such-program-here: command not found (give its path, or check PATH)' "$tmp/err" \
+    && ok slabrun.not_found || ko slabrun.not_found "rc $rc: $(cat "$tmp/err")"
+sh "$slabrun" --lib "$so" -- /etc/passwd >"$tmp/out" 2>"$tmp/err"; rc=$?
+[ "$rc" = 126 ] && grep -q 'not an executable file' "$tmp/err" && ok slabrun.not_executable || ko slabrun.not_executable "rc $rc: $(cat "$tmp/err")"
+sh "$slabrun" --lib "$so" --stats -- /bin/echo ran >"$tmp/out" 2>"$tmp/err"
+[ "$(cat "$tmp/out")" = ran ] && grep -q '^slaballoc: pid=' "$tmp/err" && ok slabrun.runs || ko slabrun.runs "$(cat "$tmp/out" "$tmp/err")"
 
 echo "$npass passed, $nfail failed"
 [ "$nfail" -eq 0 ]

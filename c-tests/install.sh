@@ -19,7 +19,7 @@ if make -s install PREFIX="$prefix" >"$tmp/install.log" 2>&1; then
 else
     ko install "$(tail -5 "$tmp/install.log")"
 fi
-for f in lib/libslaballoc.so lib/libslaballoc.a include/slaballoc.h lib/pkgconfig/slaballoc.pc bin/slabrun; do
+for f in lib/libslaballoc.so lib/libslaballoc.a include/slaballoc.h lib/pkgconfig/slaballoc.pc bin/slabrun bin/slabtop; do
     [ -e "$prefix/$f" ] || ko "install.$f" "missing"
 done
 
@@ -61,6 +61,28 @@ PY
 }
 check example.linked "$tmp/example"
 check example.slabrun "$prefix/bin/slabrun" --json -- "$tmp/example"
+
+# The installed slabtop sees a program that the installed slabrun started.
+if "$prefix/bin/slabtop" --help >"$tmp/help" 2>&1 && grep -q '^usage:' "$tmp/help"; then
+    ok slabtop.help
+else
+    ko slabtop.help "$(head -3 "$tmp/help")"
+fi
+"$prefix/bin/slabrun" -- python3 -c '
+import time
+while True:
+    x = [bytearray(40000) for _ in range(4)]
+    time.sleep(0.01)' &
+sleeper=$!
+listed=""
+for _ in $(seq 100); do
+    if "$prefix/bin/slabtop" | awk -v p="$sleeper" '$1 == p && $2 ~ /^python3/ {f=1} END {exit !f}'; then
+        listed=1; break
+    fi
+    sleep 0.1
+done
+kill "$sleeper" 2>/dev/null; wait "$sleeper" 2>/dev/null
+[ -n "$listed" ] && ok slabtop.lists_slabrun || ko slabtop.lists_slabrun "$("$prefix/bin/slabtop" 2>&1 | head -5)"
 
 echo "$npass passed, $nfail failed"
 [ "$nfail" -eq 0 ]

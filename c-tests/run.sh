@@ -340,10 +340,10 @@ fi
 # samples on every run (each thread's generator is seeded in thread order).
 # tools/slabprof reads the dumps: top table, flame graph, pprof.
 if [ "$have_so" = 1 ]; then
-    slabprof=$root/tools/slabprof/target/release/slabprof
+    slabprof=${SLABPROF:-$root/target/tools/slabprof}
     pdir=$build/prof.out
     rm -rf "$pdir"; mkdir -p "$pdir"
-    if ! cargo build --release --quiet --manifest-path "$root/tools/slabprof/Cargo.toml" \
+    if [ ! -x "$slabprof" ] && ! (cd "$root" && cargo build --profile tools --quiet -p slabprof) \
         >"$logs/build.slabprof.log" 2>&1; then
         fail build.slabprof
     elif ! $CC -O1 -g -pthread -Wall -o "$build/prof" "$here/prof.c" -ldl >"$logs/build.prof.log" 2>&1; then
@@ -428,6 +428,23 @@ if [ "$have_so" = 1 ]; then
     [ "$wl_ok" = 1 ] && pass bench_workloads
 else
     skip bench_workloads "no $so"
+fi
+
+# ------------------------------------------------------------------ report and live view (live.sh)
+if [ "$have_so" = 1 ]; then
+    slabtop=${SLABTOP:-$root/target/tools/slabtop}
+    timeout -k 10 300 bash "$here/live.sh" "$so" "$slabtop" >"$logs/live.log" 2>&1
+    while IFS= read -r l; do
+        case $l in
+            PASS\ *) echo "$l"; npass=$((npass + 1)) ;;
+            FAIL\ *) echo "$l"; nfail=$((nfail + 1)) ;;
+            *\ passed,\ *\ failed) ;;
+            *) echo "$l" ;;
+        esac
+    done <"$logs/live.log"
+    grep -q ' passed, ' "$logs/live.log" || fail live "live.sh did not finish"
+else
+    skip live "no $so"
 fi
 
 # ------------------------------------------------------------------ real programs

@@ -83,6 +83,7 @@ extern "C" fn fork_child() {
     zone::fork_child();
     crate::reclaim::fork_child();
     crate::prof::fork_child();
+    crate::hook::fork_child();
 }
 
 // ---- malloc ----
@@ -184,9 +185,12 @@ fn alloc_small_zone(c: usize) -> *mut u8 {
                 drop(z);
                 return alloc_small_retry(c);
             }
+            z.count_malloc(c);
             if crate::cache::on() {
                 z.fill_cache(c);
             }
+            drop(z);
+            crate::hook::slow_path();
             handed_out(p)
         }
         None => emergency(size_class::class_size(c), 16),
@@ -201,6 +205,7 @@ fn alloc_small_retry(c: usize) -> *mut u8 {
     if let Some(z) = zone::lock_current() {
         let p = z.alloc(c);
         if !p.is_null() {
+            z.count_malloc(c);
             return handed_out(p);
         }
     }
@@ -236,6 +241,7 @@ fn alloc_big(size: usize, align: usize) -> (*mut u8, bool) {
 fn alloc_big_raw(size: usize, align: usize) -> (*mut u8, bool) {
     ensure_init();
     crate::reclaim::after_slow_path();
+    crate::hook::slow_path();
     if size > MAX_REQUEST {
         return (fail(), false);
     }
@@ -346,12 +352,14 @@ fn free_other(p: *mut u8) {
             }
             // SAFETY: classify validated a live large run.
             unsafe { large::free_large(d) };
+            crate::hook::slow_path();
         }
         Block::Huge => {
             if crate::prof::on() && !crate::prof::on_free(p) {
                 return;
             }
             large::free_huge(p as usize);
+            crate::hook::slow_path();
         }
         Block::Foreign => foreign::free(p),
     }
@@ -411,6 +419,7 @@ unsafe fn free_chunk_zone(c: usize, owner: usize, p: *mut u8) {
     let d = pagemap::slab_desc_fast(p as usize);
     if owner == crate::cpu::current_zone() {
         if let Some(z) = zone::try_lock_index(owner) {
+            z.count_free(c);
             if crate::cache::on() {
                 // A full cache: `p` and half of it to the stash while we
                 // hold the lock.
@@ -418,6 +427,8 @@ unsafe fn free_chunk_zone(c: usize, owner: usize, p: *mut u8) {
             } else {
                 z.free_local(d, p);
             }
+            drop(z);
+            crate::hook::slow_path();
             return;
         }
     }

@@ -274,6 +274,11 @@ pub fn hits(c: usize) -> (u64, u64) {
     })
 }
 
+/// Address space of the cache blocks (0 while the cache is off).
+pub fn reserved_bytes() -> usize {
+    state().map_or(0, |k| k.n as usize * CPU_STRIDE)
+}
+
 /// Chunks waiting in all CPUs' outboxes now (racy: for statistics).
 pub fn in_outboxes() -> u64 {
     state().map_or(0, |k| k.cached(OUTBOX))

@@ -4,17 +4,38 @@
 //! ld.so makes its first malloc calls), never on a malloc path. Until then the
 //! defaults apply. In set-uid/set-gid programs (`AT_SECURE`) the environment is
 //! ignored, as glibc does for its own malloc variables. A malformed value gets
-//! one warning line and the default.
+//! one warning line that names the value used instead. Words (`text`,
+//! `every`, `on`, ...) are matched without regard to case.
 
 use crate::fmt::warn;
 use core::ffi::CStr;
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// `SLABALLOC_NOTIFY=every`: a ring message for every remote free (the pre-2010
 /// DragonFly design), to compare with the default (`detach`).
 pub static NOTIFY_EVERY: AtomicBool = AtomicBool::new(false);
 /// `SLABALLOC_STATS`: 0 off, 1 key=value line at exit, 2 text, 3 JSON.
 pub static STATS: AtomicU8 = AtomicU8::new(0);
+/// `SLABALLOC_LIVE=0`: no live-view file for `slabtop` (see `shm`).
+pub static LIVE: AtomicBool = AtomicBool::new(true);
+/// `SLABALLOC_STATS_FILE`: where the exit-time report goes (a pattern, see
+/// `report::expand_pattern`); a copy of the value, `STATS_FILE_LEN` bytes
+/// (0: stderr). Written once by the constructor, before any reader.
+struct FilePattern(core::cell::UnsafeCell<[u8; 256]>);
+// SAFETY: written only by `load` (the constructor, before main and before
+// any thread of the program exists), read at exit.
+unsafe impl Sync for FilePattern {}
+static STATS_FILE: FilePattern = FilePattern(core::cell::UnsafeCell::new([0; 256]));
+static STATS_FILE_LEN: AtomicUsize = AtomicUsize::new(0);
+
+/// The `SLABALLOC_STATS_FILE` pattern, if one was given.
+pub fn stats_file() -> Option<&'static [u8]> {
+    let n = STATS_FILE_LEN.load(Ordering::Acquire);
+    // SAFETY: the first `n` bytes were written before `n` was published
+    // (Release in `load`), and never change afterwards.
+    (n > 0).then(|| unsafe { &(&*STATS_FILE.0.get())[..n] })
+}
+
 /// `SLABALLOC_BACKGROUND=1`: start the reclaimer thread.
 pub static BACKGROUND: AtomicBool = AtomicBool::new(false);
 
@@ -42,34 +63,43 @@ fn parse_u64(v: &[u8]) -> Option<u64> {
     Some(n)
 }
 
-fn bad(name: &CStr, v: &[u8], expect: &str) {
+/// One warning: the value, what was expected, and what is used instead.
+fn bad(name: &CStr, v: &[u8], expect: &str, instead: &str) {
     warn(&[
         b"ignoring ",
         name.to_bytes(),
         b"=",
-        v,
+        &v[..v.len().min(64)],
         b" (expected ",
         expect.as_bytes(),
-        b")",
+        b"); using ",
+        instead.as_bytes(),
     ]);
 }
 
-fn flag(name: &CStr) -> Option<bool> {
+/// `v` equals `word` (lower case), ignoring ASCII case.
+fn is(v: &[u8], word: &str) -> bool {
+    v.eq_ignore_ascii_case(word.as_bytes())
+}
+
+fn flag(name: &CStr, default: &str) -> Option<bool> {
     let v = crate::os::getenv(name)?;
-    match v {
-        b"1" | b"yes" | b"on" | b"true" => Some(true),
-        b"0" | b"no" | b"off" | b"false" | b"" => Some(false),
-        _ => {
-            bad(name, v, "0 or 1");
-            None
-        }
+    if ["1", "yes", "on", "true"].iter().any(|w| is(v, w)) {
+        Some(true)
+    } else if v.is_empty() || ["0", "no", "off", "false"].iter().any(|w| is(v, w)) {
+        Some(false)
+    } else {
+        bad(name, v, "0 or 1", default);
+        None
     }
 }
 
 /// Every variable we read; any other `SLABALLOC_*` name gets a warning.
-const KNOWN: [&[u8]; 10] = [
+const KNOWN: [&[u8]; 12] = [
     b"SLABALLOC_NOTIFY",
     b"SLABALLOC_STATS",
+    b"SLABALLOC_STATS_FILE",
+    b"SLABALLOC_LIVE",
     b"SLABALLOC_BACKGROUND",
     b"SLABALLOC_DIRTY_MAX_MB",
     b"SLABALLOC_FAIL_MAP_AFTER",
@@ -104,81 +134,148 @@ fn warn_unknown() {
 /// Reads the environment. Called from the library constructor.
 pub fn load() {
     if crate::os::getauxval(libc::AT_SECURE) != 0 {
+        LIVE.store(false, Ordering::Relaxed);
         return;
     }
     warn_unknown();
     if let Some(v) = crate::os::getenv(c"SLABALLOC_NOTIFY") {
-        match v {
-            b"every" => NOTIFY_EVERY.store(true, Ordering::Relaxed),
-            b"detach" | b"" => NOTIFY_EVERY.store(false, Ordering::Relaxed),
-            _ => bad(c"SLABALLOC_NOTIFY", v, "detach or every"),
+        if is(v, "every") {
+            NOTIFY_EVERY.store(true, Ordering::Relaxed);
+        } else if v.is_empty() || is(v, "detach") {
+            NOTIFY_EVERY.store(false, Ordering::Relaxed);
+        } else {
+            bad(c"SLABALLOC_NOTIFY", v, "detach or every", "detach");
         }
     }
     if let Some(v) = crate::os::getenv(c"SLABALLOC_STATS") {
-        match v {
-            b"1" => STATS.store(1, Ordering::Relaxed),
-            b"text" => STATS.store(2, Ordering::Relaxed),
-            b"json" => STATS.store(3, Ordering::Relaxed),
-            b"0" | b"" => STATS.store(0, Ordering::Relaxed),
-            _ => bad(c"SLABALLOC_STATS", v, "0, 1, text or json"),
+        let f = [("0", 0), ("1", 1), ("line", 1), ("text", 2), ("json", 3)]
+            .iter()
+            .find(|(w, _)| is(v, w))
+            .map(|&(_, f)| f);
+        match f {
+            Some(f) => STATS.store(f, Ordering::Relaxed),
+            None if v.is_empty() => {}
+            None => bad(c"SLABALLOC_STATS", v, "0, 1, text or json", "0 (no report)"),
         }
     }
-    if let Some(b) = flag(c"SLABALLOC_BACKGROUND") {
+    if let Some(v) = crate::os::getenv(c"SLABALLOC_STATS_FILE") {
+        if v.is_empty() {
+        } else if v.len() > 255 || v.contains(&0) {
+            bad(
+                c"SLABALLOC_STATS_FILE",
+                v,
+                "a path of at most 255 bytes",
+                "stderr",
+            );
+        } else {
+            // SAFETY: the constructor runs before any reader (see
+            // `STATS_FILE`); `v` fits.
+            unsafe { (&mut *STATS_FILE.0.get())[..v.len()].copy_from_slice(v) };
+            STATS_FILE_LEN.store(v.len(), Ordering::Release);
+            // A destination without a format: the readable one.
+            if STATS.load(Ordering::Relaxed) == 0 && crate::os::getenv(c"SLABALLOC_STATS").is_none()
+            {
+                STATS.store(2, Ordering::Relaxed);
+            }
+        }
+    }
+    if let Some(b) = flag(c"SLABALLOC_BACKGROUND", "0") {
         BACKGROUND.store(b, Ordering::Relaxed);
+    }
+    if let Some(b) = flag(c"SLABALLOC_LIVE", "1") {
+        LIVE.store(b, Ordering::Relaxed);
     }
     if let Some(v) = crate::os::getenv(c"SLABALLOC_DIRTY_MAX_MB") {
         match parse_u64(v) {
             Some(mb) if mb <= 1 << 20 => crate::runs::RUNS
                 .dirty_budget
                 .store((mb as usize) << 8, Ordering::Relaxed),
-            _ => bad(c"SLABALLOC_DIRTY_MAX_MB", v, "a number of MiB"),
+            _ => bad(
+                c"SLABALLOC_DIRTY_MAX_MB",
+                v,
+                "a number of MiB up to 1048576",
+                "32",
+            ),
         }
     }
     if let Some(v) = crate::os::getenv(c"SLABALLOC_FAIL_MAP_AFTER") {
         match parse_u64(v) {
             Some(n) if n < i64::MAX as u64 => crate::os::fail_maps_after(n as i64),
-            _ => bad(c"SLABALLOC_FAIL_MAP_AFTER", v, "a count"),
+            _ => bad(
+                c"SLABALLOC_FAIL_MAP_AFTER",
+                v,
+                "a count",
+                "no fault injection",
+            ),
         }
     }
     load_prof();
 }
 
-/// The heap profiler's variables (`prof`).
+/// The heap profiler's variables (`prof` reads them at start-up).
 fn load_prof() {
-    use crate::prof;
-    if let Some(b) = flag(c"SLABALLOC_PROF") {
-        prof::WANTED.store(b, Ordering::Relaxed);
+    if let Some(b) = flag(c"SLABALLOC_PROF", "off") {
+        PROF.store(b, Ordering::Relaxed);
     }
     if let Some(v) = crate::os::getenv(c"SLABALLOC_PROF_SAMPLE") {
         match parse_u64(v) {
-            Some(n) if (1..1 << 40).contains(&n) => prof::SAMPLE.store(n, Ordering::Relaxed),
+            Some(n) if (1..1 << 40).contains(&n) => PROF_SAMPLE.store(n, Ordering::Relaxed),
             _ => bad(
                 c"SLABALLOC_PROF_SAMPLE",
                 v,
                 "mean bytes between samples, 1 to 2^40",
+                "524288",
             ),
         }
     }
-    if let Some(b) = flag(c"SLABALLOC_PROF_PEAK") {
-        prof::PEAK.store(b, Ordering::Relaxed);
+    if let Some(b) = flag(c"SLABALLOC_PROF_PEAK", "off") {
+        PROF_PEAK.store(b, Ordering::Relaxed);
     }
     if let Some(v) = crate::os::getenv(c"SLABALLOC_PROF_SEED") {
         match parse_u64(v) {
-            Some(n) => prof::SEED.store(n, Ordering::Relaxed),
-            _ => bad(c"SLABALLOC_PROF_SEED", v, "a number"),
+            Some(n) => PROF_SEED.store(n, Ordering::Relaxed),
+            _ => bad(c"SLABALLOC_PROF_SEED", v, "a number", "a random seed"),
         }
     }
     if let Some(v) = crate::os::getenv(c"SLABALLOC_PROF_PREFIX") {
         if !v.is_empty() && v.len() < 400 {
-            prof::set_prefix(v);
+            PROF_PREFIX.store(v.as_ptr() as usize, Ordering::Relaxed);
+            PROF_PREFIX_LEN.store(v.len(), Ordering::Release);
         } else {
             bad(
                 c"SLABALLOC_PROF_PREFIX",
                 v,
                 "a path prefix of 1 to 399 bytes",
+                "slaballoc",
             );
         }
     }
+}
+
+/// `SLABALLOC_PROF=1`: sampled heap profiling (`prof`).
+pub static PROF: AtomicBool = AtomicBool::new(false);
+/// `SLABALLOC_PROF_SAMPLE`: mean bytes between samples (tcmalloc's and
+/// jemalloc's default, 512 KiB).
+pub static PROF_SAMPLE: AtomicU64 = AtomicU64::new(512 * 1024);
+/// `SLABALLOC_PROF_PEAK=1`: a profile at each new peak.
+pub static PROF_PEAK: AtomicBool = AtomicBool::new(false);
+/// `SLABALLOC_PROF_SEED`: the sampler's seed; 0, random.
+pub static PROF_SEED: AtomicU64 = AtomicU64::new(0);
+/// `SLABALLOC_PROF_PREFIX`: where the environment string lives (it outlives
+/// us: we only read it).
+static PROF_PREFIX: AtomicUsize = AtomicUsize::new(0);
+static PROF_PREFIX_LEN: AtomicUsize = AtomicUsize::new(0);
+
+/// The profiles' file prefix: `SLABALLOC_PROF_PREFIX`, or `slaballoc`.
+pub fn prof_prefix() -> &'static [u8] {
+    let n = PROF_PREFIX_LEN.load(Ordering::Acquire);
+    if n == 0 {
+        return b"slaballoc";
+    }
+    // SAFETY: the pointer and length of an environment string, published
+    // (Release) after the pointer; the environment is not changed by us and
+    // outlives the process's use of it (as `getenv`'s result).
+    unsafe { core::slice::from_raw_parts(PROF_PREFIX.load(Ordering::Relaxed) as *const u8, n) }
 }
 
 #[cfg(test)]
@@ -192,5 +289,10 @@ mod tests {
         assert_eq!(parse_u64(b""), None);
         assert_eq!(parse_u64(b"12x"), None);
         assert_eq!(parse_u64(b"99999999999999999999"), None);
+    }
+
+    #[test]
+    fn words_ignore_case() {
+        assert!(is(b"JSON", "json") && is(b"Every", "every") && !is(b"jsonx", "json"));
     }
 }

@@ -76,7 +76,12 @@
 //! [`alloc`] holds the entry points (with start-up, fork handling and foreign
 //! pointers), [`abi`] the exported symbols, [`stats`] the per-CPU counters,
 //! [`config`] the `SLABALLOC_*` variables, [`os`] every system call, [`fmt`]
-//! allocation-free formatting for diagnostics.
+//! allocation-free formatting for diagnostics. [`report`] adds what a report
+//! says beyond the counters (the process, its memory, the options, the report
+//! file of `SLABALLOC_STATS_FILE`), and [`shm`] keeps the small shared page
+//! through which `slabtop` (tools/slabtop) reads a running process's report:
+//! the process writes it at a malloc slow path when asked, so watching costs
+//! the fast path nothing.
 //!
 //! ## Rules every module follows
 //!
@@ -113,14 +118,17 @@ mod config;
 mod cpu;
 mod fmt;
 mod foreign;
+mod hook;
 mod integrity;
 mod large;
 mod os;
 mod pagemap;
 mod prof;
 mod reclaim;
+mod report;
 mod ring;
 mod runs;
+mod shm;
 mod size_class;
 mod slab;
 mod stats;
@@ -190,17 +198,31 @@ fn slaballoc_init() {
     if config::STATS.load(core::sync::atomic::Ordering::Relaxed) != 0 {
         stats::keep_stderr();
     }
+    shm::init();
+    hook::set(live_view, shm::fork_child);
     if config::BACKGROUND.load(core::sync::atomic::Ordering::Relaxed) {
         reclaim::request();
         reclaim::after_slow_path();
     }
 }
 
-/// At exit: the stats line, if asked for.
+/// The slow-path hook (`hook`): the live view's snapshot and file, and a
+/// heap profile if `slabtop --prof-dump` asked for one.
+fn live_view() {
+    shm::poll();
+    if shm::take_prof_request() {
+        prof::dump_now();
+    }
+}
+
+/// At exit: the report, if asked for; the live-view file goes. (A process
+/// that ends by `_exit` or a signal runs no destructor: no report, and
+/// `slabtop` removes its file.)
 #[ctor::dtor]
 fn slaballoc_exit() {
     prof::dump_at_exit();
     if let Some(f) = config::stats_format() {
         stats::print_at_exit(f);
     }
+    shm::remove();
 }

@@ -57,8 +57,6 @@ use crate::sync::{Busy, OwnerLock};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-/// Default mean bytes between samples (tcmalloc's and jemalloc's default).
-pub const DEFAULT_SAMPLE: u64 = 512 * 1024;
 /// Frames kept per sample (our own frames included; the tool drops them).
 pub const MAX_FRAMES: usize = 64;
 /// Live samples the table holds; more are dropped (counted). At the default
@@ -70,33 +68,12 @@ const INDEX: usize = POOL * 2;
 const EMPTY: u32 = 0;
 const TOMB: u32 = 1;
 
-// ---- configuration (set by `config::load`, before `init`) ----
+// ---- configuration (`config`'s PROF_* settings, read at init and after) ----
 
-/// `SLABALLOC_PROF=1`.
-pub static WANTED: AtomicBool = AtomicBool::new(false);
-/// `SLABALLOC_PROF_SAMPLE`: mean bytes between samples.
-pub static SAMPLE: AtomicU64 = AtomicU64::new(DEFAULT_SAMPLE);
-/// `SLABALLOC_PROF_PEAK=1`.
-pub static PEAK: AtomicBool = AtomicBool::new(false);
-/// `SLABALLOC_PROF_SEED`: seeds the threads' generators (0: random).
-pub static SEED: AtomicU64 = AtomicU64::new(0);
-/// `SLABALLOC_PROF_PREFIX` (NUL-free bytes of the environment, static).
-static PREFIX: AtomicUsize = AtomicUsize::new(0);
-static PREFIX_LEN: AtomicUsize = AtomicUsize::new(0);
-
-pub fn set_prefix(p: &'static [u8]) {
-    PREFIX_LEN.store(p.len(), Ordering::Relaxed);
-    PREFIX.store(p.as_ptr() as usize, Ordering::Relaxed);
-}
+use crate::config::{PROF as WANTED, PROF_PEAK as PEAK, PROF_SAMPLE as SAMPLE, PROF_SEED as SEED};
 
 fn prefix() -> &'static [u8] {
-    let p = PREFIX.load(Ordering::Relaxed);
-    if p == 0 {
-        return b"slaballoc";
-    }
-    // SAFETY: `set_prefix` stored a slice of the environment, which lives as
-    // long as the process and is never modified by us.
-    unsafe { core::slice::from_raw_parts(p as *const u8, PREFIX_LEN.load(Ordering::Relaxed)) }
+    crate::config::prof_prefix()
 }
 
 /// True once sampling is on. Read on slow paths only.
@@ -785,6 +762,7 @@ fn copy_maps(fd: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    const DEFAULT_SAMPLE: u64 = 512 * 1024;
 
     #[test]
     fn exp_matches_std() {

@@ -23,6 +23,12 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 #[derive(Default)]
 pub struct ClassStats {
     pub allocs: AtomicU64,
+    /// The program's mallocs and local frees of this class that went past
+    /// the per-CPU cache (served or taken by the zone under its lock): with
+    /// the cache's own pop and push counts and `remote_frees`, the
+    /// program's calls (see `class_calls`).
+    pub mallocs: AtomicU64,
+    pub frees: AtomicU64,
     pub local_frees: AtomicU64,
     pub remote_frees: AtomicU64,
     pub slabs_new: AtomicU64,
@@ -33,6 +39,8 @@ impl ClassStats {
     const fn new() -> Self {
         ClassStats {
             allocs: AtomicU64::new(0),
+            mallocs: AtomicU64::new(0),
+            frees: AtomicU64::new(0),
             local_frees: AtomicU64::new(0),
             remote_frees: AtomicU64::new(0),
             slabs_new: AtomicU64::new(0),
@@ -187,6 +195,43 @@ pub struct Totals {
     /// the `*_frees` count chunks leaving and reaching their slabs).
     pub cache_allocs: u64,
     pub cache_frees: u64,
+    /// The program's mallocs and frees (blocks handed out and taken back,
+    /// cache hits included; a realloc that moves a block counts one of
+    /// each): see `class_calls`.
+    pub mallocs: u64,
+    pub frees: u64,
+    /// `SA_NOWAIT` allocations refused at a malloc type's limit.
+    pub type_failures: u64,
+}
+
+/// The program's mallocs and frees of each class, cache hits included.
+///
+/// Counted where they happen, with no extra work on the fast path: a hit
+/// is counted by the cache's own section (`cache::hits`, bumped just
+/// before the commit, so a section the kernel restarts after that counts
+/// twice: rare, and only ever more); a malloc or local free past the cache
+/// by the zone under its lock (`ClassStats::mallocs`, `frees`); a remote
+/// free when it reaches its slab (`remote_frees`: from an outbox, or
+/// directly). Frees still waiting in an outbox have no class yet; `totals`
+/// adds them.
+#[inline(never)]
+pub fn class_calls() -> [(u64, u64); NCLASSES] {
+    let mut out = [(0u64, 0u64); NCLASSES];
+    let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    for z in crate::zone::ZONES.iter().take(crate::cpu::nzones()) {
+        for (o, c) in out.iter_mut().zip(z.stats.class.iter()) {
+            o.0 = o.0.wrapping_add(r(&c.mallocs));
+            o.1 =
+                o.1.wrapping_add(r(&c.frees))
+                    .wrapping_add(r(&c.remote_frees));
+        }
+    }
+    for (c, o) in out.iter_mut().enumerate() {
+        let (a, f) = crate::cache::hits(c);
+        o.0 = o.0.wrapping_add(a);
+        o.1 = o.1.wrapping_add(f);
+    }
+    out
 }
 
 /// Per-class totals over every zone.
@@ -282,13 +327,21 @@ pub fn totals() -> Totals {
         t.cache_allocs = t.cache_allocs.wrapping_add(a);
         t.cache_frees = t.cache_frees.wrapping_add(f);
     }
+    let (m, f) = class_calls().iter().fold((0u64, 0u64), |(m, f), c| {
+        (m.wrapping_add(c.0), f.wrapping_add(c.1))
+    });
+    t.mallocs = m + t.large_allocs + t.huge_allocs;
+    t.frees = f + crate::cache::in_outboxes() + t.large_frees + t.huge_frees;
+    crate::types::for_each(|ty| t.type_failures += ty.failures);
     t
 }
 
 /// The totals as `(key, value)` pairs, in report order.
-pub fn fields(t: &Totals) -> [(&'static str, u64); 27] {
+pub fn fields(t: &Totals) -> [(&'static str, u64); 30] {
     [
         ("zones", t.zones),
+        ("mallocs", t.mallocs),
+        ("frees", t.frees),
         ("allocs", t.allocs),
         ("local_frees", t.local_frees),
         ("remote_frees", t.remote_frees),
@@ -315,6 +368,7 @@ pub fn fields(t: &Totals) -> [(&'static str, u64); 27] {
         ("bytes_in_use", t.bytes_in_use),
         ("bytes_dirty", t.bytes_dirty),
         ("bytes_purged", t.bytes_purged),
+        ("type_failures", t.type_failures),
     ]
 }
 
@@ -322,7 +376,12 @@ pub fn fields(t: &Totals) -> [(&'static str, u64); 27] {
 #[inline(never)]
 pub fn line(t: &Totals) -> Buf<1024> {
     let mut b = Buf::<1024>::new();
-    b.str("slaballoc:");
+    b.str("slaballoc:").kv("pid", crate::report::pid() as u64);
+    b.str(" program=");
+    for &c in crate::report::program() {
+        b.raw(&[if c == b' ' || c == b'=' { b'_' } else { c }]);
+    }
+    b.str(" version=").str(crate::report::VERSION);
     for (k, v) in fields(t) {
         b.kv(k, v);
     }
@@ -363,10 +422,106 @@ pub fn report(format: Format, sink: &mut dyn FnMut(&[u8])) {
     }
 }
 
+/// `program (pid N), slaballoc V`
+fn who<const N: usize>(b: &mut Buf<N>) {
+    b.raw(crate::report::program())
+        .str(" (pid ")
+        .u64(crate::report::pid() as u64)
+        .str("), slaballoc ")
+        .str(crate::report::VERSION);
+}
+
+/// `live * size` over the bytes of the class's slabs, in hundredths of a
+/// percent (0 without slabs).
+fn utilisation(c: usize, k: &ClassTotals) -> u64 {
+    let cap = k.slabs * size_class::SLAB_PAGES[c] as u64 * crate::os::PAGE_SIZE as u64;
+    (k.in_use * k.size)
+        .saturating_mul(10_000)
+        .checked_div(cap)
+        .unwrap_or(0)
+}
+
 #[inline(never)]
 fn report_text(t: &Totals, sink: &mut dyn FnMut(&[u8])) {
-    sink(b"slaballoc statistics\n");
-    let mut b = Buf::<64>::new();
+    let mut b = Buf::<256>::new();
+    b.str("slaballoc statistics: ");
+    who(&mut b);
+    b.str("\n  options         ");
+    for (i, (k, v, n)) in crate::report::options().iter().enumerate() {
+        if i > 0 {
+            b.str(" ");
+        }
+        b.str(k).str("=");
+        if v.is_empty() {
+            b.u64(*n);
+        } else {
+            b.str(v);
+        }
+    }
+    b.str("\n");
+    sink(b.bytes());
+    let m = crate::report::memory(t);
+    let h = |label: &str, v: u64, note: &str| {
+        let mut b = Buf::<192>::new();
+        b.str("  ").str(label);
+        for _ in label.len()..16 {
+            b.str(" ");
+        }
+        let mut n = Buf::<24>::new();
+        crate::report::human(&mut n, v);
+        b.raw(n.bytes());
+        for _ in n.bytes().len()..11 {
+            b.str(" ");
+        }
+        b.str(note).str("\n");
+        b
+    };
+    sink(
+        h(
+            "resident",
+            m.resident,
+            "the whole process (/proc/self/statm)",
+        )
+        .bytes(),
+    );
+    sink(h("resident peak", m.resident_peak, "(VmHWM)").bytes());
+    sink(
+        h(
+            "committed",
+            m.committed,
+            "slabs, large blocks, dirty free runs, huge mappings",
+        )
+        .bytes(),
+    );
+    sink(h("reserved", m.reserved, "arenas and huge mappings").bytes());
+    sink(
+        h(
+            "in use",
+            t.bytes_in_use,
+            "handed out (chunks at their class size, blocks in pages)",
+        )
+        .bytes(),
+    );
+    sink(
+        h(
+            "metadata",
+            m.metadata,
+            "page maps, descriptors, zones, cache blocks (reserved)",
+        )
+        .bytes(),
+    );
+    let mut b = Buf::<192>::new();
+    b.str("  calls           ")
+        .u64(t.mallocs)
+        .str(" mallocs (")
+        .u64(t.cache_allocs)
+        .str(" from the caches), ")
+        .u64(t.frees)
+        .str(" frees (")
+        .u64(t.cache_frees)
+        .str(" into the caches)\n");
+    sink(b.bytes());
+    let mut b = Buf::<96>::new();
     b.str("  zones by        ")
         .str(crate::cpu::id_kind())
         .str("\n");
@@ -380,20 +535,28 @@ fn report_text(t: &Totals, sink: &mut dyn FnMut(&[u8])) {
         b.u64(v).str("\n");
         sink(b.bytes());
     }
-    sink(b"  class   size       allocs        frees       in_use   slabs\n");
+    sink(b"  class   size      mallocs        frees         live   slabs   util%\n");
+    let calls = class_calls();
     for (i, c) in classes().iter().enumerate() {
-        if c.allocs == 0 && c.slabs == 0 {
+        if c.allocs == 0 && c.slabs == 0 && calls[i].0 == 0 {
             continue;
         }
         let mut b = Buf::<128>::new();
         b.str("  ");
         pad(&mut b, i as u64, 5);
         pad(&mut b, c.size, 7);
-        pad(&mut b, c.allocs, 13);
-        pad(&mut b, c.frees, 13);
+        pad(&mut b, calls[i].0, 13);
+        pad(&mut b, calls[i].1, 13);
         pad(&mut b, c.in_use, 13);
         pad(&mut b, c.slabs, 8);
-        b.str("\n");
+        // Percent, one decimal.
+        let v = utilisation(i, c);
+        let mut u = Buf::<16>::new();
+        u.u64(v / 100).str(".").u64(v % 100 / 10);
+        for _ in u.bytes().len()..8 {
+            b.str(" ");
+        }
+        b.raw(u.bytes()).str("\n");
         sink(b.bytes());
     }
     sink(b"  cpu       allocs  local_frees remote_frees notifications\n");
@@ -412,7 +575,7 @@ fn report_text(t: &Totals, sink: &mut dyn FnMut(&[u8])) {
     let mut header = false;
     crate::types::for_each(|ty| {
         if !header {
-            sink(b"  type                          bytes      objects        limit\n");
+            sink(b"  type                          bytes      objects        limit     failures\n");
             header = true;
         }
         let mut b = Buf::<256>::new();
@@ -423,6 +586,7 @@ fn report_text(t: &Totals, sink: &mut dyn FnMut(&[u8])) {
         pad_i(&mut b, ty.bytes, 13);
         pad_i(&mut b, ty.objects, 13);
         pad(&mut b, ty.limit as u64, 13);
+        pad(&mut b, ty.failures, 13);
         b.str("\n");
         sink(b.bytes());
     });
@@ -459,13 +623,51 @@ fn report_json(t: &Totals, sink: &mut dyn FnMut(&[u8])) {
     }
     // After "totals", which stays first: readers find the report by its
     // opening `{"totals"`.
-    let mut b = Buf::<64>::new();
+    let mut b = Buf::<320>::new();
     b.str("},\n\"zones_by\":\"")
         .str(crate::cpu::id_kind())
-        .str("\",\n\"classes\":[");
+        .str("\",\n\"program\":\"");
+    json_escape(&mut b, crate::report::program());
+    b.str("\",\"pid\":")
+        .u64(crate::report::pid() as u64)
+        .str(",\"version\":\"")
+        .str(crate::report::VERSION)
+        .str("\",\n\"options\":{");
+    for (i, (k, v, n)) in crate::report::options().iter().enumerate() {
+        if i > 0 {
+            b.str(",");
+        }
+        b.str("\"").str(k).str("\":");
+        if v.is_empty() {
+            b.u64(*n);
+        } else {
+            b.str("\"").str(v).str("\"");
+        }
+    }
     sink(b.bytes());
+    let m = crate::report::memory(t);
+    let mut b = Buf::<320>::new();
+    b.str("},\n\"memory\":{\"resident\":")
+        .u64(m.resident)
+        .str(",\"resident_peak\":")
+        .u64(m.resident_peak)
+        .str(",\"committed\":")
+        .u64(m.committed)
+        .str(",\"reserved\":")
+        .u64(m.reserved)
+        .str(",\"in_use\":")
+        .u64(t.bytes_in_use)
+        .str(",\"metadata\":")
+        .u64(m.metadata)
+        .str(",\"dirty\":")
+        .u64(t.bytes_dirty)
+        .str(",\"purged\":")
+        .u64(t.bytes_purged)
+        .str("},\n\"classes\":[");
+    sink(b.bytes());
+    let calls = class_calls();
     for (i, c) in classes().iter().enumerate() {
-        let mut b = Buf::<160>::new();
+        let mut b = Buf::<256>::new();
         if i > 0 {
             b.str(",\n");
         }
@@ -481,7 +683,20 @@ fn report_json(t: &Totals, sink: &mut dyn FnMut(&[u8])) {
             .u64(c.in_use)
             .str(",\"slabs\":")
             .u64(c.slabs)
-            .str("}");
+            .str(",\"program_mallocs\":")
+            .u64(calls[i].0)
+            .str(",\"program_frees\":")
+            .u64(calls[i].1)
+            .str(",\"utilisation\":");
+        let u = utilisation(i, c);
+        b.u64(u / 10_000).str(".");
+        let frac = u % 10_000;
+        for d in [1000, 100, 10] {
+            if frac < d {
+                b.str("0");
+            }
+        }
+        b.u64(frac).str("}");
         sink(b.bytes());
     }
     sink(b"],\n\"cpus\":[");
@@ -563,9 +778,46 @@ pub fn print() {
 }
 
 /// Prints the report chosen by `SLABALLOC_STATS` at exit, on the copy of stderr.
+/// Prints the report chosen by `SLABALLOC_STATS` at exit: to the file that
+/// `SLABALLOC_STATS_FILE` names for this process, else (or if it cannot be
+/// created: one warning) on the copy of stderr.
 pub fn print_at_exit(format: Format) {
-    let fd = REPORT_FD.load(Ordering::Relaxed);
+    let mut fd = REPORT_FD.load(Ordering::Relaxed);
+    let mut opened = -1;
+    if let Some(pattern) = crate::config::stats_file() {
+        let mut path = [0u8; 512];
+        if crate::report::expand_pattern(pattern, &mut path) {
+            // SAFETY: `path` is NUL-terminated.
+            opened = unsafe {
+                libc::open(
+                    path.as_ptr() as *const libc::c_char,
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+                    0o666,
+                )
+            };
+        }
+        if opened >= 0 {
+            fd = opened;
+        } else {
+            let n = path.iter().position(|&c| c == 0).unwrap_or(0);
+            let mut e = Buf::<24>::new();
+            e.u64(crate::os::errno() as u64);
+            crate::fmt::warn(&[
+                b"cannot create the report file ",
+                &path[..n],
+                b" (SLABALLOC_STATS_FILE=",
+                pattern,
+                b", errno ",
+                e.bytes(),
+                b"); using stderr",
+            ]);
+        }
+    }
     report(format, &mut |b| crate::os::write_all(fd, b));
+    if opened >= 0 {
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(opened) };
+    }
 }
 
 #[cfg(test)]
@@ -605,16 +857,39 @@ mod tests {
     fn text_and_json_reports() {
         let p = crate::alloc::malloc(48);
         let text = collect(Format::Text);
-        assert!(text.starts_with("slaballoc statistics\n"));
+        assert!(text.starts_with("slaballoc statistics: "));
+        let who = format!(
+            "(pid {}), slaballoc {}\n",
+            std::process::id(),
+            crate::report::VERSION
+        );
+        assert!(
+            text.lines().next().unwrap().ends_with(who.trim_end()),
+            "{text}"
+        );
+        for k in [
+            "  resident  ",
+            "  committed  ",
+            "  reserved  ",
+            "  metadata  ",
+            "  options  ",
+        ] {
+            assert!(text.contains(k), "{k} missing in {text}");
+        }
+        assert!(text
+            .contains("  class   size      mallocs        frees         live   slabs   util%\n"));
         assert!(text.contains("remote_frees"));
         let by = crate::cpu::id_kind();
         assert!(["mm_cid", "cpu_id", "thread"].contains(&by));
         assert!(text.contains(&format!("  zones by        {by}\n")));
         let json = collect(Format::Json);
         assert!(json.starts_with("{\"totals\":{\"zones\":"));
-        assert!(json.contains(&format!("}},\n\"zones_by\":\"{by}\",\n\"classes\":[")));
+        assert!(json.contains(&format!("}},\n\"zones_by\":\"{by}\",\n\"program\":\"")));
         assert!(json.contains("\"classes\":[{\"class\":0,\"size\":16,"));
         assert!(json.trim_end().ends_with("]}"));
+        assert!(json.contains(&format!("\"pid\":{},", std::process::id())));
+        assert!(json.contains("\"memory\":{\"resident\":"));
+        assert!(json.contains(",\"program_mallocs\":"));
         // Balanced braces and brackets (no strings with braces in it here).
         assert_eq!(json.matches('{').count(), json.matches('}').count());
         assert_eq!(json.matches('[').count(), json.matches(']').count());

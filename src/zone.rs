@@ -142,6 +142,21 @@ pub struct Locked {
     idx: usize,
 }
 
+impl Locked {
+    /// Counts a malloc of class `c` that this zone served past the cache.
+    #[inline(always)]
+    pub fn count_malloc(&self, c: usize) {
+        bump_locked(&self.z.stats.class[c % NCLASSES].mallocs);
+    }
+
+    /// Counts a free of a class `c` chunk of this zone's that the cache did
+    /// not take (remote frees count as `remote_frees`).
+    #[inline(always)]
+    pub fn count_free(&self, c: usize) {
+        bump_locked(&self.z.stats.class[c % NCLASSES].frees);
+    }
+}
+
 impl Drop for Locked {
     #[inline(always)]
     fn drop(&mut self) {

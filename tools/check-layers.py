@@ -27,15 +27,15 @@ SRC = os.path.join(ROOT, "src")
 # the modules before it.
 LAYERS = [
     ("platform: system calls, the CPU, locks, formatting, options, size classes",
-     ["os", "fmt", "config", "size_class", "cache_layout", "arch", "cpu", "sync"]),
+     ["hook", "os", "fmt", "config", "size_class", "cache_layout", "arch", "cpu", "sync"]),
     ("data structures: page map, page runs, slab descriptors and their lists, rings, counters",
      ["pagemap", "runs", "slab", "ring", "stats"]),
     ("memory: per-CPU caches, the heap profiler's table, zones, large blocks, giving memory back",
      ["cache", "prof", "zone", "reclaim", "large"]),
     ("entry points: validating pointers, foreign pointers, malloc and free, malloc types",
      ["integrity", "foreign", "alloc", "types"]),
-    ("reports and the public API",
-     ["report", "api", "lib"]),
+    ("reports, the live view and the public API",
+     ["report", "shm", "api", "lib"]),
 ]
 
 ORDER = [m for _, mods in LAYERS for m in mods]

@@ -17,7 +17,9 @@
 
 use core::ffi::{c_char, c_int, c_void};
 use slaballoc::api as stats;
-use slaballoc::api::{self as alloc, sa_malloc_type, PAGE_SIZE};
+#[cfg(feature = "override")]
+use slaballoc::api::PAGE_SIZE;
+use slaballoc::api::{self as alloc, sa_malloc_type};
 
 /// errno and friends, from the allocator (it owns the rules on keeping it).
 mod os {
@@ -58,6 +60,7 @@ fn memalign_impl(align: usize, size: usize) -> Ptr {
     }
 }
 
+#[cfg(feature = "override")]
 fn posix_memalign_impl(memptr: *mut Ptr, align: usize, size: usize) -> c_int {
     if align == 0 || !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<Ptr>())
     {
@@ -77,6 +80,7 @@ fn posix_memalign_impl(memptr: *mut Ptr, align: usize, size: usize) -> c_int {
     0
 }
 
+#[cfg(feature = "override")]
 fn pvalloc_impl(size: usize) -> Ptr {
     let Some(s) = size.checked_add(PAGE_SIZE - 1) else {
         os::set_errno(libc::ENOMEM);
@@ -88,6 +92,7 @@ fn pvalloc_impl(size: usize) -> Ptr {
     ))
 }
 
+#[cfg(feature = "override")]
 fn reallocarray_impl(p: Ptr, n: usize, m: usize) -> Ptr {
     match n.checked_mul(m) {
         Some(s) => out(alloc::realloc(p as *mut u8, s)),
