@@ -39,12 +39,22 @@ pub fn stats_file() -> Option<&'static [u8]> {
 /// `SLABALLOC_BACKGROUND=1`: start the reclaimer thread.
 pub static BACKGROUND: AtomicBool = AtomicBool::new(false);
 
+/// Report formats (`SLABALLOC_STATS`, `sa_stats_print`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Format {
+    /// One `slaballoc: key=value ...` line, then one line per malloc type.
+    Line,
+    /// Readable tables.
+    Text,
+    Json,
+}
+
 /// The exit-time report asked for, if any.
-pub fn stats_format() -> Option<crate::stats::Format> {
+pub fn stats_format() -> Option<Format> {
     match STATS.load(Ordering::Relaxed) {
-        1 => Some(crate::stats::Format::Line),
-        2 => Some(crate::stats::Format::Text),
-        3 => Some(crate::stats::Format::Json),
+        1 => Some(Format::Line),
+        2 => Some(Format::Text),
+        3 => Some(Format::Json),
         _ => None,
     }
 }

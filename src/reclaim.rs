@@ -1,5 +1,5 @@
 //! Giving back the memory of quiet zones: from the slow path of a zone that
-//! maps a new slab (`adopt_idle`), the background reclaimer
+//! maps a new slab (`zone::adopt_idle`), the background reclaimer
 //! (`SLABALLOC_BACKGROUND=1`), and `malloc_trim`.
 //!
 //! Memory freed to a CPU whose threads went quiet (or exited) would otherwise
@@ -89,7 +89,7 @@ pub fn pass(force: bool) -> usize {
             z.drain_cache();
             zone::flush_outbox();
         }
-        if !tend(&z, force) {
+        if !z.tend(force) {
             all_idle = false;
         }
     }
@@ -100,38 +100,6 @@ pub fn pass(force: bool) -> usize {
         RUNS.purge(dirty / 2)
     } else {
         0
-    }
-}
-
-/// One zone's share of a pass (the caller holds its lock): handles its
-/// messages, and if it allocated nothing since the previous look (or
-/// `force`), collects every remote chunk and gives its empty slabs back to
-/// the page runs. Returns whether the zone was idle.
-fn tend(z: &zone::Locked, force: bool) -> bool {
-    z.drain();
-    let idle = z.idle_since_last_look();
-    if force || idle {
-        z.sweep();
-        z.release_empties();
-    }
-    idle
-}
-
-/// Called by zone `me` (locked) before it maps a new slab: every other zone
-/// with messages waiting that is free right now gets `tend`ed first, so that
-/// the memory of zones whose threads went quiet or exited (chunks freed
-/// into their slabs by other threads, which only their owner collects)
-/// goes back to the page runs that the new slab comes from, without the
-/// background thread. Never waits: a busy zone is skipped (so no lock order
-/// matters), and a zone with an empty ring costs three loads.
-pub fn adopt_idle(me: usize) {
-    for i in 0..cpu::nzones() {
-        if i == me || !zone::zone(i).ring.has_work() {
-            continue;
-        }
-        if let Some(z) = zone::try_lock_index(i) {
-            tend(&z, false);
-        }
     }
 }
 

@@ -389,15 +389,7 @@ pub fn line(t: &Totals) -> Buf<1024> {
     b
 }
 
-/// Report formats.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Format {
-    /// One `slaballoc: key=value ...` line, then one line per malloc type.
-    Line,
-    /// Readable tables.
-    Text,
-    Json,
-}
+pub use crate::config::Format;
 
 /// Streams a full report to `sink`, a line at a time.
 #[inline(never)]

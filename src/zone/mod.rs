@@ -1,0 +1,564 @@
+//! Per-CPU zones (DragonFly's `ZoneAry[cpu][class]`).
+//!
+//! A zone holds, per size class, the slab being carved (`cur`), the slabs with
+//! free chunks (`partial`), notified slabs still short of the hysteresis
+//! threshold (`waiting`) and one cached empty slab; plus the zone's event ring.
+//! Everything in a zone belongs to whoever holds its lock: normally a thread
+//! running on that CPU, but also the reclaimer, `malloc_trim`, or a thread
+//! whose own zone was busy. Remote CPUs never take it: they free onto a slab's
+//! remote list (see `slab`) and, rarely, post a message to the ring.
+//!
+//! Slab life: new (from the page runs) -> `cur` -> runs dry -> collects its
+//! remote list -> still dry: detached -> first remote free notifies -> the
+//! owner collects it and puts it on `partial` (or on `waiting` if fewer than
+//! `wake_threshold` chunks came back, so that a slab does not ping-pong between
+//! full and one-free, which would bring back one message per free) -> all
+//! chunks free: cached as the class's empty slab, or returned to the page runs.
+
+use crate::cache;
+use crate::cpu;
+use crate::os::PAGE_SIZE;
+use crate::pagemap::{self, Desc, KIND_NONE, KIND_SLAB, PAGE_SHIFT};
+use crate::ring::{Msg, Posted, Ring};
+use crate::runs::RUNS;
+use crate::size_class::{self, NCLASSES};
+use crate::slab::{self, Pushed, FREE_KEY};
+use crate::stats::{bump, bump_locked, ZoneStats, GLOBAL};
+use crate::sync::{Busy, OwnerLock};
+use core::cell::UnsafeCell;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+mod remote;
+mod slabs;
+mod stash;
+
+pub use remote::{any_ring_has_work, flush_outbox, free_remote_batched, owner_class};
+use remote::{carried, slab_of};
+
+/// Where a slab is, from its owner's point of view (`Desc::state`).
+pub const ST_CUR: u8 = 1;
+pub const ST_PARTIAL: u8 = 2;
+pub const ST_WAITING: u8 = 3;
+pub const ST_DETACHED: u8 = 4;
+pub const ST_EMPTY: u8 = 5;
+
+/// Generation bit marking an informational message (`SLABALLOC_NOTIFY=every`
+/// sends one per remote free): counted by the owner, never acted on, so a
+/// late one cannot re-list a slab that a later detach took off its lists.
+const INFO_MSG: u32 = 1 << 31;
+
+/// Sweep the zone's listed slabs for remote chunks every this many refills.
+const SWEEP_EVERY: u32 = 128;
+/// Bytes per cache line, for the order in which a refill fills the cache.
+const CACHE_LINE: usize = 64;
+/// At most this many waiting slabs are examined per refill.
+const WAITING_SCAN: usize = 16;
+
+#[derive(Clone, Copy)]
+struct ClassZone {
+    cur: *mut Desc,
+    partial: *mut Desc,
+    waiting: *mut Desc,
+    empty: *mut Desc,
+    /// Refills of the CPU's cache so far (saturating at `RAMP_STEPS`): the
+    /// slow start of `fill_batch`.
+    fills: u8,
+    /// The fewest chunks the stash held since the last sweep: what it did
+    /// not need in that time, which the sweep gives back (`stash.rs`).
+    stash_low: u32,
+    /// The address of the page run that holds the stash's array, 0 until
+    /// it has one (a plain word: every field of a zone starts as zeros, so
+    /// that the 256 zones stay in .bss, not in the library's data).
+    stash_arr: usize,
+}
+
+/// A refill moves a page's worth of chunks, doubling with each refill until
+/// it reaches the class's full batch: the first refills of a class no
+/// longer carve (and touch) up to 8 KiB for a program that uses a handful
+/// of its chunks. 2^5 pages is past every class's batch.
+const RAMP_STEPS: u8 = 5;
+
+struct Inner {
+    classes: [ClassZone; NCLASSES],
+    refills: u32,
+    /// `allocs` seen by the reclaimer's previous pass (idle detection).
+    seen_allocs: u64,
+}
+
+/// The fields every use of the zone touches come first and the ring's cells
+/// (6 KiB, written only by remote frees that must notify) last, so that a
+/// zone whose ring stays empty keeps one or two pages resident, not four.
+#[repr(C, align(128))]
+pub struct Zone {
+    lock: OwnerLock,
+    inner: UnsafeCell<Inner>,
+    /// Set in a forked child: messages may have been lost with the ring.
+    rescan: AtomicBool,
+    pub stats: ZoneStats,
+    /// The chunks in each class's stash (`stash.rs`).
+    stashed: [AtomicU32; NCLASSES],
+    pub ring: Ring,
+}
+
+// SAFETY: `inner` is only accessed with `lock` held; the rest are atomics.
+unsafe impl Sync for Zone {}
+
+impl Zone {
+    /// Chunks in the class `c` stash now (racy: for statistics).
+    pub fn stashed(&self, c: usize) -> u64 {
+        u64::from(self.stashed[c % NCLASSES].load(Ordering::Relaxed))
+    }
+
+    const fn new() -> Self {
+        Zone {
+            lock: OwnerLock::new(),
+            inner: UnsafeCell::new(Inner {
+                classes: [ClassZone {
+                    cur: ptr::null_mut(),
+                    partial: ptr::null_mut(),
+                    waiting: ptr::null_mut(),
+                    empty: ptr::null_mut(),
+                    fills: 0,
+                    stash_low: 0,
+                    stash_arr: 0,
+                }; NCLASSES],
+                refills: 0,
+                seen_allocs: 0,
+            }),
+            rescan: AtomicBool::new(false),
+            stats: ZoneStats::new(),
+            stashed: [const { AtomicU32::new(0) }; NCLASSES],
+            ring: Ring::new(),
+        }
+    }
+}
+
+pub static ZONES: [Zone; cpu::MAX_ZONES] = [const { Zone::new() }; cpu::MAX_ZONES];
+
+#[inline(always)]
+pub fn zone(i: usize) -> &'static Zone {
+    &ZONES[i % cpu::MAX_ZONES]
+}
+
+/// A locked zone. Dropping it unlocks.
+pub struct Locked {
+    z: &'static Zone,
+    idx: usize,
+}
+
+impl Locked {
+    /// Counts a malloc of class `c` that this zone served past the cache.
+    #[inline(always)]
+    pub fn count_malloc(&self, c: usize) {
+        bump_locked(&self.z.stats.class[c % NCLASSES].mallocs);
+    }
+
+    /// Counts a free of a class `c` chunk of this zone's that the cache did
+    /// not take (remote frees count as `remote_frees`).
+    #[inline(always)]
+    pub fn count_free(&self, c: usize) {
+        bump_locked(&self.z.stats.class[c % NCLASSES].frees);
+    }
+}
+
+impl Drop for Locked {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.z.lock.unlock();
+    }
+}
+
+/// Locks the current CPU's zone; if it is busy, any other free zone; if all are
+/// busy, waits (yielding) for one. Returns None only if every zone is held by
+/// the calling thread itself (nested signal handlers).
+#[inline(always)]
+pub fn lock_current() -> Option<Locked> {
+    let idx = cpu::current_zone();
+    let z = zone(idx);
+    if z.lock.try_lock().is_ok() {
+        return Some(Locked { z, idx });
+    }
+    lock_contended(idx)
+}
+
+#[cold]
+fn lock_contended(first: usize) -> Option<Locked> {
+    let n = cpu::nzones();
+    let mut round = 0u32;
+    loop {
+        let mut all_mine = true;
+        for k in 0..n {
+            let idx = (first + k) % n;
+            let z = zone(idx);
+            match z.lock.try_lock() {
+                Ok(()) => return Some(Locked { z, idx }),
+                Err(Busy::Reentrant) => {}
+                Err(Busy::Other) => all_mine = false,
+            }
+        }
+        if all_mine {
+            return None;
+        }
+        round += 1;
+        if round < 4 {
+            core::hint::spin_loop();
+        } else {
+            crate::os::yield_now();
+        }
+    }
+}
+
+/// Locks zone `idx`, waiting for it. None if the calling thread holds it.
+pub fn lock_index(idx: usize) -> Option<Locked> {
+    let z = zone(idx);
+    z.lock.lock().ok()?;
+    Some(Locked { z, idx })
+}
+
+/// Locks zone `idx` if it is free right now.
+pub fn try_lock_index(idx: usize) -> Option<Locked> {
+    let z = zone(idx);
+    z.lock.try_lock().ok()?;
+    Some(Locked { z, idx })
+}
+
+/// The first chunk address of slab `d`.
+#[inline(always)]
+pub fn slab_base(d: *const Desc) -> usize {
+    let (base, head) = pagemap::desc_home(d);
+    pagemap::page_addr(base, head)
+}
+
+// ---- intrusive slab lists (owner lock held) ----
+
+// Lists are reached through raw pointers only: several methods of a locked
+// zone work on the same class lists while calling each other, and holding
+// `&mut` references across such calls would let the compiler assume they do
+// not alias.
+
+unsafe fn list_push(head: *mut *mut Desc, d: *mut Desc) {
+    (*d).set_prev(ptr::null_mut());
+    (*d).set_next(*head);
+    if !(*head).is_null() {
+        (**head).set_prev(d);
+    }
+    *head = d;
+}
+
+unsafe fn list_remove(head: *mut *mut Desc, d: *mut Desc) {
+    let (p, n) = ((*d).prev(), (*d).next());
+    if p.is_null() {
+        *head = n;
+    } else {
+        (*p).set_next(n);
+    }
+    if !n.is_null() {
+        (*n).set_prev(p);
+    }
+    (*d).set_prev(ptr::null_mut());
+    (*d).set_next(ptr::null_mut());
+}
+
+impl Locked {
+    /// The zone's private state. A raw pointer, never a long-lived `&mut`:
+    /// the guard proves exclusive access, and every access goes through the
+    /// pointer so overlapping uses from nested calls are well defined.
+    #[inline(always)]
+    fn inner(&self) -> *mut Inner {
+        self.z.inner.get()
+    }
+
+    /// The lists of class `c` (raw, as `inner`).
+    #[inline(always)]
+    fn cz(&self, c: usize) -> *mut ClassZone {
+        // SAFETY: in bounds (`c % NCLASSES`); the pointer stays inside `inner`.
+        unsafe { ptr::addr_of_mut!((*self.inner()).classes[c % NCLASSES]) }
+    }
+
+    /// Allocates a chunk of class `c`. The fast path: pop the current slab's
+    /// free list, else carve from its untouched tail. It does not write to
+    /// the chunk (a chunk carved to fill the cache stays untouched, so not
+    /// resident, until a malloc hands it out): the caller clears the free
+    /// mark when it gives the chunk to the program (`alloc::handed_out`).
+    #[inline(always)]
+    pub fn alloc(&self, c: usize) -> *mut u8 {
+        let c = c % NCLASSES;
+        // SAFETY: we hold the zone lock, which owns the class lists.
+        let s = unsafe { (*self.cz(c)).cur };
+        if !s.is_null() {
+            // SAFETY: `cur` is a live slab owned by this zone; we hold the lock.
+            unsafe {
+                let f = (*s).free();
+                if !f.is_null() {
+                    let w = slab::link_word(f);
+                    let q = if w & slab::BATCH == 0 {
+                        (*s).set_free(w as *mut u8);
+                        f
+                    } else {
+                        carried(s, f)
+                    };
+                    (*s).set_used((*s).used() + 1);
+                    bump_locked(&self.z.stats.class[c].allocs);
+                    return q;
+                }
+                // Chunks freed by other CPUs come before untouched memory:
+                // reusing them keeps the resident set small.
+                let b = (*s).bump();
+                if b < (*s).end() && (*s).rchunks().load(Ordering::Relaxed) == 0 {
+                    self.carve_page(s, c, b);
+                    (*s).set_used((*s).used() + 1);
+                    bump_locked(&self.z.stats.class[c].allocs);
+                    return b;
+                }
+            }
+        }
+        self.refill(c)
+    }
+
+    /// Carves slab `d` (class `c`, its free list empty) at its carve pointer
+    /// `b`: the chunk at `b`, which the caller takes, and every other chunk
+    /// that starts in the same page, which go onto the free list. All carry
+    /// the free mark (the page is about to be touched anyway). The carve
+    /// pointer then lies past that page, so the page, and any that the chunk
+    /// at `b` covers, hold only chunks that were handed out or sit on a free
+    /// list, and `free` may take their chunks on its fast path
+    /// (`pagemap::open_slab_pages`). A never-allocated chunk there carries
+    /// the mark, so freeing it is reported (as a double free).
+    ///
+    /// # Safety
+    /// `d` is a live slab of class `c` owned by this zone (whose lock we
+    /// hold), its free list is empty and `b`, its carve pointer, is below
+    /// its end: the chunks from `b` to the end of the page are ours and
+    /// untouched by anyone else.
+    #[inline(never)]
+    unsafe fn carve_page(&self, d: *mut Desc, c: usize, b: *mut u8) {
+        let size = size_class::class_size(c);
+        let end = (*d).end() as usize;
+        let lim = ((b as usize | (PAGE_SIZE - 1)) + 1).min(end);
+        let key = FREE_KEY.load(Ordering::Relaxed);
+        // Marked too: it may go into the cache (a refill); the malloc that
+        // hands it out clears the mark.
+        *(b as *mut u64).add(1) = key;
+        let mut nb = b as usize + size;
+        if nb < lim {
+            // The free list is empty (`alloc` takes from it first).
+            (*d).set_free(nb as *mut u8);
+            loop {
+                let next = nb + size;
+                let link = if next < lim { next } else { 0 };
+                slab::set_link(nb as *mut u8, link);
+                *(nb as *mut u64).add(1) = key;
+                nb = next;
+                if link == 0 {
+                    break;
+                }
+            }
+        }
+        (*d).set_bump(nb as *mut u8);
+        let start = slab_base(d);
+        let to = if nb >= end {
+            (*d).npages()
+        } else {
+            (nb - start) >> PAGE_SHIFT
+        };
+        pagemap::open_slab_pages(d, (b as usize - start) >> PAGE_SHIFT, to, c, self.idx);
+    }
+
+    /// Frees a chunk of slab `d`, which this zone owns.
+    ///
+    /// # Safety
+    /// `chunk` is a live chunk of `d`; `d` is owned by this zone.
+    #[inline(always)]
+    pub unsafe fn free_local(&self, d: *mut Desc, chunk: *mut u8) {
+        if (*d).used() == 0 {
+            crate::fmt::fatal_pointer("free", chunk, "double free (slab has no live block)");
+        }
+        if chunk >= (*d).bump() {
+            crate::fmt::fatal_pointer("free", chunk, "pointer to a block that was never allocated");
+        }
+        *(chunk as *mut u64).add(1) = FREE_KEY.load(Ordering::Relaxed);
+        let c = (*d).class() % NCLASSES;
+        // Where the class has room, the free list's head node carries the
+        // chunk's address instead of the chunk being linked (as an outbox
+        // flush does for remote lists): a later refill then takes the
+        // chunks from the node without reading each one, where following
+        // a chain of long-freed chunks was a cache miss per chunk, one
+        // after the other (85 % of fill_cache's samples under CPython).
+        let f = (*d).free();
+        let cap = slab::batch_cap(size_class::class_size(c));
+        let k = if f.is_null() || cap == 0 {
+            cap
+        } else if slab::link_word(f) & slab::BATCH != 0 {
+            slab::batch_len(f)
+        } else {
+            0
+        };
+        if k < cap {
+            slab::batch_add(f, k, chunk);
+        } else {
+            slab::set_link(chunk, f as usize);
+            (*d).set_free(chunk);
+        }
+        (*d).set_used((*d).used() - 1);
+        bump_locked(&self.z.stats.class[c].local_frees);
+        // The current slab needs nothing more, even when it becomes empty.
+        if (*d).state() != ST_CUR && ((*d).used() == 0 || (*d).state() == ST_DETACHED) {
+            self.after_local_free(d);
+        }
+    }
+
+    /// Moves up to a batch of chunks of class `c` into this CPU's cache, in
+    /// one section, if the caller runs on this zone's CPU (else they go
+    /// straight back). Amortises the lock over the batch. The stash comes
+    /// first: its chunks move whole, with no slab touched.
+    ///
+    /// Chunks from the slabs are pushed so that two successive pops never
+    /// return chunks of one cache line: a slab hands its chunks out in
+    /// address order, and two small blocks that one thread allocates back
+    /// to back and gives to two threads would otherwise share a line (false
+    /// sharing; the `falseshare` workload, `c-tests/lines.c`). With `s` =
+    /// chunks per line (rounded up), the batch goes in as every `s`-th
+    /// chunk, `s` times over. Only classes under 64 bytes are reordered.
+    #[inline(never)]
+    pub fn fill_cache(&self, c: usize) {
+        let c = c % NCLASSES;
+        cache::prepare(self.idx, c);
+        let want = self.fill_batch(c).saturating_sub(1).min(cache::BATCH_MAX);
+        let mut got = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
+        if self.unstash(c, want) {
+            return;
+        }
+        let mut n = 0;
+        // Iterators, not indexing: no bounds check, so no panic path.
+        for slot in got.iter_mut().take(want) {
+            let q = self.alloc(c);
+            if q.is_null() {
+                break;
+            }
+            *slot = q;
+            n += 1;
+        }
+        let stride = CACHE_LINE.div_ceil(size_class::class_size(c)).max(1);
+        let mut order = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
+        let mut k = 0;
+        for r in 0..stride {
+            for &q in got.iter().take(n).skip(r).step_by(stride) {
+                if let Some(o) = order.get_mut(k) {
+                    *o = q;
+                    k += 1;
+                }
+            }
+        }
+        // The stack pops its last chunk first: push the batch in reverse,
+        // so that successive mallocs get ascending addresses, as a slab
+        // carves them (a program that walks its objects in the order it
+        // made them, such as CPython's collector, then walks memory
+        // forwards: PYTHONMALLOC=malloc ran 1.35x faster, docs/experiments.md).
+        order[..k].reverse();
+        if k > 0 && !cache::push_bulk(self.idx, c, &order[..k]) {
+            // The thread left this zone's CPU: they go back.
+            for &q in &order[..k] {
+                // SAFETY: `q` is a chunk we just allocated from our own slab
+                // and did not push.
+                unsafe { self.free_local(slab_of(q), q) };
+            }
+        }
+    }
+
+    /// Chunks the next refill of class `c` moves (with the one the caller
+    /// takes): a page's worth (at least one chunk) on the first refill,
+    /// doubling up to `cache::batch(c)` (TCP's slow start; tcmalloc and
+    /// mimalloc also grow their caches with use). The extra refills are
+    /// a handful per class and CPU over a process's life.
+    fn fill_batch(&self, c: usize) -> usize {
+        let full = cache::batch(c);
+        let cz = self.cz(c);
+        // SAFETY: lock held; `cz` points into this zone's `inner` (raw
+        // accesses, like the class lists').
+        unsafe {
+            let fills = (*cz).fills;
+            if fills >= RAMP_STEPS {
+                return full;
+            }
+            let start = (PAGE_SIZE / size_class::class_size(c)).max(1);
+            let n = (start << fills).min(full);
+            (*cz).fills = if n == full { RAMP_STEPS } else { fills + 1 };
+            n
+        }
+    }
+
+    /// Gives every cached and stashed chunk of this zone back to its slab
+    /// (the cache only if the caller runs on the zone's CPU: `malloc_trim`,
+    /// reclaim before ENOMEM).
+    pub fn drain_cache(&self) {
+        let mut buf = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
+        for c in 0..NCLASSES {
+            loop {
+                let n = cache::pop_bulk(self.idx, c, &mut buf);
+                if n == 0 {
+                    break;
+                }
+                for &q in &buf[..n] {
+                    // SAFETY: a chunk in this CPU's cache is a live (cached)
+                    // chunk of one of this zone's slabs; we hold the lock.
+                    unsafe { self.free_local(slab_of(q), q) };
+                }
+            }
+        }
+        self.drain_stash();
+    }
+}
+
+// ---- fork ----
+
+/// Zones whose lock the fork prepare handler took (a fork from a signal
+/// handler cannot take the ones its own thread holds: leave those alone).
+static FORK_TOOK: [AtomicBool; cpu::MAX_ZONES] = [const { AtomicBool::new(false) }; cpu::MAX_ZONES];
+
+pub fn fork_prepare() {
+    for i in 0..cpu::nzones() {
+        let took = zone(i).lock.lock().is_ok();
+        FORK_TOOK[i % cpu::MAX_ZONES].store(took, Ordering::Relaxed);
+    }
+}
+
+pub fn fork_parent() {
+    for i in (0..cpu::nzones()).rev() {
+        if FORK_TOOK[i % cpu::MAX_ZONES].load(Ordering::Relaxed) {
+            zone(i).lock.unlock();
+        }
+    }
+}
+
+pub fn fork_child() {
+    for i in 0..cpu::nzones() {
+        let z = zone(i);
+        z.ring.reset();
+        z.rescan.store(true, Ordering::Relaxed);
+        z.lock.reset();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Refills start at a page's worth of chunks and double up to the
+    /// class's full batch, then stay there; classes whose full batch fits
+    /// in a page get it at once.
+    #[test]
+    fn refill_batches_ramp_up() {
+        // A zone no CPU of a test machine uses, so no other test refills it.
+        let z = lock_index(cpu::MAX_ZONES - 1).expect("zone free");
+        for c in 0..NCLASSES {
+            let size = size_class::class_size(c);
+            let full = cache::batch(c);
+            let mut want = (PAGE_SIZE / size).clamp(1, full);
+            for _ in 0..8 {
+                assert_eq!(z.fill_batch(c), want, "class {c} ({size} B)");
+                want = (want * 2).min(full);
+            }
+        }
+    }
+}

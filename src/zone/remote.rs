@@ -1,0 +1,226 @@
+//! Frees of other zones' chunks: the outbox flush (one list and one CAS
+//! per slab), the remote lists of slabs (`slab`), and the one message an
+//! owner gets when a detached slab receives its first remote free.
+
+use super::*;
+
+/// Takes a chunk that the node `f`, the head of slab `s`'s free list,
+/// carries (see `slab` on batch nodes), without touching that chunk. The
+/// node's count must be in range, and the address must lie in the slab below
+/// the carve pointer, 16-byte aligned, and not be the node: a node
+/// overwritten after its free is reported, not followed.
+///
+/// # Safety
+/// `s` is a live slab whose lock we hold; `f` heads its free list and has
+/// the `BATCH` flag.
+#[inline(always)]
+pub(super) unsafe fn carried(s: *mut Desc, f: *mut u8) -> *mut u8 {
+    let corrupt = || -> ! {
+        crate::fmt::fatal_pointer(
+            "malloc",
+            f,
+            "corrupted free list (a freed block was written to)",
+        )
+    };
+    if !(1..=slab::MAX_CARRY).contains(&slab::batch_len(f)) {
+        corrupt();
+    }
+    let q = slab::batch_take(f);
+    let base = slab_base(s);
+    let bump = (*s).bump() as usize;
+    if (q as usize).wrapping_sub(base) >= bump - base || q as usize & 15 != 0 || q == f {
+        corrupt();
+    }
+    q
+}
+
+/// The slab of a chunk that the allocator itself holds (a cached chunk):
+/// anything else is a corrupted cache, reported as such.
+pub(super) fn slab_of(q: *mut u8) -> *mut Desc {
+    if let Some((f, _, _)) = pagemap::slab_fast(q as usize) {
+        if f != 0 {
+            return pagemap::slab_desc_fast(q as usize);
+        }
+    }
+    match pagemap::lookup(q as usize) {
+        pagemap::Lookup::Slab(d) => d,
+        _ => crate::fmt::fatal_pointer("free", q, "corrupted per-CPU cache"),
+    }
+}
+
+/// Pushes `n` chunks of `d`, linked from `head` to `tail` (their free marks
+/// set), onto its remote list: one CAS, and one count, for all, and a
+/// message to the owner only if that CAS found the slab detached. (Chunks
+/// still waiting in an outbox are added to the totals by `stats`.)
+///
+/// # Safety
+/// Every chunk of the list is a live chunk of the live slab `d`.
+#[inline(always)]
+pub(super) unsafe fn free_remote_list(d: *mut Desc, head: *mut u8, tail: *mut u8, n: u64) {
+    // Read before the CAS: afterwards the slab may be collected and released.
+    // Owner and class come from the free map (the descriptor's first line is
+    // the owner's, busy), the generation from the line the CAS takes.
+    let (owner, c) = owner_class(d, head);
+    let gen = (*d).gen() & !INFO_MSG;
+    let me = zone(cpu::current_zone());
+    me.stats.class[c]
+        .remote_frees
+        .fetch_add(n, Ordering::Relaxed);
+    match slab::remote_push_list(d, head, tail, n as usize) {
+        Pushed::MustNotify => notify(me, owner, Msg { slab: d, gen }, true),
+        Pushed::Quiet => {
+            if crate::config::NOTIFY_EVERY.load(Ordering::Relaxed) {
+                // The study mode: one informational message per chunk.
+                for _ in 0..n {
+                    notify(
+                        me,
+                        owner,
+                        Msg {
+                            slab: d,
+                            gen: gen | INFO_MSG,
+                        },
+                        false,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Owner zone and class of slab `d`, which holds the chunk `p`: from the
+/// free map if `p`'s page is open there, else from the descriptor.
+///
+/// # Safety
+/// `d` is the live slab that holds `p`.
+#[inline(always)]
+pub unsafe fn owner_class(d: *mut Desc, p: *mut u8) -> (usize, usize) {
+    if let Some((f, owner, _)) = pagemap::slab_fast(p as usize) {
+        if f != 0 {
+            return (owner, cache::class_at(f));
+        }
+    }
+    ((*d).owner(), (*d).class() % NCLASSES)
+}
+
+/// Frees another CPU's chunk `p` (its free mark set) through this CPU's
+/// outbox; when the outbox is full, empties it first: its chunks are linked
+/// into one list per slab (most come from a few slabs: the other CPUs'
+/// current ones) and each list is pushed with one CAS.
+///
+/// # Safety
+/// `p` is a live chunk of the live slab `d`, owned by another zone.
+pub unsafe fn free_remote_batched(d: *mut Desc, p: *mut u8) {
+    if cache::outbox_push(p) {
+        return;
+    }
+    // Full, or not set up yet on this CPU (or the cache is off): empty it
+    // and try once more, else free `p` on its own.
+    if cache::on() {
+        cache::prepare_outbox();
+        flush_outbox();
+        if cache::outbox_push(p) {
+            return;
+        }
+    }
+    slab::set_link(p, 0);
+    free_remote_list(d, p, p, 1);
+}
+
+/// Empties the current CPU's outbox onto the slabs' remote lists, one list
+/// and one CAS per slab: the chunks are grouped in a small hash table keyed
+/// by slab. (Eight open lists, the oldest closed for a further slab, made
+/// several lists per slab when many classes were in use: server 2.4 chunks
+/// per CAS against 3.6 now; sorting by slab gave 3.6 too, but the sort cost
+/// more than the CASes it saved.) Where the chunks have room, the list's
+/// head node carries the next chunks of its slab (`slab::batch_add`) rather
+/// than linking them, so only the node is written here, and only the node is
+/// read by the owner. Returns the number of chunks the outbox held.
+pub fn flush_outbox() -> usize {
+    /// Table slots (a power of two), and probes before a slab's list is
+    /// pushed early to make room.
+    const SLOTS: usize = 32;
+    const PROBES: usize = 4;
+    /// A slab's list: its descriptor, first and last node, chunks in all,
+    /// chunks the first node carries and how many it can.
+    #[derive(Clone, Copy)]
+    struct Group {
+        d: usize,
+        head: *mut u8,
+        tail: *mut u8,
+        n: u64,
+        carried: usize,
+        room: usize,
+    }
+    const EMPTY: Group = Group {
+        d: 0,
+        head: ptr::null_mut(),
+        tail: ptr::null_mut(),
+        n: 0,
+        carried: 0,
+        room: 0,
+    };
+    let mut buf = [0usize; cache::CAP_MAX];
+    let n = cache::outbox_take(&mut buf);
+    let mut tab = [EMPTY; SLOTS];
+    for &q in &buf[..n] {
+        let q = q as *mut u8;
+        let d = slab_of(q);
+        let h = (d as usize >> 7).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 59;
+        for probe in 1..=PROBES {
+            let g = &mut tab[(h + probe) % SLOTS];
+            // SAFETY (all blocks below): every chunk in the outbox is one the
+            // user freed, validated by `free` and not yet given back: a live
+            // chunk of the live slab `d`, now ours.
+            if g.d == d as usize {
+                if g.carried < g.room {
+                    unsafe { slab::batch_add(g.head, g.carried, q) };
+                    g.carried += 1;
+                } else {
+                    unsafe { slab::set_link(q, g.head as usize) };
+                    g.head = q;
+                    g.carried = 0;
+                }
+                g.n += 1;
+                break;
+            }
+            if g.d == 0 || probe == PROBES {
+                if g.d != 0 {
+                    unsafe { free_remote_list(g.d as *mut Desc, g.head, g.tail, g.n) };
+                }
+                let (_, c) = unsafe { owner_class(d, q) };
+                unsafe { slab::set_link(q, 0) };
+                *g = Group {
+                    d: d as usize,
+                    head: q,
+                    tail: q,
+                    n: 1,
+                    carried: 0,
+                    room: slab::batch_cap(size_class::class_size(c)),
+                };
+                break;
+            }
+        }
+    }
+    for g in tab.iter().filter(|g| g.d != 0) {
+        unsafe { free_remote_list(g.d as *mut Desc, g.head, g.tail, g.n) };
+    }
+    n
+}
+
+#[cold]
+pub(super) unsafe fn notify(me: &Zone, owner: usize, m: Msg, must: bool) {
+    bump(&me.stats.notifications);
+    match zone(owner).ring.post(m, must) {
+        Posted::Ring => {}
+        Posted::Overflow => bump(&me.stats.ring_overflows),
+        Posted::Dropped => bump(&me.stats.msgs_dropped),
+    }
+    if crate::ring::ring_doorbell() {
+        bump(&me.stats.futex_wakes);
+    }
+}
+
+/// True if any zone's ring has messages.
+pub fn any_ring_has_work() -> bool {
+    (0..cpu::nzones()).any(|i| zone(i).ring.has_work())
+}

@@ -1,0 +1,445 @@
+//! A zone's slabs over their life: collecting remote chunks, releasing
+//! empty slabs, finding the next slab to carve when the current one runs
+//! dry (from `waiting`, `partial`, the cached empty slab, or a new one from
+//! the page runs), handling the ring's messages, and the periodic sweep.
+//! Every method runs with the zone's lock held (`Locked`).
+
+use super::*;
+
+impl Locked {
+    /// One zone's share of a reclaim pass (`reclaim::pass`): handles its
+    /// messages, and if it allocated nothing since the previous look (or
+    /// `force`), collects every remote chunk and gives its empty slabs back
+    /// to the page runs. Returns whether the zone was idle.
+    pub fn tend(&self, force: bool) -> bool {
+        self.drain();
+        let idle = self.idle_since_last_look();
+        if force || idle {
+            self.sweep();
+            self.release_empties();
+        }
+        idle
+    }
+
+    #[cold]
+    pub(super) unsafe fn after_local_free(&self, d: *mut Desc) {
+        let c = (*d).class() % NCLASSES;
+        match (*d).state() {
+            // Full and detached: if no remote free has seen the detach, take it
+            // back; otherwise a message is on its way and will list it.
+            ST_DETACHED if slab::try_reattach(d) => {
+                if (*d).used() == 0 {
+                    self.release(d);
+                } else {
+                    (*d).set_state(ST_PARTIAL);
+                    list_push(ptr::addr_of_mut!((*self.cz(c)).partial), d);
+                }
+            }
+            ST_PARTIAL | ST_WAITING => self.release(d),
+            _ => {} // the current slab stays, even when empty
+        }
+    }
+
+    /// Collects `d`'s remote list into its local free list. Returns the count.
+    pub(super) unsafe fn collect(&self, d: *mut Desc) -> usize {
+        let (l, counted) = slab::take_remote_counted(d);
+        if l.is_null() {
+            return 0;
+        }
+        let corrupt = || -> ! {
+            crate::fmt::fatal_pointer(
+                "free",
+                l,
+                "corrupted remote free list (a chunk freed twice?)",
+            )
+        };
+        if (*d).free().is_null() {
+            // The common case (the slab ran dry): the remote list becomes
+            // the local one whole, and its count comes with it, so no chunk
+            // is read here; `alloc` checks each link as it pops it. (The
+            // walk read every node the other CPUs had just written: 15 % of
+            // xmalloc_like's time.)
+            if counted == 0 || counted > (*d).used() as usize {
+                corrupt();
+            }
+            (*d).set_free(l);
+            (*d).set_used((*d).used() - counted as u32);
+            return counted;
+        }
+        let c = (*d).class();
+        let carry = slab::batch_cap(size_class::class_size(c));
+        match slab::absorb(d, l, size_class::capacity(c), carry) {
+            Some(n) if n == counted && n as u32 <= (*d).used() => {
+                (*d).set_used((*d).used() - n as u32);
+                n
+            }
+            _ => corrupt(),
+        }
+    }
+
+    /// Takes `d` off whatever list it is on and gives it up: cached as the
+    /// class's empty slab, or returned to the page runs.
+    pub(super) unsafe fn release(&self, d: *mut Desc) {
+        let c = (*d).class() % NCLASSES;
+        let cz = self.cz(c);
+        match (*d).state() {
+            ST_PARTIAL => list_remove(ptr::addr_of_mut!((*cz).partial), d),
+            ST_WAITING => list_remove(ptr::addr_of_mut!((*cz).waiting), d),
+            ST_CUR => (*cz).cur = ptr::null_mut(),
+            _ => {}
+        }
+        // Stale messages naming this slab must not match any more.
+        (*d).next_gen();
+        if (*cz).empty.is_null() {
+            let (base, head) = pagemap::desc_home(d);
+            pagemap::close_slab_pages(base, head, (*d).npages());
+            (*d).set_free(ptr::null_mut());
+            (*d).set_bump(slab_base(d) as *mut u8);
+            (*d).set_state(ST_EMPTY);
+            (*cz).empty = d;
+            GLOBAL.slabs_cached.fetch_add(1, Ordering::Relaxed);
+        } else {
+            destroy(d);
+        }
+    }
+
+    /// Reclaims the cached empty slabs of every class, and the current slabs
+    /// that are empty (reclaimer, malloc_trim).
+    pub fn release_empties(&self) {
+        for c in 0..NCLASSES {
+            let cz = self.cz(c);
+            // SAFETY: lock held; slabs on our lists are ours.
+            unsafe {
+                if !(*cz).empty.is_null() {
+                    let d = (*cz).empty;
+                    (*cz).empty = ptr::null_mut();
+                    GLOBAL.slabs_cached.fetch_sub(1, Ordering::Relaxed);
+                    destroy(d);
+                }
+                let s = (*cz).cur;
+                if !s.is_null() {
+                    self.collect(s);
+                    if (*s).used() == 0 {
+                        (*cz).cur = ptr::null_mut();
+                        (*s).next_gen();
+                        destroy(s);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The slow path of `alloc`: messages, lazy collection, detach, next slab.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn refill(&self, c: usize) -> *mut u8 {
+        bump_locked(&self.z.stats.refills);
+        // SAFETY: lock held; a short access through the raw pointer.
+        let refills = unsafe {
+            let inner = self.inner();
+            (*inner).refills = (*inner).refills.wrapping_add(1);
+            (*inner).refills
+        };
+        if self.z.rescan.load(Ordering::Relaxed) {
+            self.rescan();
+        }
+        self.drain();
+        if refills.is_multiple_of(SWEEP_EVERY) {
+            self.sweep();
+        }
+        // SAFETY: lock held throughout; every slab touched is owned by us.
+        unsafe {
+            loop {
+                let s = (*self.cz(c)).cur;
+                if !s.is_null() {
+                    if self.collect(s) > 0 || !(*s).free().is_null() || (*s).bump() < (*s).end() {
+                        return self.alloc(c);
+                    }
+                    if slab::try_detach(s) {
+                        (*s).set_state(ST_DETACHED);
+                        (*self.cz(c)).cur = ptr::null_mut();
+                        bump_locked(&self.z.stats.detaches);
+                    } else {
+                        continue; // remote chunks arrived: collect them
+                    }
+                }
+                let n = self.next_slab(c);
+                if n.is_null() {
+                    return ptr::null_mut();
+                }
+                (*n).set_state(ST_CUR);
+                (*self.cz(c)).cur = n;
+            }
+        }
+    }
+
+    /// Picks the next slab for class `c`: a partial one, a waiting one that
+    /// reached the threshold, the cached empty one, the fullest-of-free waiting
+    /// one, or a new one. The result is on no list.
+    pub(super) unsafe fn next_slab(&self, c: usize) -> *mut Desc {
+        let thr = size_class::wake_threshold(c) as u32;
+        let cap = size_class::capacity(c) as u32;
+        let cz = self.cz(c);
+        if (*cz).partial.is_null() {
+            // Promote waiting slabs that have collected enough.
+            let mut d = (*cz).waiting;
+            let mut k = 0;
+            while !d.is_null() && k < WAITING_SCAN {
+                let next = (*d).next();
+                self.collect(d);
+                if (*d).used() == 0 {
+                    self.release(d);
+                } else if cap - (*d).used() >= thr {
+                    list_remove(ptr::addr_of_mut!((*cz).waiting), d);
+                    (*d).set_state(ST_PARTIAL);
+                    list_push(ptr::addr_of_mut!((*cz).partial), d);
+                }
+                d = next;
+                k += 1;
+            }
+        }
+        if !(*cz).partial.is_null() {
+            let d = (*cz).partial;
+            list_remove(ptr::addr_of_mut!((*cz).partial), d);
+            return d;
+        }
+        if !(*cz).empty.is_null() {
+            let d = (*cz).empty;
+            (*cz).empty = ptr::null_mut();
+            GLOBAL.slabs_cached.fetch_sub(1, Ordering::Relaxed);
+            return d;
+        }
+        // Any waiting slab with free chunks beats mapping more memory.
+        let mut best: *mut Desc = ptr::null_mut();
+        let mut d = (*cz).waiting;
+        while !d.is_null() {
+            if best.is_null() || (*d).used() < (*best).used() {
+                best = d;
+            }
+            d = (*d).next();
+        }
+        if !best.is_null() && (*best).used() < cap {
+            list_remove(ptr::addr_of_mut!((*cz).waiting), best);
+            return best;
+        }
+        self.new_slab(c)
+    }
+
+    pub(super) unsafe fn new_slab(&self, c: usize) -> *mut Desc {
+        adopt_idle(self.idx);
+        // Before taking more memory: stashed chunks that no refill needed
+        // since the last look go back to their slabs, which may free whole
+        // slabs for this one (a program done with one size and on to the
+        // next: glibc_simple kept every size's stash, 6.8 MiB peak RSS
+        // against glibc's 2.8).
+        for k in 0..NCLASSES {
+            self.trim_stash(k);
+        }
+        let Some(r) = RUNS.alloc(
+            size_class::SLAB_PAGES[c] as usize,
+            size_class::slab_align_pages(c),
+        ) else {
+            return ptr::null_mut();
+        };
+        let d = r.desc();
+        let csize = size_class::class_size(c);
+        let base = r.addr() as *mut u8;
+        (*d).set_class(c);
+        (*d).set_owner(self.idx);
+        (*d).next_gen();
+        (*d).set_used(0);
+        (*d).set_free(ptr::null_mut());
+        (*d).set_bump(base);
+        (*d).set_end(base.add(size_class::capacity(c) * csize));
+        (*d).set_prev(ptr::null_mut());
+        (*d).set_next(ptr::null_mut());
+        (*d).rchunks().store(0, Ordering::Relaxed);
+        (*d).set_notify_next(ptr::null_mut());
+        // Release: a thread that finds the slab through the page map sees it
+        // whole. Its pages open to `free`'s fast path as they are carved.
+        (*d).set_kind(KIND_SLAB);
+        GLOBAL.slabs_live.fetch_add(1, Ordering::Relaxed);
+        bump_locked(&self.z.stats.class[c].slabs_new);
+        d
+    }
+
+    /// Handles every message in the ring and on the overflow list.
+    pub fn drain(&self) {
+        while let Some(m) = self.z.ring.pop() {
+            self.handle(m.slab, Some(m.gen));
+        }
+        let mut d = self.z.ring.take_overflow();
+        while !d.is_null() {
+            // SAFETY: overflow entries are slab descriptors (type-stable);
+            // `handle` validates them before use.
+            let next = unsafe { (*d).notify_next() };
+            self.handle(d, None);
+            d = next;
+        }
+    }
+
+    /// A notification: validate through the page map, then collect and re-list.
+    pub(super) fn handle(&self, d: *mut Desc, gen: Option<u32>) {
+        if gen.is_some_and(|g| g & INFO_MSG != 0) {
+            bump_locked(&self.z.stats.msgs_info);
+            return;
+        }
+        if !pagemap::is_desc_ptr(d) {
+            bump_locked(&self.z.stats.msgs_stale);
+            return;
+        }
+        // SAFETY: `d` is a descriptor slot of one of our arenas (type-stable
+        // memory); we check it is a slab of ours in the expected state before
+        // touching anything else, and we hold the owner lock.
+        unsafe {
+            let valid = (*d).kind() == KIND_SLAB
+                && (*d).owner() == self.idx
+                && gen.is_none_or(|g| g == (*d).gen() & !INFO_MSG)
+                && (*d).state() == ST_DETACHED;
+            if !valid {
+                bump_locked(&self.z.stats.msgs_stale);
+                return;
+            }
+            if self.collect(d) == 0 {
+                // Nothing came back (only possible for the `every` mode's
+                // extra messages racing with us): still detached.
+                bump_locked(&self.z.stats.msgs_stale);
+                return;
+            }
+            bump_locked(&self.z.stats.msgs_handled);
+            self.relist(d);
+        }
+    }
+
+    /// Files a slab that is off every list according to how free it is.
+    pub(super) unsafe fn relist(&self, d: *mut Desc) {
+        let c = (*d).class() % NCLASSES;
+        let cap = size_class::capacity(c) as u32;
+        if (*d).used() == 0 {
+            (*d).set_state(0); // on no list: release() has nothing to unlink
+            self.release(d);
+        } else if cap - (*d).used() >= size_class::wake_threshold(c) as u32 {
+            (*d).set_state(ST_PARTIAL);
+            list_push(ptr::addr_of_mut!((*self.cz(c)).partial), d);
+        } else {
+            (*d).set_state(ST_WAITING);
+            list_push(ptr::addr_of_mut!((*self.cz(c)).waiting), d);
+        }
+    }
+
+    /// Collects remote chunks on every listed slab; frees empty ones and
+    /// promotes waiting ones past the threshold.
+    pub fn sweep(&self) {
+        for c in 0..NCLASSES {
+            self.trim_stash(c);
+            let thr = size_class::wake_threshold(c) as u32;
+            let cap = size_class::capacity(c) as u32;
+            // SAFETY: lock held; list members are our slabs.
+            unsafe {
+                let cz = self.cz(c);
+                let cur = (*cz).cur;
+                if !cur.is_null() {
+                    self.collect(cur);
+                }
+                for waiting in [false, true] {
+                    let mut d = if waiting {
+                        (*cz).waiting
+                    } else {
+                        (*cz).partial
+                    };
+                    while !d.is_null() {
+                        let next = (*d).next();
+                        self.collect(d);
+                        if (*d).used() == 0 {
+                            self.release(d);
+                        } else if waiting && cap - (*d).used() >= thr {
+                            list_remove(ptr::addr_of_mut!((*cz).waiting), d);
+                            (*d).set_state(ST_PARTIAL);
+                            list_push(ptr::addr_of_mut!((*cz).partial), d);
+                        }
+                        d = next;
+                    }
+                }
+            }
+        }
+    }
+
+    /// After fork: ring messages may have been lost. Walk every arena and
+    /// handle detached slabs of ours that have remote chunks waiting.
+    pub(super) fn rescan(&self) {
+        self.z.rescan.store(false, Ordering::Relaxed);
+        for i in 0..pagemap::narenas() {
+            let base = pagemap::arena_at(i);
+            let mut p = pagemap::META_PAGES;
+            while base != 0 && p < pagemap::ARENA_PAGES {
+                let d = pagemap::desc(base, p);
+                // SAFETY: run heads tile the arena, so stepping by npages from
+                // the first usable page visits exactly the heads.
+                let (kind, n) = unsafe { ((*d).kind(), (*d).npages()) };
+                if n == 0 {
+                    break;
+                }
+                // KIND_NONE with a size: a run handed out whose kind was not
+                // set yet when the parent forked; step over it.
+                // SAFETY: a slab descriptor; its owner-side state is ours to
+                // read only once the owner check says the slab is ours.
+                unsafe {
+                    if kind == KIND_SLAB
+                        && (*d).owner() == self.idx
+                        && (*d).state() == ST_DETACHED
+                        && (*d).rchunks().load(Ordering::Relaxed) > slab::DETACHED
+                    {
+                        self.handle(d, None);
+                    }
+                }
+                p += n;
+            }
+        }
+    }
+
+    /// Idle detection for the reclaimer: true if no allocation happened in
+    /// this zone since the previous call.
+    pub fn idle_since_last_look(&self) -> bool {
+        let a = self.z.stats.allocs();
+        // SAFETY: lock held; a short access through the raw pointer.
+        unsafe {
+            let inner = self.inner();
+            let idle = a == (*inner).seen_allocs;
+            (*inner).seen_allocs = a;
+            idle
+        }
+    }
+}
+
+/// Gives a slab's pages back to the page runs. Counted on the owner zone,
+/// whose lock the caller holds.
+pub(super) unsafe fn destroy(d: *mut Desc) {
+    let c = (*d).class() % NCLASSES;
+    let owner = (*d).owner();
+    bump_locked(&zone(owner).stats.class[c].slabs_freed);
+    let (base, head) = pagemap::desc_home(d);
+    let n = (*d).npages();
+    pagemap::close_slab_pages(base, head, n);
+    (*d).set_state(0);
+    (*d).set_kind(KIND_NONE);
+    GLOBAL.slabs_live.fetch_sub(1, Ordering::Relaxed);
+    RUNS.free(base, head, n);
+}
+
+/// Called by zone `me` (locked) before it maps a new slab: every other zone
+/// with messages waiting that is free right now gets `tend`ed first, so that
+/// the memory of zones whose threads went quiet or exited (chunks freed
+/// into their slabs by other threads, which only their owner collects)
+/// goes back to the page runs that the new slab comes from, without the
+/// background thread. Never waits: a busy zone is skipped (so no lock order
+/// matters), and a zone with an empty ring costs three loads.
+fn adopt_idle(me: usize) {
+    for i in 0..cpu::nzones() {
+        if i == me || !zone(i).ring.has_work() {
+            continue;
+        }
+        if let Some(z) = try_lock_index(i) {
+            z.tend(false);
+        }
+    }
+}
