@@ -130,24 +130,27 @@ pub fn tick(size: usize) -> bool {
 #[cold]
 #[inline(never)]
 unsafe fn tick_slow(s: *mut Sampler, size: usize) -> bool {
-    let first = (*s).rng == 0;
-    if first {
-        let seed = match SEED.load(Ordering::Relaxed) {
-            0 => os::random_u64(),
-            v => v,
-        };
-        let n = THREADS.fetch_add(1, Ordering::Relaxed);
-        (*s).rng = splitmix(seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
-        // The thread's first interval starts here, as a fresh countdown.
-        (*s).left = next_interval(&mut (*s).rng) - size as i64;
-        if (*s).left >= 0 {
-            return false;
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let first = (*s).rng == 0;
+        if first {
+            let seed = match SEED.load(Ordering::Relaxed) {
+                0 => os::random_u64(),
+                v => v,
+            };
+            let n = THREADS.fetch_add(1, Ordering::Relaxed);
+            (*s).rng = splitmix(seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
+            // The thread's first interval starts here, as a fresh countdown.
+            (*s).left = next_interval(&mut (*s).rng) - size as i64;
+            if (*s).left >= 0 {
+                return false;
+            }
         }
+        // Sampled: the bytes past zero belong to this request, the next
+        // interval starts after it.
+        (*s).left = next_interval(&mut (*s).rng);
+        true
     }
-    // Sampled: the bytes past zero belong to this request, the next
-    // interval starts after it.
-    (*s).left = next_interval(&mut (*s).rng);
-    true
 }
 
 fn splitmix(mut z: u64) -> u64 {

@@ -300,27 +300,30 @@ mod tests {
     /// # Safety
     /// None beyond the types API's: the test's types are statics.
     unsafe fn usage_across_threads() {
-        let t = new_type(c"test-usage", 0);
-        let ptrs: Vec<usize> = (0..1000)
-            .map(|i| kmalloc(10 + i, t, SA_WAITOK) as usize)
-            .collect();
-        let total: i64 = ptrs
-            .iter()
-            .map(|&p| alloc::usable_size(p as *mut u8) as i64)
-            .sum();
-        assert_eq!(type_usage(t), (total, 1000));
-        let tt = t as usize;
-        std::thread::spawn(move || {
-            for p in ptrs {
-                unsafe { kfree(p as *mut u8, tt as *mut sa_malloc_type) };
-            }
-        })
-        .join()
-        .unwrap();
-        assert_eq!(type_usage(t), (0, 0));
-        let mut seen = false;
-        for_each(|v| seen |= v.name == b"test-usage");
-        assert!(seen);
+        // SAFETY: the caller upholds the contract in `# Safety` above.
+        unsafe {
+            let t = new_type(c"test-usage", 0);
+            let ptrs: Vec<usize> = (0..1000)
+                .map(|i| kmalloc(10 + i, t, SA_WAITOK) as usize)
+                .collect();
+            let total: i64 = ptrs
+                .iter()
+                .map(|&p| alloc::usable_size(p as *mut u8) as i64)
+                .sum();
+            assert_eq!(type_usage(t), (total, 1000));
+            let tt = t as usize;
+            std::thread::spawn(move || {
+                for p in ptrs {
+                    kfree(p as *mut u8, tt as *mut sa_malloc_type);
+                }
+            })
+            .join()
+            .unwrap();
+            assert_eq!(type_usage(t), (0, 0));
+            let mut seen = false;
+            for_each(|v| seen |= v.name == b"test-usage");
+            assert!(seen);
+        }
     }
 
     #[test]
@@ -331,28 +334,29 @@ mod tests {
     /// # Safety
     /// As `usage_across_threads`.
     unsafe fn limits() {
-        let t = new_type(c"test-limit", 4096);
-        let a = kmalloc(3000, t, SA_NOWAIT | SA_ZERO);
-        assert!(!a.is_null());
-        assert!(unsafe { core::slice::from_raw_parts(a, 3000) }
-            .iter()
-            .all(|&b| b == 0));
-        assert!(kmalloc(3000, t, SA_NOWAIT).is_null());
-        assert_eq!(crate::os::errno(), libc::ENOMEM);
-        assert!(kmalloc(1, t, SA_NOWAIT | SA_WAITOK).is_null());
-        assert_eq!(crate::os::errno(), libc::EINVAL);
-        assert!(kmalloc(1, t, 0x100).is_null());
-        // A waiter blocks until another thread frees.
-        let tt = t as usize;
-        let aa = a as usize;
-        let h = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            unsafe { kfree(aa as *mut u8, tt as *mut sa_malloc_type) };
-        });
-        let b = kmalloc(3000, t, SA_WAITOK);
-        assert!(!b.is_null());
-        h.join().unwrap();
-        kfree(b, t);
-        assert_eq!(type_usage(t), (0, 0));
+        // SAFETY: the caller upholds the contract in `# Safety` above.
+        unsafe {
+            let t = new_type(c"test-limit", 4096);
+            let a = kmalloc(3000, t, SA_NOWAIT | SA_ZERO);
+            assert!(!a.is_null());
+            assert!(core::slice::from_raw_parts(a, 3000).iter().all(|&b| b == 0));
+            assert!(kmalloc(3000, t, SA_NOWAIT).is_null());
+            assert_eq!(crate::os::errno(), libc::ENOMEM);
+            assert!(kmalloc(1, t, SA_NOWAIT | SA_WAITOK).is_null());
+            assert_eq!(crate::os::errno(), libc::EINVAL);
+            assert!(kmalloc(1, t, 0x100).is_null());
+            // A waiter blocks until another thread frees.
+            let tt = t as usize;
+            let aa = a as usize;
+            let h = std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                kfree(aa as *mut u8, tt as *mut sa_malloc_type);
+            });
+            let b = kmalloc(3000, t, SA_WAITOK);
+            assert!(!b.is_null());
+            h.join().unwrap();
+            kfree(b, t);
+            assert_eq!(type_usage(t), (0, 0));
+        }
     }
 }

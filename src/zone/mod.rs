@@ -238,26 +238,32 @@ pub fn slab_base(d: *const Desc) -> usize {
 // not alias.
 
 unsafe fn list_push(head: *mut *mut Desc, d: *mut Desc) {
-    (*d).set_prev(ptr::null_mut());
-    (*d).set_next(*head);
-    if !(*head).is_null() {
-        (**head).set_prev(d);
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        (*d).set_prev(ptr::null_mut());
+        (*d).set_next(*head);
+        if !(*head).is_null() {
+            (**head).set_prev(d);
+        }
+        *head = d;
     }
-    *head = d;
 }
 
 unsafe fn list_remove(head: *mut *mut Desc, d: *mut Desc) {
-    let (p, n) = ((*d).prev(), (*d).next());
-    if p.is_null() {
-        *head = n;
-    } else {
-        (*p).set_next(n);
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let (p, n) = ((*d).prev(), (*d).next());
+        if p.is_null() {
+            *head = n;
+        } else {
+            (*p).set_next(n);
+        }
+        if !n.is_null() {
+            (*n).set_prev(p);
+        }
+        (*d).set_prev(ptr::null_mut());
+        (*d).set_next(ptr::null_mut());
     }
-    if !n.is_null() {
-        (*n).set_prev(p);
-    }
-    (*d).set_prev(ptr::null_mut());
-    (*d).set_next(ptr::null_mut());
 }
 
 impl Locked {
@@ -333,36 +339,39 @@ impl Locked {
     /// untouched by anyone else.
     #[inline(never)]
     unsafe fn carve_page(&self, d: *mut Desc, c: usize, b: *mut u8) {
-        let size = size_class::class_size(c);
-        let end = (*d).end() as usize;
-        let lim = ((b as usize | (PAGE_SIZE - 1)) + 1).min(end);
-        let key = FREE_KEY.load(Ordering::Relaxed);
-        // Marked too: it may go into the cache (a refill); the malloc that
-        // hands it out clears the mark.
-        *(b as *mut u64).add(1) = key;
-        let mut nb = b as usize + size;
-        if nb < lim {
-            // The free list is empty (`alloc` takes from it first).
-            (*d).set_free(nb as *mut u8);
-            loop {
-                let next = nb + size;
-                let link = if next < lim { next } else { 0 };
-                slab::set_link(nb as *mut u8, link);
-                *(nb as *mut u64).add(1) = key;
-                nb = next;
-                if link == 0 {
-                    break;
+        // SAFETY: the caller upholds the contract in `# Safety` above.
+        unsafe {
+            let size = size_class::class_size(c);
+            let end = (*d).end() as usize;
+            let lim = ((b as usize | (PAGE_SIZE - 1)) + 1).min(end);
+            let key = FREE_KEY.load(Ordering::Relaxed);
+            // Marked too: it may go into the cache (a refill); the malloc that
+            // hands it out clears the mark.
+            *(b as *mut u64).add(1) = key;
+            let mut nb = b as usize + size;
+            if nb < lim {
+                // The free list is empty (`alloc` takes from it first).
+                (*d).set_free(nb as *mut u8);
+                loop {
+                    let next = nb + size;
+                    let link = if next < lim { next } else { 0 };
+                    slab::set_link(nb as *mut u8, link);
+                    *(nb as *mut u64).add(1) = key;
+                    nb = next;
+                    if link == 0 {
+                        break;
+                    }
                 }
             }
+            (*d).set_bump(nb as *mut u8);
+            let start = slab_base(d);
+            let to = if nb >= end {
+                (*d).npages()
+            } else {
+                (nb - start) >> PAGE_SHIFT
+            };
+            pagemap::open_slab_pages(d, (b as usize - start) >> PAGE_SHIFT, to, c, self.idx);
         }
-        (*d).set_bump(nb as *mut u8);
-        let start = slab_base(d);
-        let to = if nb >= end {
-            (*d).npages()
-        } else {
-            (nb - start) >> PAGE_SHIFT
-        };
-        pagemap::open_slab_pages(d, (b as usize - start) >> PAGE_SHIFT, to, c, self.idx);
     }
 
     /// Frees a chunk of slab `d`, which this zone owns.
@@ -371,40 +380,47 @@ impl Locked {
     /// `chunk` is a live chunk of `d`; `d` is owned by this zone.
     #[inline(always)]
     pub unsafe fn free_local(&self, d: *mut Desc, chunk: *mut u8) {
-        if (*d).used() == 0 {
-            crate::fmt::fatal_pointer("free", chunk, "double free (slab has no live block)");
-        }
-        if chunk >= (*d).bump() {
-            crate::fmt::fatal_pointer("free", chunk, "pointer to a block that was never allocated");
-        }
-        *(chunk as *mut u64).add(1) = FREE_KEY.load(Ordering::Relaxed);
-        let c = (*d).class() % NCLASSES;
-        // Where the class has room, the free list's head node carries the
-        // chunk's address instead of the chunk being linked (as an outbox
-        // flush does for remote lists): a later refill then takes the
-        // chunks from the node without reading each one, where following
-        // a chain of long-freed chunks was a cache miss per chunk, one
-        // after the other (85 % of fill_cache's samples under CPython).
-        let f = (*d).free();
-        let cap = slab::batch_cap(size_class::class_size(c));
-        let k = if f.is_null() || cap == 0 {
-            cap
-        } else if slab::link_word(f) & slab::BATCH != 0 {
-            slab::batch_len(f)
-        } else {
-            0
-        };
-        if k < cap {
-            slab::batch_add(f, k, chunk);
-        } else {
-            slab::set_link(chunk, f as usize);
-            (*d).set_free(chunk);
-        }
-        (*d).set_used((*d).used() - 1);
-        bump_locked(&self.z.stats.class[c].local_frees);
-        // The current slab needs nothing more, even when it becomes empty.
-        if (*d).state() != ST_CUR && ((*d).used() == 0 || (*d).state() == ST_DETACHED) {
-            self.after_local_free(d);
+        // SAFETY: the caller upholds the contract in `# Safety` above.
+        unsafe {
+            if (*d).used() == 0 {
+                crate::fmt::fatal_pointer("free", chunk, "double free (slab has no live block)");
+            }
+            if chunk >= (*d).bump() {
+                crate::fmt::fatal_pointer(
+                    "free",
+                    chunk,
+                    "pointer to a block that was never allocated",
+                );
+            }
+            *(chunk as *mut u64).add(1) = FREE_KEY.load(Ordering::Relaxed);
+            let c = (*d).class() % NCLASSES;
+            // Where the class has room, the free list's head node carries the
+            // chunk's address instead of the chunk being linked (as an outbox
+            // flush does for remote lists): a later refill then takes the
+            // chunks from the node without reading each one, where following
+            // a chain of long-freed chunks was a cache miss per chunk, one
+            // after the other (85 % of fill_cache's samples under CPython).
+            let f = (*d).free();
+            let cap = slab::batch_cap(size_class::class_size(c));
+            let k = if f.is_null() || cap == 0 {
+                cap
+            } else if slab::link_word(f) & slab::BATCH != 0 {
+                slab::batch_len(f)
+            } else {
+                0
+            };
+            if k < cap {
+                slab::batch_add(f, k, chunk);
+            } else {
+                slab::set_link(chunk, f as usize);
+                (*d).set_free(chunk);
+            }
+            (*d).set_used((*d).used() - 1);
+            bump_locked(&self.z.stats.class[c].local_frees);
+            // The current slab needs nothing more, even when it becomes empty.
+            if (*d).state() != ST_CUR && ((*d).used() == 0 || (*d).state() == ST_DETACHED) {
+                self.after_local_free(d);
+            }
         }
     }
 

@@ -15,23 +15,26 @@ use super::*;
 /// the `BATCH` flag.
 #[inline(always)]
 pub(super) unsafe fn carried(s: *mut Desc, f: *mut u8) -> *mut u8 {
-    let corrupt = || -> ! {
-        crate::fmt::fatal_pointer(
-            "malloc",
-            f,
-            "corrupted free list (a freed block was written to)",
-        )
-    };
-    if !(1..=slab::MAX_CARRY).contains(&slab::batch_len(f)) {
-        corrupt();
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let corrupt = || -> ! {
+            crate::fmt::fatal_pointer(
+                "malloc",
+                f,
+                "corrupted free list (a freed block was written to)",
+            )
+        };
+        if !(1..=slab::MAX_CARRY).contains(&slab::batch_len(f)) {
+            corrupt();
+        }
+        let q = slab::batch_take(f);
+        let base = slab_base(s);
+        let bump = (*s).bump() as usize;
+        if (q as usize).wrapping_sub(base) >= bump - base || q as usize & 15 != 0 || q == f {
+            corrupt();
+        }
+        q
     }
-    let q = slab::batch_take(f);
-    let base = slab_base(s);
-    let bump = (*s).bump() as usize;
-    if (q as usize).wrapping_sub(base) >= bump - base || q as usize & 15 != 0 || q == f {
-        corrupt();
-    }
-    q
 }
 
 /// The slab of a chunk that the allocator itself holds (a cached chunk):
@@ -57,30 +60,33 @@ pub(super) fn slab_of(q: *mut u8) -> *mut Desc {
 /// Every chunk of the list is a live chunk of the live slab `d`.
 #[inline(always)]
 pub(super) unsafe fn free_remote_list(d: *mut Desc, head: *mut u8, tail: *mut u8, n: u64) {
-    // Read before the CAS: afterwards the slab may be collected and released.
-    // Owner and class come from the free map (the descriptor's first line is
-    // the owner's, busy), the generation from the line the CAS takes.
-    let (owner, c) = owner_class(d, head);
-    let gen = (*d).gen() & !INFO_MSG;
-    let me = zone(cpu::current_zone());
-    me.stats.class[c]
-        .remote_frees
-        .fetch_add(n, Ordering::Relaxed);
-    match slab::remote_push_list(d, head, tail, n as usize) {
-        Pushed::MustNotify => notify(me, owner, Msg { slab: d, gen }, true),
-        Pushed::Quiet => {
-            if crate::config::NOTIFY_EVERY.load(Ordering::Relaxed) {
-                // The study mode: one informational message per chunk.
-                for _ in 0..n {
-                    notify(
-                        me,
-                        owner,
-                        Msg {
-                            slab: d,
-                            gen: gen | INFO_MSG,
-                        },
-                        false,
-                    );
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        // Read before the CAS: afterwards the slab may be collected and released.
+        // Owner and class come from the free map (the descriptor's first line is
+        // the owner's, busy), the generation from the line the CAS takes.
+        let (owner, c) = owner_class(d, head);
+        let gen = (*d).gen() & !INFO_MSG;
+        let me = zone(cpu::current_zone());
+        me.stats.class[c]
+            .remote_frees
+            .fetch_add(n, Ordering::Relaxed);
+        match slab::remote_push_list(d, head, tail, n as usize) {
+            Pushed::MustNotify => notify(me, owner, Msg { slab: d, gen }, true),
+            Pushed::Quiet => {
+                if crate::config::NOTIFY_EVERY.load(Ordering::Relaxed) {
+                    // The study mode: one informational message per chunk.
+                    for _ in 0..n {
+                        notify(
+                            me,
+                            owner,
+                            Msg {
+                                slab: d,
+                                gen: gen | INFO_MSG,
+                            },
+                            false,
+                        );
+                    }
                 }
             }
         }
@@ -94,12 +100,15 @@ pub(super) unsafe fn free_remote_list(d: *mut Desc, head: *mut u8, tail: *mut u8
 /// `d` is the live slab that holds `p`.
 #[inline(always)]
 pub unsafe fn owner_class(d: *mut Desc, p: *mut u8) -> (usize, usize) {
-    if let Some((f, owner, _)) = pagemap::slab_fast(p as usize) {
-        if f != 0 {
-            return (owner, cache::class_at(f));
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        if let Some((f, owner, _)) = pagemap::slab_fast(p as usize) {
+            if f != 0 {
+                return (owner, cache::class_at(f));
+            }
         }
+        ((*d).owner(), (*d).class() % NCLASSES)
     }
-    ((*d).owner(), (*d).class() % NCLASSES)
 }
 
 /// Frees another CPU's chunk `p` (its free mark set) through this CPU's
@@ -110,20 +119,23 @@ pub unsafe fn owner_class(d: *mut Desc, p: *mut u8) -> (usize, usize) {
 /// # Safety
 /// `p` is a live chunk of the live slab `d`, owned by another zone.
 pub unsafe fn free_remote_batched(d: *mut Desc, p: *mut u8) {
-    if cache::outbox_push(p) {
-        return;
-    }
-    // Full, or not set up yet on this CPU (or the cache is off): empty it
-    // and try once more, else free `p` on its own.
-    if cache::on() {
-        cache::prepare_outbox();
-        flush_outbox();
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
         if cache::outbox_push(p) {
             return;
         }
+        // Full, or not set up yet on this CPU (or the cache is off): empty it
+        // and try once more, else free `p` on its own.
+        if cache::on() {
+            cache::prepare_outbox();
+            flush_outbox();
+            if cache::outbox_push(p) {
+                return;
+            }
+        }
+        slab::set_link(p, 0);
+        free_remote_list(d, p, p, 1);
     }
-    slab::set_link(p, 0);
-    free_remote_list(d, p, p, 1);
 }
 
 /// Empties the current CPU's outbox onto the slabs' remote lists, one list
@@ -173,9 +185,11 @@ pub fn flush_outbox() -> usize {
             // chunk of the live slab `d`, now ours.
             if g.d == d as usize {
                 if g.carried < g.room {
+                    // SAFETY: as above: a live chunk of the live slab `d` (or of `g.d`).
                     unsafe { slab::batch_add(g.head, g.carried, q) };
                     g.carried += 1;
                 } else {
+                    // SAFETY: as above: a live chunk of the live slab `d` (or of `g.d`).
                     unsafe { slab::set_link(q, g.head as usize) };
                     g.head = q;
                     g.carried = 0;
@@ -185,9 +199,12 @@ pub fn flush_outbox() -> usize {
             }
             if g.d == 0 || probe == PROBES {
                 if g.d != 0 {
+                    // SAFETY: as above: a live chunk of the live slab `d` (or of `g.d`).
                     unsafe { free_remote_list(g.d as *mut Desc, g.head, g.tail, g.n) };
                 }
+                // SAFETY: as above: a live chunk of the live slab `d` (or of `g.d`).
                 let (_, c) = unsafe { owner_class(d, q) };
+                // SAFETY: as above: a live chunk of the live slab `d` (or of `g.d`).
                 unsafe { slab::set_link(q, 0) };
                 *g = Group {
                     d: d as usize,
@@ -202,6 +219,7 @@ pub fn flush_outbox() -> usize {
         }
     }
     for g in tab.iter().filter(|g| g.d != 0) {
+        // SAFETY: as above: a live chunk of the live slab `d` (or of `g.d`).
         unsafe { free_remote_list(g.d as *mut Desc, g.head, g.tail, g.n) };
     }
     n
@@ -209,14 +227,17 @@ pub fn flush_outbox() -> usize {
 
 #[cold]
 pub(super) unsafe fn notify(me: &Zone, owner: usize, m: Msg, must: bool) {
-    bump(&me.stats.notifications);
-    match zone(owner).ring.post(m, must) {
-        Posted::Ring => {}
-        Posted::Overflow => bump(&me.stats.ring_overflows),
-        Posted::Dropped => bump(&me.stats.msgs_dropped),
-    }
-    if crate::ring::ring_doorbell() {
-        bump(&me.stats.futex_wakes);
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        bump(&me.stats.notifications);
+        match zone(owner).ring.post(m, must) {
+            Posted::Ring => {}
+            Posted::Overflow => bump(&me.stats.ring_overflows),
+            Posted::Dropped => bump(&me.stats.msgs_dropped),
+        }
+        if crate::ring::ring_doorbell() {
+            bump(&me.stats.futex_wakes);
+        }
     }
 }
 

@@ -23,83 +23,92 @@ impl Locked {
 
     #[cold]
     pub(super) unsafe fn after_local_free(&self, d: *mut Desc) {
-        let c = (*d).class() % NCLASSES;
-        match (*d).state() {
-            // Full and detached: if no remote free has seen the detach, take it
-            // back; otherwise a message is on its way and will list it.
-            ST_DETACHED if slab::try_reattach(d) => {
-                if (*d).used() == 0 {
-                    self.release(d);
-                } else {
-                    (*d).set_state(ST_PARTIAL);
-                    list_push(ptr::addr_of_mut!((*self.cz(c)).partial), d);
+        // SAFETY: the caller upholds the contract in `# Safety` above.
+        unsafe {
+            let c = (*d).class() % NCLASSES;
+            match (*d).state() {
+                // Full and detached: if no remote free has seen the detach, take it
+                // back; otherwise a message is on its way and will list it.
+                ST_DETACHED if slab::try_reattach(d) => {
+                    if (*d).used() == 0 {
+                        self.release(d);
+                    } else {
+                        (*d).set_state(ST_PARTIAL);
+                        list_push(ptr::addr_of_mut!((*self.cz(c)).partial), d);
+                    }
                 }
+                ST_PARTIAL | ST_WAITING => self.release(d),
+                _ => {} // the current slab stays, even when empty
             }
-            ST_PARTIAL | ST_WAITING => self.release(d),
-            _ => {} // the current slab stays, even when empty
         }
     }
 
     /// Collects `d`'s remote list into its local free list. Returns the count.
     pub(super) unsafe fn collect(&self, d: *mut Desc) -> usize {
-        let (l, counted) = slab::take_remote_counted(d);
-        if l.is_null() {
-            return 0;
-        }
-        let corrupt = || -> ! {
-            crate::fmt::fatal_pointer(
-                "free",
-                l,
-                "corrupted remote free list (a chunk freed twice?)",
-            )
-        };
-        if (*d).free().is_null() {
-            // The common case (the slab ran dry): the remote list becomes
-            // the local one whole, and its count comes with it, so no chunk
-            // is read here; `alloc` checks each link as it pops it. (The
-            // walk read every node the other CPUs had just written: 15 % of
-            // xmalloc_like's time.)
-            if counted == 0 || counted > (*d).used() as usize {
-                corrupt();
+        // SAFETY: the caller upholds the contract in `# Safety` above.
+        unsafe {
+            let (l, counted) = slab::take_remote_counted(d);
+            if l.is_null() {
+                return 0;
             }
-            (*d).set_free(l);
-            (*d).set_used((*d).used() - counted as u32);
-            return counted;
-        }
-        let c = (*d).class();
-        let carry = slab::batch_cap(size_class::class_size(c));
-        match slab::absorb(d, l, size_class::capacity(c), carry) {
-            Some(n) if n == counted && n as u32 <= (*d).used() => {
-                (*d).set_used((*d).used() - n as u32);
-                n
+            let corrupt = || -> ! {
+                crate::fmt::fatal_pointer(
+                    "free",
+                    l,
+                    "corrupted remote free list (a chunk freed twice?)",
+                )
+            };
+            if (*d).free().is_null() {
+                // The common case (the slab ran dry): the remote list becomes
+                // the local one whole, and its count comes with it, so no chunk
+                // is read here; `alloc` checks each link as it pops it. (The
+                // walk read every node the other CPUs had just written: 15 % of
+                // xmalloc_like's time.)
+                if counted == 0 || counted > (*d).used() as usize {
+                    corrupt();
+                }
+                (*d).set_free(l);
+                (*d).set_used((*d).used() - counted as u32);
+                return counted;
             }
-            _ => corrupt(),
+            let c = (*d).class();
+            let carry = slab::batch_cap(size_class::class_size(c));
+            match slab::absorb(d, l, size_class::capacity(c), carry) {
+                Some(n) if n == counted && n as u32 <= (*d).used() => {
+                    (*d).set_used((*d).used() - n as u32);
+                    n
+                }
+                _ => corrupt(),
+            }
         }
     }
 
     /// Takes `d` off whatever list it is on and gives it up: cached as the
     /// class's empty slab, or returned to the page runs.
     pub(super) unsafe fn release(&self, d: *mut Desc) {
-        let c = (*d).class() % NCLASSES;
-        let cz = self.cz(c);
-        match (*d).state() {
-            ST_PARTIAL => list_remove(ptr::addr_of_mut!((*cz).partial), d),
-            ST_WAITING => list_remove(ptr::addr_of_mut!((*cz).waiting), d),
-            ST_CUR => (*cz).cur = ptr::null_mut(),
-            _ => {}
-        }
-        // Stale messages naming this slab must not match any more.
-        (*d).next_gen();
-        if (*cz).empty.is_null() {
-            let (base, head) = pagemap::desc_home(d);
-            pagemap::close_slab_pages(base, head, (*d).npages());
-            (*d).set_free(ptr::null_mut());
-            (*d).set_bump(slab_base(d) as *mut u8);
-            (*d).set_state(ST_EMPTY);
-            (*cz).empty = d;
-            GLOBAL.slabs_cached.fetch_add(1, Ordering::Relaxed);
-        } else {
-            destroy(d);
+        // SAFETY: the caller upholds the contract in `# Safety` above.
+        unsafe {
+            let c = (*d).class() % NCLASSES;
+            let cz = self.cz(c);
+            match (*d).state() {
+                ST_PARTIAL => list_remove(ptr::addr_of_mut!((*cz).partial), d),
+                ST_WAITING => list_remove(ptr::addr_of_mut!((*cz).waiting), d),
+                ST_CUR => (*cz).cur = ptr::null_mut(),
+                _ => {}
+            }
+            // Stale messages naming this slab must not match any more.
+            (*d).next_gen();
+            if (*cz).empty.is_null() {
+                let (base, head) = pagemap::desc_home(d);
+                pagemap::close_slab_pages(base, head, (*d).npages());
+                (*d).set_free(ptr::null_mut());
+                (*d).set_bump(slab_base(d) as *mut u8);
+                (*d).set_state(ST_EMPTY);
+                (*cz).empty = d;
+                GLOBAL.slabs_cached.fetch_add(1, Ordering::Relaxed);
+            } else {
+                destroy(d);
+            }
         }
     }
 
@@ -177,90 +186,96 @@ impl Locked {
     /// reached the threshold, the cached empty one, the fullest-of-free waiting
     /// one, or a new one. The result is on no list.
     pub(super) unsafe fn next_slab(&self, c: usize) -> *mut Desc {
-        let thr = size_class::wake_threshold(c) as u32;
-        let cap = size_class::capacity(c) as u32;
-        let cz = self.cz(c);
-        if (*cz).partial.is_null() {
-            // Promote waiting slabs that have collected enough.
-            let mut d = (*cz).waiting;
-            let mut k = 0;
-            while !d.is_null() && k < WAITING_SCAN {
-                let next = (*d).next();
-                self.collect(d);
-                if (*d).used() == 0 {
-                    self.release(d);
-                } else if cap - (*d).used() >= thr {
-                    list_remove(ptr::addr_of_mut!((*cz).waiting), d);
-                    (*d).set_state(ST_PARTIAL);
-                    list_push(ptr::addr_of_mut!((*cz).partial), d);
+        // SAFETY: the caller upholds the contract in `# Safety` above.
+        unsafe {
+            let thr = size_class::wake_threshold(c) as u32;
+            let cap = size_class::capacity(c) as u32;
+            let cz = self.cz(c);
+            if (*cz).partial.is_null() {
+                // Promote waiting slabs that have collected enough.
+                let mut d = (*cz).waiting;
+                let mut k = 0;
+                while !d.is_null() && k < WAITING_SCAN {
+                    let next = (*d).next();
+                    self.collect(d);
+                    if (*d).used() == 0 {
+                        self.release(d);
+                    } else if cap - (*d).used() >= thr {
+                        list_remove(ptr::addr_of_mut!((*cz).waiting), d);
+                        (*d).set_state(ST_PARTIAL);
+                        list_push(ptr::addr_of_mut!((*cz).partial), d);
+                    }
+                    d = next;
+                    k += 1;
                 }
-                d = next;
-                k += 1;
             }
-        }
-        if !(*cz).partial.is_null() {
-            let d = (*cz).partial;
-            list_remove(ptr::addr_of_mut!((*cz).partial), d);
-            return d;
-        }
-        if !(*cz).empty.is_null() {
-            let d = (*cz).empty;
-            (*cz).empty = ptr::null_mut();
-            GLOBAL.slabs_cached.fetch_sub(1, Ordering::Relaxed);
-            return d;
-        }
-        // Any waiting slab with free chunks beats mapping more memory.
-        let mut best: *mut Desc = ptr::null_mut();
-        let mut d = (*cz).waiting;
-        while !d.is_null() {
-            if best.is_null() || (*d).used() < (*best).used() {
-                best = d;
+            if !(*cz).partial.is_null() {
+                let d = (*cz).partial;
+                list_remove(ptr::addr_of_mut!((*cz).partial), d);
+                return d;
             }
-            d = (*d).next();
+            if !(*cz).empty.is_null() {
+                let d = (*cz).empty;
+                (*cz).empty = ptr::null_mut();
+                GLOBAL.slabs_cached.fetch_sub(1, Ordering::Relaxed);
+                return d;
+            }
+            // Any waiting slab with free chunks beats mapping more memory.
+            let mut best: *mut Desc = ptr::null_mut();
+            let mut d = (*cz).waiting;
+            while !d.is_null() {
+                if best.is_null() || (*d).used() < (*best).used() {
+                    best = d;
+                }
+                d = (*d).next();
+            }
+            if !best.is_null() && (*best).used() < cap {
+                list_remove(ptr::addr_of_mut!((*cz).waiting), best);
+                return best;
+            }
+            self.new_slab(c)
         }
-        if !best.is_null() && (*best).used() < cap {
-            list_remove(ptr::addr_of_mut!((*cz).waiting), best);
-            return best;
-        }
-        self.new_slab(c)
     }
 
     pub(super) unsafe fn new_slab(&self, c: usize) -> *mut Desc {
-        adopt_idle(self.idx);
-        // Before taking more memory: stashed chunks that no refill needed
-        // since the last look go back to their slabs, which may free whole
-        // slabs for this one (a program done with one size and on to the
-        // next: glibc_simple kept every size's stash, 6.8 MiB peak RSS
-        // against glibc's 2.8).
-        for k in 0..NCLASSES {
-            self.trim_stash(k);
+        // SAFETY: the caller upholds the contract in `# Safety` above.
+        unsafe {
+            adopt_idle(self.idx);
+            // Before taking more memory: stashed chunks that no refill needed
+            // since the last look go back to their slabs, which may free whole
+            // slabs for this one (a program done with one size and on to the
+            // next: glibc_simple kept every size's stash, 6.8 MiB peak RSS
+            // against glibc's 2.8).
+            for k in 0..NCLASSES {
+                self.trim_stash(k);
+            }
+            let Some(r) = RUNS.alloc(
+                size_class::SLAB_PAGES[c] as usize,
+                size_class::slab_align_pages(c),
+            ) else {
+                return ptr::null_mut();
+            };
+            let d = r.desc();
+            let csize = size_class::class_size(c);
+            let base = r.addr() as *mut u8;
+            (*d).set_class(c);
+            (*d).set_owner(self.idx);
+            (*d).next_gen();
+            (*d).set_used(0);
+            (*d).set_free(ptr::null_mut());
+            (*d).set_bump(base);
+            (*d).set_end(base.add(size_class::capacity(c) * csize));
+            (*d).set_prev(ptr::null_mut());
+            (*d).set_next(ptr::null_mut());
+            (*d).rchunks().store(0, Ordering::Relaxed);
+            (*d).set_notify_next(ptr::null_mut());
+            // Release: a thread that finds the slab through the page map sees it
+            // whole. Its pages open to `free`'s fast path as they are carved.
+            (*d).set_kind(KIND_SLAB);
+            GLOBAL.slabs_live.fetch_add(1, Ordering::Relaxed);
+            bump_locked(&self.z.stats.class[c].slabs_new);
+            d
         }
-        let Some(r) = RUNS.alloc(
-            size_class::SLAB_PAGES[c] as usize,
-            size_class::slab_align_pages(c),
-        ) else {
-            return ptr::null_mut();
-        };
-        let d = r.desc();
-        let csize = size_class::class_size(c);
-        let base = r.addr() as *mut u8;
-        (*d).set_class(c);
-        (*d).set_owner(self.idx);
-        (*d).next_gen();
-        (*d).set_used(0);
-        (*d).set_free(ptr::null_mut());
-        (*d).set_bump(base);
-        (*d).set_end(base.add(size_class::capacity(c) * csize));
-        (*d).set_prev(ptr::null_mut());
-        (*d).set_next(ptr::null_mut());
-        (*d).rchunks().store(0, Ordering::Relaxed);
-        (*d).set_notify_next(ptr::null_mut());
-        // Release: a thread that finds the slab through the page map sees it
-        // whole. Its pages open to `free`'s fast path as they are carved.
-        (*d).set_kind(KIND_SLAB);
-        GLOBAL.slabs_live.fetch_add(1, Ordering::Relaxed);
-        bump_locked(&self.z.stats.class[c].slabs_new);
-        d
     }
 
     /// Handles every message in the ring and on the overflow list.
@@ -313,17 +328,20 @@ impl Locked {
 
     /// Files a slab that is off every list according to how free it is.
     pub(super) unsafe fn relist(&self, d: *mut Desc) {
-        let c = (*d).class() % NCLASSES;
-        let cap = size_class::capacity(c) as u32;
-        if (*d).used() == 0 {
-            (*d).set_state(0); // on no list: release() has nothing to unlink
-            self.release(d);
-        } else if cap - (*d).used() >= size_class::wake_threshold(c) as u32 {
-            (*d).set_state(ST_PARTIAL);
-            list_push(ptr::addr_of_mut!((*self.cz(c)).partial), d);
-        } else {
-            (*d).set_state(ST_WAITING);
-            list_push(ptr::addr_of_mut!((*self.cz(c)).waiting), d);
+        // SAFETY: the caller upholds the contract in `# Safety` above.
+        unsafe {
+            let c = (*d).class() % NCLASSES;
+            let cap = size_class::capacity(c) as u32;
+            if (*d).used() == 0 {
+                (*d).set_state(0); // on no list: release() has nothing to unlink
+                self.release(d);
+            } else if cap - (*d).used() >= size_class::wake_threshold(c) as u32 {
+                (*d).set_state(ST_PARTIAL);
+                list_push(ptr::addr_of_mut!((*self.cz(c)).partial), d);
+            } else {
+                (*d).set_state(ST_WAITING);
+                list_push(ptr::addr_of_mut!((*self.cz(c)).waiting), d);
+            }
         }
     }
 
@@ -414,16 +432,19 @@ impl Locked {
 /// Gives a slab's pages back to the page runs. Counted on the owner zone,
 /// whose lock the caller holds.
 pub(super) unsafe fn destroy(d: *mut Desc) {
-    let c = (*d).class() % NCLASSES;
-    let owner = (*d).owner();
-    bump_locked(&zone(owner).stats.class[c].slabs_freed);
-    let (base, head) = pagemap::desc_home(d);
-    let n = (*d).npages();
-    pagemap::close_slab_pages(base, head, n);
-    (*d).set_state(0);
-    (*d).set_kind(KIND_NONE);
-    GLOBAL.slabs_live.fetch_sub(1, Ordering::Relaxed);
-    RUNS.free(base, head, n);
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let c = (*d).class() % NCLASSES;
+        let owner = (*d).owner();
+        bump_locked(&zone(owner).stats.class[c].slabs_freed);
+        let (base, head) = pagemap::desc_home(d);
+        let n = (*d).npages();
+        pagemap::close_slab_pages(base, head, n);
+        (*d).set_state(0);
+        (*d).set_kind(KIND_NONE);
+        GLOBAL.slabs_live.fetch_sub(1, Ordering::Relaxed);
+        RUNS.free(base, head, n);
+    }
 }
 
 /// Called by zone `me` (locked) before it maps a new slab: every other zone
