@@ -13,19 +13,19 @@
 pub use crate::alloc::{calloc, free, malloc, memalign, realloc, usable_size};
 pub use crate::cpu::{nzones, MAX_ZONES};
 pub use crate::os::PAGE_SIZE;
-pub use crate::size_class::NCLASSES;
-pub use crate::stats::{
+pub use crate::report::{
     classes, cpu as cpu_totals, print, report, totals, ClassTotals, CpuTotals, Format, Totals,
 };
+pub use crate::size_class::NCLASSES;
 pub use crate::types::{kfree, kmalloc, sa_malloc_type, type_usage, SA_NOWAIT, SA_WAITOK, SA_ZERO};
 
 /// glibc's `malloc_trim`: hands free memory back to the system (cached
 /// slabs, dirty large runs, the per-CPU caches of idle CPUs). Returns
 /// whether anything was released.
 pub fn trim() -> bool {
-    let before = crate::stats::totals();
+    let before = crate::report::totals();
     let purged = crate::reclaim::pass(true);
-    let after = crate::stats::totals();
+    let after = crate::report::totals();
     purged > 0 || after.slabs_live < before.slabs_live
 }
 
@@ -39,7 +39,7 @@ pub fn huge_bytes() -> usize {
 /// glibc's `malloc_info` document (an XML summary of the counters), handed
 /// to `sink` in pieces. No allocator lock is held while `sink` runs.
 pub fn malloc_info(sink: &mut dyn FnMut(&[u8])) {
-    let t = crate::stats::totals();
+    let t = crate::report::totals();
     let mut b = crate::fmt::Buf::<1024>::new();
     b.str("<malloc version=\"slaballoc-1\">\n<total type=\"mapped\" size=\"")
         .u64(t.bytes_mapped)

@@ -3,7 +3,7 @@
 //!
 //! `Buf<N>`'s methods are thin wrappers over two non-generic, out-of-line
 //! functions on `(buffer, length)`. The report and diagnostic code is cold;
-//! inlined for every `N` and every call site, it had made `stats::report`
+//! inlined for every `N` and every call site, it had made `report::report`
 //! alone 23 KiB of machine code, every page of which a process under
 //! `LD_PRELOAD` maps (see docs/experiments.md, "Memory of the library itself").
 

@@ -138,7 +138,7 @@ mod zone;
 
 pub mod api;
 
-pub use stats::{totals, Totals};
+pub use report::{totals, Totals};
 
 /// slaballoc as Rust's global allocator.
 pub struct SlabAlloc;
@@ -196,7 +196,7 @@ fn slaballoc_init() {
     foreign::preload();
     prof::init(alloc::free);
     if config::STATS.load(core::sync::atomic::Ordering::Relaxed) != 0 {
-        stats::keep_stderr();
+        report::keep_stderr();
     }
     shm::init();
     hook::set(live_view, shm::fork_child);
@@ -222,7 +222,7 @@ fn live_view() {
 fn slaballoc_exit() {
     prof::dump_at_exit();
     if let Some(f) = config::stats_format() {
-        stats::print_at_exit(f);
+        report::print_at_exit(f);
     }
     shm::remove();
 }

@@ -371,7 +371,7 @@ fn write_snapshot(p: *mut Page) {
         // SAFETY: the data area is [DATA, FILE_SIZE) of our mapping; each
         // copy stays below `cap`.
         let data = unsafe { (p as *mut u8).add(DATA) };
-        crate::stats::report(crate::stats::Format::Json, &mut |b| {
+        crate::report::report(crate::report::Format::Json, &mut |b| {
             let n = b.len().min(cap.saturating_sub(len));
             // SAFETY: see above; `b` does not overlap the mapping.
             unsafe { core::ptr::copy_nonoverlapping(b.as_ptr(), data.add(len), n) };

@@ -104,7 +104,7 @@ fn vm_hwm(s: &[u8]) -> Option<u64> {
 
 /// The memory figures now.
 #[inline(never)]
-pub fn memory(t: &crate::stats::Totals) -> Memory {
+pub fn memory(t: &super::Totals) -> Memory {
     let mut m = Memory::default();
     let mut buf = [0u8; 2048];
     let n = crate::os::read_small_file(c"/proc/self/statm", &mut buf);
@@ -114,7 +114,7 @@ pub fn memory(t: &crate::stats::Totals) -> Memory {
     let n = crate::os::read_small_file(c"/proc/self/status", &mut buf);
     m.resident_peak = vm_hwm(&buf[..n]).unwrap_or(0).max(m.resident);
     let g = &crate::stats::GLOBAL;
-    let slab_pages: u64 = crate::stats::classes()
+    let slab_pages: u64 = super::classes()
         .iter()
         .enumerate()
         .map(|(c, k)| k.slabs * crate::size_class::SLAB_PAGES[c] as u64)
@@ -266,7 +266,7 @@ mod tests {
             Some(1234 * 1024)
         );
         assert_eq!(vm_hwm(b"Name: x\n"), None);
-        let t = crate::stats::totals();
+        let t = super::super::totals();
         let m = memory(&t);
         assert!(m.resident > 0 && m.resident_peak >= m.resident);
         // Other tests allocate meanwhile: the figures are read one by one.
