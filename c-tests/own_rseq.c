@@ -50,7 +50,7 @@ static uint64_t cache_allocs(void)
     struct sa_stats s;
     if (p_stats_get(&s, sizeof s) != 0)
         DIE("sa_stats_get failed");
-    return s.cache_allocs;
+    return s.totals.cache_allocs;
 }
 
 /* malloc/free pairs of mixed small sizes, every block filled and checked. */

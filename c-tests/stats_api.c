@@ -85,7 +85,7 @@ int main(void) {
     CHECK(sa_stats_get(NULL, sizeof s) == EINVAL);
     CHECK(sa_stats_get(&s, sizeof s) == 0);
     CHECK(s.nclasses == 36 && s.ncpus >= 1 && s.ncpus <= 256);
-    CHECK(s.allocs >= 20000);
+    CHECK(s.totals.allocs >= 20000);
     unsigned long long sum = 0, cpusum = 0, in_use_bytes = 0;
     for (unsigned i = 0; i < s.nclasses; i++) {
         sum += s.classes[i].allocs;
@@ -93,13 +93,13 @@ int main(void) {
         CHECK(i == 0 || s.classes[i].size > s.classes[i - 1].size);
     }
     for (unsigned i = 0; i < s.ncpus; i++) cpusum += s.cpus[i].allocs;
-    CHECK(sum == s.allocs && cpusum == s.allocs);
-    CHECK(s.large_allocs >= 1);
-    CHECK(s.bytes_in_use >= in_use_bytes && s.bytes_in_use <= s.bytes_mapped);
+    CHECK(sum == s.totals.allocs && cpusum == s.totals.allocs);
+    CHECK(s.totals.large_allocs >= 1);
+    CHECK(s.totals.bytes_in_use >= in_use_bytes && s.totals.bytes_in_use <= s.totals.bytes_mapped);
     CHECK(in_use_bytes >= 20000 * 16);
 
     struct mallinfo2 mi = mallinfo2();
-    CHECK(mi.arena >= s.bytes_in_use && mi.uordblks >= (size_t)in_use_bytes);
+    CHECK(mi.arena >= s.totals.bytes_in_use && mi.uordblks >= (size_t)in_use_bytes);
 
     FILE *f = tmpfile();
     CHECK(f && sa_stats_print(f, SA_STATS_TEXT) == 0 && ftell(f) > 200);
@@ -116,9 +116,9 @@ int main(void) {
     CHECK(t == 0 || t == 1);
     struct sa_stats after;
     CHECK(sa_stats_get(&after, sizeof after) == 0);
-    CHECK(after.bytes_in_use < s.bytes_in_use);
+    CHECK(after.totals.bytes_in_use < s.totals.bytes_in_use);
     printf("stats_api: allocs=%llu in_use=%llu -> %llu bytes, trim=%d\n",
-           (unsigned long long)s.allocs, (unsigned long long)s.bytes_in_use,
-           (unsigned long long)after.bytes_in_use, t);
+           (unsigned long long)s.totals.allocs, (unsigned long long)s.totals.bytes_in_use,
+           (unsigned long long)after.totals.bytes_in_use, t);
     return trim_drains_other_cpus();
 }

@@ -37,6 +37,60 @@ typedef struct sa_malloc_type {
 } sa_malloc_type;
 
 /**
+ * A summed snapshot of the process-wide counters: the one struct behind
+ * every report, `sa_stats_get` (in C: `struct sa_totals`, the `totals`
+ * member of `struct sa_stats`) and `mallinfo2`.
+ */
+typedef struct sa_totals {
+  uint64_t allocs;
+  uint64_t local_frees;
+  uint64_t remote_frees;
+  uint64_t notifications;
+  uint64_t ring_overflows;
+  uint64_t msgs_dropped;
+  uint64_t msgs_handled;
+  uint64_t msgs_stale;
+  uint64_t msgs_info;
+  uint64_t futex_waits;
+  uint64_t futex_wakes;
+  uint64_t refills;
+  uint64_t detaches;
+  uint64_t large_allocs;
+  uint64_t large_frees;
+  uint64_t huge_allocs;
+  uint64_t huge_frees;
+  uint64_t slabs_live;
+  uint64_t slabs_cached;
+  uint64_t bytes_mapped;
+  uint64_t bytes_purged;
+  uint64_t bytes_dirty;
+  /**
+   * Bytes handed out: chunks in use times their class size, plus large and
+   * huge blocks (whole pages).
+   */
+  uint64_t bytes_in_use;
+  uint64_t foreign_frees;
+  uint64_t zones;
+  /**
+   * Mallocs served and frees taken by the per-CPU caches (`allocs` and
+   * the `*_frees` count chunks leaving and reaching their slabs).
+   */
+  uint64_t cache_allocs;
+  uint64_t cache_frees;
+  /**
+   * The program's mallocs and frees (blocks handed out and taken back,
+   * cache hits included; a realloc that moves a block counts one of
+   * each): see `class_calls`.
+   */
+  uint64_t mallocs;
+  uint64_t frees;
+  /**
+   * `SA_NOWAIT` allocations refused at a malloc type's limit.
+   */
+  uint64_t type_failures;
+} sa_totals;
+
+/**
  * Summed counters of one size class (in C: `struct sa_class_stats`).
  */
 typedef struct sa_class_stats {
@@ -59,31 +113,12 @@ typedef struct sa_cpu_stats {
 } sa_cpu_stats;
 
 /**
- * A snapshot of the allocator's counters (`sa_stats_get`).
+ * A snapshot of the allocator's counters (`sa_stats_get`): the process
+ * totals (the same struct the reports print), then per size class and
+ * per CPU (zone).
  */
 typedef struct sa_stats {
-  uint64_t allocs;
-  uint64_t local_frees;
-  uint64_t remote_frees;
-  uint64_t notifications;
-  uint64_t ring_overflows;
-  uint64_t futex_waits;
-  uint64_t futex_wakes;
-  uint64_t large_allocs;
-  uint64_t large_frees;
-  uint64_t huge_allocs;
-  uint64_t huge_frees;
-  uint64_t slabs_live;
-  uint64_t slabs_cached;
-  uint64_t bytes_mapped;
-  uint64_t bytes_in_use;
-  uint64_t bytes_dirty;
-  uint64_t bytes_purged;
-  /**
-   * Mallocs served and frees taken by the per-CPU caches.
-   */
-  uint64_t cache_allocs;
-  uint64_t cache_frees;
+  struct sa_totals totals;
   /**
    * Entries used in `classes` (36) and `cpus` (CPUs that can be online).
    */

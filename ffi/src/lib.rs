@@ -208,30 +208,13 @@ pub unsafe extern "C" fn sa_type_usage(
 
 // ---- statistics ----
 
-/// A snapshot of the allocator's counters (`sa_stats_get`).
+/// A snapshot of the allocator's counters (`sa_stats_get`): the process
+/// totals (the same struct the reports print), then per size class and
+/// per CPU (zone).
 #[repr(C)]
 #[allow(non_camel_case_types)]
 pub struct sa_stats {
-    pub allocs: u64,
-    pub local_frees: u64,
-    pub remote_frees: u64,
-    pub notifications: u64,
-    pub ring_overflows: u64,
-    pub futex_waits: u64,
-    pub futex_wakes: u64,
-    pub large_allocs: u64,
-    pub large_frees: u64,
-    pub huge_allocs: u64,
-    pub huge_frees: u64,
-    pub slabs_live: u64,
-    pub slabs_cached: u64,
-    pub bytes_mapped: u64,
-    pub bytes_in_use: u64,
-    pub bytes_dirty: u64,
-    pub bytes_purged: u64,
-    /// Mallocs served and frees taken by the per-CPU caches.
-    pub cache_allocs: u64,
-    pub cache_frees: u64,
+    pub totals: stats::Totals,
     /// Entries used in `classes` (36) and `cpus` (CPUs that can be online).
     pub nclasses: u32,
     pub ncpus: u32,
@@ -256,25 +239,7 @@ pub unsafe extern "C" fn sa_stats_get(out: *mut sa_stats, size: usize) -> c_int 
     let t = stats::totals();
     core::ptr::write_bytes(out as *mut u8, 0, size);
     let o = &mut *out;
-    o.allocs = t.allocs;
-    o.local_frees = t.local_frees;
-    o.remote_frees = t.remote_frees;
-    o.notifications = t.notifications;
-    o.ring_overflows = t.ring_overflows;
-    o.futex_waits = t.futex_waits;
-    o.futex_wakes = t.futex_wakes;
-    o.large_allocs = t.large_allocs;
-    o.large_frees = t.large_frees;
-    o.huge_allocs = t.huge_allocs;
-    o.huge_frees = t.huge_frees;
-    o.slabs_live = t.slabs_live;
-    o.slabs_cached = t.slabs_cached;
-    o.bytes_mapped = t.bytes_mapped;
-    o.bytes_in_use = t.bytes_in_use;
-    o.bytes_dirty = t.bytes_dirty;
-    o.bytes_purged = t.bytes_purged;
-    o.cache_allocs = t.cache_allocs;
-    o.cache_frees = t.cache_frees;
+    o.totals = t;
     o.nclasses = alloc::NCLASSES as u32;
     o.ncpus = alloc::nzones() as u32;
     o.classes = stats::classes();

@@ -45,7 +45,10 @@ pub struct CpuTotals {
     pub refills: u64,
 }
 
-/// A summed snapshot.
+/// A summed snapshot of the process-wide counters: the one struct behind
+/// every report, `sa_stats_get` (in C: `struct sa_totals`, the `totals`
+/// member of `struct sa_stats`) and `mallinfo2`.
+#[repr(C)]
 #[derive(Default, Debug, Clone, Copy)]
 pub struct Totals {
     pub allocs: u64,
