@@ -73,22 +73,31 @@
 //! byte countdown picks allocations, whose stacks go to a table of its own
 //! and to a file at exit, read by `tools/slabprof`.
 //!
-//! [`alloc`] holds the entry points (with start-up, fork handling and foreign
-//! pointers), [`abi`] the exported symbols, [`stats`] the per-CPU counters,
-//! [`config`] the `SLABALLOC_*` variables, [`os`] every system call, [`fmt`]
-//! allocation-free formatting for diagnostics. [`report`] adds what a report
-//! says beyond the counters (the process, its memory, the options, the report
-//! file of `SLABALLOC_STATS_FILE`), and [`shm`] keeps the small shared page
-//! through which `slabtop` (tools/slabtop) reads a running process's report:
-//! the process writes it at a malloc slow path when asked, so watching costs
-//! the fast path nothing.
+//! [`alloc`] holds the entry points (with start-up and fork handling),
+//! [`integrity`] tells our blocks from others and catches double frees,
+//! [`foreign`] hands other allocators' pointers back to them, [`stats`] the
+//! counters every layer bumps and [`report`] their sums and printed forms
+//! (with the process, its memory, the options, `SLABALLOC_STATS_FILE`);
+//! [`shm`] keeps the small shared page through which `slabtop`
+//! (tools/slabtop) reads a running process's report: the process writes it
+//! at a malloc slow path when asked ([`hook`]), so watching costs the fast
+//! path nothing. [`config`] reads the `SLABALLOC_*` variables, [`os`] makes
+//! every system call, [`arch`] holds the assembly (thread pointer, rseq
+//! area, the cache's sections), [`fmt`] formats without allocating. [`api`]
+//! is the public API that the C library (`ffi/`, every exported symbol)
+//! wraps.
+//!
+//! The modules form layers and use only modules below them: see
+//! `docs/design.md` ("The code, and how it depends on itself") and
+//! `tools/check-layers.py`, which `make test` runs.
 //!
 //! ## Rules every module follows
 //!
 //! Nothing on a malloc path allocates, panics or takes a lock that a fork could
 //! leave held (fork handlers take them all; see [`alloc`]). Every `unsafe`
-//! block says why it is sound; lock-free code says which ordering pairs with
-//! which.
+//! block says why it is sound, every `unsafe fn` states its contract, and
+//! an `unsafe fn` marks its own unsafe operations (the crate's lints); lock-free
+//! code says which ordering pairs with which.
 //!
 //! ## Rust users
 //!

@@ -171,7 +171,8 @@ pub unsafe extern "C" fn sa_kmalloc(
     type_: *mut sa_malloc_type,
     flags: c_int,
 ) -> *mut c_void {
-    out(alloc::kmalloc(size, type_, flags))
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe { out(alloc::kmalloc(size, type_, flags)) }
 }
 
 /// Frees a block allocated with `sa_kmalloc` with the same type.
@@ -180,7 +181,8 @@ pub unsafe extern "C" fn sa_kmalloc(
 /// As `sa_kmalloc`; `p` came from `sa_kmalloc(.., type_, ..)`.
 #[no_mangle]
 pub unsafe extern "C" fn sa_kfree(p: *mut c_void, type_: *mut sa_malloc_type) {
-    alloc::kfree(p as *mut u8, type_)
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe { alloc::kfree(p as *mut u8, type_) }
 }
 
 /// Current usage of a malloc type, summed over CPUs. Either output may be NULL.
@@ -193,17 +195,20 @@ pub unsafe extern "C" fn sa_type_usage(
     bytes: *mut i64,
     objects: *mut i64,
 ) -> c_int {
-    if type_.is_null() {
-        return libc::EINVAL;
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        if type_.is_null() {
+            return libc::EINVAL;
+        }
+        let (b, o) = alloc::type_usage(type_);
+        if !bytes.is_null() {
+            *bytes = b;
+        }
+        if !objects.is_null() {
+            *objects = o;
+        }
+        0
     }
-    let (b, o) = alloc::type_usage(type_);
-    if !bytes.is_null() {
-        *bytes = b;
-    }
-    if !objects.is_null() {
-        *objects = o;
-    }
-    0
 }
 
 // ---- statistics ----
@@ -233,20 +238,23 @@ const _: () = assert!(alloc::SA_ZERO == 1 && alloc::SA_NOWAIT == 2 && alloc::SA_
 /// `out` is valid for `size` bytes of writes.
 #[no_mangle]
 pub unsafe extern "C" fn sa_stats_get(out: *mut sa_stats, size: usize) -> c_int {
-    if out.is_null() || size != core::mem::size_of::<sa_stats>() {
-        return libc::EINVAL;
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        if out.is_null() || size != core::mem::size_of::<sa_stats>() {
+            return libc::EINVAL;
+        }
+        let t = stats::totals();
+        core::ptr::write_bytes(out as *mut u8, 0, size);
+        let o = &mut *out;
+        o.totals = t;
+        o.nclasses = alloc::NCLASSES as u32;
+        o.ncpus = alloc::nzones() as u32;
+        o.classes = stats::classes();
+        for (i, d) in o.cpus.iter_mut().enumerate().take(alloc::nzones()) {
+            *d = stats::cpu_totals(i);
+        }
+        0
     }
-    let t = stats::totals();
-    core::ptr::write_bytes(out as *mut u8, 0, size);
-    let o = &mut *out;
-    o.totals = t;
-    o.nclasses = alloc::NCLASSES as u32;
-    o.ncpus = alloc::nzones() as u32;
-    o.classes = stats::classes();
-    for (i, d) in o.cpus.iter_mut().enumerate().take(alloc::nzones()) {
-        *d = stats::cpu_totals(i);
-    }
-    0
 }
 
 fn format_of(format: c_int) -> Option<stats::Format> {
@@ -265,19 +273,22 @@ fn format_of(format: c_int) -> Option<stats::Format> {
 /// `stream` is a valid `FILE*`.
 #[no_mangle]
 pub unsafe extern "C" fn sa_stats_print(stream: *mut libc::FILE, format: c_int) -> c_int {
-    let Some(f) = format_of(format) else {
-        os::set_errno(libc::EINVAL);
-        return -1;
-    };
-    if stream.is_null() {
-        os::set_errno(libc::EINVAL);
-        return -1;
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let Some(f) = format_of(format) else {
+            os::set_errno(libc::EINVAL);
+            return -1;
+        };
+        if stream.is_null() {
+            os::set_errno(libc::EINVAL);
+            return -1;
+        }
+        // No allocator lock is held while stdio runs (it may allocate).
+        stats::report(f, &mut |b| {
+            libc::fwrite(b.as_ptr() as *const c_void, 1, b.len(), stream);
+        });
+        0
     }
-    // No allocator lock is held while stdio runs (it may allocate).
-    stats::report(f, &mut |b| {
-        libc::fwrite(b.as_ptr() as *const c_void, 1, b.len(), stream);
-    });
-    0
 }
 
 /// Like `sa_stats_print`, but hands the text to `write(arg, text, len)` piece
@@ -291,12 +302,15 @@ pub unsafe extern "C" fn sa_stats_print_cb(
     arg: *mut c_void,
     format: c_int,
 ) -> c_int {
-    let (Some(f), Some(w)) = (format_of(format), write) else {
-        os::set_errno(libc::EINVAL);
-        return -1;
-    };
-    stats::report(f, &mut |b| w(arg, b.as_ptr() as *const c_char, b.len()));
-    0
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let (Some(f), Some(w)) = (format_of(format), write) else {
+            os::set_errno(libc::EINVAL);
+            return -1;
+        };
+        stats::report(f, &mut |b| w(arg, b.as_ptr() as *const c_char, b.len()));
+        0
+    }
 }
 
 #[cfg(feature = "override")]
@@ -418,19 +432,22 @@ mod overrides {
     /// `stream` must be a valid `FILE*`.
     #[no_mangle]
     pub unsafe extern "C" fn malloc_info(options: c_int, stream: *mut libc::FILE) -> c_int {
-        if options != 0 || stream.is_null() {
-            os::set_errno(libc::EINVAL);
-            return -1;
-        }
-        // No allocator lock is held here: stdio may allocate its buffer.
-        let mut ok = true;
-        alloc::malloc_info(&mut |b| {
-            ok &= libc::fwrite(b.as_ptr() as *const c_void, 1, b.len(), stream) == b.len();
-        });
-        if ok {
-            0
-        } else {
-            -1
+        // SAFETY: the caller upholds the contract in `# Safety` above.
+        unsafe {
+            if options != 0 || stream.is_null() {
+                os::set_errno(libc::EINVAL);
+                return -1;
+            }
+            // No allocator lock is held here: stdio may allocate its buffer.
+            let mut ok = true;
+            alloc::malloc_info(&mut |b| {
+                ok &= libc::fwrite(b.as_ptr() as *const c_void, 1, b.len(), stream) == b.len();
+            });
+            if ok {
+                0
+            } else {
+                -1
+            }
         }
     }
 }
