@@ -46,6 +46,7 @@ fn init_slow() {
         Ok(_) => {
             crate::cpu::init();
             crate::cache::init();
+            crate::reclaim::init();
             FREE_KEY.store(os::random_u64() | 0x8000_0000_0000_0001, Ordering::Relaxed);
             INIT.store(INIT_DONE, Ordering::Release);
             os::atfork(fork_prepare, fork_parent, fork_child);
@@ -150,6 +151,8 @@ fn alloc_small_zone(c: usize) -> *mut u8 {
             if crate::cache::on() {
                 z.fill_cache(c);
             }
+            drop(z);
+            crate::reclaim::after_slow_path();
             handed_out(p)
         }
         None => emergency(size_class::class_size(c), 16),
@@ -340,6 +343,7 @@ fn free_other(p: *mut u8) {
         Block::Large(d) => {
             // SAFETY: classify validated a live large run.
             unsafe { large::free_large(d) };
+            crate::reclaim::after_slow_path();
         }
         Block::Huge => {
             large::free_huge(p as usize);
@@ -409,6 +413,9 @@ unsafe fn free_chunk_zone(c: usize, owner: usize, p: *mut u8) {
             } else {
                 z.free_local(d, p);
             }
+            drop(z);
+            // Frees in bulk: memory the reclaimer may give back later.
+            crate::reclaim::after_free_slow_path();
             return;
         }
     }

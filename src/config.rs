@@ -10,13 +10,20 @@ use crate::fmt::warn;
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
 
+/// `SLABALLOC_BACKGROUND` unset: the reclaimer thread starts lazily.
+pub const BG_LAZY: u8 = 0;
+/// `SLABALLOC_BACKGROUND=1`: started at start-up, kept.
+pub const BG_EAGER: u8 = 1;
+/// `SLABALLOC_BACKGROUND=0`: never.
+pub const BG_NEVER: u8 = 2;
+
 /// `SLABALLOC_NOTIFY=every`: a ring message for every remote free (the pre-2010
 /// DragonFly design), to compare with the default (`detach`).
 pub static NOTIFY_EVERY: AtomicBool = AtomicBool::new(false);
 /// `SLABALLOC_STATS`: 0 off, 1 key=value line at exit, 2 text, 3 JSON.
 pub static STATS: AtomicU8 = AtomicU8::new(0);
-/// `SLABALLOC_BACKGROUND=1`: start the reclaimer thread.
-pub static BACKGROUND: AtomicBool = AtomicBool::new(false);
+/// `SLABALLOC_BACKGROUND`: `BG_LAZY`, `BG_EAGER` or `BG_NEVER`.
+pub static BACKGROUND: AtomicU8 = AtomicU8::new(BG_LAZY);
 /// `SLABALLOC_FAIL_MAP_AFTER=n`: the (n+1)-th and later mappings fail (fault
 /// injection for out-of-memory tests). -1: off.
 static FAIL_MAP_AFTER: AtomicI64 = AtomicI64::new(-1);
@@ -59,6 +66,24 @@ fn parse_u64(v: &[u8]) -> Option<u64> {
     Some(n)
 }
 
+/// `SLABALLOC_DECAY`: seconds (up to three decimals) as milliseconds;
+/// `off` or `never`: `runs::DECAY_NEVER`.
+fn parse_decay(v: &[u8]) -> Option<u64> {
+    if v == b"off" || v == b"never" {
+        return Some(crate::runs::DECAY_NEVER);
+    }
+    let mut parts = v.splitn(2, |&b| b == b'.');
+    let secs = parse_u64(parts.next()?)?;
+    let frac = match parts.next() {
+        None => 0,
+        Some(f) if !f.is_empty() && f.len() <= 3 => parse_u64(f)? * [100, 10, 1][f.len() - 1],
+        Some(_) => return None,
+    };
+    secs.checked_mul(1000)?
+        .checked_add(frac)
+        .filter(|&ms| ms < crate::runs::DECAY_NEVER)
+}
+
 fn bad(name: &CStr, v: &[u8], expect: &str) {
     warn(&[
         b"ignoring ",
@@ -84,10 +109,11 @@ fn flag(name: &CStr) -> Option<bool> {
 }
 
 /// Every variable we read; any other `SLABALLOC_*` name gets a warning.
-const KNOWN: [&[u8]; 5] = [
+const KNOWN: [&[u8]; 6] = [
     b"SLABALLOC_NOTIFY",
     b"SLABALLOC_STATS",
     b"SLABALLOC_BACKGROUND",
+    b"SLABALLOC_DECAY",
     b"SLABALLOC_DIRTY_MAX_MB",
     b"SLABALLOC_FAIL_MAP_AFTER",
 ];
@@ -136,7 +162,13 @@ pub fn load() {
         }
     }
     if let Some(b) = flag(c"SLABALLOC_BACKGROUND") {
-        BACKGROUND.store(b, Ordering::Relaxed);
+        BACKGROUND.store(if b { BG_EAGER } else { BG_NEVER }, Ordering::Relaxed);
+    }
+    if let Some(v) = crate::os::getenv(c"SLABALLOC_DECAY") {
+        match parse_decay(v) {
+            Some(ms) => crate::runs::RUNS.decay_ms.store(ms, Ordering::Relaxed),
+            None => bad(c"SLABALLOC_DECAY", v, "seconds, such as 1 or 0.5, or off"),
+        }
     }
     if let Some(v) = crate::os::getenv(c"SLABALLOC_DIRTY_MAX_MB") {
         match parse_u64(v) {
@@ -165,5 +197,27 @@ mod tests {
         assert_eq!(parse_u64(b""), None);
         assert_eq!(parse_u64(b"12x"), None);
         assert_eq!(parse_u64(b"99999999999999999999"), None);
+    }
+
+    #[test]
+    fn decay_values() {
+        assert_eq!(parse_decay(b"0"), Some(0));
+        assert_eq!(parse_decay(b"10"), Some(10_000));
+        assert_eq!(parse_decay(b"0.5"), Some(500));
+        assert_eq!(parse_decay(b"1.25"), Some(1250));
+        assert_eq!(parse_decay(b"2.125"), Some(2125));
+        assert_eq!(parse_decay(b"off"), Some(crate::runs::DECAY_NEVER));
+        assert_eq!(parse_decay(b"never"), Some(crate::runs::DECAY_NEVER));
+        for bad in [
+            &b""[..],
+            b".5",
+            b"1.",
+            b"1.2345",
+            b"-1",
+            b"1s",
+            b"99999999999999999999",
+        ] {
+            assert_eq!(parse_decay(bad), None, "{bad:?}");
+        }
     }
 }

@@ -180,9 +180,10 @@ fn slaballoc_init() {
     if config::STATS.load(core::sync::atomic::Ordering::Relaxed) != 0 {
         stats::keep_stderr();
     }
-    if config::BACKGROUND.load(core::sync::atomic::Ordering::Relaxed) {
-        reclaim::request();
-        reclaim::after_slow_path();
+    match config::BACKGROUND.load(core::sync::atomic::Ordering::Relaxed) {
+        config::BG_EAGER => reclaim::start_now(),
+        config::BG_NEVER => reclaim::disable(),
+        _ => {}
     }
 }
 

@@ -94,7 +94,8 @@ pub struct Desc {
     /// List links: slab lists of a zone, or size bins of free runs.
     pub prev: *mut Desc,
     pub next: *mut Desc,
-    _pad1: u64,
+    /// Dirty free runs: when the run became dirty (`os::now_ms`), for decay.
+    pub since: u64,
     // --- second cache line: the words remote CPUs write ---
     /// Slab: remote-free list head, tagged with `slab::DETACHED`.
     pub rchunks: AtomicUsize,

@@ -1,6 +1,5 @@
 //! Giving back the memory of quiet zones: from the slow path of a zone that
-//! maps a new slab (`adopt_idle`), the background reclaimer
-//! (`SLABALLOC_BACKGROUND=1`), and `malloc_trim`.
+//! maps a new slab (`adopt_idle`), the reclaimer thread, and `malloc_trim`.
 //!
 //! Memory freed to a CPU whose threads went quiet (or exited) would otherwise
 //! stay with that CPU's zone: remote chunks wait on their slabs until the
@@ -13,53 +12,146 @@
 //! The reclaimer is the sleeper on the rings' futex doorbell: it sleeps
 //! until a ring has messages (or a period passes), then takes each zone's
 //! lock if it is free, handles its messages, and for zones that allocated
-//! nothing since its last look, collects every remote chunk and gives empty
-//! slabs back; dirty page runs are purged with exponential decay (half of
-//! them per idle period).
+//! nothing since its last look, collects every remote chunk, trims the
+//! stashes and gives empty slabs back; dirty page runs that stayed unused
+//! for the decay time (`SLABALLOC_DECAY`) are purged (`runs`).
+//!
+//! By default it is started lazily, the first time a free finds memory to
+//! give back (a run left dirty, a full per-CPU cache spilling into the
+//! zone) in a process that has lived for `MIN_AGE_MS`: a program that never
+//! frees, or is done within that time, never has the thread. It is started
+//! on a slow path of malloc or free holding no lock of ours
+//! (`after_slow_path`): `pthread_create` allocates (its thread's TLS), and
+//! that malloc must be able to take any lock. It ends itself after
+//! `QUIET_PASSES` passes with nothing left to do, so it never keeps a
+//! process alive for long (a `main` that ends with `pthread_exit` is
+//! waited for by the process) and a later free starts it again. After
+//! `fork` the child has no thread: it is started again lazily.
+//! `SLABALLOC_BACKGROUND=1` starts it at start-up and keeps it;
+//! `SLABALLOC_BACKGROUND=0` never starts it (dirty runs still decay on the
+//! slow paths of `runs`).
 
 use crate::stats::GLOBAL;
 use crate::{cpu, ring, runs::RUNS, zone};
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 const OFF: u8 = 0;
 const WANTED: u8 = 1;
 const RUNNING: u8 = 2;
+/// `SLABALLOC_BACKGROUND=0`: no thread, ever.
+const NEVER: u8 = 3;
 static STATE: AtomicU8 = AtomicU8::new(OFF);
+/// When the allocator started (`os::now_ms`).
+static BORN_MS: AtomicU64 = AtomicU64::new(0);
 
 /// Period between passes when no message wakes it.
 const PERIOD_MS: u64 = 250;
+/// A lazily started thread ends after this many passes in a row found
+/// nothing to give back and nothing dirty waiting.
+const QUIET_PASSES: u32 = 4;
+/// A process younger than this does not get the thread yet.
+const MIN_AGE_MS: u64 = 100;
+
+/// Start-up (`alloc::ensure_init`): the process's age starts now.
+pub fn init() {
+    BORN_MS.store(crate::os::now_ms(), Ordering::Relaxed);
+}
+
+/// `SLABALLOC_BACKGROUND=0` (constructor): never start the thread.
+pub fn disable() {
+    STATE.store(NEVER, Ordering::Relaxed);
+}
 
 /// Asks for the reclaimer; it starts on the next slow path with no lock held.
+/// A relaxed load first: on the free paths that call it, the thread is
+/// usually running already and the line stays shared.
+#[inline]
 pub fn request() {
-    let _ = STATE.compare_exchange(OFF, WANTED, Ordering::Relaxed, Ordering::Relaxed);
+    if STATE.load(Ordering::Relaxed) == OFF {
+        let _ = STATE.compare_exchange(OFF, WANTED, Ordering::Relaxed, Ordering::Relaxed);
+    }
 }
 
 /// Called on slow paths, with no allocator lock held.
 #[inline]
 pub fn after_slow_path() {
     if STATE.load(Ordering::Relaxed) == WANTED {
-        start();
+        start(false);
     }
+}
+
+/// A free that found memory to give back (no lock held): ask for the
+/// thread and start it here if the process is old enough.
+#[inline]
+pub fn after_free_slow_path() {
+    request();
+    after_slow_path();
+}
+
+/// Starts the thread now (`SLABALLOC_BACKGROUND=1`, from the constructor).
+pub fn start_now() {
+    request();
+    start(true);
 }
 
 #[cold]
-fn start() {
+fn start(eager: bool) {
+    if !eager && crate::os::now_ms().saturating_sub(BORN_MS.load(Ordering::Relaxed)) < MIN_AGE_MS {
+        return;
+    }
+    // Acquire/Release: only for the ordering of the state itself; the
+    // thread shares nothing through it.
     if STATE
         .compare_exchange(WANTED, RUNNING, Ordering::AcqRel, Ordering::Relaxed)
         .is_ok()
-        && !crate::os::spawn_thread(thread_main)
     {
-        STATE.store(OFF, Ordering::Relaxed);
+        let f = if eager { thread_keep } else { thread_lazy };
+        if !crate::os::spawn_thread(f) {
+            // No thread now (out of memory or threads): a later free asks again.
+            STATE.store(OFF, Ordering::Relaxed);
+        }
     }
 }
 
-extern "C" fn thread_main(_: *mut libc::c_void) -> *mut libc::c_void {
+extern "C" fn thread_keep(_: *mut libc::c_void) -> *mut libc::c_void {
     loop {
-        if ring::sleep_until_work(zone::any_ring_has_work, PERIOD_MS) {
-            GLOBAL.futex_waits.fetch_add(1, Ordering::Relaxed);
-        }
-        pass(false);
+        background_pass();
     }
+}
+
+extern "C" fn thread_lazy(_: *mut libc::c_void) -> *mut libc::c_void {
+    let mut quiet = 0;
+    loop {
+        if background_pass() {
+            quiet = 0;
+            continue;
+        }
+        quiet += 1;
+        if quiet >= QUIET_PASSES
+            && STATE
+                .compare_exchange(RUNNING, OFF, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            return core::ptr::null_mut();
+        }
+    }
+}
+
+/// Sleeps until a ring has messages or the next decay deadline (at most a
+/// period), then runs a pass. True if there is still something to do: a
+/// zone was busy or gave memory back, or dirty runs wait to decay.
+fn background_pass() -> bool {
+    let now = crate::os::now_ms();
+    let wait = RUNS
+        .next_decay()
+        .map_or(PERIOD_MS, |t| t.saturating_sub(now).clamp(1, PERIOD_MS));
+    if ring::sleep_until_work(zone::any_ring_has_work, wait) {
+        GLOBAL.futex_waits.fetch_add(1, Ordering::Relaxed);
+    }
+    let slabs = GLOBAL.slabs_live.load(Ordering::Relaxed);
+    let all_idle = sweep_zones(false);
+    let dirty = RUNS.decay();
+    !all_idle || dirty > 0 || GLOBAL.slabs_live.load(Ordering::Relaxed) != slabs
 }
 
 /// One pass over every zone. `force` (malloc_trim, and malloc before it
@@ -68,6 +160,19 @@ extern "C" fn thread_main(_: *mut libc::c_void) -> *mut libc::c_void {
 /// busy zones are skipped and only idle zones give memory back. Returns the
 /// number of pages purged.
 pub fn pass(force: bool) -> usize {
+    let all_idle = sweep_zones(force);
+    let dirty = RUNS.dirty_pages();
+    if force || dirty < 256 {
+        RUNS.purge(0)
+    } else if all_idle {
+        RUNS.purge(dirty / 2)
+    } else {
+        0
+    }
+}
+
+/// The zones' part of a pass; true if every zone was idle.
+fn sweep_zones(force: bool) -> bool {
     GLOBAL.reclaim_passes.fetch_add(1, Ordering::Relaxed);
     if force {
         drain_all_cpus();
@@ -91,14 +196,7 @@ pub fn pass(force: bool) -> usize {
             all_idle = false;
         }
     }
-    let dirty = RUNS.dirty_pages();
-    if force || dirty < 256 {
-        RUNS.purge(0)
-    } else if all_idle {
-        RUNS.purge(dirty / 2)
-    } else {
-        0
-    }
+    all_idle
 }
 
 /// One zone's share of a pass (the caller holds its lock): handles its
@@ -176,4 +274,9 @@ pub fn fork_child() {
     if STATE.load(Ordering::Relaxed) == RUNNING {
         STATE.store(WANTED, Ordering::Relaxed);
     }
+}
+
+/// Whether the reclaimer thread is running (for tests and statistics).
+pub fn running() -> bool {
+    STATE.load(Ordering::Relaxed) == RUNNING
 }

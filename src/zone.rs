@@ -1023,6 +1023,9 @@ pub unsafe fn free_remote_batched(d: *mut Desc, p: *mut u8) {
     }
     // Full, or not set up yet on this CPU (or the cache is off): empty it
     // and try once more, else free `p` on its own.
+    // Frees in bulk to other zones, which may go quiet with the memory
+    // (called from `free` only, with no lock held): ask for the reclaimer.
+    crate::reclaim::after_free_slow_path();
     if cache::on() {
         cache::prepare_outbox();
         flush_outbox();
