@@ -96,6 +96,8 @@ int main(void) {
     CHECK(sum == s.allocs && cpusum == s.allocs);
     CHECK(s.large_allocs >= 1);
     CHECK(s.bytes_in_use >= in_use_bytes && s.bytes_in_use <= s.bytes_mapped);
+    CHECK(s.bytes_reserved == s.bytes_mapped && s.bytes_committed <= s.bytes_reserved);
+    CHECK(s.bytes_resident > 0 && s.bytes_resident <= s.bytes_committed);
     CHECK(in_use_bytes >= 20000 * 16);
 
     struct mallinfo2 mi = mallinfo2();

@@ -85,6 +85,14 @@ typedef struct sa_stats {
   uint64_t cache_allocs;
   uint64_t cache_frees;
   /**
+   * Address space held (arenas and huge mappings), what of it the kernel
+   * agreed to back (charged under strict overcommit), and an estimate of
+   * what of that is resident.
+   */
+  uint64_t bytes_reserved;
+  uint64_t bytes_committed;
+  uint64_t bytes_resident;
+  /**
    * Entries used in `classes` (36) and `cpus` (CPUs that can be online).
    */
   uint32_t nclasses;

@@ -199,6 +199,12 @@ pub struct sa_stats {
     /// Mallocs served and frees taken by the per-CPU caches.
     pub cache_allocs: u64,
     pub cache_frees: u64,
+    /// Address space held (arenas and huge mappings), what of it the kernel
+    /// agreed to back (charged under strict overcommit), and an estimate of
+    /// what of that is resident.
+    pub bytes_reserved: u64,
+    pub bytes_committed: u64,
+    pub bytes_resident: u64,
     /// Entries used in `classes` (36) and `cpus` (CPUs that can be online).
     pub nclasses: u32,
     pub ncpus: u32,
@@ -244,6 +250,9 @@ pub unsafe extern "C" fn sa_stats_get(out: *mut sa_stats, size: usize) -> c_int 
     o.bytes_purged = t.bytes_purged;
     o.cache_allocs = t.cache_allocs;
     o.cache_frees = t.cache_frees;
+    o.bytes_reserved = t.bytes_reserved;
+    o.bytes_committed = t.bytes_committed;
+    o.bytes_resident = t.bytes_resident;
     o.nclasses = crate::size_class::NCLASSES as u32;
     o.ncpus = crate::cpu::nzones() as u32;
     o.classes = stats::classes();
