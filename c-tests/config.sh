@@ -29,17 +29,23 @@ done
 
 # Malformed values: one warning each, defaults apply, output unchanged.
 run SLABALLOC_STATS=bogus SLABALLOC_BACKGROUND=2 SLABALLOC_NOTIFY=sometimes \
-    SLABALLOC_DIRTY_MAX_MB=lots SLABALLOC_FAIL_MAP_AFTER=-3 SLABALLOC_STAT=1
+    SLABALLOC_DIRTY_MAX_MB=lots SLABALLOC_FAIL_MAP_AFTER=-3 SLABALLOC_STAT=1 SLABALLOC_DECAY=soon
 n=$(grep -c '^slaballoc: warning: ' "$tmp/err")
-if [ "$n" = 6 ] && [ "$(cat "$tmp/out")" = hello ] && ! grep -q 'remote_frees=' "$tmp/err"; then
+if [ "$n" = 7 ] && [ "$(cat "$tmp/out")" = hello ] && ! grep -q 'remote_frees=' "$tmp/err"; then
     ok config.warnings
 else
     ko config.warnings "$n warnings: $(cat "$tmp/err")"
 fi
 grep -q "unknown variable SLABALLOC_STAT ignored" "$tmp/err" && ok config.unknown_name || ko config.unknown_name
 # Good values: no warning.
-run SLABALLOC_STATS=0 SLABALLOC_BACKGROUND=1 SLABALLOC_NOTIFY=every SLABALLOC_DIRTY_MAX_MB=64
+run SLABALLOC_STATS=0 SLABALLOC_BACKGROUND=1 SLABALLOC_NOTIFY=every SLABALLOC_DIRTY_MAX_MB=64 SLABALLOC_DECAY=0.5
 [ ! -s "$tmp/err" ] && ok config.good_values || ko config.good_values "$(cat "$tmp/err")"
+bad_decay=""
+for d in 0 10 off never 2.125; do
+    run SLABALLOC_DECAY=$d
+    [ ! -s "$tmp/err" ] && [ "$(cat "$tmp/out")" = hello ] || bad_decay="$bad_decay SLABALLOC_DECAY=$d: $(cat "$tmp/err")"
+done
+[ -z "$bad_decay" ] && ok config.decay || ko config.decay "$bad_decay"
 
 # Report formats.
 run SLABALLOC_STATS=1
@@ -47,7 +53,7 @@ grep -q '^slaballoc: zones=[0-9]* allocs=[0-9]* .*bytes_mapped=[0-9]*' "$tmp/err
 run SLABALLOC_STATS=text
 grep -q '^slaballoc statistics' "$tmp/err" && grep -q '  class   size' "$tmp/err" && ok stats.text || ko stats.text
 run SLABALLOC_STATS=json
-python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["totals"]["allocs"] > 0 and len(r["classes"]) == 36 and r["zones_by"] in ("mm_cid", "cpu_id", "thread")' "$tmp/err" \
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["totals"]["allocs"] > 0 and 0 < r["totals"]["bytes_resident"] <= r["totals"]["bytes_committed"] <= r["totals"]["bytes_reserved"] == r["totals"]["bytes_mapped"] and len(r["classes"]) == 36 and r["zones_by"] in ("mm_cid", "cpu_id", "thread")' "$tmp/err" \
     && ok stats.json || ko stats.json "$(head -c 300 "$tmp/err")"
 
 # The statistics API from C (header + -lslaballoc).
