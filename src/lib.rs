@@ -63,7 +63,9 @@
 //! come back (hysteresis), or messages would come back one per free.
 //!
 //! Requests above 16 KiB are **large** blocks: page runs from the same arenas,
-//! kept warm after free up to a dirty-page budget and then purged oldest-first;
+//! kept warm after free until they stay unused for the decay time
+//! (`SLABALLOC_DECAY`) or exceed a dirty-page budget, then purged oldest-first
+//! (arenas are reserved `PROT_NONE` and committed as they are carved);
 //! blocks above 32 MiB are **huge** mappings of their own, resized with
 //! `mremap` ([`large`]). A large block that must move to grow, into another
 //! run or past the largest run into a huge mapping, has its pages moved by
