@@ -26,7 +26,7 @@ raw=$(mktemp); trap 'rm -f "$raw"' EXIT
 for r in $(seq "$rounds"); do
     for order in rev fwd rand; do
         for a in "${allocs[@]}"; do
-            line=$(env -u SLABALLOC_BACKGROUND -u SLABALLOC_DECAY LD_PRELOAD="${pre[$a]}" "$bin" "$mib" "$secs" "$order")
+            line=$(env -u SLABALLOC_SO -u SLABALLOC_BACKGROUND -u SLABALLOC_DECAY LD_PRELOAD="${pre[$a]}" "$bin" "$mib" "$secs" "$order")
             echo "$a $line" >>"$raw"
             echo "round $r $a $line" >&2
         done

@@ -100,14 +100,24 @@ fn map_aligned_prot(len: usize, align: usize, prot: i32) -> *mut u8 {
     if p.is_null() || (p as usize) & (align - 1) == 0 {
         return p;
     }
-    let hint = ((p as usize) + align - 1) & !(align - 1);
+    // The aligned address below first: the kernel fills the address space
+    // top down, so the space above `p` is usually taken and the space
+    // below it free. Then the one above. (At an address-space limit the
+    // over-mapping below cannot succeed, so these hints are all there is.)
+    let down = (p as usize) & !(align - 1);
+    let up = down + align;
     unmap(p, len);
-    let q = map_hint(len, hint, prot);
-    if !q.is_null() {
-        if (q as usize) & (align - 1) == 0 {
-            return q;
+    for hint in [down, up] {
+        if hint == 0 {
+            continue;
         }
-        unmap(q, len);
+        let q = map_hint(len, hint, prot);
+        if !q.is_null() {
+            if (q as usize) & (align - 1) == 0 {
+                return q;
+            }
+            unmap(q, len);
+        }
     }
     let Some(total) = len.checked_add(align) else {
         return ptr::null_mut();
@@ -454,6 +464,56 @@ pub fn spawn_thread(f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void) ->
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut());
         r == 0
     }
+}
+
+/// Starts a joinable thread running `f` with every signal blocked, on the
+/// caller's stack `[stack, stack + size)` (glibc puts the thread's TLS and
+/// descriptor at its top, and maps nothing). Returns its handle, or None if
+/// the thread could not be created (the stack too small for the program's
+/// static TLS, no more threads).
+///
+/// # Safety
+/// The stack is memory of ours that nothing else uses until the thread
+/// has been joined (or, in a forked child, is known not to exist).
+pub unsafe fn spawn_thread_on(
+    f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
+    stack: *mut u8,
+    size: usize,
+) -> Option<libc::pthread_t> {
+    // SAFETY: as in `spawn_thread`; the caller vouches for the stack.
+    unsafe {
+        let mut all: libc::sigset_t = core::mem::zeroed();
+        let mut old: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        let mut tid: libc::pthread_t = 0;
+        let e = errno();
+        let r = if libc::pthread_attr_setstack(&mut attr, stack as *mut libc::c_void, size) == 0 {
+            libc::pthread_create(&mut tid, &attr, f, ptr::null_mut())
+        } else {
+            libc::EINVAL
+        };
+        set_errno(e);
+        libc::pthread_attr_destroy(&mut attr);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut());
+        (r == 0).then_some(tid)
+    }
+}
+
+/// Waits for the joinable thread `t` to end.
+pub fn join(t: libc::pthread_t) {
+    // SAFETY: `t` is a joinable thread of this process, joined once.
+    unsafe {
+        libc::pthread_join(t, ptr::null_mut());
+    }
+}
+
+/// The calling thread's handle.
+pub fn thread_self() -> libc::pthread_t {
+    // SAFETY: no preconditions.
+    unsafe { libc::pthread_self() }
 }
 
 /// Looks up the next definition of `name` after this library (glibc's own

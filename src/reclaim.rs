@@ -27,13 +27,14 @@
 //! process alive for long (a `main` that ends with `pthread_exit` is
 //! waited for by the process) and a later free starts it again. After
 //! `fork` the child has no thread: it is started again lazily.
+//! Not in a process under `RLIMIT_AS` (see `start`).
 //! `SLABALLOC_BACKGROUND=1` starts it at start-up and keeps it;
 //! `SLABALLOC_BACKGROUND=0` never starts it (dirty runs still decay on the
 //! slow paths of `runs`).
 
 use crate::stats::GLOBAL;
 use crate::{cpu, ring, runs::RUNS, zone};
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 const OFF: u8 = 0;
 const WANTED: u8 = 1;
@@ -43,6 +44,17 @@ const NEVER: u8 = 3;
 static STATE: AtomicU8 = AtomicU8::new(OFF);
 /// When the allocator started (`os::now_ms`).
 static BORN_MS: AtomicU64 = AtomicU64::new(0);
+/// The thread's stack: a page run of ours, taken at the first start and
+/// kept (0 until then). A stack that glibc mapped would add address space
+/// each time the thread starts, which a process at its `RLIMIT_AS` has
+/// not got (c-tests/oom.c: a huge block that fitted before no longer did),
+/// and would stay mapped in glibc's stack cache.
+static STACK: AtomicUsize = AtomicUsize::new(0);
+const STACK_PAGES: usize = 32;
+/// The last thread started, to be joined before its stack is used again
+/// (0: none, or none in this process since a fork). A `pthread_t`
+/// (a `u64` on Linux x86-64 and aarch64 with glibc).
+static THREAD: AtomicU64 = AtomicU64::new(0);
 
 /// Period between passes when no message wakes it.
 const PERIOD_MS: u64 = 250;
@@ -99,18 +111,52 @@ fn start(eager: bool) {
     if !eager && crate::os::now_ms().saturating_sub(BORN_MS.load(Ordering::Relaxed)) < MIN_AGE_MS {
         return;
     }
-    // Acquire/Release: only for the ordering of the state itself; the
-    // thread shares nothing through it.
+    // The ending thread's own frees (glibc's thread exit) ask again: it
+    // must not start its successor on the stack it still runs on.
+    let last = THREAD.load(Ordering::Acquire);
+    if last != 0 && last == crate::os::thread_self() {
+        return;
+    }
+    // Acquire/Release: the winner of the CAS also sees `THREAD` as the
+    // previous winner left it (the Release store in `spawn`).
     if STATE
         .compare_exchange(WANTED, RUNNING, Ordering::AcqRel, Ordering::Relaxed)
         .is_ok()
+        && !spawn(if eager { thread_keep } else { thread_lazy })
     {
-        let f = if eager { thread_keep } else { thread_lazy };
-        if !crate::os::spawn_thread(f) {
-            // No thread now (out of memory or threads): a later free asks again.
-            STATE.store(OFF, Ordering::Relaxed);
+        // No thread now (out of memory or threads): a later free asks again.
+        STATE.store(OFF, Ordering::Release);
+    }
+}
+
+/// Starts the thread on our own stack (the previous thread, which set the
+/// state to OFF on its way out, joined first), or failing that on one
+/// glibc maps.
+fn spawn(f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void) -> bool {
+    let last = THREAD.swap(0, Ordering::AcqRel);
+    if last != 0 {
+        crate::os::join(last);
+    }
+    let mut stack = STACK.load(Ordering::Relaxed);
+    if stack == 0 {
+        if let Some(r) = RUNS.alloc(STACK_PAGES, 1) {
+            // The run stays ours for good, of no kind: `lookup` calls a
+            // pointer into it "not allocated", and no free can take it.
+            stack = r.addr();
+            STACK.store(stack, Ordering::Relaxed);
         }
     }
+    if stack != 0 {
+        // SAFETY: the stack run is ours alone: the thread that used it
+        // before has been joined (or, after a fork, does not exist here).
+        if let Some(t) = unsafe {
+            crate::os::spawn_thread_on(f, stack as *mut u8, STACK_PAGES * crate::os::PAGE_SIZE)
+        } {
+            THREAD.store(t, Ordering::Release);
+            return true;
+        }
+    }
+    crate::os::spawn_thread(f)
 }
 
 extern "C" fn thread_keep(_: *mut libc::c_void) -> *mut libc::c_void {
@@ -271,6 +317,9 @@ fn drain_all_cpus() {
 
 /// Forked child: the thread is gone; start a new one lazily.
 pub fn fork_child() {
+    // No thread of the parent's exists here: nothing to join, and its
+    // stack is free to use.
+    THREAD.store(0, Ordering::Relaxed);
     if STATE.load(Ordering::Relaxed) == RUNNING {
         STATE.store(WANTED, Ordering::Relaxed);
     }

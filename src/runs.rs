@@ -19,10 +19,11 @@
 //! the bytes in large blocks, so a program that turns over large blocks
 //! keeps enough of them warm) the oldest are purged at once, down to half the
 //! budget: hysteresis, so a workload at the budget's edge does not purge on
-//! every free. A request that no free run fits maps a new arena rather than
-//! purging every dirty run in the hope that clean neighbours coalesce (that
-//! purge made a program cycling through 5-25 MiB blocks fault in every page
-//! of every block).
+//! every free. A request that no free run fits purges only a dirty run that
+//! would hold it once merged with its clean neighbours, else maps a new
+//! arena; it used to purge every dirty run in the hope that clean neighbours
+//! coalesce, which made a program cycling through 5-25 MiB blocks fault in
+//! every page of every block.
 //!
 //! Arenas are *reserved* (`PROT_NONE`, charged to no one) and *committed*
 //! (`mprotect`) from the bottom up as runs are carved, past a per-arena
@@ -384,6 +385,43 @@ impl State {
         purged
     }
 
+    /// When no free run fits `n` pages: purges the oldest dirty run that,
+    /// merged with its clean neighbours, would hold them, so that the
+    /// request reuses this arena's space rather than reserving a new arena
+    /// (address space that `RLIMIT_AS` counts and that is never given
+    /// back). Dirty runs of the same kind are merged already; a chain of
+    /// several is not looked for. Returns false if no dirty run qualifies.
+    unsafe fn purge_for_fit(&mut self, n: usize) -> bool {
+        let npages = |d: *mut Desc| (*d).npages.load(Ordering::Relaxed) as usize;
+        let mut d = self.lru_head;
+        while !d.is_null() {
+            let (base, head) = pagemap::desc_home(d);
+            let size = npages(d);
+            let mut total = size;
+            if head > META_PAGES {
+                let left = pagemap::map_slot(base, head - 1).load(Ordering::Relaxed) as usize;
+                if let Some(l) = self.free_run_at(base, left, false) {
+                    if left + npages(l) == head {
+                        total += npages(l);
+                    }
+                }
+            }
+            if let Some(r) = self.free_run_at(base, head + size, false) {
+                total += npages(r);
+            }
+            if total >= n && total > size {
+                self.unlink(d);
+                os::purge(pagemap::page_addr(base, head) as *mut u8, size * PAGE_SIZE);
+                RUNS.purged_bytes
+                    .fetch_add(size * PAGE_SIZE, Ordering::Relaxed);
+                self.release(base, head, size, false, 0);
+                return true;
+            }
+            d = (*d).lru_next;
+        }
+        false
+    }
+
     /// The decay and budget rules, after the dirty pages grew or time
     /// passed: purges what stayed unused for `decay` ms, then what exceeds
     /// the budget (down to half of it).
@@ -507,6 +545,9 @@ impl Runs {
             self.drain_deferred(st, now);
             st.enforce(now);
             let mut r = st.take(n, align);
+            while r.is_none() && st.purge_for_fit(n) {
+                r = st.take(n, align);
+            }
             if r.is_none() && st.grow() {
                 r = st.take(n, align);
             }
