@@ -26,8 +26,8 @@
 //! `QUIET_PASSES` passes with nothing left to do, so it never keeps a
 //! process alive for long (a `main` that ends with `pthread_exit` is
 //! waited for by the process) and a later free starts it again. After
-//! `fork` the child has no thread: it is started again lazily.
-//! Not in a process under `RLIMIT_AS` (see `start`).
+//! `fork` the child has no thread: it is started again lazily. It runs on
+//! a stack of our own (`STACK`), so starting it maps nothing.
 //! `SLABALLOC_BACKGROUND=1` starts it at start-up and keeps it;
 //! `SLABALLOC_BACKGROUND=0` never starts it (dirty runs still decay on the
 //! slow paths of `runs`).
@@ -202,17 +202,16 @@ fn background_pass() -> bool {
 
 /// One pass over every zone. `force` (malloc_trim, and malloc before it
 /// reports ENOMEM) waits for busy zones and reclaims everything, the per-CPU
-/// caches and outboxes of every CPU included (`drain_all_cpus`); otherwise
-/// busy zones are skipped and only idle zones give memory back. Returns the
-/// number of pages purged.
+/// caches and outboxes of every CPU included (`drain_all_cpus`), and purges
+/// every dirty run; otherwise busy zones are skipped, only idle zones give
+/// memory back, and dirty runs are purged as they decay. Returns the number
+/// of pages purged by a forced pass (0 otherwise).
 pub fn pass(force: bool) -> usize {
-    let all_idle = sweep_zones(force);
-    let dirty = RUNS.dirty_pages();
-    if force || dirty < 256 {
+    sweep_zones(force);
+    if force {
         RUNS.purge(0)
-    } else if all_idle {
-        RUNS.purge(dirty / 2)
     } else {
+        RUNS.decay();
         0
     }
 }
