@@ -11,7 +11,7 @@ SO      := target/release/libslaballoc.so
 CARGO   ?= cargo
 PREFIX  ?= /usr/local
 
-.PHONY: all build header tools run test test-rust test-tools test-loom test-header test-c test-install test-config test-docs clippy fmt clean install
+.PHONY: all build header tools run test test-rust test-tools test-loom test-header test-layers test-c test-install test-config test-docs clippy fmt clean install
 
 all: build
 
@@ -32,7 +32,7 @@ header:
 run: build
 	@bash tools/run-main.sh $(CURDIR)/$(SO)
 
-test: test-rust test-tools test-loom test-header test-c test-install test-config test-docs
+test: test-rust test-tools test-loom test-header test-layers test-c test-install test-config test-docs
 
 # The tools, workspace members built on demand: slabtop (the live view) and
 # slabprof (heap profiles to top tables, flame graphs, pprof).
@@ -46,6 +46,11 @@ test-tools:
 
 test-rust:
 	$(CARGO) test --release
+
+# Modules depend one way: no module uses one in a layer above it
+# (tools/check-layers.py; --graph prints the edges).
+test-layers:
+	python3 tools/check-layers.py
 
 # The checked-in header matches the FFI crate.
 test-header:

@@ -4,7 +4,9 @@
 # A failing `make build` does not stop the comparison: slaballoc is
 # then simply left out (or tested in whatever state target/release has).
 #
-#   make compare          full comparison, 17 workloads x 7 allocators x 5 runs (~11 min on 2 cores)
+#   make compare          full comparison, 18 workloads x 7 allocators x 5 runs (~12 min on 2 cores)
+#   make idle-rss         resident size after freeing 800 MiB and idling, per allocator
+#                         (bench/idle_rss.sh -> bench/results/idle_rss.md)
 #   make compare QUICK=1  1 run, scale 0.2 (~30 s, plus apt-get and peer builds the first time)
 #   make peers            build mimalloc3 and snmalloc (bench/peers/build.sh; compare does it too)
 #   make compare-quick    same as QUICK=1
@@ -15,7 +17,7 @@
 
 PYTHON ?= python3
 
-.PHONY: compare compare-quick peers notify-study callgrind bench-criterion bench-clean
+.PHONY: compare compare-quick peers notify-study callgrind bench-criterion bench-clean idle-rss
 
 compare:
 	-$(MAKE) build
@@ -27,6 +29,10 @@ peers:
 compare-quick:
 	-$(MAKE) build
 	QUICK=1 $(PYTHON) bench/compare.py
+
+idle-rss:
+	-$(MAKE) build
+	bash bench/idle_rss.sh
 
 notify-study:
 	$(MAKE) build

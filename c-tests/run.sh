@@ -230,6 +230,42 @@ if is_built prodcons; then
     fi
 fi
 
+# ------------------------------------------------------------------ strict overcommit
+# conformance and prodcons under vm.overcommit_memory=2, where the kernel
+# refuses any commit past CommitLimit: slaballoc reserves its arenas
+# PROT_NONE and commits them as it carves them (src/runs.rs), so it must
+# work there like glibc. The setting is system-wide: only as root, only
+# with room to spare for the other processes, for as short a time as the
+# two runs take, and put back by a trap whatever happens.
+oc=/proc/sys/vm/overcommit_memory
+if is_built conformance && is_built prodcons && need_so overcommit; then
+    commit_limit=$(awk '/^CommitLimit:/ {print $2}' /proc/meminfo)
+    committed=$(awk '/^Committed_AS:/ {print $2}' /proc/meminfo)
+    old_oc=$(cat "$oc" 2>/dev/null || echo "")
+    if [ "$(id -u)" != 0 ]; then
+        skip overcommit "not root: cannot set vm.overcommit_memory"
+    elif [ -z "$old_oc" ] || [ ! -w "$oc" ]; then
+        skip overcommit "cannot read or write $oc"
+    elif [ -z "$commit_limit" ] || [ -z "$committed" ] || [ $((committed * 2)) -gt "$commit_limit" ]; then
+        skip overcommit "Committed_AS ${committed:-?} kB is over half of CommitLimit ${commit_limit:-?} kB: strict mode could starve other processes"
+    elif ! { echo 2 >"$oc"; } 2>/dev/null; then
+        skip overcommit "writing $oc failed (read-only /proc/sys?)"
+    else
+        trap 'echo "$old_oc" >"$oc"' EXIT INT TERM
+        simple overcommit.conformance sa "$build/conformance"
+        n_oc=500000
+        if run overcommit.prodcons sa "$build/prodcons" "$n_oc" && grep -q "blocks=$n_oc ok" "$logs/overcommit.prodcons.log"; then
+            pass overcommit.prodcons
+        else
+            fail overcommit.prodcons
+        fi
+        echo "$old_oc" >"$oc"
+        trap - EXIT INT TERM
+        [ "$(cat "$oc")" = "$old_oc" ] || fail overcommit.restore "vm.overcommit_memory is $(cat "$oc"), was $old_oc"
+        echo "    vm.overcommit_memory=2 for both runs, then $old_oc again (CommitLimit ${commit_limit} kB)"
+    fi
+fi
+
 # ------------------------------------------------------------------ fork_load, churn
 for t in fork_load churn; do
     is_built $t || continue
@@ -297,8 +333,16 @@ fi
 if is_built reclaim && need_so reclaim.background; then
     simple reclaim.background sa env SLABALLOC_BACKGROUND=1 "$build/reclaim" "$RECLAIM_MIB"
     grep '^reclaim:' "$logs/reclaim.background.log" | sed 's/^/    /'
-    simple reclaim.nobackground sa "$build/reclaim" "$RECLAIM_MIB"
+    simple reclaim.default sa "$build/reclaim" "$RECLAIM_MIB"
+    grep '^reclaim:' "$logs/reclaim.default.log" | sed 's/^/    /'
+    simple reclaim.nobackground sa env SLABALLOC_BACKGROUND=0 "$build/reclaim" "$RECLAIM_MIB"
     grep '^reclaim:' "$logs/reclaim.nobackground.log" | sed 's/^/    /'
+    # One thread, frees in a shuffled order: the memory is pinned by the
+    # zone's cache and stash until the lazily started reclaimer sweeps it.
+    simple reclaim.shuffled sa "$build/reclaim" "$RECLAIM_MIB" shuffled
+    grep '^reclaim:' "$logs/reclaim.shuffled.log" | sed 's/^/    /'
+    simple reclaim.shuffled_nobackground sa env SLABALLOC_BACKGROUND=0 "$build/reclaim" "$RECLAIM_MIB" shuffled
+    grep '^reclaim:' "$logs/reclaim.shuffled_nobackground.log" | sed 's/^/    /'
 fi
 
 # ------------------------------------------------------------------ oom (RELIABILITY.md)

@@ -96,6 +96,8 @@ int main(void) {
     CHECK(sum == s.totals.allocs && cpusum == s.totals.allocs);
     CHECK(s.totals.large_allocs >= 1);
     CHECK(s.totals.bytes_in_use >= in_use_bytes && s.totals.bytes_in_use <= s.totals.bytes_mapped);
+    CHECK(s.totals.bytes_reserved == s.totals.bytes_mapped && s.totals.bytes_committed <= s.totals.bytes_reserved);
+    CHECK(s.totals.bytes_resident > 0 && s.totals.bytes_resident <= s.totals.bytes_committed);
     CHECK(in_use_bytes >= 20000 * 16);
 
     struct mallinfo2 mi = mallinfo2();

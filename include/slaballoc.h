@@ -62,6 +62,24 @@ typedef struct sa_totals {
   uint64_t slabs_live;
   uint64_t slabs_cached;
   uint64_t bytes_mapped;
+  /**
+   * Address space held: the arenas (reserved, committed or not) and
+   * huge mappings. The same as `bytes_mapped`, under the name that
+   * sits beside the two below.
+   */
+  uint64_t bytes_reserved;
+  /**
+   * Of that, what the kernel has agreed to back (charged under strict
+   * overcommit): the arenas below their commit watermarks, metadata
+   * included, and huge mappings.
+   */
+  uint64_t bytes_committed;
+  /**
+   * Of that, an estimate of what is resident: committed, less the free
+   * pages known to read as zero (purged, or never touched). Huge blocks
+   * and committed metadata count whole.
+   */
+  uint64_t bytes_resident;
   uint64_t bytes_purged;
   uint64_t bytes_dirty;
   /**

@@ -47,6 +47,7 @@ fn init_slow() {
         Ok(_) => {
             crate::cpu::init();
             crate::cache::init();
+            crate::reclaim::init();
             FREE_KEY.store(os::random_u64() | 0x8000_0000_0000_0001, Ordering::Relaxed);
             INIT.store(INIT_DONE, Ordering::Release);
             os::atfork(fork_prepare, fork_parent, fork_child);
@@ -190,6 +191,7 @@ fn alloc_small_zone(c: usize) -> *mut u8 {
                 z.fill_cache(c);
             }
             drop(z);
+            crate::reclaim::after_slow_path();
             crate::hook::slow_path();
             handed_out(p)
         }
@@ -352,6 +354,7 @@ fn free_other(p: *mut u8) {
             }
             // SAFETY: classify validated a live large run.
             unsafe { large::free_large(d) };
+            crate::reclaim::after_slow_path();
             crate::hook::slow_path();
         }
         Block::Huge => {
@@ -428,12 +431,16 @@ unsafe fn free_chunk_zone(c: usize, owner: usize, p: *mut u8) {
                 z.free_local(d, p);
             }
             drop(z);
+            // Frees in bulk: memory the reclaimer may give back later.
+            crate::reclaim::after_free_slow_path();
             crate::hook::slow_path();
             return;
         }
     }
     // The free mark is already set (`free_chunk_unmarked`).
-    zone::free_remote_batched(d, p);
+    if !zone::free_remote_batched(d, p) {
+        crate::reclaim::after_free_slow_path();
+    }
 }
 
 // ---- sizes and realloc ----

@@ -11,6 +11,13 @@ use crate::fmt::warn;
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
+/// `SLABALLOC_BACKGROUND` unset: the reclaimer thread starts lazily.
+pub const BG_LAZY: u8 = 0;
+/// `SLABALLOC_BACKGROUND=1`: started at start-up, kept.
+pub const BG_EAGER: u8 = 1;
+/// `SLABALLOC_BACKGROUND=0`: never.
+pub const BG_NEVER: u8 = 2;
+
 /// `SLABALLOC_NOTIFY=every`: a ring message for every remote free (the pre-2010
 /// DragonFly design), to compare with the default (`detach`).
 pub static NOTIFY_EVERY: AtomicBool = AtomicBool::new(false);
@@ -27,6 +34,17 @@ struct FilePattern(core::cell::UnsafeCell<[u8; 256]>);
 unsafe impl Sync for FilePattern {}
 static STATS_FILE: FilePattern = FilePattern(core::cell::UnsafeCell::new([0; 256]));
 static STATS_FILE_LEN: AtomicUsize = AtomicUsize::new(0);
+/// `SLABALLOC_BACKGROUND`: `BG_LAZY`, `BG_EAGER` or `BG_NEVER`.
+pub static BACKGROUND: AtomicU8 = AtomicU8::new(BG_LAZY);
+/// `SLABALLOC_DECAY`: dirty page runs unused this long (ms) are purged
+/// (`DECAY_NEVER`: never). Default: a second.
+pub static DECAY_MS: AtomicU64 = AtomicU64::new(1000);
+/// `DECAY_MS` meaning "never purge by age" (`SLABALLOC_DECAY=off`).
+pub const DECAY_NEVER: u64 = u64::MAX;
+/// `SLABALLOC_DIRTY_MAX_MB`: dirty pages allowed to wait for reuse before
+/// purging starts (the page runs raise it to the bytes in large blocks).
+/// Default 32 MiB.
+pub static DIRTY_MAX_PAGES: AtomicUsize = AtomicUsize::new(8192);
 
 /// The `SLABALLOC_STATS_FILE` pattern, if one was given.
 pub fn stats_file() -> Option<&'static [u8]> {
@@ -35,9 +53,6 @@ pub fn stats_file() -> Option<&'static [u8]> {
     // (Release in `load`), and never change afterwards.
     (n > 0).then(|| unsafe { &(&*STATS_FILE.0.get())[..n] })
 }
-
-/// `SLABALLOC_BACKGROUND=1`: start the reclaimer thread.
-pub static BACKGROUND: AtomicBool = AtomicBool::new(false);
 
 /// Report formats (`SLABALLOC_STATS`, `sa_stats_print`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -73,6 +88,24 @@ fn parse_u64(v: &[u8]) -> Option<u64> {
     Some(n)
 }
 
+/// `SLABALLOC_DECAY`: seconds (up to three decimals) as milliseconds;
+/// `off` or `never`: `DECAY_NEVER`.
+fn parse_decay(v: &[u8]) -> Option<u64> {
+    if is(v, "off") || is(v, "never") {
+        return Some(DECAY_NEVER);
+    }
+    let mut parts = v.splitn(2, |&b| b == b'.');
+    let secs = parse_u64(parts.next()?)?;
+    let frac = match parts.next() {
+        None => 0,
+        Some(f) if !f.is_empty() && f.len() <= 3 => parse_u64(f)? * [100, 10, 1][f.len() - 1],
+        Some(_) => return None,
+    };
+    secs.checked_mul(1000)?
+        .checked_add(frac)
+        .filter(|&ms| ms < DECAY_NEVER)
+}
+
 /// One warning: the value, what was expected, and what is used instead.
 fn bad(name: &CStr, v: &[u8], expect: &str, instead: &str) {
     warn(&[
@@ -105,12 +138,13 @@ fn flag(name: &CStr, default: &str) -> Option<bool> {
 }
 
 /// Every variable we read; any other `SLABALLOC_*` name gets a warning.
-const KNOWN: [&[u8]; 12] = [
+const KNOWN: [&[u8]; 13] = [
     b"SLABALLOC_NOTIFY",
     b"SLABALLOC_STATS",
     b"SLABALLOC_STATS_FILE",
     b"SLABALLOC_LIVE",
     b"SLABALLOC_BACKGROUND",
+    b"SLABALLOC_DECAY",
     b"SLABALLOC_DIRTY_MAX_MB",
     b"SLABALLOC_FAIL_MAP_AFTER",
     b"SLABALLOC_PROF",
@@ -189,17 +223,31 @@ pub fn load() {
             }
         }
     }
-    if let Some(b) = flag(c"SLABALLOC_BACKGROUND", "0") {
-        BACKGROUND.store(b, Ordering::Relaxed);
+    if let Some(b) = flag(
+        c"SLABALLOC_BACKGROUND",
+        "the default (a thread started when there is memory to give back)",
+    ) {
+        BACKGROUND.store(if b { BG_EAGER } else { BG_NEVER }, Ordering::Relaxed);
+    }
+    if let Some(v) = crate::os::getenv(c"SLABALLOC_DECAY") {
+        match parse_decay(v) {
+            Some(ms) => DECAY_MS.store(ms, Ordering::Relaxed),
+            None => bad(
+                c"SLABALLOC_DECAY",
+                v,
+                "seconds, such as 1 or 0.5, or off",
+                "1",
+            ),
+        }
     }
     if let Some(b) = flag(c"SLABALLOC_LIVE", "1") {
         LIVE.store(b, Ordering::Relaxed);
     }
     if let Some(v) = crate::os::getenv(c"SLABALLOC_DIRTY_MAX_MB") {
         match parse_u64(v) {
-            Some(mb) if mb <= 1 << 20 => crate::runs::RUNS
-                .dirty_budget
-                .store((mb as usize) << 8, Ordering::Relaxed),
+            Some(mb) if mb <= 1 << 20 => {
+                DIRTY_MAX_PAGES.store((mb as usize) << 8, Ordering::Relaxed)
+            }
             _ => bad(
                 c"SLABALLOC_DIRTY_MAX_MB",
                 v,
@@ -304,5 +352,27 @@ mod tests {
     #[test]
     fn words_ignore_case() {
         assert!(is(b"JSON", "json") && is(b"Every", "every") && !is(b"jsonx", "json"));
+    }
+
+    #[test]
+    fn decay_values() {
+        assert_eq!(parse_decay(b"0"), Some(0));
+        assert_eq!(parse_decay(b"10"), Some(10_000));
+        assert_eq!(parse_decay(b"0.5"), Some(500));
+        assert_eq!(parse_decay(b"1.25"), Some(1250));
+        assert_eq!(parse_decay(b"2.125"), Some(2125));
+        assert_eq!(parse_decay(b"off"), Some(DECAY_NEVER));
+        assert_eq!(parse_decay(b"never"), Some(DECAY_NEVER));
+        for bad in [
+            &b""[..],
+            b".5",
+            b"1.",
+            b"1.2345",
+            b"-1",
+            b"1s",
+            b"99999999999999999999",
+        ] {
+            assert_eq!(parse_decay(bad), None, "{bad:?}");
+        }
     }
 }

@@ -63,7 +63,9 @@
 //! come back (hysteresis), or messages would come back one per free.
 //!
 //! Requests above 16 KiB are **large** blocks: page runs from the same arenas,
-//! kept warm after free up to a dirty-page budget and then purged oldest-first;
+//! kept warm after free until they stay unused for the decay time
+//! (`SLABALLOC_DECAY`) or exceed a dirty-page budget, then purged oldest-first
+//! (arenas are reserved `PROT_NONE` and committed as they are carved);
 //! blocks above 32 MiB are **huge** mappings of their own, resized with
 //! `mremap` ([`large`]). A large block that must move to grow, into another
 //! run or past the largest run into a huge mapping, has its pages moved by
@@ -209,9 +211,10 @@ fn slaballoc_init() {
     }
     shm::init();
     hook::set(live_view, shm::fork_child);
-    if config::BACKGROUND.load(core::sync::atomic::Ordering::Relaxed) {
-        reclaim::request();
-        reclaim::after_slow_path();
+    match config::BACKGROUND.load(core::sync::atomic::Ordering::Relaxed) {
+        config::BG_EAGER => reclaim::start_now(),
+        config::BG_NEVER => reclaim::disable(),
+        _ => {}
     }
 }
 

@@ -10,14 +10,18 @@ use core::sync::atomic::{AtomicI64, Ordering};
 
 pub const PAGE_SIZE: usize = 4096;
 
-/// Reserves `len` bytes of zero-filled read-write memory. Returns null on failure.
+/// Maps `len` bytes of zero-filled read-write memory, committed: without
+/// `MAP_NORESERVE`, so the kernel may refuse what it would not back (a
+/// request larger than memory and swap in the default overcommit mode,
+/// anything past the commit limit under `vm.overcommit_memory=2`), and the
+/// caller sees NULL instead of a crash on first touch. Returns null on failure.
 pub fn map(len: usize) -> *mut u8 {
-    map_hint(len, 0)
+    map_hint(len, 0, libc::PROT_READ | libc::PROT_WRITE)
 }
 
-/// `map` with an address hint (never MAP_FIXED: the kernel may place the
-/// mapping elsewhere, and never replaces an existing one).
-fn map_hint(len: usize, hint: usize) -> *mut u8 {
+/// `map` or `reserve` with an address hint (never MAP_FIXED: the kernel may
+/// place the mapping elsewhere, and never replaces an existing one).
+fn map_hint(len: usize, hint: usize, prot: i32) -> *mut u8 {
     let e = errno();
     // SAFETY: an anonymous private mapping without MAP_FIXED cannot alias any
     // existing object; the kernel chooses the address.
@@ -25,8 +29,8 @@ fn map_hint(len: usize, hint: usize) -> *mut u8 {
         libc::mmap(
             hint as *mut libc::c_void,
             len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
             0,
         )
@@ -41,30 +45,79 @@ fn map_hint(len: usize, hint: usize) -> *mut u8 {
     p as *mut u8
 }
 
+/// Commits `[p, p + len)` of a reservation (`reserve`): read-write from now
+/// on, and charged to the process's commit. False if the kernel refuses
+/// (the commit limit under strict overcommit); nothing changed then.
+pub fn commit(p: *mut u8, len: usize) -> bool {
+    let e = errno();
+    // SAFETY: the range is whole pages of a reservation of ours that holds
+    // no live allocation yet; mprotect changes only its protection.
+    let r = unsafe {
+        libc::mprotect(
+            p as *mut libc::c_void,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+        )
+    };
+    set_errno(e);
+    r == 0
+}
+
+/// Milliseconds of a monotonic clock (coarse: a few ms of resolution, and
+/// about as cheap as a load through the vDSO), for decay deadlines.
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the kernel (vDSO) to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
 /// Maps `len` bytes aligned to `align` (a power of two >= the page size) by
 /// over-mapping and trimming both ends. Returns null on failure.
 pub fn map_aligned(len: usize, align: usize) -> *mut u8 {
+    map_aligned_prot(len, align, libc::PROT_READ | libc::PROT_WRITE)
+}
+
+/// `reserve` of `len` bytes aligned to `align`, as `map_aligned` does.
+pub fn reserve_aligned(len: usize, align: usize) -> *mut u8 {
+    map_aligned_prot(len, align, libc::PROT_NONE)
+}
+
+fn map_aligned_prot(len: usize, align: usize, prot: i32) -> *mut u8 {
     // First ask for exactly `len` bytes: the kernel often returns an aligned
     // address, or honours a hint at the next aligned one. Only then over-map,
     // which needs `align` more bytes of address space for a moment (that
     // matters under `ulimit -v`).
-    let p = map(len);
+    let p = map_hint(len, 0, prot);
     if p.is_null() || (p as usize) & (align - 1) == 0 {
         return p;
     }
-    let hint = ((p as usize) + align - 1) & !(align - 1);
+    // The aligned address below first: the kernel fills the address space
+    // top down, so the space above `p` is usually taken and the space
+    // below it free. Then the one above. (At an address-space limit the
+    // over-mapping below cannot succeed, so these hints are all there is.)
+    let down = (p as usize) & !(align - 1);
+    let up = down + align;
     unmap(p, len);
-    let q = map_hint(len, hint);
-    if !q.is_null() {
-        if (q as usize) & (align - 1) == 0 {
-            return q;
+    for hint in [down, up] {
+        if hint == 0 {
+            continue;
         }
-        unmap(q, len);
+        let q = map_hint(len, hint, prot);
+        if !q.is_null() {
+            if (q as usize) & (align - 1) == 0 {
+                return q;
+            }
+            unmap(q, len);
+        }
     }
     let Some(total) = len.checked_add(align) else {
         return ptr::null_mut();
     };
-    let raw = map(total);
+    let raw = map_hint(total, 0, prot);
     if raw.is_null() {
         return raw;
     }
@@ -118,7 +171,7 @@ pub fn remap_fresh(p: *mut u8, len: usize) {
             p as *mut libc::c_void,
             len,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
             -1,
             0,
         );
@@ -431,6 +484,56 @@ pub fn spawn_thread(f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void) ->
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut());
         r == 0
     }
+}
+
+/// Starts a joinable thread running `f` with every signal blocked, on the
+/// caller's stack `[stack, stack + size)` (glibc puts the thread's TLS and
+/// descriptor at its top, and maps nothing). Returns its handle, or None if
+/// the thread could not be created (the stack too small for the program's
+/// static TLS, no more threads).
+///
+/// # Safety
+/// The stack is memory of ours that nothing else uses until the thread
+/// has been joined (or, in a forked child, is known not to exist).
+pub unsafe fn spawn_thread_on(
+    f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
+    stack: *mut u8,
+    size: usize,
+) -> Option<libc::pthread_t> {
+    // SAFETY: as in `spawn_thread`; the caller vouches for the stack.
+    unsafe {
+        let mut all: libc::sigset_t = core::mem::zeroed();
+        let mut old: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        let mut tid: libc::pthread_t = 0;
+        let e = errno();
+        let r = if libc::pthread_attr_setstack(&mut attr, stack as *mut libc::c_void, size) == 0 {
+            libc::pthread_create(&mut tid, &attr, f, ptr::null_mut())
+        } else {
+            libc::EINVAL
+        };
+        set_errno(e);
+        libc::pthread_attr_destroy(&mut attr);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut());
+        (r == 0).then_some(tid)
+    }
+}
+
+/// Waits for the joinable thread `t` to end.
+pub fn join(t: libc::pthread_t) {
+    // SAFETY: `t` is a joinable thread of this process, joined once.
+    unsafe {
+        libc::pthread_join(t, ptr::null_mut());
+    }
+}
+
+/// The calling thread's handle.
+pub fn thread_self() -> libc::pthread_t {
+    // SAFETY: no preconditions.
+    unsafe { libc::pthread_self() }
 }
 
 /// Looks up the next definition of `name` after this library (glibc's own

@@ -94,7 +94,8 @@ pub struct Desc {
     /// List links: slab lists of a zone, or size bins of free runs.
     prev: Cell<*mut Desc>,
     next: Cell<*mut Desc>,
-    _pad1: u64,
+    /// Dirty free runs: when the run became dirty (`os::now_ms`), for decay.
+    since: Cell<u64>,
     // --- second cache line: the words remote CPUs write ---
     /// Slab: remote-free list head, tagged with `slab::DETACHED`.
     rchunks: AtomicUsize,
@@ -143,6 +144,8 @@ impl Desc {
         /// List links (zone lists of slabs, size bins of free runs).
         prev, set_prev: *mut Desc;
         next, set_next: *mut Desc;
+        /// A dirty free run: when it became dirty (`os::now_ms`), for decay.
+        since, set_since: u64;
         /// A free run's place on the dirty-run age list.
         lru_prev, set_lru_prev: *mut Desc;
         lru_next, set_lru_next: *mut Desc;

@@ -1,6 +1,5 @@
 //! Giving back the memory of quiet zones: from the slow path of a zone that
-//! maps a new slab (`zone::adopt_idle`), the background reclaimer
-//! (`SLABALLOC_BACKGROUND=1`), and `malloc_trim`.
+//! maps a new slab (`zone::adopt_idle`), the reclaimer thread, and `malloc_trim`.
 //!
 //! Memory freed to a CPU whose threads went quiet (or exited) would otherwise
 //! stay with that CPU's zone: remote chunks wait on their slabs until the
@@ -13,63 +12,219 @@
 //! The reclaimer is the sleeper on the rings' futex doorbell: it sleeps
 //! until a ring has messages (or a period passes), then takes each zone's
 //! lock if it is free, handles its messages, and for zones that allocated
-//! nothing since its last look, collects every remote chunk and gives empty
-//! slabs back; dirty page runs are purged with exponential decay (half of
-//! them per idle period).
+//! nothing since its last look, collects every remote chunk, trims the
+//! stashes and gives empty slabs back; dirty page runs that stayed unused
+//! for the decay time (`SLABALLOC_DECAY`) are purged (`runs`).
+//!
+//! By default it is started lazily, the first time a free finds memory to
+//! give back (a run left dirty, a full per-CPU cache spilling into the
+//! zone) in a process that has lived for `MIN_AGE_MS`: a program that never
+//! frees, or is done within that time, never has the thread. It is started
+//! on a slow path of malloc or free holding no lock of ours
+//! (`after_slow_path`): `pthread_create` allocates (its thread's TLS), and
+//! that malloc must be able to take any lock. It ends itself after
+//! `QUIET_PASSES` passes with nothing left to do, so it never keeps a
+//! process alive for long (a `main` that ends with `pthread_exit` is
+//! waited for by the process) and a later free starts it again. After
+//! `fork` the child has no thread: it is started again lazily. It runs on
+//! a stack of our own (`STACK`), so starting it maps nothing.
+//! `SLABALLOC_BACKGROUND=1` starts it at start-up and keeps it;
+//! `SLABALLOC_BACKGROUND=0` never starts it (dirty runs still decay on the
+//! slow paths of `runs`).
 
 use crate::stats::GLOBAL;
 use crate::{cpu, ring, runs::RUNS, zone};
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 const OFF: u8 = 0;
 const WANTED: u8 = 1;
 const RUNNING: u8 = 2;
+/// `SLABALLOC_BACKGROUND=0`: no thread, ever.
+const NEVER: u8 = 3;
 static STATE: AtomicU8 = AtomicU8::new(OFF);
+/// When the allocator started (`os::now_ms`).
+static BORN_MS: AtomicU64 = AtomicU64::new(0);
+/// The thread's stack: a page run of ours, taken at the first start and
+/// kept (0 until then). A stack that glibc mapped would add address space
+/// each time the thread starts, which a process at its `RLIMIT_AS` has
+/// not got (c-tests/oom.c: a huge block that fitted before no longer did),
+/// and would stay mapped in glibc's stack cache.
+static STACK: AtomicUsize = AtomicUsize::new(0);
+const STACK_PAGES: usize = 32;
+/// The last thread started, to be joined before its stack is used again
+/// (0: none, or none in this process since a fork). A `pthread_t`
+/// (a `u64` on Linux x86-64 and aarch64 with glibc).
+static THREAD: AtomicU64 = AtomicU64::new(0);
 
 /// Period between passes when no message wakes it.
 const PERIOD_MS: u64 = 250;
+/// A lazily started thread ends after this many passes in a row found
+/// nothing to give back and nothing dirty waiting.
+const QUIET_PASSES: u32 = 4;
+/// A process younger than this does not get the thread yet.
+const MIN_AGE_MS: u64 = 100;
 
-/// Asks for the reclaimer; it starts on the next slow path with no lock held.
-pub fn request() {
-    let _ = STATE.compare_exchange(OFF, WANTED, Ordering::Relaxed, Ordering::Relaxed);
+/// Start-up (`alloc::ensure_init`): the process's age starts now.
+pub fn init() {
+    BORN_MS.store(crate::os::now_ms(), Ordering::Relaxed);
 }
 
-/// Called on slow paths, with no allocator lock held.
+/// `SLABALLOC_BACKGROUND=0` (constructor): never start the thread.
+pub fn disable() {
+    STATE.store(NEVER, Ordering::Relaxed);
+}
+
+/// Asks for the reclaimer; it starts on the next slow path with no lock held.
+/// A relaxed load first: on the free paths that call it, the thread is
+/// usually running already and the line stays shared.
+#[inline]
+pub fn request() {
+    if STATE.load(Ordering::Relaxed) == OFF {
+        let _ = STATE.compare_exchange(OFF, WANTED, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
+/// Called on slow paths, with no allocator lock held. Dirty page runs
+/// left waiting by a free (`Runs::wants_reclaim`) ask for the thread.
 #[inline]
 pub fn after_slow_path() {
-    if STATE.load(Ordering::Relaxed) == WANTED {
-        start();
+    if RUNS.wants_reclaim.load(Ordering::Relaxed) {
+        RUNS.wants_reclaim.store(false, Ordering::Relaxed);
+        request();
     }
+    if STATE.load(Ordering::Relaxed) == WANTED {
+        start(false);
+    }
+}
+
+/// A free that found memory to give back (no lock held): ask for the
+/// thread and start it here if the process is old enough.
+#[inline]
+pub fn after_free_slow_path() {
+    request();
+    after_slow_path();
+}
+
+/// Starts the thread now (`SLABALLOC_BACKGROUND=1`, from the constructor).
+pub fn start_now() {
+    request();
+    start(true);
 }
 
 #[cold]
-fn start() {
+fn start(eager: bool) {
+    if !eager && crate::os::now_ms().saturating_sub(BORN_MS.load(Ordering::Relaxed)) < MIN_AGE_MS {
+        return;
+    }
+    // The ending thread's own frees (glibc's thread exit) ask again: it
+    // must not start its successor on the stack it still runs on.
+    let last = THREAD.load(Ordering::Acquire);
+    if last != 0 && last == crate::os::thread_self() {
+        return;
+    }
+    // Acquire/Release: the winner of the CAS also sees `THREAD` as the
+    // previous winner left it (the Release store in `spawn`).
     if STATE
         .compare_exchange(WANTED, RUNNING, Ordering::AcqRel, Ordering::Relaxed)
         .is_ok()
-        && !crate::os::spawn_thread(thread_main)
+        && !spawn(if eager { thread_keep } else { thread_lazy })
     {
-        STATE.store(OFF, Ordering::Relaxed);
+        // No thread now (out of memory or threads): a later free asks again.
+        STATE.store(OFF, Ordering::Release);
     }
 }
 
-extern "C" fn thread_main(_: *mut libc::c_void) -> *mut libc::c_void {
-    loop {
-        if ring::sleep_until_work(zone::any_ring_has_work, PERIOD_MS) {
-            GLOBAL.futex_waits.fetch_add(1, Ordering::Relaxed);
-        }
-        pass(false);
-        // Answers slabtop within a period even when the program is idle.
-        crate::hook::slow_path();
+/// Starts the thread on our own stack (the previous thread, which set the
+/// state to OFF on its way out, joined first), or failing that on one
+/// glibc maps.
+fn spawn(f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void) -> bool {
+    let last = THREAD.swap(0, Ordering::AcqRel);
+    if last != 0 {
+        crate::os::join(last);
     }
+    let mut stack = STACK.load(Ordering::Relaxed);
+    if stack == 0 {
+        if let Some(r) = RUNS.alloc(STACK_PAGES, 1) {
+            // The run stays ours for good, of no kind: `lookup` calls a
+            // pointer into it "not allocated", and no free can take it.
+            stack = r.addr();
+            STACK.store(stack, Ordering::Relaxed);
+        }
+    }
+    if stack != 0 {
+        // SAFETY: the stack run is ours alone: the thread that used it
+        // before has been joined (or, after a fork, does not exist here).
+        if let Some(t) = unsafe {
+            crate::os::spawn_thread_on(f, stack as *mut u8, STACK_PAGES * crate::os::PAGE_SIZE)
+        } {
+            THREAD.store(t, Ordering::Release);
+            return true;
+        }
+    }
+    crate::os::spawn_thread(f)
+}
+
+extern "C" fn thread_keep(_: *mut libc::c_void) -> *mut libc::c_void {
+    loop {
+        background_pass();
+    }
+}
+
+extern "C" fn thread_lazy(_: *mut libc::c_void) -> *mut libc::c_void {
+    let mut quiet = 0;
+    loop {
+        if background_pass() {
+            quiet = 0;
+            continue;
+        }
+        quiet += 1;
+        if quiet >= QUIET_PASSES
+            && STATE
+                .compare_exchange(RUNNING, OFF, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            return core::ptr::null_mut();
+        }
+    }
+}
+
+/// Sleeps until a ring has messages or the next decay deadline (at most a
+/// period), then runs a pass. True if there is still something to do: a
+/// zone was busy or gave memory back, or dirty runs wait to decay.
+fn background_pass() -> bool {
+    let now = crate::os::now_ms();
+    let wait = RUNS
+        .next_decay()
+        .map_or(PERIOD_MS, |t| t.saturating_sub(now).clamp(1, PERIOD_MS));
+    if ring::sleep_until_work(zone::any_ring_has_work, wait) {
+        GLOBAL.futex_waits.fetch_add(1, Ordering::Relaxed);
+    }
+    let slabs = GLOBAL.slabs_live.load(Ordering::Relaxed);
+    let all_idle = sweep_zones(false);
+    let dirty = RUNS.decay();
+    // Answers slabtop within a period even when the program is idle.
+    crate::hook::slow_path();
+    !all_idle || dirty > 0 || GLOBAL.slabs_live.load(Ordering::Relaxed) != slabs
 }
 
 /// One pass over every zone. `force` (malloc_trim, and malloc before it
 /// reports ENOMEM) waits for busy zones and reclaims everything, the per-CPU
-/// caches and outboxes of every CPU included (`drain_all_cpus`); otherwise
-/// busy zones are skipped and only idle zones give memory back. Returns the
-/// number of pages purged.
+/// caches and outboxes of every CPU included (`drain_all_cpus`), and purges
+/// every dirty run; otherwise busy zones are skipped, only idle zones give
+/// memory back, and dirty runs are purged as they decay. Returns the number
+/// of pages purged by a forced pass (0 otherwise).
 pub fn pass(force: bool) -> usize {
+    sweep_zones(force);
+    if force {
+        RUNS.purge(0)
+    } else {
+        RUNS.decay();
+        0
+    }
+}
+
+/// The zones' part of a pass; true if every zone was idle.
+fn sweep_zones(force: bool) -> bool {
     GLOBAL.reclaim_passes.fetch_add(1, Ordering::Relaxed);
     if force {
         drain_all_cpus();
@@ -93,14 +248,7 @@ pub fn pass(force: bool) -> usize {
             all_idle = false;
         }
     }
-    let dirty = RUNS.dirty_pages();
-    if force || dirty < 256 {
-        RUNS.purge(0)
-    } else if all_idle {
-        RUNS.purge(dirty / 2)
-    } else {
-        0
-    }
+    all_idle
 }
 
 /// Empties the cache and the outbox of every CPU the thread may run on, by
@@ -143,6 +291,9 @@ fn drain_all_cpus() {
 
 /// Forked child: the thread is gone; start a new one lazily.
 pub fn fork_child() {
+    // No thread of the parent's exists here: nothing to join, and its
+    // stack is free to use.
+    THREAD.store(0, Ordering::Relaxed);
     if STATE.load(Ordering::Relaxed) == RUNNING {
         STATE.store(WANTED, Ordering::Relaxed);
     }

@@ -390,7 +390,8 @@ mod tests {
 
     #[test]
     fn no_wake_without_sleeper() {
-        assert_eq!(SLEEPING.load(Ordering::Relaxed), 0);
+        // (The reclaimer thread, started lazily by the frees of other
+        // tests, may be the sleeper: a wake is then allowed.)
         assert!(!ring_doorbell() || SLEEPING.load(Ordering::Relaxed) != 0);
         // A sleeper with work pending does not sleep.
         assert!(!sleep_until_work(|| true, 10));

@@ -9,12 +9,30 @@
 //! warm dirty memory (no page faults), a calloc from a clean run skips its
 //! memset, and purging never has to touch clean memory.
 //!
-//! Freed runs are not purged at once: a mid-size block freed and requested again
-//! soon after is served from the dirty bins without a page fault. Once more than
-//! the dirty budget is waiting, the oldest dirty runs are purged with
-//! `MADV_DONTNEED` (which lowers RSS at once, unlike `MADV_FREE`), down to half the
+//! Freed runs are not purged at once: a block freed and requested again soon
+//! after is served from the dirty bins without a page fault. Dirty runs
+//! *decay*: one left unused for `config::DECAY_MS` (`SLABALLOC_DECAY`) is purged with
+//! `MADV_DONTNEED` (which lowers RSS at once, unlike `MADV_FREE`), oldest
+//! first, by the slow paths here (a clock check on every run allocation and
+//! free) and by the reclaimer thread (`reclaim`) when the program has gone
+//! quiet. Past the dirty budget (the larger of `SLABALLOC_DIRTY_MAX_MB` and
+//! the bytes in large blocks, so a program that turns over large blocks
+//! keeps enough of them warm) the oldest are purged at once, down to half the
 //! budget: hysteresis, so a workload at the budget's edge does not purge on
-//! every free. All of it sits behind one lock, the page lock; zone locks are
+//! every free. A request that no free run fits purges only a dirty run that
+//! would hold it once merged with its clean neighbours, else maps a new
+//! arena; it used to purge every dirty run in the hope that clean neighbours
+//! coalesce, which made a program cycling through 5-25 MiB blocks fault in
+//! every page of every block.
+//!
+//! Arenas are *reserved* (`PROT_NONE`, charged to no one) and *committed*
+//! (`mprotect`) from the bottom up as runs are carved, past a per-arena
+//! watermark kept in the arena's first page: under strict overcommit
+//! (`vm.overcommit_memory=2`) a process is charged for the part of each
+//! arena it has used, not for 64 MiB, and a commit the kernel refuses is an
+//! allocation that fails with ENOMEM instead of a crash on first touch.
+//!
+//! All of it sits behind one lock, the page lock; zone locks are
 //! always taken before it, never after.
 
 use crate::os::{self, PAGE_SIZE};
@@ -28,6 +46,20 @@ const EXACT_BINS: usize = 64;
 const NBINS: usize = EXACT_BINS + 10;
 /// Largest run the arenas serve, in pages; bigger blocks are huge mappings.
 pub const MAX_RUN_PAGES: usize = 8192;
+/// Pages an arena's commit watermark moves by at least (2 MiB): fewer
+/// `mprotect` calls, and the arena stays one or two kernel mappings.
+const COMMIT_STEP: usize = 512;
+use crate::config::{DECAY_MS, DECAY_NEVER, DIRTY_MAX_PAGES};
+
+/// The commit watermark of the arena at `base`: pages below it are
+/// read-write, pages above it still `PROT_NONE`. It lives in the arena's
+/// first page, which holds no other metadata. Page lock held to change it.
+fn watermark(base: usize) -> &'static AtomicUsize {
+    // SAFETY: page 0 of every registered arena is committed metadata that
+    // nothing else uses (the page map starts at `MAP_OFFSET`), and arenas
+    // are never unmapped.
+    unsafe { &*(base as *const AtomicUsize) }
+}
 
 struct Bins {
     heads: [*mut Desc; NBINS],
@@ -41,6 +73,8 @@ struct State {
     lru_head: *mut Desc,
     lru_tail: *mut Desc,
     dirty_pages: usize,
+    /// Pages in free runs, dirty or clean (committed or not).
+    free_pages: usize,
 }
 
 pub struct Runs {
@@ -49,9 +83,13 @@ pub struct Runs {
     /// Runs freed by a signal handler while its thread held the page lock.
     deferred: AtomicPtr<Desc>,
     fork_took: AtomicBool,
-    /// Dirty pages allowed to wait for reuse before purging starts.
-    pub dirty_budget: AtomicUsize,
+    /// Dirty runs are waiting to decay: the next slow path asks for the
+    /// reclaimer (`reclaim::after_slow_path`), which this module cannot call.
+    pub wants_reclaim: AtomicBool,
+    /// Address space of the arenas (reserved).
     pub bytes_mapped: AtomicUsize,
+    /// Pages of the arenas below their commit watermarks (metadata included).
+    pub committed_pages: AtomicUsize,
     pub purged_bytes: AtomicUsize,
 }
 
@@ -68,9 +106,11 @@ pub static RUNS: Runs = Runs {
         lru_head: ptr::null_mut(),
         lru_tail: ptr::null_mut(),
         dirty_pages: 0,
+        free_pages: 0,
     }),
-    dirty_budget: AtomicUsize::new(8192), // 32 MiB; config may change it
+    wants_reclaim: AtomicBool::new(false),
     bytes_mapped: AtomicUsize::new(0),
+    committed_pages: AtomicUsize::new(0),
     purged_bytes: AtomicUsize::new(0),
 };
 
@@ -187,27 +227,58 @@ impl State {
         }
     }
 
-    /// Makes `[head, head+n)` a free run and files it, with no coalescing.
+    /// Makes `[head, head+n)` a free run and files it, with no coalescing:
+    /// a dirty one on the age list just before `before` (null: at the
+    /// end, the newest), dirty since `since`. The list stays in order of
+    /// `since` as long as callers insert at the end with the current time,
+    /// or where the run they split was with its time.
     /// # Safety
-    /// The pages are ours and hold no live block; page lock held.
-    unsafe fn insert(&mut self, base: usize, head: usize, n: usize, dirty: bool) {
+    /// The pages are ours and hold no live block; page lock held; `before`
+    /// is null or on the age list.
+    unsafe fn insert_at(
+        &mut self,
+        base: usize,
+        head: usize,
+        n: usize,
+        dirty: bool,
+        since: u64,
+        before: *mut Desc,
+    ) {
         let d = pagemap::desc(base, head);
         (*d).set_npages(n);
         (*d).set_state(dirty as u8);
         (*d).set_kind(KIND_FREE);
         map_run(base, head, n, false);
         self.bins(dirty).push(d, n);
+        self.free_pages += n;
         if dirty {
-            (*d).set_lru_next(ptr::null_mut());
-            (*d).set_lru_prev(self.lru_tail);
-            if self.lru_tail.is_null() {
+            (*d).set_since(since);
+            let prev = if before.is_null() {
+                self.lru_tail
+            } else {
+                (*before).lru_prev()
+            };
+            (*d).set_lru_next(before);
+            (*d).set_lru_prev(prev);
+            if prev.is_null() {
                 self.lru_head = d;
             } else {
-                (*self.lru_tail).set_lru_next(d);
+                (*prev).set_lru_next(d);
             }
-            self.lru_tail = d;
+            if before.is_null() {
+                self.lru_tail = d;
+            } else {
+                (*before).set_lru_prev(d);
+            }
             self.dirty_pages += n;
         }
+    }
+
+    /// `insert_at` as the newest run (clean runs have no place in age).
+    /// # Safety
+    /// As `insert_at`.
+    unsafe fn insert(&mut self, base: usize, head: usize, n: usize, dirty: bool, now: u64) {
+        self.insert_at(base, head, n, dirty, now, ptr::null_mut());
     }
 
     /// Unfiles free run `d` and clears its descriptor.
@@ -231,6 +302,7 @@ impl State {
             }
             self.dirty_pages -= n;
         }
+        self.free_pages -= n;
         (*d).set_kind(KIND_NONE);
         (n, dirty)
     }
@@ -247,7 +319,14 @@ impl State {
     /// Returns pages to the free bins, merging with free neighbours of the same kind.
     /// # Safety
     /// The pages are ours and hold no live block; page lock held.
-    unsafe fn release(&mut self, base: usize, mut head: usize, mut n: usize, dirty: bool) {
+    unsafe fn release(
+        &mut self,
+        base: usize,
+        mut head: usize,
+        mut n: usize,
+        dirty: bool,
+        now: u64,
+    ) {
         // The run stops being a slab or a large block now: if it merges into
         // a left neighbour, its descriptor must not go on saying so (a second
         // free of it would otherwise pass as a large block).
@@ -267,37 +346,136 @@ impl State {
             let (rn, _) = self.unlink(d);
             n += rn;
         }
-        self.insert(base, head, n, dirty);
+        self.insert(base, head, n, dirty, now);
     }
 
     /// Purges the oldest dirty runs until at most `keep` dirty pages remain.
     unsafe fn purge_to(&mut self, keep: usize) -> usize {
+        self.purge_while(|st, _| st.dirty_pages > keep)
+    }
+
+    /// Purges the dirty runs that became dirty at or before `cutoff` (ms).
+    unsafe fn purge_older(&mut self, cutoff: u64) -> usize {
+        self.purge_while(|_, d| (*d).since() <= cutoff)
+    }
+
+    /// Purges dirty runs, oldest first, while `more(self, oldest)` holds.
+    unsafe fn purge_while(&mut self, more: impl Fn(&State, *mut Desc) -> bool) -> usize {
         let mut purged = 0;
-        while self.dirty_pages > keep && !self.lru_head.is_null() {
+        while !self.lru_head.is_null() && more(self, self.lru_head) {
             let d = self.lru_head;
             let (base, head) = pagemap::desc_home(d);
             let (n, _) = self.unlink(d);
             os::purge(pagemap::page_addr(base, head) as *mut u8, n * PAGE_SIZE);
             purged += n;
-            self.release(base, head, n, false);
+            self.release(base, head, n, false, 0);
         }
-        RUNS.purged_bytes
-            .fetch_add(purged * PAGE_SIZE, Ordering::Relaxed);
+        if purged > 0 {
+            RUNS.purged_bytes
+                .fetch_add(purged * PAGE_SIZE, Ordering::Relaxed);
+        }
         purged
     }
 
-    /// Maps and registers a new arena, filing its pages as one clean run.
+    /// When no free run fits `n` pages: purges the oldest dirty run that,
+    /// merged with its clean neighbours, would hold them, so that the
+    /// request reuses this arena's space rather than reserving a new arena
+    /// (address space that `RLIMIT_AS` counts and that is never given
+    /// back). Dirty runs of the same kind are merged already; a chain of
+    /// several is not looked for. Returns false if no dirty run qualifies.
+    unsafe fn purge_for_fit(&mut self, n: usize) -> bool {
+        let npages = |d: *mut Desc| (*d).npages();
+        let mut d = self.lru_head;
+        while !d.is_null() {
+            let (base, head) = pagemap::desc_home(d);
+            let size = npages(d);
+            let mut total = size;
+            if head > META_PAGES {
+                let left = pagemap::map_slot(base, head - 1).load(Ordering::Relaxed) as usize;
+                if let Some(l) = self.free_run_at(base, left, false) {
+                    if left + npages(l) == head {
+                        total += npages(l);
+                    }
+                }
+            }
+            if let Some(r) = self.free_run_at(base, head + size, false) {
+                total += npages(r);
+            }
+            if total >= n && total > size {
+                self.unlink(d);
+                os::purge(pagemap::page_addr(base, head) as *mut u8, size * PAGE_SIZE);
+                RUNS.purged_bytes
+                    .fetch_add(size * PAGE_SIZE, Ordering::Relaxed);
+                self.release(base, head, size, false, 0);
+                return true;
+            }
+            d = (*d).lru_next();
+        }
+        false
+    }
+
+    /// The decay and budget rules, after the dirty pages grew or time
+    /// passed: purges what stayed unused for `decay` ms, then what exceeds
+    /// the budget (down to half of it).
+    unsafe fn enforce(&mut self, now: u64) {
+        let decay = DECAY_MS.load(Ordering::Relaxed);
+        if decay == 0 {
+            self.purge_to(0);
+            return;
+        }
+        if decay != DECAY_NEVER
+            && !self.lru_head.is_null()
+            && (*self.lru_head).since().saturating_add(decay) <= now
+        {
+            self.purge_older(now - decay);
+        }
+        // Large blocks in use: a program that turns them over needs about
+        // as many warm pages as it holds to reuse them without faults.
+        let large = crate::stats::GLOBAL.large_bytes.load(Ordering::Relaxed) / PAGE_SIZE;
+        let budget = DIRTY_MAX_PAGES.load(Ordering::Relaxed).max(large);
+        if self.dirty_pages > budget {
+            self.purge_to(budget / 2);
+        }
+    }
+
+    /// Commits the pages of the arena at `base` up to page `end` (a run
+    /// about to be handed out ends there). False if the kernel refuses.
+    unsafe fn commit_to(&mut self, base: usize, end: usize) -> bool {
+        let wm = watermark(base);
+        let cur = wm.load(Ordering::Relaxed);
+        if end <= cur {
+            return true;
+        }
+        // Past the step when the kernel allows it; else just what is needed.
+        for to in [(end.next_multiple_of(COMMIT_STEP)).min(ARENA_PAGES), end] {
+            if os::commit(
+                pagemap::page_addr(base, cur) as *mut u8,
+                (to - cur) * PAGE_SIZE,
+            ) {
+                wm.store(to, Ordering::Relaxed);
+                RUNS.committed_pages.fetch_add(to - cur, Ordering::Relaxed);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Reserves and registers a new arena, commits its metadata, and files
+    /// its pages as one clean run (committed as it is carved: `commit_to`).
     unsafe fn grow(&mut self) -> bool {
-        let base = os::map_aligned(ARENA_SIZE, ARENA_SIZE) as usize;
+        let base = os::reserve_aligned(ARENA_SIZE, ARENA_SIZE) as usize;
         if base == 0 {
             return false;
         }
-        if !pagemap::register_arena(base) {
+        if !os::commit(base as *mut u8, META_PAGES * PAGE_SIZE) || !pagemap::register_arena(base) {
             os::unmap(base as *mut u8, ARENA_SIZE);
             return false;
         }
+        watermark(base).store(META_PAGES, Ordering::Relaxed);
+        RUNS.committed_pages
+            .fetch_add(META_PAGES, Ordering::Relaxed);
         RUNS.bytes_mapped.fetch_add(ARENA_SIZE, Ordering::Relaxed);
-        self.insert(base, META_PAGES, ARENA_PAGES - META_PAGES, false);
+        self.insert(base, META_PAGES, ARENA_PAGES - META_PAGES, false, 0);
         true
     }
 
@@ -310,12 +488,24 @@ impl State {
             return None;
         };
         let (base, head) = pagemap::desc_home(d);
+        if !dirty && !self.commit_to(base, start + n) {
+            return None;
+        }
+        // The pieces left over keep the run's place in age.
+        let (since, before) = ((*d).since(), (*d).lru_next());
         let (size, _) = self.unlink(d);
         if start > head {
-            self.insert(base, head, start - head, dirty);
+            self.insert_at(base, head, start - head, dirty, since, before);
         }
         if start + n < head + size {
-            self.insert(base, start + n, head + size - start - n, dirty);
+            self.insert_at(
+                base,
+                start + n,
+                head + size - start - n,
+                dirty,
+                since,
+                before,
+            );
         }
         map_run(base, start, n, true);
         let nd = pagemap::desc(base, start);
@@ -343,15 +533,21 @@ impl Runs {
         // SAFETY: page lock held.
         let r = unsafe {
             let st = &mut *self.state.get();
-            self.drain_deferred(st);
+            let now = os::now_ms();
+            self.drain_deferred(st, now);
+            st.enforce(now);
             let mut r = st.take(n, align);
-            if r.is_none() && st.dirty_pages >= n {
-                // Dirty and clean runs do not merge: purging may coalesce a fit
-                // (only worth it when the dirty pages could hold the request).
-                st.purge_to(0);
+            while r.is_none() && st.purge_for_fit(n) {
                 r = st.take(n, align);
             }
             if r.is_none() && st.grow() {
+                r = st.take(n, align);
+            }
+            if r.is_none() && st.dirty_pages >= n {
+                // No new arena: dirty and clean runs do not merge, so
+                // purging may coalesce a fit (only worth it when the dirty
+                // pages could hold the request).
+                st.purge_to(0);
                 r = st.take(n, align);
             }
             r
@@ -381,16 +577,18 @@ impl Runs {
             return;
         }
         // SAFETY: page lock held; the run is no longer used by anyone.
-        unsafe {
+        let dirty_left = unsafe {
             let st = &mut *self.state.get();
-            self.drain_deferred(st);
-            st.release(base, head, n, dirty);
-            let budget = self.dirty_budget.load(Ordering::Relaxed);
-            if dirty && st.dirty_pages > budget {
-                st.purge_to(budget / 2);
-            }
-        }
+            let now = os::now_ms();
+            self.drain_deferred(st, now);
+            st.release(base, head, n, dirty, now);
+            st.enforce(now);
+            st.dirty_pages
+        };
         self.lock.unlock();
+        if dirty_left > 0 && !self.wants_reclaim.load(Ordering::Relaxed) {
+            self.wants_reclaim.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Tries to grow the run at `head` of `n` pages to `want` pages in place.
@@ -409,10 +607,11 @@ impl Runs {
             for dirty in [true, false] {
                 if let Some(d) = st.free_run_at(base, next, dirty) {
                     let rn = (*d).npages();
-                    if n + rn >= want {
+                    if n + rn >= want && (dirty || st.commit_to(base, head + want)) {
+                        let (since, before) = ((*d).since(), (*d).lru_next());
                         st.unlink(d);
                         if n + rn > want {
-                            st.insert(base, head + want, n + rn - want, dirty);
+                            st.insert_at(base, head + want, n + rn - want, dirty, since, before);
                         }
                         for p in next..head + want {
                             pagemap::map_slot(base, p).store(head as u16, Ordering::Relaxed);
@@ -441,12 +640,53 @@ impl Runs {
         n
     }
 
-    pub fn dirty_pages(&self) -> usize {
+    /// Applies the decay and budget rules now (the reclaimer's pass).
+    /// Returns the dirty pages left.
+    pub fn decay(&self) -> usize {
         if self.lock.lock() == Err(Busy::Reentrant) {
             return 0;
         }
         // SAFETY: page lock held.
-        let n = unsafe { (*self.state.get()).dirty_pages };
+        let n = unsafe {
+            let st = &mut *self.state.get();
+            st.enforce(os::now_ms());
+            st.dirty_pages
+        };
+        self.lock.unlock();
+        n
+    }
+
+    /// When the oldest dirty run is due to be purged (ms, `os::now_ms`),
+    /// or None if nothing is dirty or nothing decays.
+    pub fn next_decay(&self) -> Option<u64> {
+        let decay = DECAY_MS.load(Ordering::Relaxed);
+        if decay == DECAY_NEVER || self.lock.lock() == Err(Busy::Reentrant) {
+            return None;
+        }
+        // SAFETY: page lock held; the head is a filed dirty run.
+        let t = unsafe {
+            let st = &*self.state.get();
+            (!st.lru_head.is_null()).then(|| (*st.lru_head).since().saturating_add(decay))
+        };
+        self.lock.unlock();
+        t
+    }
+
+    #[cfg(test)]
+    pub fn dirty_pages(&self) -> usize {
+        self.counts().0
+    }
+
+    /// (dirty, free) pages, for statistics.
+    pub fn counts(&self) -> (usize, usize) {
+        if self.lock.lock() == Err(Busy::Reentrant) {
+            return (0, 0);
+        }
+        // SAFETY: page lock held.
+        let n = unsafe {
+            let st = &*self.state.get();
+            (st.dirty_pages, st.free_pages)
+        };
         self.lock.unlock();
         n
     }
@@ -469,7 +709,7 @@ impl Runs {
     }
 
     /// Files the runs freed while the lock was re-entered. Page lock held.
-    unsafe fn drain_deferred(&self, st: &mut State) {
+    unsafe fn drain_deferred(&self, st: &mut State, now: u64) {
         if self.deferred.load(Ordering::Relaxed).is_null() {
             return;
         }
@@ -479,7 +719,7 @@ impl Runs {
             let next = (*d).notify_next();
             let (base, head) = pagemap::desc_home(d);
             let n = (*d).npages();
-            st.release(base, head, n, true);
+            st.release(base, head, n, true, now);
             d = next;
         }
     }

@@ -29,7 +29,7 @@ LAYERS = [
     ("platform: system calls, the CPU, locks, formatting, options, size classes",
      ["hook", "os", "fmt", "config", "size_class", "cache_layout", "arch", "cpu", "sync"]),
     ("data structures: page map, page runs, slab descriptors and their lists, rings, counters",
-     ["pagemap", "runs", "slab", "ring", "stats"]),
+     ["stats", "pagemap", "runs", "slab", "ring"]),
     ("memory: per-CPU caches, the heap profiler's table, zones, large blocks, giving memory back",
      ["cache", "prof", "zone", "reclaim", "large"]),
     ("entry points: validating pointers, foreign pointers, malloc and free, malloc types",

@@ -71,6 +71,18 @@ pub struct Totals {
     pub slabs_live: u64,
     pub slabs_cached: u64,
     pub bytes_mapped: u64,
+    /// Address space held: the arenas (reserved, committed or not) and
+    /// huge mappings. The same as `bytes_mapped`, under the name that
+    /// sits beside the two below.
+    pub bytes_reserved: u64,
+    /// Of that, what the kernel has agreed to back (charged under strict
+    /// overcommit): the arenas below their commit watermarks, metadata
+    /// included, and huge mappings.
+    pub bytes_committed: u64,
+    /// Of that, an estimate of what is resident: committed, less the free
+    /// pages known to read as zero (purged, or never touched). Huge blocks
+    /// and committed metadata count whole.
+    pub bytes_resident: u64,
     pub bytes_purged: u64,
     pub bytes_dirty: u64,
     /// Bytes handed out: chunks in use times their class size, plus large and
@@ -201,9 +213,22 @@ pub fn totals() -> Totals {
     t.slabs_cached = g.slabs_cached.load(Ordering::Relaxed) as u64;
     let runs = &crate::runs::RUNS;
     let huge = g.huge_bytes.load(Ordering::Relaxed) as u64;
-    t.bytes_mapped = runs.bytes_mapped.load(Ordering::Relaxed) as u64 + huge;
+    let page = crate::os::PAGE_SIZE as u64;
+    let reserved = runs.bytes_mapped.load(Ordering::Relaxed) as u64;
+    let committed = runs.committed_pages.load(Ordering::Relaxed) as u64 * page;
+    let (dirty, free) = runs.counts();
+    let (dirty, free) = (dirty as u64 * page, free as u64 * page);
+    // Free pages that read as zero: clean ones, committed or not; those
+    // not committed are not in `committed` either.
+    let clean_committed = free
+        .saturating_sub(dirty)
+        .saturating_sub(reserved - committed.min(reserved));
+    t.bytes_mapped = reserved + huge;
+    t.bytes_reserved = t.bytes_mapped;
+    t.bytes_committed = committed + huge;
+    t.bytes_resident = committed.saturating_sub(clean_committed) + huge;
     t.bytes_purged = runs.purged_bytes.load(Ordering::Relaxed) as u64;
-    t.bytes_dirty = (runs.dirty_pages() * crate::os::PAGE_SIZE) as u64;
+    t.bytes_dirty = dirty;
     let small: u64 = classes().iter().map(|c| c.in_use * c.size).sum();
     t.bytes_in_use = small + g.large_bytes.load(Ordering::Relaxed) as u64 + huge;
     t.zones = crate::cpu::nzones() as u64;
@@ -224,7 +249,7 @@ pub fn totals() -> Totals {
 }
 
 /// The totals as `(key, value)` pairs, in report order.
-pub fn fields(t: &Totals) -> [(&'static str, u64); 30] {
+pub fn fields(t: &Totals) -> [(&'static str, u64); 33] {
     [
         ("zones", t.zones),
         ("mallocs", t.mallocs),
@@ -252,6 +277,9 @@ pub fn fields(t: &Totals) -> [(&'static str, u64); 30] {
         ("slabs_live", t.slabs_live),
         ("slabs_cached", t.slabs_cached),
         ("bytes_mapped", t.bytes_mapped),
+        ("bytes_reserved", t.bytes_reserved),
+        ("bytes_committed", t.bytes_committed),
+        ("bytes_resident", t.bytes_resident),
         ("bytes_in_use", t.bytes_in_use),
         ("bytes_dirty", t.bytes_dirty),
         ("bytes_purged", t.bytes_purged),
@@ -408,6 +436,10 @@ mod tests {
             "slabs_live=",
             "slabs_cached=",
             "bytes_mapped=",
+            "bytes_reserved=",
+            "bytes_committed=",
+            "bytes_resident=",
+            "bytes_purged=",
         ] {
             assert!(s.contains(&format!(" {k}")), "{k} missing in {s}");
         }

@@ -50,12 +50,11 @@ pub struct Memory {
     pub resident: u64,
     /// The kernel's high-water mark of that (`VmHWM` in `/proc/self/status`).
     pub resident_peak: u64,
-    /// Heap pages that may be resident: pages of live slabs (empty cached
-    /// ones included), large blocks and dirty free runs in the arenas, and
-    /// huge mappings. Clean free runs (never touched, or purged) are not.
+    /// What the kernel agreed to back (`bytes_committed`: the arenas below
+    /// their commit watermarks, metadata included, and huge mappings).
     pub committed: u64,
-    /// Address space mapped for the heap: arenas and huge mappings
-    /// (`bytes_mapped`).
+    /// Address space held for the heap: arenas and huge mappings
+    /// (`bytes_reserved`).
     pub reserved: u64,
     /// Metadata: page maps and run descriptors at the head of each arena,
     /// the zones (static), the per-CPU cache blocks (all reserved, touched
@@ -113,17 +112,8 @@ pub fn memory(t: &super::Totals) -> Memory {
     }
     let n = crate::os::read_small_file(c"/proc/self/status", &mut buf);
     m.resident_peak = vm_hwm(&buf[..n]).unwrap_or(0).max(m.resident);
-    let g = &crate::stats::GLOBAL;
-    let slab_pages: u64 = super::classes()
-        .iter()
-        .enumerate()
-        .map(|(c, k)| k.slabs * crate::size_class::SLAB_PAGES[c] as u64)
-        .sum();
-    m.committed = slab_pages * crate::os::PAGE_SIZE as u64
-        + g.large_bytes.load(Ordering::Relaxed) as u64
-        + g.huge_bytes.load(Ordering::Relaxed) as u64
-        + t.bytes_dirty;
-    m.reserved = t.bytes_mapped;
+    m.committed = t.bytes_committed;
+    m.reserved = t.bytes_reserved;
     m.metadata = (crate::pagemap::narenas() * crate::pagemap::META_PAGES * crate::os::PAGE_SIZE)
         as u64
         + core::mem::size_of_val(&crate::zone::ZONES) as u64
@@ -167,17 +157,17 @@ pub fn options() -> [(&'static str, &'static str, u64); 6] {
         ),
         (
             "background",
-            if crate::config::BACKGROUND.load(Ordering::Relaxed) {
-                "1"
-            } else {
-                "0"
+            match crate::config::BACKGROUND.load(Ordering::Relaxed) {
+                crate::config::BG_EAGER => "1",
+                crate::config::BG_NEVER => "0",
+                _ => "lazy",
             },
             0,
         ),
         (
             "dirty_max_mb",
             "",
-            (crate::runs::RUNS.dirty_budget.load(Ordering::Relaxed) >> 8) as u64,
+            (crate::config::DIRTY_MAX_PAGES.load(Ordering::Relaxed) >> 8) as u64,
         ),
         (
             "live",

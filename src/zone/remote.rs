@@ -114,15 +114,18 @@ pub unsafe fn owner_class(d: *mut Desc, p: *mut u8) -> (usize, usize) {
 /// Frees another CPU's chunk `p` (its free mark set) through this CPU's
 /// outbox; when the outbox is full, empties it first: its chunks are linked
 /// into one list per slab (most come from a few slabs: the other CPUs'
-/// current ones) and each list is pushed with one CAS.
+/// current ones) and each list is pushed with one CAS. Returns true if `p`
+/// just joined the outbox, false if this free flushed it or pushed `p` on
+/// its own (the caller's cue for the reclaimer: frees in bulk to other
+/// zones, which may go quiet with the memory).
 ///
 /// # Safety
 /// `p` is a live chunk of the live slab `d`, owned by another zone.
-pub unsafe fn free_remote_batched(d: *mut Desc, p: *mut u8) {
+pub unsafe fn free_remote_batched(d: *mut Desc, p: *mut u8) -> bool {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
         if cache::outbox_push(p) {
-            return;
+            return true;
         }
         // Full, or not set up yet on this CPU (or the cache is off): empty it
         // and try once more, else free `p` on its own.
@@ -130,11 +133,12 @@ pub unsafe fn free_remote_batched(d: *mut Desc, p: *mut u8) {
             cache::prepare_outbox();
             flush_outbox();
             if cache::outbox_push(p) {
-                return;
+                return false;
             }
         }
         slab::set_link(p, 0);
         free_remote_list(d, p, p, 1);
+        false
     }
 }
 
