@@ -377,32 +377,41 @@ fn free_other(p: *mut u8) {
 /// of its live slab, which zone `owner` owns.
 #[inline(always)]
 unsafe fn free_chunk(coff: usize, owner: usize, p: *mut u8) {
-    let key = FREE_KEY.load(Ordering::Relaxed);
-    if *(p as *const u64).add(1) == key {
-        // Out of line (a tail call), so that the fast path saves no registers.
-        return free_chunk_marked(coff, owner, p);
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let key = FREE_KEY.load(Ordering::Relaxed);
+        if *(p as *const u64).add(1) == key {
+            // Out of line (a tail call), so that the fast path saves no registers.
+            return free_chunk_marked(coff, owner, p);
+        }
+        free_chunk_unmarked(coff, owner, p, key);
     }
-    free_chunk_unmarked(coff, owner, p, key);
 }
 
 /// `p` carries the free mark: a double free, or user data that matches it.
 #[inline(never)]
 unsafe fn free_chunk_marked(coff: usize, owner: usize, p: *mut u8) {
-    check_double_free(pagemap::slab_desc_fast(p as usize), p);
-    free_chunk_unmarked(coff, owner, p, FREE_KEY.load(Ordering::Relaxed));
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        check_double_free(pagemap::slab_desc_fast(p as usize), p);
+        free_chunk_unmarked(coff, owner, p, FREE_KEY.load(Ordering::Relaxed));
+    }
 }
 
 #[inline(always)]
 unsafe fn free_chunk_unmarked(coff: usize, owner: usize, p: *mut u8, key: u64) {
-    // The mark goes on before the push: once pushed, the chunk may be popped
-    // by another thread on this CPU. (Every other path marks it too.)
-    *(p as *mut u64).add(1) = key;
-    // Only a chunk of this CPU's zone may enter its cache: the section
-    // checks that it runs on CPU `owner` (else it takes the outbox).
-    match crate::cache::push_free(owner, coff, p) {
-        Some(true) => {}
-        Some(false) => free_chunk_refused(p),
-        None => free_chunk_zone(crate::cache::class_at(coff), owner, p),
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        // The mark goes on before the push: once pushed, the chunk may be popped
+        // by another thread on this CPU. (Every other path marks it too.)
+        *(p as *mut u64).add(1) = key;
+        // Only a chunk of this CPU's zone may enter its cache: the section
+        // checks that it runs on CPU `owner` (else it takes the outbox).
+        match crate::cache::push_free(owner, coff, p) {
+            Some(true) => {}
+            Some(false) => free_chunk_refused(p),
+            None => free_chunk_zone(crate::cache::class_at(coff), owner, p),
+        }
     }
 }
 
@@ -411,35 +420,41 @@ unsafe fn free_chunk_unmarked(coff: usize, owner: usize, p: *mut u8, key: u64) {
 /// path keeps nothing else live across its section.
 #[inline(never)]
 unsafe fn free_chunk_refused(p: *mut u8) {
-    let (owner, c) = zone::owner_class(pagemap::slab_desc_fast(p as usize), p);
-    free_chunk_zone(c, owner, p);
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let (owner, c) = zone::owner_class(pagemap::slab_desc_fast(p as usize), p);
+        free_chunk_zone(c, owner, p);
+    }
 }
 
 /// Frees `p`, a chunk of class `c` of zone `owner`, through the zones (the
 /// cache is off, or refused it).
 #[inline(never)]
 unsafe fn free_chunk_zone(c: usize, owner: usize, p: *mut u8) {
-    let d = pagemap::slab_desc_fast(p as usize);
-    if owner == crate::cpu::current_zone() {
-        if let Some(z) = zone::try_lock_index(owner) {
-            z.count_free(c);
-            if crate::cache::on() {
-                // A full cache: `p` and half of it to the stash while we
-                // hold the lock.
-                z.flush_cache(c, p);
-            } else {
-                z.free_local(d, p);
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let d = pagemap::slab_desc_fast(p as usize);
+        if owner == crate::cpu::current_zone() {
+            if let Some(z) = zone::try_lock_index(owner) {
+                z.count_free(c);
+                if crate::cache::on() {
+                    // A full cache: `p` and half of it to the stash while we
+                    // hold the lock.
+                    z.flush_cache(c, p);
+                } else {
+                    z.free_local(d, p);
+                }
+                drop(z);
+                // Frees in bulk: memory the reclaimer may give back later.
+                crate::reclaim::after_free_slow_path();
+                crate::hook::slow_path();
+                return;
             }
-            drop(z);
-            // Frees in bulk: memory the reclaimer may give back later.
-            crate::reclaim::after_free_slow_path();
-            crate::hook::slow_path();
-            return;
         }
-    }
-    // The free mark is already set (`free_chunk_unmarked`).
-    if !zone::free_remote_batched(d, p) {
-        crate::reclaim::after_free_slow_path();
+        // The free mark is already set (`free_chunk_unmarked`).
+        if !zone::free_remote_batched(d, p) {
+            crate::reclaim::after_free_slow_path();
+        }
     }
 }
 

@@ -71,20 +71,23 @@ pub unsafe fn large_usable(d: *const Desc) -> usize {
 /// # Safety
 /// `d` is the head descriptor of a live large run that the caller frees.
 pub unsafe fn free_large(d: *mut Desc) {
-    let (base, head) = pagemap::desc_home(d);
-    let n = (*d).npages();
-    GLOBAL.large_frees.fetch_add(1, Ordering::Relaxed);
-    GLOBAL
-        .large_bytes
-        .fetch_sub(n * PAGE_SIZE, Ordering::Relaxed);
-    if (*d).state() == LARGE_MOVED {
-        // Pages moved here by `move_large` sit in a mapping of their own:
-        // map the run afresh so that it merges back into the arena (this
-        // bounds the process's mappings by its live moved blocks).
-        os::remap_fresh(pagemap::page_addr(base, head) as *mut u8, n * PAGE_SIZE);
-        RUNS.free_clean(base, head, n);
-    } else {
-        RUNS.free(base, head, n);
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let (base, head) = pagemap::desc_home(d);
+        let n = (*d).npages();
+        GLOBAL.large_frees.fetch_add(1, Ordering::Relaxed);
+        GLOBAL
+            .large_bytes
+            .fetch_sub(n * PAGE_SIZE, Ordering::Relaxed);
+        if (*d).state() == LARGE_MOVED {
+            // Pages moved here by `move_large` sit in a mapping of their own:
+            // map the run afresh so that it merges back into the arena (this
+            // bounds the process's mappings by its live moved blocks).
+            os::remap_fresh(pagemap::page_addr(base, head) as *mut u8, n * PAGE_SIZE);
+            RUNS.free_clean(base, head, n);
+        } else {
+            RUNS.free(base, head, n);
+        }
     }
 }
 
@@ -121,26 +124,29 @@ pub const MOVE_MIN: usize = 256 * 1024;
 /// `d` is the head descriptor of the live large run at `p`, owned by the
 /// caller; `size` fits a run and exceeds the block's size.
 pub unsafe fn move_large(d: *mut Desc, p: *mut u8, size: usize) -> *mut u8 {
-    let (base, head) = pagemap::desc_home(d);
-    let n = (*d).npages();
-    let (q, _) = alloc_large(size, PAGE_SIZE);
-    if q.is_null() {
-        return q;
-    }
-    if !os::move_pages(p, n * PAGE_SIZE, q) {
-        if let pagemap::Lookup::Large(nd) = pagemap::lookup(q as usize) {
-            free_large(nd);
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let (base, head) = pagemap::desc_home(d);
+        let n = (*d).npages();
+        let (q, _) = alloc_large(size, PAGE_SIZE);
+        if q.is_null() {
+            return q;
         }
-        return core::ptr::null_mut();
+        if !os::move_pages(p, n * PAGE_SIZE, q) {
+            if let pagemap::Lookup::Large(nd) = pagemap::lookup(q as usize) {
+                free_large(nd);
+            }
+            return core::ptr::null_mut();
+        }
+        // The moved pages form a mapping of their own until the block is freed
+        // (see `free_large`); the old run is mapped again in one piece with the
+        // arena, and is clean.
+        if let pagemap::Lookup::Large(nd) = pagemap::lookup(q as usize) {
+            (*nd).set_state(LARGE_MOVED);
+        }
+        release_emptied(base, head, n, p);
+        q
     }
-    // The moved pages form a mapping of their own until the block is freed
-    // (see `free_large`); the old run is mapped again in one piece with the
-    // arena, and is clean.
-    if let pagemap::Lookup::Large(nd) = pagemap::lookup(q as usize) {
-        (*nd).set_state(LARGE_MOVED);
-    }
-    release_emptied(base, head, n, p);
-    q
 }
 
 /// Grows a large block past the largest run into a huge mapping by moving
@@ -157,18 +163,21 @@ pub unsafe fn move_large(d: *mut Desc, p: *mut u8, size: usize) -> *mut u8 {
 /// `d` is the head descriptor of the live large run at `p`, owned by the
 /// caller; `size` exceeds the largest run.
 pub unsafe fn move_to_huge(d: *mut Desc, p: *mut u8, size: usize) -> *mut u8 {
-    let (base, head) = pagemap::desc_home(d);
-    let n = (*d).npages();
-    let q = alloc_huge(size, PAGE_SIZE);
-    if q.is_null() {
-        return q;
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let (base, head) = pagemap::desc_home(d);
+        let n = (*d).npages();
+        let q = alloc_huge(size, PAGE_SIZE);
+        if q.is_null() {
+            return q;
+        }
+        if !os::move_pages(p, n * PAGE_SIZE, q) {
+            free_huge(q as usize);
+            return core::ptr::null_mut();
+        }
+        release_emptied(base, head, n, p);
+        q
     }
-    if !os::move_pages(p, n * PAGE_SIZE, q) {
-        free_huge(q as usize);
-        return core::ptr::null_mut();
-    }
-    release_emptied(base, head, n, p);
-    q
 }
 
 /// The large run of `n` pages at page `head` of the arena at `base`, user

@@ -120,6 +120,11 @@
 // in memory (docs/experiments.md, "Memory of the library itself"). Its own
 // unit tests use `std`.
 #![cfg_attr(not(test), no_std)]
+// Unit tests build raw-pointer fixtures (chunks, descriptors, private
+// caches) in many small unsafe blocks; the library's own blocks each carry
+// their SAFETY comment (clippy::undocumented_unsafe_blocks, denied for the
+// workspace in Cargo.toml).
+#![cfg_attr(test, allow(clippy::undocumented_unsafe_blocks))]
 
 mod alloc;
 mod arch;

@@ -136,9 +136,9 @@ fn map_aligned_prot(len: usize, align: usize, prot: i32) -> *mut u8 {
 
 /// Returns a mapping (or part of one) to the kernel.
 pub fn unmap(p: *mut u8, len: usize) {
+    let e = errno();
     // SAFETY: callers pass whole pages of mappings this crate created and no
     // longer hands out.
-    let e = errno();
     unsafe {
         libc::munmap(p as *mut libc::c_void, len);
     }
@@ -148,9 +148,9 @@ pub fn unmap(p: *mut u8, len: usize) {
 /// Drops the physical pages behind `[p, p+len)`; the range reads as zero
 /// afterwards (MADV_DONTNEED on a private anonymous mapping).
 pub fn purge(p: *mut u8, len: usize) {
+    let e = errno();
     // SAFETY: the range is whole pages of our own anonymous mapping and holds
     // no live allocation.
-    let e = errno();
     unsafe {
         libc::madvise(p as *mut libc::c_void, len, libc::MADV_DONTNEED);
     }

@@ -33,6 +33,7 @@ const SIZES: [usize; 7] = [16, 64, 256, 1024, 4096, 16384, 65536];
 
 #[inline(always)]
 fn alloc(n: usize) -> *mut u8 {
+    // SAFETY: sa_malloc takes any size and returns a block or null.
     let p = unsafe { sa_malloc(n) };
     assert!(!p.is_null(), "sa_malloc({n}) returned NULL");
     p
@@ -40,6 +41,7 @@ fn alloc(n: usize) -> *mut u8 {
 
 #[inline(always)]
 fn touch(p: *mut u8, n: usize, v: u8) {
+    // SAFETY: `p` is a live block of at least `n` >= 1 bytes from sa_malloc.
     unsafe {
         p.write_volatile(v);
         p.add(n - 1).write_volatile(v);
@@ -75,6 +77,7 @@ fn malloc_free(c: &mut Criterion) {
             b.iter(|| {
                 let p = alloc(black_box(size));
                 touch(p, size, 1);
+                // SAFETY: pointers from sa_malloc/sa_realloc of this benchmark, freed once.
                 unsafe { sa_free(black_box(p)) };
             })
         });
@@ -92,6 +95,7 @@ fn malloc_free(c: &mut Criterion) {
                     touch(*p, size, 2);
                 }
                 for p in ptrs.iter() {
+                    // SAFETY: pointers from sa_malloc/sa_realloc of this benchmark, freed once.
                     unsafe { sa_free(black_box(*p)) };
                 }
             })
@@ -119,6 +123,7 @@ fn mixed(c: &mut Criterion) {
                 k = k.wrapping_add(1);
                 let e = &mut table[slot];
                 if !e.0.is_null() {
+                    // SAFETY: pointers from sa_malloc/sa_realloc of this benchmark, freed once.
                     unsafe { sa_free(e.0) };
                 }
                 let p = alloc(size);
@@ -128,6 +133,7 @@ fn mixed(c: &mut Criterion) {
         });
         for e in table.iter() {
             if !e.0.is_null() {
+                // SAFETY: pointers from sa_malloc/sa_realloc of this benchmark, freed once.
                 unsafe { sa_free(e.0) };
             }
         }
@@ -146,10 +152,12 @@ fn realloc_growth(c: &mut Criterion) {
             touch(p, n, 4);
             while n < 1 << 20 {
                 n *= 2;
+                // SAFETY: pointers from sa_malloc/sa_realloc of this benchmark, freed once.
                 p = unsafe { sa_realloc(p, black_box(n)) };
                 assert!(!p.is_null(), "sa_realloc returned NULL");
                 touch(p, n, 4);
             }
+            // SAFETY: pointers from sa_malloc/sa_realloc of this benchmark, freed once.
             unsafe { sa_free(p) };
         })
     });
@@ -162,10 +170,12 @@ fn realloc_growth(c: &mut Criterion) {
             touch(p, n, 5);
             while n < 16384 {
                 n += 64;
+                // SAFETY: pointers from sa_malloc/sa_realloc of this benchmark, freed once.
                 p = unsafe { sa_realloc(p, black_box(n)) };
                 assert!(!p.is_null(), "sa_realloc returned NULL");
                 touch(p, n, 5);
             }
+            // SAFETY: pointers from sa_malloc/sa_realloc of this benchmark, freed once.
             unsafe { sa_free(p) };
         })
     });
@@ -231,6 +241,7 @@ fn cross_cpu_run(size: usize, n: u64) -> Duration {
                 }
                 let p = ring.slots[t % RING].load(Ordering::Relaxed);
                 ring.tail.store(t + 1, Ordering::Release);
+                // SAFETY: pointers from sa_malloc/sa_realloc of this benchmark, freed once.
                 unsafe {
                     assert_eq!(p.read_volatile(), 0xA5, "block contents changed in flight");
                     sa_free(p);
