@@ -7,7 +7,7 @@
 //! one warning line that names the value used instead. Words (`text`,
 //! `every`, `on`, ...) are matched without regard to case.
 
-use crate::fmt::warn;
+use crate::fmt::{parse_u64, warn};
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
@@ -72,20 +72,6 @@ pub fn stats_format() -> Option<Format> {
         3 => Some(Format::Json),
         _ => None,
     }
-}
-
-fn parse_u64(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 {
-        return None;
-    }
-    let mut n: u64 = 0;
-    for &b in v {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        n = n * 10 + (b - b'0') as u64;
-    }
-    Some(n)
 }
 
 /// `SLABALLOC_DECAY`: seconds (up to three decimals) as milliseconds;

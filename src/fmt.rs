@@ -132,6 +132,22 @@ pub fn warn(parts: &[&[u8]]) {
     crate::os::write_all(2, b.bytes());
 }
 
+/// A decimal number of 1 to 19 digits and nothing else (environment values,
+/// `/proc` fields, pids in file names); None otherwise.
+pub fn parse_u64(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in v {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + (b - b'0') as u64;
+    }
+    Some(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,13 +66,19 @@ pub fn commit(p: *mut u8, len: usize) -> bool {
 /// Milliseconds of a monotonic clock (coarse: a few ms of resolution, and
 /// about as cheap as a load through the vDSO), for decay deadlines.
 pub fn now_ms() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC_COARSE) / 1_000_000
+}
+
+/// The clock `clock` (`CLOCK_*`) in ns; the coarse and real-time clocks are
+/// vDSO reads, no system call.
+pub fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid timespec for the kernel (vDSO) to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Maps `len` bytes aligned to `align` (a power of two >= the page size) by
@@ -465,25 +471,52 @@ pub fn atfork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "
     }
 }
 
-/// Starts a detached thread running `f` with every signal blocked.
-pub fn spawn_thread(f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void) -> bool {
+/// Creates a thread running `f` with every signal blocked, from
+/// attributes `attr` has set up (detached, or on a stack of ours). Returns
+/// its handle, or None. Keeps errno.
+///
+/// # Safety
+/// `attr` sets nothing that needs more than the caller vouches for (a stack
+/// that is ours and unused until the thread is gone).
+unsafe fn create_thread(
+    f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
+    attr: impl FnOnce(&mut libc::pthread_attr_t) -> bool,
+) -> Option<libc::pthread_t> {
     // SAFETY: the sigsets and attributes are local values initialised by the
-    // libc calls before use; the thread function is a plain function.
+    // libc calls before use; the thread function is a plain function; what
+    // `attr` sets is the caller's to vouch for.
     unsafe {
         let mut all: libc::sigset_t = core::mem::zeroed();
         let mut old: libc::sigset_t = core::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
-        libc::pthread_attr_init(&mut attr);
-        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
-        libc::pthread_attr_setstacksize(&mut attr, 256 * 1024);
+        let mut a: libc::pthread_attr_t = core::mem::zeroed();
+        libc::pthread_attr_init(&mut a);
         let mut tid: libc::pthread_t = 0;
-        let r = libc::pthread_create(&mut tid, &attr, f, ptr::null_mut());
-        libc::pthread_attr_destroy(&mut attr);
+        let e = errno();
+        let r = if attr(&mut a) {
+            libc::pthread_create(&mut tid, &a, f, ptr::null_mut())
+        } else {
+            libc::EINVAL
+        };
+        set_errno(e);
+        libc::pthread_attr_destroy(&mut a);
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut());
-        r == 0
+        (r == 0).then_some(tid)
     }
+}
+
+/// Starts a detached thread running `f` with every signal blocked.
+pub fn spawn_thread(f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void) -> bool {
+    // SAFETY: detached, on a stack glibc maps (256 KiB).
+    unsafe {
+        create_thread(f, |a| {
+            libc::pthread_attr_setdetachstate(a, libc::PTHREAD_CREATE_DETACHED);
+            libc::pthread_attr_setstacksize(a, 256 * 1024);
+            true
+        })
+    }
+    .is_some()
 }
 
 /// Starts a joinable thread running `f` with every signal blocked, on the
@@ -500,25 +533,11 @@ pub unsafe fn spawn_thread_on(
     stack: *mut u8,
     size: usize,
 ) -> Option<libc::pthread_t> {
-    // SAFETY: as in `spawn_thread`; the caller vouches for the stack.
+    // SAFETY: the caller vouches for the stack (see `# Safety`).
     unsafe {
-        let mut all: libc::sigset_t = core::mem::zeroed();
-        let mut old: libc::sigset_t = core::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
-        libc::pthread_attr_init(&mut attr);
-        let mut tid: libc::pthread_t = 0;
-        let e = errno();
-        let r = if libc::pthread_attr_setstack(&mut attr, stack as *mut libc::c_void, size) == 0 {
-            libc::pthread_create(&mut tid, &attr, f, ptr::null_mut())
-        } else {
-            libc::EINVAL
-        };
-        set_errno(e);
-        libc::pthread_attr_destroy(&mut attr);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut());
-        (r == 0).then_some(tid)
+        create_thread(f, |a| {
+            libc::pthread_attr_setstack(a, stack as *mut libc::c_void, size) == 0
+        })
     }
 }
 

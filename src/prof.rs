@@ -276,20 +276,27 @@ unsafe impl Sync for Locked {}
 
 static TABLE: Locked = Locked {
     lock: OwnerLock::new(),
-    t: UnsafeCell::new(Table {
-        index: core::ptr::null_mut(),
-        pool: core::ptr::null_mut(),
-        used: 0,
-        free: 0,
-        live: 0,
-        tombs: 0,
-        live_bytes: 0,
-        live_est: 0,
-        peak_dumped: 0,
-        dumps: 0,
-        peak_dumps: 0,
-    }),
+    t: UnsafeCell::new(Table::empty(core::ptr::null_mut(), core::ptr::null_mut())),
 };
+
+impl Table {
+    /// A table with no samples over the index and pool at these addresses.
+    const fn empty(index: *mut u32, pool: *mut Sample) -> Table {
+        Table {
+            index,
+            pool,
+            used: 0,
+            free: 0,
+            live: 0,
+            tombs: 0,
+            live_bytes: 0,
+            live_est: 0,
+            peak_dumped: 0,
+            dumps: 0,
+            peak_dumps: 0,
+        }
+    }
+}
 
 /// Samples dropped: table full, or the lock re-entered by a signal handler.
 pub static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -818,20 +825,8 @@ mod tests {
     #[test]
     fn table_insert_find_remove_rebuild() {
         let m = os::map(INDEX * 4 + 64 * core::mem::size_of::<Sample>());
-        let mut t = Table {
-            index: m as *mut u32,
-            // SAFETY: inside the mapping just made.
-            pool: unsafe { m.add(INDEX * 4) } as *mut Sample,
-            used: 0,
-            free: 0,
-            live: 0,
-            tombs: 0,
-            live_bytes: 0,
-            live_est: 0,
-            peak_dumped: 0,
-            dumps: 0,
-            peak_dumps: 0,
-        };
+        // SAFETY: inside the mapping just made.
+        let mut t = Table::empty(m as *mut u32, unsafe { m.add(INDEX * 4) } as *mut Sample);
         // Churn through 60 slots many times: free slots are reused, the
         // tombstones are cleared by rebuilds, sizes add up.
         for round in 0..(INDEX / 4) {

@@ -159,13 +159,7 @@ pub fn init() {
 
 /// CLOCK_MONOTONIC_COARSE (a vDSO read, no system call), in ns.
 fn coarse_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is ours to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    crate::os::clock_ns(libc::CLOCK_MONOTONIC_COARSE)
 }
 
 /// Makes this process's file and maps it. Silent on failure.
@@ -386,13 +380,7 @@ fn write_snapshot(p: *mut Page) {
 }
 
 fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is ours to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    crate::os::clock_ns(libc::CLOCK_REALTIME)
 }
 
 /// True (once) if `slabtop --prof-dump` asked this process for a heap

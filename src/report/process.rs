@@ -76,19 +76,7 @@ pub fn parse_u32(f: &[u8]) -> Option<u32> {
     parse(f).filter(|&v| v < 1 << 31).map(|v| v as u32)
 }
 
-fn parse(f: &[u8]) -> Option<u64> {
-    if f.is_empty() || f.len() > 19 {
-        return None;
-    }
-    let mut v = 0u64;
-    for &b in f {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        v = v * 10 + (b - b'0') as u64;
-    }
-    Some(v)
-}
+use crate::fmt::parse_u64 as parse;
 
 /// `VmHWM:    1234 kB` in a `/proc/*/status` text, in bytes.
 fn vm_hwm(s: &[u8]) -> Option<u64> {
