@@ -27,7 +27,7 @@ use crate::stats::{bump, bump_locked, ZoneStats, GLOBAL};
 use crate::sync::{Busy, OwnerLock};
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 mod remote;
 mod slabs;
@@ -99,12 +99,25 @@ pub struct Zone {
     /// The chunks in each class's stash (`stash.rs`).
     stashed: [AtomicU32; NCLASSES],
     pub ring: Ring,
+    /// The zone's allocation count at the reclaimer's last look
+    /// (`quiet_since_last_look`); only the reclaimer writes it.
+    look: AtomicU64,
 }
 
 // SAFETY: `inner` is only accessed with `lock` held; the rest are atomics.
 unsafe impl Sync for Zone {}
 
 impl Zone {
+    /// True if the zone allocated nothing since the reclaimer's previous
+    /// look, read without its lock (a sum of its counters): the reclaimer
+    /// leaves a busy zone alone rather than take the lock its owner needs
+    /// (a busy owner that finds its zone locked goes to another zone, which
+    /// turns its frees remote and spreads its memory).
+    pub fn quiet_since_last_look(&self) -> bool {
+        let a = self.stats.allocs();
+        self.look.swap(a, Ordering::Relaxed) == a
+    }
+
     /// Chunks in the class `c` stash now (racy: for statistics).
     pub fn stashed(&self, c: usize) -> u64 {
         u64::from(self.stashed[c % NCLASSES].load(Ordering::Relaxed))
@@ -112,6 +125,7 @@ impl Zone {
 
     const fn new() -> Self {
         Zone {
+            look: AtomicU64::new(0),
             lock: OwnerLock::new(),
             inner: UnsafeCell::new(Inner {
                 classes: [ClassZone {
