@@ -18,8 +18,12 @@
 //!
 //! By default it is started lazily, the first time a free finds memory to
 //! give back (a run left dirty, a full per-CPU cache spilling into the
-//! zone) in a process that has lived for `MIN_AGE_MS`: a program that never
-//! frees, or is done within that time, never has the thread. It is started
+//! zone) in a process that has lived for `MIN_AGE_MS` and holds at least
+//! `LAZY_MIN_PAGES` (64 MiB) committed: a program that never frees, is done
+//! within that time, or keeps a small heap never has the thread. A pass
+//! that is not forced leaves busy zones alone (`Zone::quiet_since_last_look`):
+//! taking the lock of a zone whose owner is working sends the owner to
+//! another zone. It is started
 //! on a slow path of malloc or free holding no lock of ours
 //! (`after_slow_path`): `pthread_create` allocates (its thread's TLS), and
 //! that malloc must be able to take any lock. It ends itself after
