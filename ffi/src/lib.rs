@@ -23,7 +23,9 @@ use slaballoc::api::{self as alloc, sa_malloc_type};
 
 /// errno and friends, from the allocator (it owns the rules on keeping it).
 mod os {
-    pub use slaballoc::api::{errno, set_errno};
+    #[cfg(feature = "override")]
+    pub use slaballoc::api::errno;
+    pub use slaballoc::api::set_errno;
 }
 
 /// Without `std` nothing prints a panic: nothing on our paths is meant to
