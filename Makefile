@@ -73,8 +73,8 @@ test-c: build build-cpu-ids tools
 test-install: build tools
 	bash c-tests/install.sh
 
-test-config: build tools
-	SLABTOP=$(CURDIR)/$(SLABTOP) bash c-tests/config.sh
+test-config: build build-cpu-ids tools
+	CPU_IDS_SO=$(CURDIR)/$(CPU_IDS_SO) SLABTOP=$(CURDIR)/$(SLABTOP) bash c-tests/config.sh
 
 # The documentation against the tree: RELIABILITY.md's counts (Rust tests,
 # loom models, C test programs, invalid-free cases) and every link of the
