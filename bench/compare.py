@@ -50,6 +50,9 @@ Environment / options (options win):
     ALLOCATORS=a,b     only these allocators (glibc is always kept as baseline;
                        `mimalloc` means mimalloc2)
     SLABALLOC_SO=path  library to test   [target/release/libslaballoc.so]
+    SLABALLOC_BEFORE=path  an earlier build, run beside it as `slaballoc-before`
+                       (interleaved with the rest, so before/after is paired in
+                       one run; never counted as a peer)
     NO_INSTALL=1       never call apt-get (also not for cmake in bench/peers/build.sh)
     CC=cc              C compiler
 A workload that exits non-zero (content mismatch, crash, timeout, output
@@ -127,7 +130,7 @@ ALL_ALLOCS = ["glibc", "jemalloc", "tcmalloc", "mimalloc2", "mimalloc3", "snmall
 ALIASES = {"mimalloc": "mimalloc2"}   # the Debian one was called mimalloc before
 COLORS = {"glibc": "#7f7f7f", "jemalloc": "#1f77b4", "tcmalloc": "#2ca02c",
           "mimalloc2": "#ff7f0e", "mimalloc": "#ff7f0e", "mimalloc3": "#9467bd",
-          "snmalloc": "#17becf", "slaballoc": "#d62728"}
+          "snmalloc": "#17becf", "slaballoc": "#d62728", "slaballoc-before": "#e377c2"}
 
 
 def log(msg="", end="\n"):
@@ -287,6 +290,18 @@ def setup_allocators(wanted, no_install, slaballoc_so):
                            f"a copy in bench/build/ is preloaded)", None))
         else:
             warn(f"{slaballoc_so} does not exist (run `make build`); slaballoc skipped")
+    before = os.environ.get("SLABALLOC_BEFORE", "")
+    if before:
+        if os.path.exists(before):
+            copy = os.path.join(BUILD, "libslaballoc.before.so")
+            shutil.copyfile(before, copy)
+            with open(copy, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()[:12]
+            allocs.append(("slaballoc-before", copy,
+                           f"{before} (SLABALLOC_BEFORE, sha256 {digest}; a copy in bench/build/ is preloaded)",
+                           None))
+        else:
+            warn(f"SLABALLOC_BEFORE={before} does not exist; skipped")
     checked = []
     for name, lib, desc, _ in allocs:
         problem = None
@@ -497,7 +512,7 @@ def targets(rows, summ, workloads, allocs, me="slaballoc"):
     time against the best peer overall and per workload (medians, and
     paired per round), the slowest workload, peak RSS against the best peer
     and against glibc. Returns markdown lines (empty if `me` or no peer ran)."""
-    peers = [a for a in allocs if a != me]
+    peers = [a for a in allocs if not a.startswith("slaballoc")]
     if me not in allocs or not peers:
         return []
 
