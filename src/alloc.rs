@@ -191,12 +191,20 @@ fn alloc_small_zone(c: usize) -> *mut u8 {
                 z.fill_cache(c);
             }
             drop(z);
-            crate::reclaim::after_slow_path();
-            crate::hook::slow_path();
+            after_slow_path();
             handed_out(p)
         }
         None => emergency(size_class::class_size(c), 16),
     }
+}
+
+/// The end of every slow path of malloc and free, with no allocator lock
+/// held: the reclaimer starts here when it is wanted, and the hooks of the
+/// layers above run (the live view).
+#[inline]
+fn after_slow_path() {
+    crate::reclaim::after_slow_path();
+    crate::hook::slow_path();
 }
 
 /// Out of memory: empty slabs cached by zones and dirty page runs may still
@@ -219,7 +227,7 @@ fn alloc_small_retry(c: usize) -> *mut u8 {
 /// mapping of its own.
 #[cold]
 fn emergency(size: usize, align: usize) -> *mut u8 {
-    crate::reclaim::after_slow_path();
+    after_slow_path();
     let p = large::alloc_huge(size, align);
     if p.is_null() {
         return fail();
@@ -242,8 +250,7 @@ fn alloc_big(size: usize, align: usize) -> (*mut u8, bool) {
 /// small requests (a run of their own: any `size` is fine).
 fn alloc_big_raw(size: usize, align: usize) -> (*mut u8, bool) {
     ensure_init();
-    crate::reclaim::after_slow_path();
-    crate::hook::slow_path();
+    after_slow_path();
     if size > MAX_REQUEST {
         return (fail(), false);
     }
@@ -354,15 +361,14 @@ fn free_other(p: *mut u8) {
             }
             // SAFETY: classify validated a live large run.
             unsafe { large::free_large(d) };
-            crate::reclaim::after_slow_path();
-            crate::hook::slow_path();
+            after_slow_path();
         }
         Block::Huge => {
             if crate::prof::on() && !crate::prof::on_free(p) {
                 return;
             }
             large::free_huge(p as usize);
-            crate::hook::slow_path();
+            after_slow_path();
         }
         Block::Foreign => foreign::free(p),
     }
@@ -446,14 +452,15 @@ unsafe fn free_chunk_zone(c: usize, owner: usize, p: *mut u8) {
                 }
                 drop(z);
                 // Frees in bulk: memory the reclaimer may give back later.
-                crate::reclaim::after_free_slow_path();
-                crate::hook::slow_path();
+                crate::reclaim::request();
+                after_slow_path();
                 return;
             }
         }
         // The free mark is already set (`free_chunk_unmarked`).
         if !zone::free_remote_batched(d, p) {
-            crate::reclaim::after_free_slow_path();
+            crate::reclaim::request();
+            after_slow_path();
         }
     }
 }

@@ -108,14 +108,6 @@ pub fn after_slow_path() {
     }
 }
 
-/// A free that found memory to give back (no lock held): ask for the
-/// thread and start it here if the process is old enough.
-#[inline]
-pub fn after_free_slow_path() {
-    request();
-    after_slow_path();
-}
-
 /// Starts the thread now (`SLABALLOC_BACKGROUND=1`, from the constructor).
 pub fn start_now() {
     request();

@@ -3,6 +3,7 @@
 //! per-CPU cache stays off (`HAS_SECTIONS`) and malloc and free take their
 //! zones' locks.
 
+use super::Caches;
 use crate::cache_layout::CAP_MAX;
 
 /// No signature: there are no sections to sign.
@@ -50,14 +51,7 @@ pub unsafe fn read_rseq_i32(_off: isize, _field: usize) -> i32 {
     -1
 }
 
-/// The per-CPU caches, which are never on here: every section fails.
-#[derive(Clone, Copy)]
-pub struct Caches {
-    pub off: isize,
-    pub n: u32,
-    pub base: usize,
-}
-
+// The per-CPU caches are never on here: every section fails.
 impl Caches {
     pub fn pop(&self, _coff: usize) -> *mut u8 {
         core::ptr::null_mut()

@@ -21,3 +21,15 @@ pub use x86_64::*;
 mod generic;
 #[cfg(not(target_arch = "x86_64"))]
 pub use generic::*;
+
+/// A set of per-CPU caches: `n` blocks of `CPU_STRIDE` bytes at `base`, used
+/// through the rseq area at `fs:[off]`. The process has one (`cache::state`,
+/// from `cache_layout::ROOT`); tests make private ones. The rseq sections are
+/// its methods, one set per architecture file; `cache` adds the ones that
+/// need no section.
+#[derive(Clone, Copy)]
+pub struct Caches {
+    pub off: isize,
+    pub n: u32,
+    pub base: usize,
+}

@@ -18,6 +18,7 @@
 //! works on that CPU's stack needs no lock and no atomic instruction. The
 //! stack layout they work on is `cache_layout`'s.
 
+use super::Caches;
 use crate::cache_layout::{
     slot_of, CacheRoot, CAP_MAX, CLASS_SLOTS, CLASS_STRIDE, CPU_SHIFT, OUTBOX, ROOT,
 };
@@ -303,17 +304,6 @@ macro_rules! push_body {
             "mov qword ptr [{q}], {ok}",
         )
     };
-}
-
-/// A set of per-CPU caches: `n` blocks of `CPU_STRIDE` bytes at `base`, used
-/// through the rseq area at `fs:[off]`. The process has one (`cache::state`,
-/// from `ROOT`); tests make private ones. The sections below are its
-/// methods; `cache` adds the ones that need no section.
-#[derive(Clone, Copy)]
-pub struct Caches {
-    pub off: isize,
-    pub n: u32,
-    pub base: usize,
 }
 
 impl Caches {

@@ -82,8 +82,6 @@ const RAMP_STEPS: u8 = 5;
 struct Inner {
     classes: [ClassZone; NCLASSES],
     refills: u32,
-    /// `allocs` seen by the reclaimer's previous pass (idle detection).
-    seen_allocs: u64,
 }
 
 /// The fields every use of the zone touches come first and the ring's cells
@@ -138,7 +136,6 @@ impl Zone {
                     stash_arr: 0,
                 }; NCLASSES],
                 refills: 0,
-                seen_allocs: 0,
             }),
             rescan: AtomicBool::new(false),
             stats: ZoneStats::new(),

@@ -416,16 +416,10 @@ impl Locked {
     }
 
     /// Idle detection for the reclaimer: true if no allocation happened in
-    /// this zone since the previous call.
+    /// this zone since the previous look (`Zone::quiet_since_last_look`,
+    /// which a reclaim pass also asks without the lock).
     pub fn idle_since_last_look(&self) -> bool {
-        let a = self.z.stats.allocs();
-        // SAFETY: lock held; a short access through the raw pointer.
-        unsafe {
-            let inner = self.inner();
-            let idle = a == (*inner).seen_allocs;
-            (*inner).seen_allocs = a;
-            idle
-        }
+        self.z.quiet_since_last_look()
     }
 }
 
