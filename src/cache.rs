@@ -1,8 +1,7 @@
 //! The per-CPU chunk cache: a lock-free fast path on restartable sequences.
 //!
 //! Each CPU has, per size class, a small stack of up to `CAP_MAX` free
-//! chunks in one 1 KiB block: a head word holding the top chunk and the
-//! count, and slots for the chunks below it. A thread pops from and pushes to
+//! chunks in one 1 KiB block: a head word holding the count, and the slots. A thread pops from and pushes to
 //! the stack of the CPU it runs on inside an rseq critical section (the
 //! design of google/tcmalloc's per-CPU caches): the kernel restarts the
 //! section if the thread is preempted, migrated or signalled before its one
@@ -369,10 +368,7 @@ impl Caches {
         let t = head_count(h);
         // SAFETY: `slots` points at CAP_MAX - 1 slots of the stack (see
         // `view`), and `t` <= CAP_MAX.
-        t > 0
-            && ((h >> 16) as usize == p as usize
-                || (0..t - 1)
-                    .any(|i| unsafe { (*slots.add(i)).load(Ordering::Relaxed) } == p as usize))
+        (0..t).any(|i| unsafe { (*slots.add(i)).load(Ordering::Relaxed) } == p as usize)
     }
 }
 
@@ -481,7 +477,6 @@ mod tests {
         if other == cpu {
             assert!(k.push_owned(cpu, c, 0x5000 as *mut u8));
         }
-        // The top chunk sits in the head word, the others in slots.
         for f in [0x1000usize, 0x2000, 0x3000] {
             assert!(k.contains(cpu, slot_of(c), f as *mut u8));
         }

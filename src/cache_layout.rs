@@ -9,22 +9,20 @@ use core::sync::atomic::{AtomicIsize, AtomicU32, AtomicUsize};
 
 /// Chunks a class stack can hold. A stack is one 1 KiB block:
 ///
-/// * bytes 0-7, the head: the top chunk's address shifted left by 16, or'ed
-///   with the count. A pop finds the chunk it returns in the word it
-///   commits (one load, where a count then a slot made two in a row), and
-///   a push or pop commits count and top with one store. Chunk addresses
-///   are below 2^47 (they come from our arenas, see `pagemap`);
+/// * bytes 0-7, the head: the count (a u64 whose upper bits are 0). A push
+///   or pop commits it with one store. Only the count is carried from one
+///   section to the next: a pop's chunk comes from the slot the count
+///   names, a load that the next section does not wait for (a stack whose
+///   head held the top chunk, packed with the count, made every pop wait
+///   for the slot load of the one before it: see docs/experiments.md);
 /// * 8-11, the capacity (u32; 0 until the zone prepares the stack);
 /// * 16-23 and 24-31, the pop and push counts (u64), which the sections
 ///   bump just before their commit: exact but for a restarted section,
 ///   which counts twice;
-/// * 32-39, scratch: "slot -1", which a push onto an empty stack writes
-///   its (meaningless) old top to, so that the push needs no branch;
-/// * 40-511, the slots: slot i holds the (i + 1)-th chunk from the bottom;
-///   the top chunk lives in the head.
+/// * 32-1023, the slots: slot i holds the (i + 1)-th chunk from the bottom.
 pub const CAP_MAX: usize = 124;
-pub const HEADER: usize = 40;
-pub const CLASS_STRIDE: usize = HEADER + (CAP_MAX - 1) * 8;
+pub const HEADER: usize = 32;
+pub const CLASS_STRIDE: usize = HEADER + CAP_MAX * 8;
 /// Stack slots per CPU block: a power of two, so that a slot index is
 /// bounded with one mask on the fast path. Slot 0 is the outbox, class c is
 /// slot c + 1 (`slot_of`), so that the free map's class field (class + 1)

@@ -257,49 +257,37 @@ macro_rules! rseq_stack {
     };
 }
 
-/// The body of a pop (for `rseq_stack`): `{ok}` = the top chunk, from the
-/// head; the new head (the chunk below, from its slot, and the count less
-/// one) is committed in `{top}`; leaves by 7 when the stack is empty. When
-/// it pops the last chunk, the "chunk below" comes from the scratch word:
-/// a meaningless address beside a count of 0. Clobbers `{k}`. `$count`
-/// adds the instruction that counts it (or nothing).
+/// The body of a pop (for `rseq_stack`): the count less one is committed in
+/// `{top}`, and `{ok}` = the chunk in the slot it names (the top chunk);
+/// leaves by 7 when the stack is empty. `$count` adds the instruction that
+/// counts it (or nothing).
 macro_rules! pop_body {
     ($count:expr) => {
         concat!(
-            "mov {ok}, qword ptr [{q} + {k}]\n",
+            "mov {top}, qword ptr [{q} + {k}]\n",
             "lea {q}, [{q} + {k}]\n",
-            "movzx {k:e}, {ok:x}\n",
-            "sub {k:e}, 1\n",
+            "sub {top}, 1\n",
             "jb 7f\n",
-            "mov {top}, qword ptr [{q} + {k} * 8 + 32]\n",
-            "shr {ok}, 16\n",
-            "shl {top}, 16\n",
-            "or {top}, {k}\n",
+            "mov {ok}, qword ptr [{q} + {top} * 8 + 32]\n",
             $count,
             "mov qword ptr [{q}], {top}",
         )
     };
 }
 
-/// The body of a push of `{p}` (for `rseq_stack`): the old top chunk goes
-/// to its slot (to the scratch word when the stack was empty), and the new
-/// head (`{p}` and the count plus one) is built in `{ok}` and committed, so
+/// The body of a push of `{p}` (for `rseq_stack`): `{p}` goes to the slot
+/// the count names and the count plus one is committed in `{ok}`, so
 /// `{ok}` is non-zero on success. Leaves by 7 when the stack is at its
-/// capacity. Clobbers `{k}`. `$count` as in `pop_body`.
+/// capacity. `$count` as in `pop_body`.
 macro_rules! push_body {
     ($count:expr) => {
         concat!(
             "mov {ok}, qword ptr [{q} + {k}]\n",
             "lea {q}, [{q} + {k}]\n",
-            "movzx {k:e}, {ok:x}\n",
-            "cmp {k:e}, dword ptr [{q} + 8]\n",
+            "cmp {ok:e}, dword ptr [{q} + 8]\n",
             "jae 7f\n",
-            "shr {ok}, 16\n",
-            "mov qword ptr [{q} + {k} * 8 + 32], {ok}\n",
-            "add {k:e}, 1\n",
-            "mov {ok}, {p}\n",
-            "shl {ok}, 16\n",
-            "or {ok}, {k}\n",
+            "mov qword ptr [{q} + {ok} * 8 + 32], {p}\n",
+            "add {ok}, 1\n",
             $count,
             "mov qword ptr [{q}], {ok}",
         )
@@ -431,6 +419,9 @@ impl Caches {
         }
         let bc = self.base + slot_of(c) * CLASS_STRIDE;
         let m = buf.len();
+        if m == 0 {
+            return true;
+        }
         let ok: usize;
         // SAFETY: the stack of CPU `owner` (< n, mapped), written only
         // after the section found itself on that CPU; the kernel restarts
@@ -445,29 +436,20 @@ impl Caches {
                 owned;
                 "mov {top}, qword ptr [{q} + {k}]",
                 "lea {q}, [{q} + {k}]",
-                "movzx {k:e}, {top:x}",
-                "lea {t}, [{k} + {m}]",
+                "lea {t}, [{top} + {m}]",
                 "cmp {t:e}, dword ptr [{q} + 8]",
                 "ja 7f",
-                // The old top goes to its slot (the scratch word when the
-                // stack was empty), buf[0..m-1] above it.
-                "shr {top}, 16",
-                "mov qword ptr [{q} + {k} * 8 + 32], {top}",
-                "lea {d}, [{q} + {k} * 8 + 40]",
+                // buf[0..m] above the old top.
+                "lea {d}, [{q} + {top} * 8 + 32]",
                 "xor {i:e}, {i:e}",
-                "jmp 8f",
                 "9:",
-                "mov {top}, qword ptr [{buf} + {i} * 8]",
-                "mov qword ptr [{d} + {i} * 8], {top}",
-                "add {i:e}, 1",
-                "8:",
-                "lea {k}, [{i} + 1]",
-                "cmp {k}, {m}",
-                "jb 9b",
                 "mov {ok}, qword ptr [{buf} + {i} * 8]",
-                "shl {ok}, 16",
-                "or {ok}, {t}",
-                "mov qword ptr [{q}], {ok}";
+                "mov qword ptr [{d} + {i} * 8], {ok}",
+                "add {i:e}, 1",
+                "cmp {i}, {m}",
+                "jb 9b",
+                "mov {ok}, {t}",
+                "mov qword ptr [{q}], {t}";
                 off = in(reg) self.off,
                 owner = in(reg) owner,
                 bc = in(reg) bc,
@@ -494,41 +476,31 @@ impl Caches {
         // SAFETY: the stack of CPU `owner` (< n, mapped), read and
         // committed only while the section runs on that CPU (a restart
         // if the thread leaves it before the committing store). It copies m = min(count, want) chunks into `buf`
-        // (ours, at least `want` words): the top, then the slots below it
-        // from slot count - 2 down; the new top comes from slot
-        // count - m - 1 (the scratch word when the stack empties). A
-        // restart redoes the copy; the one committing store is last.
+        // (ours, at least `want` words): the slots from count - 1 down to
+        // count - m, all below the count, so inside the stack. A restart
+        // redoes the copy; the one committing store (count - m) is last.
         unsafe {
             rseq_stack!(
                 owned;
                 "mov {top}, qword ptr [{q} + {k}]",
                 "lea {q}, [{q} + {k}]",
-                "movzx {k:e}, {top:x}",
                 "mov {ok}, {want}",
-                "cmp {k}, {ok}",
-                "cmovb {ok}, {k}",
+                "cmp {top}, {ok}",
+                "cmovb {ok}, {top}",
                 "test {ok}, {ok}",
                 "jz 7f",
-                "shr {top}, 16",
-                "mov qword ptr [{buf}], {top}",
-                // i from 1 to m - 1: buf[i] = slot[count - 1 - i].
-                "mov {i:e}, 1",
-                "lea {d}, [{q} + {k} * 8 + 32]",
-                "jmp 8f",
+                // buf[i] = slot[count - 1 - i], i from 0 to m - 1.
+                "lea {d}, [{q} + {top} * 8 + 24]",
+                "xor {i:e}, {i:e}",
                 "9:",
                 "neg {i}",
-                "mov {top}, qword ptr [{d} + {i} * 8]",
+                "mov {k}, qword ptr [{d} + {i} * 8]",
                 "neg {i}",
-                "mov qword ptr [{buf} + {i} * 8], {top}",
+                "mov qword ptr [{buf} + {i} * 8], {k}",
                 "add {i:e}, 1",
-                "8:",
                 "cmp {i}, {ok}",
                 "jb 9b",
-                // New head: slot[count - m - 1] and count - m.
-                "sub {k}, {ok}",
-                "mov {top}, qword ptr [{q} + {k} * 8 + 32]",
-                "shl {top}, 16",
-                "or {top}, {k}",
+                "sub {top}, {ok}",
                 "mov qword ptr [{q}], {top}";
                 off = in(reg) self.off,
                 owner = in(reg) owner,
@@ -580,22 +552,15 @@ impl Caches {
                 here;
                 "mov {top}, qword ptr [{q} + {k}]",
                 "lea {q}, [{q} + {k}]",
-                "movzx {k:e}, {top:x}",
-                "test {k:e}, {k:e}",
+                "test {top:e}, {top:e}",
                 "jz 7f",
                 "xor {ok:e}, {ok:e}",
-                "sub {k:e}, 1",
-                "jz 8f",
                 "9:",
-                "mov {t}, qword ptr [{q} + {ok} * 8 + 40]",
+                "mov {t}, qword ptr [{q} + {ok} * 8 + 32]",
                 "mov qword ptr [{buf} + {ok} * 8], {t}",
                 "add {ok:e}, 1",
-                "cmp {ok:e}, {k:e}",
+                "cmp {ok:e}, {top:e}",
                 "jb 9b",
-                "8:",
-                "shr {top}, 16",
-                "mov qword ptr [{buf} + {k} * 8], {top}",
-                "lea {ok:e}, [{k} + 1]",
                 "mov qword ptr [{q}], 0";
                 off = in(reg) self.off,
                 n = in(reg) self.n,
