@@ -92,14 +92,24 @@ extern "C" fn fork_child() {
 /// malloc: NULL with ENOMEM on failure.
 #[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
-    // `small_limit` is SMALL_MAX + 1, or 0 while the heap profiler samples
-    // (`prof`): the same one compare as against a constant, in the cache
-    // line the pop reads anyway.
+    // `small_limit` is SMALL_MAX + 1 once the cache is on, else 0 (also
+    // while the heap profiler samples): the same one compare as against a
+    // constant, in the cache line the pop reads anyway, and the only test
+    // of the cache's state malloc makes.
     if size < crate::cache::small_limit() {
         // Every path out of the cache hit is a tail call: the fast path sets
         // up no stack frame.
-        // SAFETY: size < small_limit() <= SMALL_MAX + 1.
-        return alloc_small_at(unsafe { crate::cache::stack_of_small(size) });
+        // SAFETY: size < small_limit() <= SMALL_MAX + 1, so the index is in
+        // the table, whose entries are stack offsets; the limit is not 0,
+        // so the cache is on.
+        unsafe {
+            let coff = crate::cache::stack_of_small(size);
+            let p = crate::cache::pop_on(coff);
+            if !p.is_null() {
+                return handed_out(p);
+            }
+            return alloc_small_zone(crate::cache::class_at(coff));
+        }
     }
     malloc_big(size)
 }
@@ -107,8 +117,11 @@ pub fn malloc(size: usize) -> *mut u8 {
 #[inline(never)]
 fn malloc_big(size: usize) -> *mut u8 {
     if size <= SMALL_MAX {
-        // Only while profiling (see `malloc`).
-        return malloc_small_profiled(size);
+        // The cache is off, or the profiler samples (see `malloc`).
+        if crate::prof::on() {
+            return malloc_small_profiled(size);
+        }
+        return alloc_small_at(crate::cache::stack_of_size(size));
     }
     alloc_big(size, PAGE_SIZE).0
 }
@@ -329,8 +342,7 @@ pub fn free(p: *mut u8) {
         // `f` is (class + 1) << FREE_CLASS_SHIFT (0: not such a page, which
         // the check refuses like any other non-chunk), the offset of the
         // class's stack in a cache block.
-        let m = f >> pagemap::FREE_CLASS_SHIFT;
-        if size_class::CHUNK_CHECK[m & 63].is_chunk_start(off) {
+        if pagemap::chunk_check(f).is_chunk_start(off) {
             // SAFETY: `p` starts a chunk of a live slab of class m - 1 owned
             // by zone `owner`, below its carve pointer.
             unsafe { free_chunk(f, owner, p) };
@@ -413,16 +425,14 @@ unsafe fn free_chunk_unmarked(coff: usize, owner: usize, p: *mut u8, key: u64) {
         *(p as *mut u64).add(1) = key;
         // Only a chunk of this CPU's zone may enter its cache: the section
         // checks that it runs on CPU `owner` (else it takes the outbox).
-        match crate::cache::push_free(owner, coff, p) {
-            Some(true) => {}
-            Some(false) => free_chunk_refused(p),
-            None => free_chunk_zone(crate::cache::class_at(coff), owner, p),
+        if !crate::cache::push_free(owner, coff, p) {
+            free_chunk_refused(p);
         }
     }
 }
 
 /// The cache refused `p` (the stack the section chose was full or not set
-/// up). Takes only `p`, and looks class and owner up again, so that the fast
+/// up, or the cache is off). Takes only `p`, and looks class and owner up again, so that the fast
 /// path keeps nothing else live across its section.
 #[inline(never)]
 unsafe fn free_chunk_refused(p: *mut u8) {

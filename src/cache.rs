@@ -40,7 +40,7 @@ pub use crate::cache_layout::{class_at, stack_offset, CAP_MAX, OUTBOX};
 use crate::cache_layout::{slot_of, CLASS_SLOTS, CLASS_STRIDE, CPU_STRIDE, HEADER, ROOT as G};
 use crate::cpu;
 use crate::size_class::{self, NCLASSES};
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 // The free map holds a class's stack offset in place (`free` masks it out).
 const _: () = assert!(CLASS_STRIDE == 1 << crate::pagemap::FREE_CLASS_SHIFT);
@@ -81,23 +81,30 @@ pub unsafe fn stack_of_small(size: usize) -> usize {
 /// Bytes a class stack may hold, roughly: its capacity is this over the size.
 const CLASS_BUDGET: usize = 16 * 1024;
 
-/// Requests below this take malloc's size-class path: `SMALL_MAX + 1`, or 0
-/// while the heap profiler samples (`prof`: every malloc then takes the
-/// branch it already has to `alloc::malloc_big`, which counts small sizes
-/// down and serves them). Never above `SMALL_MAX + 1` (`stack_of_small`
-/// relies on it). In the root's cache line, so that malloc's size test
-/// reads no other.
+/// Requests below this take malloc's cache hit path: `SMALL_MAX + 1` once
+/// the cache is on, 0 until then, where the cache stays off, and while the
+/// heap profiler samples (`prof`). A malloc below it runs the pop section
+/// with no test of its own for a cache that is off, and every other malloc
+/// takes the branch it already has to `alloc::malloc_big`, which serves
+/// small sizes too. Never above `SMALL_MAX + 1` (`stack_of_small` relies on
+/// it). In the root's cache line, so that malloc's size test reads no
+/// other. Acquire: pairs with the Release store in `init`, after the
+/// root's other fields (a plain load on x86).
 #[inline(always)]
 pub fn small_limit() -> usize {
-    G.small_limit.load(Ordering::Relaxed)
+    G.small_limit.load(Ordering::Acquire)
 }
 
-/// Sets `small_limit`: `SMALL_MAX + 1`, or 0 (at start-up, before any
-/// thread samples); any other value is refused.
-pub fn set_small_limit(v: usize) {
-    if v == 0 || v == size_class::SMALL_MAX + 1 {
-        G.small_limit.store(v, Ordering::Relaxed);
-    }
+/// True while the heap profiler samples: `small_limit` stays 0.
+static SAMPLING: AtomicBool = AtomicBool::new(false);
+
+/// Sends every malloc to `alloc::malloc_big` (`small_limit` 0) for the heap
+/// profiler, from now on. `init` and this are ordered as in Dekker's
+/// algorithm (SeqCst): whichever runs second sees the other's flag, so
+/// the limit ends at 0 either way.
+pub fn stop_small_path() {
+    SAMPLING.store(true, Ordering::SeqCst);
+    G.small_limit.store(0, Ordering::SeqCst);
 }
 
 const fn build_caps() -> [u32; CLASS_SLOTS] {
@@ -136,6 +143,13 @@ pub fn batch(c: usize) -> usize {
 /// Turns the cache on if this thread has a registered rseq area (then every
 /// thread has: glibc registers all or none). Called once from `ensure_init`.
 pub fn init() {
+    // First, whatever follows: free's section writes `rseq_cs` at
+    // fs:[off + 8] whether or not the cache is on (it then fails at once),
+    // and this is a `struct rseq` of ours, registered or not, that no one
+    // else reads. No chunk exists before this runs (see `push_free`).
+    if let Some(own) = crate::arch::own_area_offset() {
+        G.off.store(own, Ordering::Relaxed);
+    }
     let Some(off) = cpu::rseq_offset() else {
         return;
     };
@@ -153,6 +167,12 @@ pub fn init() {
     // Release: a thread that sees `cpus` != 0 sees the others (Acquire in
     // `state`; on x86 both are plain moves).
     G.cpus.store(n as u32, Ordering::Release);
+    // Last: malloc's hit path runs the section once it sees the limit.
+    G.small_limit
+        .store(size_class::SMALL_MAX + 1, Ordering::SeqCst);
+    if SAMPLING.load(Ordering::SeqCst) {
+        G.small_limit.store(0, Ordering::SeqCst);
+    }
 }
 
 /// The process's caches, or None while the cache is off.
@@ -180,10 +200,23 @@ pub fn on() -> bool {
 /// The caller clears the chunk's free mark.
 #[inline(always)]
 pub fn pop(coff: usize) -> *mut u8 {
-    match state() {
-        Some(k) => k.pop(coff),
-        None => core::ptr::null_mut(),
+    if !on() {
+        return core::ptr::null_mut();
     }
+    // SAFETY: the cache is on, so the root's `off` is the rseq area's; the
+    // offset is masked into the slots' range.
+    unsafe { G.pop(coff & ((CLASS_SLOTS - 1) * CLASS_STRIDE)) }
+}
+
+/// `pop` for malloc's hit path: no test for a cache that is off.
+///
+/// # Safety
+/// The caller read a non-zero `small_limit()` (so the cache is on), and
+/// `coff` is a stack offset (`stack_of_small`).
+#[inline(always)]
+pub unsafe fn pop_on(coff: usize) -> *mut u8 {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe { G.pop(coff) }
 }
 
 /// Pushes `p`, for `free`, onto the cache of CPU `owner` (a chunk of the
@@ -194,12 +227,15 @@ pub fn pop(coff: usize) -> *mut u8 {
 /// CPU it runs on instead (see `OUTBOX`): one section for both, so that a
 /// remote free costs what a local one does. The caller has set the chunk's
 /// free mark, and knows `p` lies below its slab's carve pointer
-/// (`pagemap::slab_fast`). Some(false) if the stack it chose is full (or
-/// not set up yet), None if the cache is off (or `owner` has none): the
-/// caller frees `p` another way.
+/// (`pagemap::slab_fast`). False if the stack it chose is full (or not set
+/// up yet), or the cache is off: the caller frees `p` another way.
 #[inline(always)]
-pub fn push_free(owner: usize, coff: usize, p: *mut u8) -> Option<bool> {
-    owner_state(owner).map(|k| k.push_free(owner, coff, p))
+pub fn push_free(owner: usize, coff: usize, p: *mut u8) -> bool {
+    // SAFETY: `coff` is masked into the slots' range. `p` is a chunk, so
+    // `init` ran (the first slab comes after it) and set the root's `off`
+    // to a `struct rseq` of ours: the rseq area, or, with the cache off
+    // (`cpus` 0, so the section fails at once), our own unregistered one.
+    unsafe { G.push_free(owner, coff & ((CLASS_SLOTS - 1) * CLASS_STRIDE), p) }
 }
 
 /// The caches, if they are on and `owner` is a CPU with one: one test for
@@ -460,6 +496,19 @@ mod tests {
             n: n as u32,
             base,
         };
+        // The hit paths' sections read a root: one for these caches.
+        let root = crate::cache_layout::CacheRoot {
+            cpus: AtomicU32::new(n as u32),
+            off: core::sync::atomic::AtomicIsize::new(off),
+            base: AtomicUsize::new(base),
+            id_field: AtomicUsize::new(cpu::id_field()),
+            small_limit: AtomicUsize::new(0),
+        };
+        // SAFETY (the pops and pushes below): `root` describes the caches
+        // just mapped, `off` is this thread's rseq area, and the offsets are
+        // stack offsets.
+        let pop = |coff| unsafe { root.pop(coff) };
+        let push_free = |owner, coff, p| unsafe { root.push_free(owner, coff, p) };
         let cpu = cpu::rseq_id(off).unwrap();
         let other = (cpu + 1) % n;
         let c = size_class::class_of(48);
@@ -467,7 +516,7 @@ mod tests {
         assert!(!k.push_owned(cpu, c, 0x1000 as *mut u8));
         k.prepare(cpu, slot_of(c));
         k.prepare(other, slot_of(c));
-        assert!(k.pop(stack_offset(c)).is_null());
+        assert!(pop(stack_offset(c)).is_null());
         for f in [0x1000usize, 0x2000, 0x3000] {
             assert!(k.push_owned(cpu, c, f as *mut u8));
         }
@@ -489,15 +538,15 @@ mod tests {
         let q = k.stack(cpu, slot_of(c));
         assert_eq!(unsafe { *((q + 24) as *const u64) }, 0);
         assert_eq!(unsafe { *((q + 16) as *const u64) }, 0);
-        assert_eq!(k.pop(stack_offset(c)) as usize, 0x3000);
+        assert_eq!(pop(stack_offset(c)) as usize, 0x3000);
         assert_eq!(unsafe { *((q + 16) as *const u64) }, 1);
         assert_eq!(k.pop_owned(cpu, c) as usize, 0x2000);
-        assert_eq!(k.pop(stack_offset(c)) as usize, 0x1000);
-        assert!(k.pop(stack_offset(c)).is_null());
+        assert_eq!(pop(stack_offset(c)) as usize, 0x1000);
+        assert!(pop(stack_offset(c)).is_null());
         // Free's push counts.
-        assert!(k.push_free(cpu, stack_offset(c), 0x1000 as *mut u8));
+        assert!(push_free(cpu, stack_offset(c), 0x1000 as *mut u8));
         assert_eq!(unsafe { *((q + 24) as *const u64) }, 1);
-        assert_eq!(k.pop(stack_offset(c)) as usize, 0x1000);
+        assert_eq!(pop(stack_offset(c)) as usize, 0x1000);
         // A full stack refuses, and gives everything back in LIFO order.
         let cap = CAPS[slot_of(c)] as usize;
         for i in 0..cap {
@@ -505,9 +554,9 @@ mod tests {
         }
         assert!(!k.push_owned(cpu, c, 0x9000 as *mut u8));
         for i in (0..cap).rev() {
-            assert_eq!(k.pop(stack_offset(c)) as usize, 0x10_0000 + i * 64);
+            assert_eq!(pop(stack_offset(c)) as usize, 0x10_0000 + i * 64);
         }
-        assert!(k.pop(stack_offset(c)).is_null());
+        assert!(pop(stack_offset(c)).is_null());
         // Bulk: a batch goes on in one section, the last chunk on top, on
         // top of what is there; a bulk pop takes the top ones first and
         // stops at the bottom.
@@ -518,7 +567,7 @@ mod tests {
         let mut out = [core::ptr::null_mut::<u8>(); 4];
         assert_eq!(k.pop_bulk_owned(cpu, c, &mut out), 4);
         assert_eq!(out, [batch[4], batch[3], batch[2], batch[1]]);
-        assert_eq!(k.pop(stack_offset(c)), batch[0]);
+        assert_eq!(pop(stack_offset(c)), batch[0]);
         assert_eq!(k.pop_bulk_owned(cpu, c, &mut out), 1);
         assert_eq!(out[0] as usize, 0x1000);
         assert_eq!(k.pop_bulk_owned(cpu, c, &mut out), 0);
@@ -529,7 +578,7 @@ mod tests {
         let mut all = [core::ptr::null_mut::<u8>(); CAP_MAX];
         assert_eq!(k.pop_bulk_owned(cpu, c, &mut all), cap);
         assert!((0..cap).all(|i| all[i] == many[cap - 1 - i]));
-        assert!(k.pop(stack_offset(c)).is_null());
+        assert!(pop(stack_offset(c)).is_null());
         // Not on `other`: refused (unless it is this CPU).
         if other != cpu {
             assert!(!k.push_bulk_owned(other, c, &batch));

@@ -89,5 +89,5 @@ pub static ROOT: CacheRoot = CacheRoot {
     off: AtomicIsize::new(0),
     base: AtomicUsize::new(0),
     id_field: AtomicUsize::new(0),
-    small_limit: AtomicUsize::new(crate::size_class::SMALL_MAX + 1),
+    small_limit: AtomicUsize::new(0),
 };

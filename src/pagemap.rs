@@ -330,6 +330,20 @@ const _: () = assert!(crate::size_class::NCLASSES < 63);
 const _: () = assert!(crate::size_class::MAX_SLAB_PAGES <= 256);
 const _: () = assert!(crate::cpu::MAX_ZONES <= 1 << 16);
 
+/// The chunk check (`size_class::CHUNK_CHECK`) for a free-map class field
+/// in place (`FREE_CLASS_MASK`, also a cache stack's offset): the field
+/// shifted down to a byte offset in the table, one shift.
+#[inline(always)]
+pub fn chunk_check(field: usize) -> &'static crate::size_class::ClassInfo {
+    use crate::size_class::{ClassInfo, CHUNK_CHECK};
+    const SHIFT: u32 = FREE_CLASS_SHIFT - 4;
+    const _: () = assert!(core::mem::size_of::<ClassInfo>() == 1 << 4);
+    let at = (field & FREE_CLASS_MASK) >> SHIFT;
+    // SAFETY: `at` is the field's value (below 64) times 16, the size of an
+    // entry, so it names one of the table's 64 entries.
+    unsafe { &*((&raw const CHUNK_CHECK as *const u8).add(at) as *const ClassInfo) }
+}
+
 /// Opens pages `from..to` (indices within the slab) of slab `d`, class `c`,
 /// owner `owner`, to `free`'s fast path: the owner calls it, under its lock,
 /// once its carve pointer has passed every chunk start in those pages (a
@@ -431,8 +445,8 @@ pub enum Lookup {
 /// for any page but one of a live slab all of whose chunks have been carved
 /// (`open_slab_pages`), so a pointer the caller accepts is below the slab's
 /// carve pointer, and the descriptor is not read at all. Nothing here says
-/// `ptr` is a chunk: the caller checks that with
-/// `size_class::CHUNK_CHECK[class + 1]`, which refuses every offset for 0.
+/// `ptr` is a chunk: the caller checks that with `chunk_check`, which
+/// refuses every offset for 0.
 /// None for anything outside the arenas (the caller then runs `lookup`,
 /// which explains).
 #[inline(always)]

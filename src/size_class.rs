@@ -93,28 +93,39 @@ pub const MAX_SLAB_PAGES: usize = {
 /// Chunk size of each class.
 pub static CLASS_SIZE: [u32; NCLASSES] = build_sizes();
 
-/// What `free` needs to validate a chunk offset without dividing: the bytes
-/// of the slab holding chunks, and `ceil(2^64 / size)`, with which
-/// `off * m < m` (wrapping) holds exactly when `size` divides `off`, for
-/// every `off` below 2^32 (Lemire, Kaser and Kurz, "Faster remainder by
-/// direct computation", 2019); the unit test checks every offset of every
-/// class.
+/// What `free` needs to validate a chunk offset without dividing: with
+/// `mul` = `ceil(2^64 / size)` (plus one where `size` is a power of two, so
+/// that `mul * size` is `2^64 + e` with `e` > 0), `off * mul` (wrapping) is
+/// `q * e` when `off` = `q * size`, and at least `2^64 / size` when `size`
+/// does not divide `off`, for every `off` below 2^32 (Lemire, Kaser and
+/// Kurz, "Faster remainder by direct computation", 2019). So one multiply
+/// and one compare against `below` = `chunks * e` accept exactly the chunk
+/// starts of the slab, bound included; the unit test checks every offset
+/// of every class. `below` 0 refuses every offset.
 #[derive(Clone, Copy)]
+#[repr(C, align(16))]
 pub struct ClassInfo {
-    pub limit: u32,
-    pub divm: u64,
+    mul: u64,
+    below: u64,
 }
 
 const fn build_info() -> [ClassInfo; NCLASSES] {
-    let mut t = [ClassInfo { limit: 0, divm: 0 }; NCLASSES];
+    let mut t = [ClassInfo { mul: 0, below: 0 }; NCLASSES];
     let pages = build_pages();
     let mut i = 0;
     while i < NCLASSES {
-        let size = size_of_class(i);
-        let cap = pages[i] as usize * PAGE_SIZE / size;
+        let size = size_of_class(i) as u64;
+        let chunks = pages[i] as u64 * PAGE_SIZE as u64 / size;
+        let mut mul = u64::MAX / size + 1;
+        if mul.wrapping_mul(size) == 0 {
+            mul += 1;
+        }
+        let e = mul.wrapping_mul(size);
+        // The accepted products stay below every refused one.
+        assert!(chunks * e <= u64::MAX / size);
         t[i] = ClassInfo {
-            limit: (cap * size) as u32,
-            divm: u64::MAX / size as u64 + 1,
+            mul,
+            below: chunks * e,
         };
         i += 1;
     }
@@ -125,7 +136,7 @@ pub static CLASS_INFO: [ClassInfo; NCLASSES] = build_info();
 
 const fn build_check() -> [ClassInfo; 64] {
     let info = build_info();
-    let mut t = [ClassInfo { limit: 0, divm: 0 }; 64];
+    let mut t = [ClassInfo { mul: 0, below: 0 }; 64];
     let mut i = 0;
     while i < NCLASSES {
         t[i + 1] = info[i];
@@ -136,17 +147,15 @@ const fn build_check() -> [ClassInfo; 64] {
 
 /// `CLASS_INFO` indexed by a free-map class field (class + 1, 6 bits):
 /// every value has an entry, and the ones that name no class (0 among them)
-/// have `limit` 0, which refuses every offset. No bounds check, no test for 0.
+/// have `below` 0, which refuses every offset. No bounds check, no test for 0.
 pub static CHUNK_CHECK: [ClassInfo; 64] = build_check();
 
 impl ClassInfo {
-    /// True if `off` (bytes from the slab start) is the start of a chunk.
+    /// True if `off` (bytes from the slab start, below 2^32) is the start
+    /// of a chunk.
     #[inline(always)]
     pub fn is_chunk_start(&self, off: usize) -> bool {
-        if off >= self.limit as usize {
-            return false;
-        }
-        (off as u64).wrapping_mul(self.divm) < self.divm
+        (off as u64).wrapping_mul(self.mul) < self.below
     }
 }
 /// Class of a request, indexed by `(size + 15) / 16`.
@@ -264,8 +273,7 @@ mod tests {
     fn chunk_start_check_is_exact() {
         for (c, info) in CLASS_INFO.iter().enumerate() {
             let size = class_size(c);
-            assert_eq!(info.limit as usize, capacity(c) * size);
-            for off in 0..info.limit as usize + 2 * size {
+            for off in 0..capacity(c) * size + 2 * size {
                 let want = off % size == 0 && off < capacity(c) * size;
                 assert_eq!(info.is_chunk_start(off), want, "class {c} off {off}");
             }

@@ -26,6 +26,9 @@ use crate::cache_layout::{
 /// Where the sections find `ROOT.id_field` (an address operand, so that it
 /// takes no register of its own).
 const ROOT_ID_FIELD_AT: usize = core::mem::offset_of!(CacheRoot, id_field);
+const ROOT_CPUS_AT: usize = core::mem::offset_of!(CacheRoot, cpus);
+const ROOT_BASE_AT: usize = core::mem::offset_of!(CacheRoot, base);
+const _: () = assert!(OUTBOX == 0, "the free section's xor names the outbox");
 
 core::arch::global_asm!(".weak __rseq_offset");
 
@@ -191,9 +194,11 @@ macro_rules! rseq_section {
 /// requires it to be `{owner}` (the zone whose chunks the stack holds). Both
 /// then set `{q}` to that CPU's block offset, and the stack is at `{q} +
 /// {k}` (`{k}`: a copy, made inside the section, of `{bc}`, the stack's
-/// offset inside a block plus the base, which the caller passes). `free` is
-/// `here` with the stack chosen inside: `{q}` the CPU's block (base
-/// included), `{k}` the stack's offset in it. The body reads the stack's
+/// offset inside a block plus the base, which the caller passes). `root` and
+/// `root_free` read the CPU count, the base and the id field from the root
+/// at `{r}`: `{q}` is the CPU's block (base included), `{k}` the stack's
+/// offset in it, the input `{k}` for `root`, and for `root_free` chosen
+/// inside: `{coff}` if the CPU is `{owner}`, else the outbox's (0). The body reads the stack's
 /// head at `[{q} + {k}]` (the address needs no add of its own, which would
 /// sit between the load of the CPU or the class and the load of the head),
 /// then sets `{q}` to the stack and may reuse `{k}` (`pop_body`,
@@ -217,23 +222,40 @@ macro_rules! rseq_stack {
             k = out(reg) _,
         )
     };
-    (free; $($body:expr),* ; $($operands:tt)*) => {
+    (root; $($body:expr),* ; $($operands:tt)*) => {
         rseq_section!(
-            "mov {q}, qword ptr [rip + {g} + {idf}]",
+            "mov {q}, qword ptr [{r} + {idf}]",
             "mov {q:e}, dword ptr fs:[{off} + {q}]",
-            "cmp {q:e}, {n:e}",
+            "cmp {q:e}, dword ptr [{r} + {cpus}]",
             "jae 7f",
-            "mov {k:e}, {outbox}",
-            "cmp {q:e}, {owner:e}",
-            "cmove {k}, {coff}",
             "shl {q}, {shift}",
-            "add {q}, {base}",
+            "add {q}, qword ptr [{r} + {basef}]",
             $($body),* ;
             $($operands)*
             shift = const CPU_SHIFT,
-            g = sym ROOT,
             idf = const ROOT_ID_FIELD_AT,
-            outbox = const OUTBOX * CLASS_STRIDE,
+            cpus = const ROOT_CPUS_AT,
+            basef = const ROOT_BASE_AT,
+            q = out(reg) _,
+        )
+    };
+    (root_free; $($body:expr),* ; $($operands:tt)*) => {
+        rseq_section!(
+            "mov {q}, qword ptr [{r} + {idf}]",
+            "mov {q:e}, dword ptr fs:[{off} + {q}]",
+            "cmp {q:e}, dword ptr [{r} + {cpus}]",
+            "jae 7f",
+            "xor {k:e}, {k:e}",
+            "cmp {q:e}, {owner:e}",
+            "cmove {k}, {coff}",
+            "shl {q}, {shift}",
+            "add {q}, qword ptr [{r} + {basef}]",
+            $($body),* ;
+            $($operands)*
+            shift = const CPU_SHIFT,
+            idf = const ROOT_ID_FIELD_AT,
+            cpus = const ROOT_CPUS_AT,
+            basef = const ROOT_BASE_AT,
             q = out(reg) _,
             k = out(reg) _,
         )
@@ -294,26 +316,38 @@ macro_rules! push_body {
     };
 }
 
-impl Caches {
+/// The sections of malloc's and free's hits. They read the caches' root
+/// themselves (address operands off one register), so that a caller holds
+/// nothing of it across the section but the rseq offset, and make no test
+/// of their own for a cache that is off: its `cpus` is 0, which the
+/// section's compare refuses like any CPU without a block.
+impl CacheRoot {
+    /// Pops a chunk from the stack at `coff` of the CPU the caller runs on:
+    /// null if the stack is empty or the CPU has no block.
+    ///
+    /// # Safety
+    /// `coff` is a stack offset (`cache_layout::stack_offset`), and the
+    /// root's `off` is the rseq area's offset (`cache::init` set it: the
+    /// caller read a non-zero `small_limit`, which `init` stores last).
     #[inline(always)]
-    pub fn pop(&self, coff: usize) -> *mut u8 {
-        // In range whatever the caller passed: the slots' offsets.
-        let bc = self.base + (coff & ((CLASS_SLOTS - 1) * CLASS_STRIDE));
+    pub unsafe fn pop(&self, coff: usize) -> *mut u8 {
         let p: usize;
-        // SAFETY: the section reads this thread's rseq area (fs:[off], see
-        // `current_cpu`) and the cache block of the CPU it runs on, which
-        // is mapped (`cpu < n`, compared unsigned so that an unregistered
-        // area's -1/-2 fails). Only threads on that CPU write the block,
-        // and only inside such sections, so the head and the slot below
-        // it cannot change between our reads and the committing store of
-        // the new head without the kernel restarting us from label 2.
+        // SAFETY: the section reads this thread's rseq area (fs:[off]) and
+        // the cache block of the CPU it runs on, which is mapped (`cpu <
+        // cpus`, compared unsigned so that an unregistered area's -1/-2
+        // fails); `coff` keeps it inside that block. Only threads on that
+        // CPU write the block, and only inside such sections, so the head
+        // and the slot it names cannot change between our reads and the
+        // committing store of the new head without the kernel restarting
+        // us from label 2. `coff` is read only, so a restart starts from
+        // the same state.
         unsafe {
             rseq_stack!(
-                here;
+                root;
                 pop_body!("add qword ptr [{q} + 16], 1\n");
-                off = in(reg) self.off,
-                n = in(reg) self.n,
-                bc = in(reg) bc,
+                r = in(reg) self,
+                off = in(reg) self.off.load(core::sync::atomic::Ordering::Relaxed),
+                k = in(reg) coff,
                 top = out(reg) _,
                 ok = out(reg) p,
             );
@@ -321,6 +355,45 @@ impl Caches {
         p as *mut u8
     }
 
+    /// Pushes `p`, for `free`, onto the class stack at `coff` of the CPU
+    /// the caller runs on if that CPU is `owner`, else onto its outbox;
+    /// false if the CPU has no block or the stack is full. The counter the
+    /// section bumps is the chosen stack's: a cache free, or a chunk into
+    /// the outbox.
+    ///
+    /// # Safety
+    /// `coff` is a stack offset, and the root's `off` is an offset from the
+    /// thread pointer whose `struct rseq` the thread may write: the rseq
+    /// area, or (the cache off) our own unregistered one (`cache::init`
+    /// sets it before the first slab, hence before any chunk to free).
+    #[inline(always)]
+    pub unsafe fn push_free(&self, owner: usize, coff: usize, p: *mut u8) -> bool {
+        let ok: usize;
+        // SAFETY: the section finds the CPU it runs on below `cpus` (so its
+        // block is mapped), then takes that CPU's stack at `coff` if the
+        // CPU is `owner` (the only stack a chunk of zone `owner` may
+        // enter), else its outbox (which takes any chunk). The choice is
+        // made into a scratch register inside the section, so a restart
+        // on another CPU chooses again; the kernel restarts the section
+        // if the thread leaves the CPU before the committing store of the
+        // new head, so the slot write and the commit see a stable head.
+        unsafe {
+            rseq_stack!(
+                root_free;
+                push_body!("add qword ptr [{q} + 24], 1\n");
+                r = in(reg) self,
+                off = in(reg) self.off.load(core::sync::atomic::Ordering::Relaxed),
+                owner = in(reg) owner,
+                coff = in(reg) coff,
+                p = in(reg) p,
+                ok = out(reg) ok,
+            );
+        }
+        ok != 0
+    }
+}
+
+impl Caches {
     /// Pushes `p` (class `c`, of zone `owner`) onto CPU `owner`'s stack if
     /// the caller runs there and it has room: one chunk of `push_bulk`, for
     /// the tests of the sections.
@@ -347,37 +420,6 @@ impl Caches {
                 off = in(reg) self.off,
                 owner = in(reg) owner,
                 bc = in(reg) bc,
-                p = in(reg) p,
-                ok = out(reg) ok,
-            );
-        }
-        ok != 0
-    }
-
-    /// See the function `push_free`. The counter the section bumps is the
-    /// chosen stack's: a cache free, or a chunk into the outbox.
-    #[inline(always)]
-    pub fn push_free(&self, owner: usize, coff: usize, p: *mut u8) -> bool {
-        // In range whatever the caller passed: the slots' offsets.
-        let coff = coff & ((CLASS_SLOTS - 1) * CLASS_STRIDE);
-        let ok: usize;
-        // SAFETY: the section finds the CPU it runs on below `n` (so its
-        // block is mapped), then takes that CPU's class `c` stack if the
-        // CPU is `owner` (the only stack a chunk of zone `owner` may
-        // enter), else its outbox (which takes any chunk). The choice is
-        // made into a scratch register inside the section, so a restart
-        // on another CPU chooses again; the kernel restarts the section
-        // if the thread leaves the CPU before the committing store of the
-        // new head, so the slot write and the commit see a stable head.
-        unsafe {
-            rseq_stack!(
-                free;
-                push_body!("add qword ptr [{q} + 24], 1\n");
-                off = in(reg) self.off,
-                n = in(reg) self.n,
-                owner = in(reg) owner,
-                coff = in(reg) coff,
-                base = in(reg) self.base,
                 p = in(reg) p,
                 ok = out(reg) ok,
             );

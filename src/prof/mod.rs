@@ -383,7 +383,7 @@ pub fn init(free: fn(*mut u8)) {
     // Release: the table pointers above are visible to whoever sees ON
     // (its loads are Relaxed but come after the lock's Acquire).
     ON.store(true, Ordering::Release);
-    crate::cache::set_small_limit(0);
+    crate::cache::stop_small_path();
 }
 
 // ---- the allocation side ----
