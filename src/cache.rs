@@ -1,7 +1,12 @@
 //! The per-CPU chunk cache: a lock-free fast path on restartable sequences.
 //!
-//! Each CPU has, per size class, a small stack of up to `CAP_MAX` free
-//! chunks in one 1 KiB block: a head word holding the count, and the slots. A thread pops from and pushes to
+//! Each CPU has, per size class, a small ring of up to `CAP_MAX` free
+//! chunks in one 2 KiB block (`cache_layout`): malloc takes the oldest
+//! chunk at the tail, free adds at the head, each committing a word of its
+//! own, so that a malloc and the free after it never wait for each other
+//! through memory (mimalloc and snmalloc separate their malloc and free
+//! lists for the same reason). Called a stack below, as it was before it
+//! became a ring. A thread pops from and pushes to
 //! the stack of the CPU it runs on inside an rseq critical section (the
 //! design of google/tcmalloc's per-CPU caches): the kernel restarts the
 //! section if the thread is preempted, migrated or signalled before its one
@@ -37,7 +42,10 @@
 
 use crate::arch::Caches;
 pub use crate::cache_layout::{class_at, stack_offset, CAP_MAX, OUTBOX};
-use crate::cache_layout::{slot_of, CLASS_SLOTS, CLASS_STRIDE, CPU_STRIDE, HEADER, ROOT as G};
+use crate::cache_layout::{
+    slot_of, BULK_POPS_AT, BULK_PUSHES_AT, CAP_AT, CLASS_SLOTS, CLASS_STRIDE, CPU_STRIDE, HEADER,
+    HEAD_AT, MASK_AT, RING_MAX, ROOT as G, TAIL_AT,
+};
 use crate::cpu;
 use crate::size_class::{self, NCLASSES};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -48,12 +56,12 @@ const _: () = assert!(crate::pagemap::FREE_CLASS_MASK == (CLASS_SLOTS - 1) * CLA
 
 /// `stack_offset` of the class of each `(size + 15) / 16`: malloc goes from
 /// the size to its stack with one load.
-static STACK_BY_SIZE: [u16; size_class::SMALL_MAX / 16 + 1] = {
+static STACK_BY_SIZE: [u32; size_class::SMALL_MAX / 16 + 1] = {
     let classes = size_class::build_index();
-    let mut t = [0u16; size_class::SMALL_MAX / 16 + 1];
+    let mut t = [0u32; size_class::SMALL_MAX / 16 + 1];
     let mut j = 0;
     while j < t.len() {
-        t[j] = stack_offset(classes[j] as usize) as u16;
+        t[j] = stack_offset(classes[j] as usize) as u32;
         j += 1;
     }
     t
@@ -276,7 +284,7 @@ pub fn push_bulk(owner: usize, c: usize, buf: &[*mut u8]) -> bool {
 }
 
 /// Pops up to `buf.len()` chunks of class `c` from CPU `owner`'s stack into
-/// `buf` in one section, top first, if the caller runs on that CPU; returns
+/// `buf` in one section, oldest first, if the caller runs on that CPU; returns
 /// how many (0 if it does not run there, or the stack is empty).
 pub fn pop_bulk(owner: usize, c: usize, buf: &mut [*mut u8]) -> usize {
     match owner_state(owner) {
@@ -285,25 +293,17 @@ pub fn pop_bulk(owner: usize, c: usize, buf: &mut [*mut u8]) -> usize {
     }
 }
 
-/// The count in a stack's head word (see `CAP_MAX`), at most `CAP_MAX`
-/// even in a torn racy read.
-fn head_count(h: u64) -> usize {
-    ((h & 0xffff) as usize).min(CAP_MAX)
+/// The chunks in a ring whose tail and head read `tail` and `head` (see
+/// `CAP_MAX`), at most `CAP_MAX` even in a racy read of the two.
+fn ring_count(tail: u64, head: u64) -> usize {
+    (head.wrapping_sub(tail) as usize).min(CAP_MAX)
 }
 
 /// Mallocs and frees of class `c` that the caches served, over all CPUs.
 pub fn hits(c: usize) -> (u64, u64) {
     state().map_or((0, 0), |k| {
         (0..k.n as usize).fold((0u64, 0u64), |(a, f), cpu| {
-            let q = k.stack(cpu, slot_of(c));
-            // SAFETY: inside the mapping (cpu < n); aligned u64 counters
-            // that the sections write whole.
-            let (pops, pushes) = unsafe {
-                (
-                    (*((q + 16) as *const AtomicU64)).load(Ordering::Relaxed),
-                    (*((q + 24) as *const AtomicU64)).load(Ordering::Relaxed),
-                )
-            };
+            let (pops, pushes) = k.hits(cpu, slot_of(c));
             (a.wrapping_add(pops), f.wrapping_add(pushes))
         })
     })
@@ -366,24 +366,55 @@ impl Caches {
     fn prepare(&self, cpu: usize, slot: usize) {
         if cpu < self.n as usize {
             let q = self.stack(cpu, slot);
-            // SAFETY: inside the mapping (cpu < n); an aligned u32 that only
-            // this function writes, and always with the same value.
-            let cap = unsafe { &*((q + 8) as *const AtomicU32) };
+            // SAFETY: inside the mapping (cpu < n); aligned u32s that only
+            // this function writes, and always with the same values.
+            let (cap, mask) = unsafe {
+                (
+                    &*((q + CAP_AT) as *const AtomicU32),
+                    &*((q + MASK_AT) as *const AtomicU32),
+                )
+            };
             if cap.load(Ordering::Relaxed) == 0 {
-                cap.store(CAPS[slot % CLASS_SLOTS], Ordering::Relaxed);
+                let c = CAPS[slot % CLASS_SLOTS];
+                // The mask first: a section that reads the capacity (which
+                // lets a push in) reads the mask after it (Release/Acquire
+                // order; plain moves on x86, where loads keep their order).
+                mask.store(c.next_power_of_two() - 1, Ordering::Release);
+                cap.store(c, Ordering::Release);
             }
         }
     }
 
-    /// The head word and slots of one stack, for racy reads.
-    fn view(&self, cpu: usize, slot: usize) -> (&'static AtomicU64, *const AtomicUsize) {
+    /// Malloc's pops from and free's pushes onto stack `slot` of CPU `cpu`
+    /// (< n): the tail and the head less the other sections' moves.
+    fn hits(&self, cpu: usize, slot: usize) -> (u64, u64) {
+        let q = self.stack(cpu, slot);
+        let word = |at: usize| {
+            // SAFETY: inside the mapping (cpu < n); aligned u64s that the
+            // sections write whole.
+            unsafe { (*((q + at) as *const AtomicU64)).load(Ordering::Relaxed) }
+        };
+        (
+            word(TAIL_AT).wrapping_sub(word(BULK_POPS_AT)),
+            word(HEAD_AT).wrapping_sub(word(BULK_PUSHES_AT)),
+        )
+    }
+
+    /// One ring, for racy reads: its tail, its chunk count, its mask (below
+    /// `RING_MAX`) and its slots.
+    fn view(&self, cpu: usize, slot: usize) -> (u64, usize, usize, *const AtomicUsize) {
         let q = self.stack(cpu, slot);
         // SAFETY: `q` is inside the mapping (cpu < n, checked by callers);
-        // the head is an aligned u64 and the slots aligned words, which the
-        // sections only ever write whole.
+        // tail and head are aligned u64s, the mask an aligned u32, and the
+        // slots aligned words, which the sections only ever write whole.
         unsafe {
+            let tail = (*((q + TAIL_AT) as *const AtomicU64)).load(Ordering::Relaxed);
+            let head = (*((q + HEAD_AT) as *const AtomicU64)).load(Ordering::Relaxed);
+            let mask = (*((q + MASK_AT) as *const AtomicU32)).load(Ordering::Relaxed);
             (
-                &*(q as *const AtomicU64),
+                tail,
+                ring_count(tail, head),
+                mask as usize % RING_MAX,
                 (q + HEADER) as *const AtomicUsize,
             )
         }
@@ -391,7 +422,7 @@ impl Caches {
 
     fn cached(&self, slot: usize) -> u64 {
         (0..self.n as usize)
-            .map(|cpu| head_count(self.view(cpu, slot).0.load(Ordering::Relaxed)) as u64)
+            .map(|cpu| self.view(cpu, slot).1 as u64)
             .sum()
     }
 
@@ -399,12 +430,15 @@ impl Caches {
         if owner >= self.n as usize {
             return false;
         }
-        let (head, slots) = self.view(owner, slot);
-        let h = head.load(Ordering::Relaxed);
-        let t = head_count(h);
-        // SAFETY: `slots` points at CAP_MAX - 1 slots of the stack (see
-        // `view`), and `t` <= CAP_MAX.
-        (0..t).any(|i| unsafe { (*slots.add(i)).load(Ordering::Relaxed) } == p as usize)
+        let (tail, n, mask, slots) = self.view(owner, slot);
+        // SAFETY: `slots` points at the ring's RING_MAX slots (see `view`),
+        // and every index is masked below RING_MAX.
+        (0..n).any(|i| {
+            let at = (tail as usize).wrapping_add(i) & mask;
+            // SAFETY: see above.
+            let q = unsafe { (*slots.add(at)).load(Ordering::Relaxed) };
+            q == p as usize
+        })
     }
 }
 
@@ -422,7 +456,7 @@ mod tests {
             assert!(cap * size <= CLASS_BUDGET.max(size));
             assert!(batch(c) >= 1 && batch(c) <= cap);
         }
-        assert_eq!(CLASS_STRIDE, 1024);
+        assert_eq!(CLASS_STRIDE, 2048);
         for size in 0..=size_class::SMALL_MAX {
             assert_eq!(
                 stack_of_size(size),
@@ -533,43 +567,44 @@ mod tests {
         assert_eq!(k.cached(slot_of(c)), 3);
         assert_eq!(k.cached(slot_of(c + 1)), 0);
         assert_eq!(k.cached(OUTBOX), 0);
-        // The header counts pops (mallocs served); refill pushes are not
-        // counted: only free's push (`push_free`) counts frees.
-        let q = k.stack(cpu, slot_of(c));
-        assert_eq!(unsafe { *((q + 24) as *const u64) }, 0);
-        assert_eq!(unsafe { *((q + 16) as *const u64) }, 0);
-        assert_eq!(pop(stack_offset(c)) as usize, 0x3000);
-        assert_eq!(unsafe { *((q + 16) as *const u64) }, 1);
+        // Malloc's pops and free's pushes count as hits; the other sections'
+        // moves (refills, flushes) do not.
+        assert_eq!(k.hits(cpu, slot_of(c)), (0, 0));
+        assert_eq!(pop(stack_offset(c)) as usize, 0x1000);
+        assert_eq!(k.hits(cpu, slot_of(c)), (1, 0));
         assert_eq!(k.pop_owned(cpu, c) as usize, 0x2000);
-        assert_eq!(pop(stack_offset(c)) as usize, 0x1000);
+        assert_eq!(pop(stack_offset(c)) as usize, 0x3000);
         assert!(pop(stack_offset(c)).is_null());
-        // Free's push counts.
         assert!(push_free(cpu, stack_offset(c), 0x1000 as *mut u8));
-        assert_eq!(unsafe { *((q + 24) as *const u64) }, 1);
+        assert_eq!(k.hits(cpu, slot_of(c)), (2, 1));
         assert_eq!(pop(stack_offset(c)) as usize, 0x1000);
-        // A full stack refuses, and gives everything back in LIFO order.
+        // A full ring refuses, and gives everything back oldest first, the
+        // head and tail wrapping round its slots.
         let cap = CAPS[slot_of(c)] as usize;
-        for i in 0..cap {
-            assert!(k.push_owned(cpu, c, (0x10_0000 + i * 64) as *mut u8));
+        for round in 0..3 {
+            for i in 0..cap {
+                assert!(k.push_owned(cpu, c, (0x10_0000 + i * 64) as *mut u8));
+            }
+            assert!(!k.push_owned(cpu, c, 0x9000 as *mut u8));
+            assert!(!push_free(cpu, stack_offset(c), 0x9000 as *mut u8));
+            assert_eq!(k.cached(slot_of(c)), cap as u64, "round {round}");
+            for i in 0..cap {
+                assert_eq!(pop(stack_offset(c)) as usize, 0x10_0000 + i * 64);
+            }
+            assert!(pop(stack_offset(c)).is_null());
         }
-        assert!(!k.push_owned(cpu, c, 0x9000 as *mut u8));
-        for i in (0..cap).rev() {
-            assert_eq!(pop(stack_offset(c)) as usize, 0x10_0000 + i * 64);
-        }
-        assert!(pop(stack_offset(c)).is_null());
-        // Bulk: a batch goes on in one section, the last chunk on top, on
-        // top of what is there; a bulk pop takes the top ones first and
-        // stops at the bottom.
+        // Bulk: a batch goes in in one section after what is there; a bulk
+        // pop takes the oldest first and stops when the ring is empty.
         assert!(k.push_owned(cpu, c, 0x1000 as *mut u8));
         let batch: Vec<*mut u8> = (1..=5).map(|i| (0x4_0000 + i * 64) as *mut u8).collect();
         assert!(k.push_bulk_owned(cpu, c, &batch));
         assert_eq!(k.cached(slot_of(c)), 6);
         let mut out = [core::ptr::null_mut::<u8>(); 4];
         assert_eq!(k.pop_bulk_owned(cpu, c, &mut out), 4);
-        assert_eq!(out, [batch[4], batch[3], batch[2], batch[1]]);
-        assert_eq!(pop(stack_offset(c)), batch[0]);
+        assert_eq!(out, [0x1000 as *mut u8, batch[0], batch[1], batch[2]]);
+        assert_eq!(pop(stack_offset(c)), batch[3]);
         assert_eq!(k.pop_bulk_owned(cpu, c, &mut out), 1);
-        assert_eq!(out[0] as usize, 0x1000);
+        assert_eq!(out[0], batch[4]);
         assert_eq!(k.pop_bulk_owned(cpu, c, &mut out), 0);
         // A batch that would pass the capacity is refused whole.
         let many: Vec<*mut u8> = (0..=cap).map(|i| (0x8_0000 + i * 64) as *mut u8).collect();
@@ -577,14 +612,16 @@ mod tests {
         assert!(k.push_bulk_owned(cpu, c, &many[..cap]));
         let mut all = [core::ptr::null_mut::<u8>(); CAP_MAX];
         assert_eq!(k.pop_bulk_owned(cpu, c, &mut all), cap);
-        assert!((0..cap).all(|i| all[i] == many[cap - 1 - i]));
+        assert!((0..cap).all(|i| all[i] == many[i]));
         assert!(pop(stack_offset(c)).is_null());
+        // Only malloc's and free's own sections counted.
+        assert_eq!(k.hits(cpu, slot_of(c)), (3 + 3 * cap as u64 + 1, 1));
         // Not on `other`: refused (unless it is this CPU).
         if other != cpu {
             assert!(!k.push_bulk_owned(other, c, &batch));
             assert_eq!(k.pop_bulk_owned(other, c, &mut out), 0);
         }
-        // The outbox: taken whole, bottom first, then empty.
+        // The outbox: taken whole, oldest first, then empty.
         k.prepare(cpu, OUTBOX);
         let mut buf = [0usize; CAP_MAX];
         assert_eq!(k.take_here(OUTBOX, &mut buf), 0);

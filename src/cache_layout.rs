@@ -7,22 +7,42 @@
 use crate::size_class::NCLASSES;
 use core::sync::atomic::{AtomicIsize, AtomicU32, AtomicUsize};
 
-/// Chunks a class stack can hold. A stack is one 1 KiB block:
+/// Chunks a class stack can hold. Each class's stack is a ring of slots
+/// in a 2 KiB block (FIFO: malloc takes from the tail, free adds at the
+/// head), so that malloc and free each commit a word of their own. A
+/// malloc and the free that follows it then form no chain through memory
+/// (with one LIFO word, each pop waited for the push before it to commit,
+/// and that push for the free-map lookup of the chunk the pop before had
+/// returned: see docs/experiments.md). The block:
 ///
-/// * bytes 0-7, the head: the count (a u64 whose upper bits are 0). A push
-///   or pop commits it with one store. Only the count is carried from one
-///   section to the next: a pop's chunk comes from the slot the count
-///   names, a load that the next section does not wait for (a stack whose
-///   head held the top chunk, packed with the count, made every pop wait
-///   for the slot load of the one before it: see docs/experiments.md);
-/// * 8-11, the capacity (u32; 0 until the zone prepares the stack);
-/// * 16-23 and 24-31, the pop and push counts (u64), which the sections
-///   bump just before their commit: exact but for a restarted section,
-///   which counts twice;
-/// * 32-1023, the slots: slot i holds the (i + 1)-th chunk from the bottom.
+/// * bytes 0-7, the tail: pops so far (a u64 that only grows; the slot
+///   of the oldest chunk is `tail & mask`), committed by malloc's section;
+/// * 8-15, the head: pushes so far, committed by free's; `head - tail`
+///   chunks are cached;
+/// * 16-19, the capacity (u32; 0 until the zone prepares the stack, which
+///   refuses every push), at most `CAP_MAX`;
+/// * 20-23, the mask: the ring's slots less one (a power of two at least
+///   the capacity, so that a small class touches only the slots it uses);
+/// * 24-31 and 32-39, the chunks taken out and put in other than by malloc
+///   and free (refills, flushes, outbox drains; u64s), which those
+///   sections bump before their commit: the hits are `tail` and `head`
+///   less them (`cache::hits`), so malloc's and free's sections count
+///   nothing of their own;
+/// * 64 on, the slots.
 pub const CAP_MAX: usize = 124;
-pub const HEADER: usize = 32;
-pub const CLASS_STRIDE: usize = HEADER + CAP_MAX * 8;
+/// Slots of the largest ring.
+pub const RING_MAX: usize = CAP_MAX.next_power_of_two();
+pub const HEADER: usize = 64;
+pub const CLASS_STRIDE: usize = 2048;
+const _: () = assert!(HEADER + RING_MAX * 8 <= CLASS_STRIDE);
+/// Byte offsets of the header's fields (the sections spell them as
+/// numbers: the asserts tie the two).
+pub const TAIL_AT: usize = 0;
+pub const HEAD_AT: usize = 8;
+pub const CAP_AT: usize = 16;
+pub const MASK_AT: usize = 20;
+pub const BULK_POPS_AT: usize = 24;
+pub const BULK_PUSHES_AT: usize = 32;
 /// Stack slots per CPU block: a power of two, so that a slot index is
 /// bounded with one mask on the fast path. Slot 0 is the outbox, class c is
 /// slot c + 1 (`slot_of`), so that the free map's class field (class + 1)

@@ -311,24 +311,26 @@ fn free_slot(base: usize, page: usize) -> &'static AtomicU32 {
 }
 
 /// Free-map entry of page `k` of a slab of class `c` owned by zone `owner`:
-/// bits 0-7 the page's index in its slab, 10-15 the class + 1 (`m`), 16-31
+/// bits 0-7 the page's index in its slab, 11-16 the class + 1 (`m`), 17-31
 /// the owner. m = 0 (so the entry 0) means "not a page `free` may take
 /// chunks from without looking further". The class field sits at bit
 /// `FREE_CLASS_SHIFT` so that `entry & FREE_CLASS_MASK` is already the
 /// offset of the class's stack in a CPU's cache block (`cache::slot_of`:
-/// class c in slot c + 1, 1 KiB apart): `free` computes the address
+/// class c in slot c + 1, 2 KiB apart): `free` computes the address
 /// of the stack it pushes onto with one AND after the load, which is
 /// on the path from the pointer to the push.
 const fn free_entry(k: usize, c: usize, owner: usize) -> u32 {
-    (k | (c + 1) << FREE_CLASS_SHIFT | owner << 16) as u32
+    (k | (c + 1) << FREE_CLASS_SHIFT | owner << FREE_OWNER_SHIFT) as u32
 }
 /// Where the class field (class + 1) of a free-map entry starts.
-pub const FREE_CLASS_SHIFT: u32 = 10;
+pub const FREE_CLASS_SHIFT: u32 = 11;
+/// Where the owner field of a free-map entry starts (above the class field).
+pub const FREE_OWNER_SHIFT: u32 = FREE_CLASS_SHIFT + 6;
 /// The class field of a free-map entry, in place.
 pub const FREE_CLASS_MASK: usize = 63 << FREE_CLASS_SHIFT;
 const _: () = assert!(crate::size_class::NCLASSES < 63);
 const _: () = assert!(crate::size_class::MAX_SLAB_PAGES <= 256);
-const _: () = assert!(crate::cpu::MAX_ZONES <= 1 << 16);
+const _: () = assert!(crate::cpu::MAX_ZONES <= 1 << (32 - FREE_OWNER_SHIFT));
 
 /// The chunk check (`size_class::CHUNK_CHECK`) for a free-map class field
 /// in place (`FREE_CLASS_MASK`, also a cache stack's offset): the field
@@ -458,7 +460,7 @@ pub fn slab_fast(ptr: usize) -> Option<(usize, usize, usize)> {
     let page = (ptr - base) >> PAGE_SHIFT;
     let e = free_slot(base, page).load(Ordering::Acquire) as usize;
     let off = (ptr & (PAGE_SIZE - 1)) + ((e & 255) << PAGE_SHIFT);
-    Some((e & FREE_CLASS_MASK, e >> 16, off))
+    Some((e & FREE_CLASS_MASK, e >> FREE_OWNER_SHIFT, off))
 }
 
 /// The descriptor of the slab holding `ptr`, a chunk of a live slab (from

@@ -20,7 +20,8 @@
 
 use super::Caches;
 use crate::cache_layout::{
-    slot_of, CacheRoot, CAP_MAX, CLASS_SLOTS, CLASS_STRIDE, CPU_SHIFT, OUTBOX, ROOT,
+    slot_of, CacheRoot, BULK_POPS_AT, BULK_PUSHES_AT, CAP_AT, CAP_MAX, CLASS_SLOTS, CLASS_STRIDE,
+    CPU_SHIFT, HEADER, HEAD_AT, MASK_AT, OUTBOX, ROOT, TAIL_AT,
 };
 
 /// Where the sections find `ROOT.id_field` (an address operand, so that it
@@ -279,18 +280,23 @@ macro_rules! rseq_stack {
     };
 }
 
-/// The body of a pop (for `rseq_stack`): the count less one is committed in
-/// `{top}`, and `{ok}` = the chunk in the slot it names (the top chunk);
-/// leaves by 7 when the stack is empty. `$count` adds the instruction that
-/// counts it (or nothing).
+/// The body of a pop (for `rseq_stack`): `{ok}` = the chunk in the slot the
+/// tail names (the oldest), and the tail plus one is committed from
+/// `{top}`; leaves by 7 when the ring is empty (tail = head). `{k}` is only
+/// read. `$count` adds the instruction that counts it (or nothing). The
+/// header's fields are at the offsets of `cache_layout` (`TAIL_AT` 0,
+/// `HEAD_AT` 8, `MASK_AT` 20, `HEADER` 64: asserted below).
 macro_rules! pop_body {
     ($count:expr) => {
         concat!(
             "mov {top}, qword ptr [{q} + {k}]\n",
             "lea {q}, [{q} + {k}]\n",
-            "sub {top}, 1\n",
-            "jb 7f\n",
-            "mov {ok}, qword ptr [{q} + {top} * 8 + 32]\n",
+            "cmp {top}, qword ptr [{q} + 8]\n",
+            "je 7f\n",
+            "mov {ok:e}, {top:e}\n",
+            "and {ok:e}, dword ptr [{q} + 20]\n",
+            "mov {ok}, qword ptr [{q} + {ok} * 8 + 64]\n",
+            "add {top}, 1\n",
             $count,
             "mov qword ptr [{q}], {top}",
         )
@@ -298,23 +304,34 @@ macro_rules! pop_body {
 }
 
 /// The body of a push of `{p}` (for `rseq_stack`): `{p}` goes to the slot
-/// the count names and the count plus one is committed in `{ok}`, so
-/// `{ok}` is non-zero on success. Leaves by 7 when the stack is at its
-/// capacity. `$count` as in `pop_body`.
+/// the head names and the head plus one is committed from `{ok}`, so
+/// `{ok}` is non-zero on success. Leaves by 7 when the ring holds its
+/// capacity (`CAP_AT` 16; 0 until prepared). Clobbers `{k}`. `$count` as
+/// in `pop_body`.
 macro_rules! push_body {
     ($count:expr) => {
         concat!(
-            "mov {ok}, qword ptr [{q} + {k}]\n",
+            "mov {ok}, qword ptr [{q} + {k} + 8]\n",
             "lea {q}, [{q} + {k}]\n",
-            "cmp {ok:e}, dword ptr [{q} + 8]\n",
+            "mov {k}, {ok}\n",
+            "sub {k}, qword ptr [{q}]\n",
+            "cmp {k:e}, dword ptr [{q} + 16]\n",
             "jae 7f\n",
-            "mov qword ptr [{q} + {ok} * 8 + 32], {p}\n",
+            "mov {k:e}, {ok:e}\n",
+            "and {k:e}, dword ptr [{q} + 20]\n",
+            "mov qword ptr [{q} + {k} * 8 + 64], {p}\n",
             "add {ok}, 1\n",
             $count,
-            "mov qword ptr [{q}], {ok}",
+            "mov qword ptr [{q} + 8], {ok}",
         )
     };
 }
+
+const _: () = assert!(
+    TAIL_AT == 0 && HEAD_AT == 8 && CAP_AT == 16 && MASK_AT == 20,
+    "the sections spell the header's offsets as numbers"
+);
+const _: () = assert!(BULK_POPS_AT == 24 && BULK_PUSHES_AT == 32 && HEADER == 64);
 
 /// The sections of malloc's and free's hits. They read the caches' root
 /// themselves (address operands off one register), so that a caller holds
@@ -344,7 +361,7 @@ impl CacheRoot {
         unsafe {
             rseq_stack!(
                 root;
-                pop_body!("add qword ptr [{q} + 16], 1\n");
+                pop_body!("");
                 r = in(reg) self,
                 off = in(reg) self.off.load(core::sync::atomic::Ordering::Relaxed),
                 k = in(reg) coff,
@@ -380,7 +397,7 @@ impl CacheRoot {
         unsafe {
             rseq_stack!(
                 root_free;
-                push_body!("add qword ptr [{q} + 24], 1\n");
+                push_body!("");
                 r = in(reg) self,
                 off = in(reg) self.off.load(core::sync::atomic::Ordering::Relaxed),
                 owner = in(reg) owner,
@@ -416,7 +433,7 @@ impl Caches {
         unsafe {
             rseq_stack!(
                 owned;
-                push_body!("");
+                push_body!("add qword ptr [{q} + 32], 1\n");
                 off = in(reg) self.off,
                 owner = in(reg) owner,
                 bc = in(reg) bc,
@@ -440,7 +457,7 @@ impl Caches {
             unsafe {
                 rseq_stack!(
                     owned;
-                    pop_body!("");
+                    pop_body!("add qword ptr [{q} + 24], 1\n");
                     off = in(reg) self.off,
                     owner = in(reg) owner,
                     bc = in(reg) bc,
@@ -468,30 +485,36 @@ impl Caches {
         // SAFETY: the stack of CPU `owner` (< n, mapped), written only
         // after the section found itself on that CPU; the kernel restarts
         // the section if the thread leaves the CPU before the committing
-        // store of the new head. The new count is checked against the capacity (<= CAP_MAX)
-        // before any slot is written, so the copy stays inside the
-        // stack's slots; a restart redoes it, and slots written by an
-        // aborted attempt lie at or above the committed count. `buf` has
+        // store of the new head. The new count is checked against the
+        // capacity (<= CAP_MAX <= mask + 1) before any slot is written, and
+        // every slot index is masked, so the copy stays inside the ring and
+        // off its cached chunks; a restart redoes it, and slots written by
+        // an aborted attempt lie outside tail..head. `buf` has
         // `m` >= 1 readable words.
         unsafe {
             rseq_stack!(
                 owned;
-                "mov {top}, qword ptr [{q} + {k}]",
+                "mov {top}, qword ptr [{q} + {k} + 8]",
                 "lea {q}, [{q} + {k}]",
-                "lea {t}, [{top} + {m}]",
-                "cmp {t:e}, dword ptr [{q} + 8]",
+                "mov {t}, {top}",
+                "sub {t}, qword ptr [{q}]",
+                "add {t}, {m}",
+                "cmp {t:e}, dword ptr [{q} + 16]",
                 "ja 7f",
-                // buf[0..m] above the old top.
-                "lea {d}, [{q} + {top} * 8 + 32]",
+                // buf[0..m] into the slots from the head on.
                 "xor {i:e}, {i:e}",
                 "9:",
+                "lea {d}, [{top} + {i}]",
+                "and {d:e}, dword ptr [{q} + 20]",
                 "mov {ok}, qword ptr [{buf} + {i} * 8]",
-                "mov qword ptr [{d} + {i} * 8], {ok}",
+                "mov qword ptr [{q} + {d} * 8 + 64], {ok}",
                 "add {i:e}, 1",
                 "cmp {i}, {m}",
                 "jb 9b",
-                "mov {ok}, {t}",
-                "mov qword ptr [{q}], {t}";
+                "add {top}, {m}",
+                "mov {ok}, {top}",
+                "add qword ptr [{q} + 32], {m}",
+                "mov qword ptr [{q} + 8], {top}";
                 off = in(reg) self.off,
                 owner = in(reg) owner,
                 bc = in(reg) bc,
@@ -518,31 +541,32 @@ impl Caches {
         // SAFETY: the stack of CPU `owner` (< n, mapped), read and
         // committed only while the section runs on that CPU (a restart
         // if the thread leaves it before the committing store). It copies m = min(count, want) chunks into `buf`
-        // (ours, at least `want` words): the slots from count - 1 down to
-        // count - m, all below the count, so inside the stack. A restart
-        // redoes the copy; the one committing store (count - m) is last.
+        // (ours, at least `want` words): the slots of tail .. tail + m,
+        // masked, so inside the ring. A restart redoes the copy; the one
+        // committing store (the tail plus m) is last.
         unsafe {
             rseq_stack!(
                 owned;
                 "mov {top}, qword ptr [{q} + {k}]",
                 "lea {q}, [{q} + {k}]",
-                "mov {ok}, {want}",
-                "cmp {top}, {ok}",
-                "cmovb {ok}, {top}",
+                "mov {ok}, qword ptr [{q} + 8]",
+                "sub {ok}, {top}",
+                "cmp {ok}, {want}",
+                "cmova {ok}, {want}",
                 "test {ok}, {ok}",
                 "jz 7f",
-                // buf[i] = slot[count - 1 - i], i from 0 to m - 1.
-                "lea {d}, [{q} + {top} * 8 + 24]",
+                // buf[i] = the slot of tail + i, oldest first.
                 "xor {i:e}, {i:e}",
                 "9:",
-                "neg {i}",
-                "mov {k}, qword ptr [{d} + {i} * 8]",
-                "neg {i}",
-                "mov qword ptr [{buf} + {i} * 8], {k}",
+                "lea {d}, [{top} + {i}]",
+                "and {d:e}, dword ptr [{q} + 20]",
+                "mov {d}, qword ptr [{q} + {d} * 8 + 64]",
+                "mov qword ptr [{buf} + {i} * 8], {d}",
                 "add {i:e}, 1",
                 "cmp {i}, {ok}",
                 "jb 9b",
-                "sub {top}, {ok}",
+                "add {top}, {ok}",
+                "add qword ptr [{q} + 24], {ok}",
                 "mov qword ptr [{q}], {top}";
                 off = in(reg) self.off,
                 owner = in(reg) owner,
@@ -565,12 +589,12 @@ impl Caches {
         let ok: usize;
         // SAFETY: as in `pop`: the block of the CPU the section runs on
         // (`cpu < n`), whose head cannot change before the committing
-        // store without a restart; an aborted slot write lies at or above
-        // the count.
+        // store without a restart; an aborted slot write lies outside
+        // tail..head.
         unsafe {
             rseq_stack!(
                 here;
-                push_body!("");
+                push_body!("add qword ptr [{q} + 32], 1\n");
                 off = in(reg) self.off,
                 n = in(reg) self.n,
                 bc = in(reg) bc,
@@ -586,24 +610,34 @@ impl Caches {
         let bc = self.base + (slot % CLASS_SLOTS) * CLASS_STRIDE;
         let got: usize;
         // SAFETY: as in `pop`. The copy loop writes only `buf` (ours, at
-        // least CAP_MAX words, and the count <= CAP_MAX as every push checks
-        // the capacity); a restart redoes it. The one committing store
-        // empties the stack only after the whole copy.
+        // least CAP_MAX words; a count above CAP_MAX, which every push's
+        // capacity check rules out, fails the section); a restart redoes
+        // it. The one committing store empties the ring only after the
+        // whole copy.
         unsafe {
             rseq_stack!(
                 here;
                 "mov {top}, qword ptr [{q} + {k}]",
                 "lea {q}, [{q} + {k}]",
-                "test {top:e}, {top:e}",
+                "mov {ok}, qword ptr [{q} + 8]",
+                "sub {ok}, {top}",
                 "jz 7f",
-                "xor {ok:e}, {ok:e}",
+                "cmp {ok}, {cap}",
+                "ja 7f",
+                "xor {i:e}, {i:e}",
                 "9:",
-                "mov {t}, qword ptr [{q} + {ok} * 8 + 32]",
-                "mov qword ptr [{buf} + {ok} * 8], {t}",
-                "add {ok:e}, 1",
-                "cmp {ok:e}, {top:e}",
+                "lea {t}, [{top} + {i}]",
+                "and {t:e}, dword ptr [{q} + 20]",
+                "mov {t}, qword ptr [{q} + {t} * 8 + 64]",
+                "mov qword ptr [{buf} + {i} * 8], {t}",
+                "add {i:e}, 1",
+                "cmp {i}, {ok}",
                 "jb 9b",
-                "mov qword ptr [{q}], 0";
+                "add {top}, {ok}",
+                "add qword ptr [{q} + 24], {ok}",
+                "mov qword ptr [{q}], {top}";
+                cap = const CAP_MAX,
+                i = out(reg) _,
                 off = in(reg) self.off,
                 n = in(reg) self.n,
                 bc = in(reg) bc,

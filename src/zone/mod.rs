@@ -477,12 +477,11 @@ impl Locked {
                 }
             }
         }
-        // The stack pops its last chunk first: push the batch in reverse,
-        // so that successive mallocs get ascending addresses, as a slab
-        // carves them (a program that walks its objects in the order it
-        // made them, such as CPython's collector, then walks memory
-        // forwards: PYTHONMALLOC=malloc ran 1.35x faster, docs/experiments.md).
-        order[..k].reverse();
+        // The ring pops its oldest chunk first: in this order, successive
+        // mallocs get ascending addresses, as a slab carves them (a program
+        // that walks its objects in the order it made them, such as
+        // CPython's collector, then walks memory forwards: PYTHONMALLOC=malloc
+        // ran 1.35x faster, docs/experiments.md).
         if k > 0 && !cache::push_bulk(self.idx, c, &order[..k]) {
             // The thread left this zone's CPU: they go back.
             for &q in &order[..k] {
