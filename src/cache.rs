@@ -309,6 +309,19 @@ pub fn hits(c: usize) -> (u64, u64) {
     })
 }
 
+/// Chunks that ever entered or left CPU `owner`'s class `c` stack (twice
+/// its tail plus its count): unchanged while nothing touched it. Racy
+/// unless the caller runs on that CPU; 0 if it has no stack.
+pub fn moves(owner: usize, c: usize) -> u64 {
+    state().map_or(0, |k| {
+        if owner >= k.n as usize {
+            return 0;
+        }
+        let (tail, n, _, _) = k.view(owner, slot_of(c));
+        tail.wrapping_mul(2).wrapping_add(n as u64)
+    })
+}
+
 /// Address space of the cache blocks (0 while the cache is off).
 pub fn reserved_bytes() -> usize {
     state().map_or(0, |k| k.n as usize * CPU_STRIDE)

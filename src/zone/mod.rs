@@ -71,6 +71,13 @@ struct ClassZone {
     /// it has one (a plain word: every field of a zone starts as zeros, so
     /// that the 256 zones stay in .bss, not in the library's data).
     stash_arr: usize,
+    /// A malloc or a flush of this class reached the zone since the zone
+    /// last took a new slab: `new_slab` leaves the empty slabs of such a
+    /// class alone.
+    busy: bool,
+    /// `cache::moves` of this CPU's class stack when the zone last took a
+    /// new slab: unchanged, the stack was idle too.
+    moves: u64,
 }
 
 /// A refill moves a page's worth of chunks, doubling with each refill until
@@ -134,6 +141,8 @@ impl Zone {
                     fills: 0,
                     stash_low: 0,
                     stash_arr: 0,
+                    busy: false,
+                    moves: 0,
                 }; NCLASSES],
                 refills: 0,
             }),

@@ -115,8 +115,26 @@ impl Locked {
     /// Reclaims the cached empty slabs of every class, and the current slabs
     /// that are empty (reclaimer, malloc_trim).
     pub fn release_empties(&self) {
-        for c in 0..NCLASSES {
+        self.release_empties_but(NCLASSES, true);
+    }
+
+    /// `release_empties` for the classes idle since the last call: no
+    /// malloc or flush reached the zone, and no chunk entered or left this
+    /// CPU's stack (all of them for `release_empties`, which passes `all`);
+    /// never for `keep`.
+    fn release_empties_but(&self, keep: usize, all: bool) {
+        for c in (0..NCLASSES).filter(|&c| c != keep) {
             let cz = self.cz(c);
+            let moves = cache::moves(self.idx, c);
+            // SAFETY: lock held; short accesses to this class's fields.
+            let busy = unsafe {
+                let busy = core::mem::take(&mut (*cz).busy) || moves != (*cz).moves;
+                (*cz).moves = moves;
+                busy
+            };
+            if busy && !all {
+                continue;
+            }
             // SAFETY: lock held; slabs on our lists are ours.
             unsafe {
                 if !(*cz).empty.is_null() {
@@ -249,6 +267,13 @@ impl Locked {
             for k in 0..NCLASSES {
                 self.trim_stash(k);
             }
+            // And the empty slabs (the cached one, an empty current one) of
+            // the classes idle since the last new slab go back to the page
+            // runs, where this one takes their pages, already resident,
+            // instead of new ones: each class kept up to two empty slabs
+            // (glibc_simple, one size after the other: peak RSS 6.5 -> 5.7
+            // MiB). A class in use keeps its own.
+            self.release_empties_but(c, false);
             let Some(r) = RUNS.alloc(
                 size_class::SLAB_PAGES[c] as usize,
                 size_class::slab_align_pages(c),

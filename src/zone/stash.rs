@@ -90,6 +90,8 @@ impl Locked {
     /// else one from the slabs.
     #[inline(always)]
     pub fn take(&self, c: usize) -> *mut u8 {
+        // SAFETY: lock held; a short access to this class's fields.
+        unsafe { (*self.cz(c)).busy = true };
         if let Some((a, n)) = self.stash_view(c) {
             if n > 0 {
                 // SAFETY: slot n - 1 < SLOTS of the array holds a
@@ -138,6 +140,7 @@ impl Locked {
         // SAFETY: the caller upholds the contract in `# Safety` above.
         unsafe {
             let c = c % NCLASSES;
+            (*self.cz(c)).busy = true;
             // `p` (see the contract) is a free chunk of one of our slabs.
             self.free_local(slab_of(p), p);
             let b = cache::batch(c).min(cache::BATCH_MAX);
