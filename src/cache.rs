@@ -370,7 +370,7 @@ pub fn outbox_take(buf: &mut [usize; CAP_MAX]) -> usize {
 }
 
 impl Caches {
-    /// Stack `slot` of CPU `cpu` (head word, capacity, counts, slots: see
+    /// Stack `slot` of CPU `cpu` (tail, head, capacity, mask, counts, slots: see
     /// `CAP_MAX`).
     #[inline(always)]
     fn stack(&self, cpu: usize, slot: usize) -> usize {
