@@ -461,10 +461,12 @@ impl Locked {
         let c = c % NCLASSES;
         cache::prepare(self.idx, c);
         let want = self.fill_batch(c).saturating_sub(1).min(cache::BATCH_MAX);
-        let mut got = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
         if self.unstash(c, want) {
             return;
         }
+        // (After the stash: the arrays cost a memset each, 5 % of a loop
+        // whose 1 KiB chunks went through the stash eight at a time.)
+        let mut got = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
         let mut n = 0;
         // Iterators, not indexing: no bounds check, so no panic path.
         for slot in got.iter_mut().take(want) {
@@ -476,6 +478,10 @@ impl Locked {
             n += 1;
         }
         let stride = CACHE_LINE.div_ceil(size_class::class_size(c)).max(1);
+        if stride == 1 {
+            self.push_refill(c, &got[..n]);
+            return;
+        }
         let mut order = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
         let mut k = 0;
         for r in 0..stride {
@@ -486,14 +492,19 @@ impl Locked {
                 }
             }
         }
+        self.push_refill(c, &order[..k]);
+    }
+
+    /// Pushes a refill's chunks (`fill_cache`), oldest first.
+    fn push_refill(&self, c: usize, order: &[*mut u8]) {
         // The ring pops its oldest chunk first: in this order, successive
         // mallocs get ascending addresses, as a slab carves them (a program
         // that walks its objects in the order it made them, such as
         // CPython's collector, then walks memory forwards: PYTHONMALLOC=malloc
         // ran 1.35x faster, docs/experiments.md).
-        if k > 0 && !cache::push_bulk(self.idx, c, &order[..k]) {
+        if !order.is_empty() && !cache::push_bulk(self.idx, c, order) {
             // The thread left this zone's CPU: they go back.
-            for &q in &order[..k] {
+            for &q in order {
                 // SAFETY: `q` is a chunk we just allocated from our own slab
                 // and did not push.
                 unsafe { self.free_local(slab_of(q), q) };
