@@ -250,7 +250,8 @@ pub const MAX_CARRY: usize = 64;
 pub const CARRY_SPAN: usize = 16 << 16;
 
 /// Bytes of a batch node before its entries: the link, the free mark, and
-/// the count (a `u16`). The entries are `u16`s after it, each the carried
+/// a `u16` with the count (bits 0-6) and a 9-bit check of the entries
+/// (bits 7-15, `batch_verify`). The entries are `u16`s after it, each the carried
 /// chunk's offset from the slab's first chunk in 16-byte units, so that a
 /// 32-byte chunk carries 7 chunks and a 64-byte one 23 (with 8-byte
 /// addresses: 1 and 5). Every node of a chain is a cache miss for the owner
@@ -290,8 +291,10 @@ pub unsafe fn batch_len(node: *mut u8) -> usize {
 pub unsafe fn batch_add(node: *mut u8, k: usize, q: *mut u8, base: usize) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
-        set_entry(node, k, encode(node, base, q));
-        set_count(node, k + 1);
+        let e = encode(node, base, q);
+        set_entry(node, k, e);
+        let chk = if k == 0 { 0 } else { check(node) };
+        set_header(node, k + 1, chk ^ entry_hash(e));
         if k == 0 {
             set_link(node, link_word(node) | BATCH);
         }
@@ -319,11 +322,36 @@ pub unsafe fn batch_entry(node: *mut u8, i: usize, base: usize) -> *mut u8 {
 pub unsafe fn batch_truncate(node: *mut u8, k: usize) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
-        set_count(node, k);
+        let chk = (0..k).fold(0, |h, i| h ^ entry_hash(entry(node, i)));
+        set_header(node, k, chk);
         if k == 0 {
             set_link(node, link_word(node) & !BATCH);
         }
     }
+}
+
+/// True if the entries of `node` (its count in range, checked by the
+/// caller) match the check its header holds: a stray write into a node's
+/// entries or count is reported rather than handed out (an entry alone
+/// is only 16 bits, and most values of it name a chunk of the slab).
+///
+/// # Safety
+/// `node` is a node with the `BATCH` flag of a free list the caller owns,
+/// its count at most the class's `batch_cap`.
+#[inline(always)]
+pub unsafe fn batch_verify(node: *mut u8) -> bool {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let k = count(node);
+        cfg!(loom) || (0..k).fold(0, |h, i| h ^ entry_hash(entry(node, i))) == check(node)
+    }
+}
+
+/// An entry's share of its node's check (XORed together): 9 bits, each a
+/// function of every bit of the entry.
+#[inline(always)]
+fn entry_hash(e: usize) -> usize {
+    ((e as u32).wrapping_mul(0x9e37_79b1) >> 23) as usize & 0x1ff
 }
 
 /// Takes the last chunk that `node` carries (it carries at least one),
@@ -338,9 +366,12 @@ pub unsafe fn batch_take(node: *mut u8, base: usize) -> *mut u8 {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
         let k = count(node) - 1;
-        let q = batch_entry(node, k, base);
-        batch_truncate(node, k);
-        q
+        let e = entry(node, k);
+        set_header(node, k, check(node) ^ entry_hash(e));
+        if k == 0 {
+            set_link(node, link_word(node) & !BATCH);
+        }
+        decode(node, base, e)
     }
 }
 
@@ -376,7 +407,7 @@ fn decode(node: *mut u8, base: usize, e: usize) -> *mut u8 {
     (base + (((e ^ (node as usize >> 12)) & 0xffff) << 4)) as *mut u8
 }
 
-/// The count of a batch node (a `u16` at byte 16).
+/// The count of a batch node (bits 0-6 of the `u16` at byte 16).
 ///
 /// # Safety
 /// `node` is a chunk the caller owns, at least 18 bytes long.
@@ -384,18 +415,30 @@ fn decode(node: *mut u8, base: usize, e: usize) -> *mut u8 {
 #[inline(always)]
 unsafe fn count(node: *mut u8) -> usize {
     // SAFETY: the caller upholds the contract in `# Safety` above.
-    unsafe { usize::from(*(node.add(16) as *const u16)) }
+    unsafe { usize::from(*(node.add(16) as *const u16)) & 0x7f }
 }
 
-/// Writes the count of a batch node (see `count`); `k` <= `MAX_CARRY`.
+/// The check of a batch node's entries (bits 7-15 of that `u16`).
 ///
 /// # Safety
 /// As `count`.
 #[cfg(not(loom))]
 #[inline(always)]
-unsafe fn set_count(node: *mut u8, k: usize) {
+unsafe fn check(node: *mut u8) -> usize {
     // SAFETY: the caller upholds the contract in `# Safety` above.
-    unsafe { *(node.add(16) as *mut u16) = k as u16 }
+    unsafe { usize::from(*(node.add(16) as *const u16)) >> 7 }
+}
+
+/// Writes the count `k` (<= `MAX_CARRY`) and the check `chk` (9 bits) of a
+/// batch node.
+///
+/// # Safety
+/// As `count`.
+#[cfg(not(loom))]
+#[inline(always)]
+unsafe fn set_header(node: *mut u8, k: usize, chk: usize) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe { *(node.add(16) as *mut u16) = (k | chk << 7) as u16 }
 }
 
 /// Entry `i` of a batch node (a `u16` at byte 18 + 2i).
@@ -516,15 +559,24 @@ unsafe fn count(node: *mut u8) -> usize {
     unsafe { (*(node as *const Chunk)).1[1].with(|p| *p) }
 }
 
-/// The model's `set_count`.
+/// The model's `set_header`: the count only (the model keeps no check).
 ///
 /// # Safety
 /// As `count`.
 #[cfg(loom)]
 #[track_caller]
-unsafe fn set_count(node: *mut u8, k: usize) {
+unsafe fn set_header(node: *mut u8, k: usize, _chk: usize) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe { (*(node as *const Chunk)).1[1].with_mut(|p| *p = k) };
+}
+
+/// The model's `check`: none.
+///
+/// # Safety
+/// As `count`.
+#[cfg(loom)]
+unsafe fn check(_node: *mut u8) -> usize {
+    0
 }
 
 /// The model's `entry`: words 3 and 4 of the `Chunk`.
@@ -691,6 +743,14 @@ mod tests {
             // Corrupt counts: more than the class carries, or zero.
             set_link(c[5], 0);
             batch_add(c[5], 0, c[6], base);
+            batch_add(c[5], 1, c[7], base);
+            assert!(batch_verify(c[5]));
+            batch_truncate(c[5], 1);
+            assert!(batch_verify(c[5]) && batch_entry(c[5], 0, base) == c[6]);
+            // A stray write into an entry no longer matches the check.
+            *(c[5].add(18) as *mut u16) ^= 1;
+            assert!(!batch_verify(c[5]));
+            *(c[5].add(18) as *mut u16) ^= 1;
             assert_eq!(absorb(dp, c[5], 100, 0), None);
             *(c[5] as *mut usize).add(2) = 0;
             assert_eq!(absorb(dp, c[5], 100, 23), None);

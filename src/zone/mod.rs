@@ -526,7 +526,7 @@ impl Locked {
                 let w = slab::link_word(f);
                 if w & slab::BATCH != 0 {
                     let k = slab::batch_len(f);
-                    if !(1..=slab::MAX_CARRY).contains(&k) {
+                    if !(1..=slab::MAX_CARRY).contains(&k) || !slab::batch_verify(f) {
                         corrupt_node(f);
                     }
                     let m = k.min(out.len() - n);

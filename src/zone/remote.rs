@@ -20,7 +20,7 @@ const _: () = assert!(size_class::MAX_SLAB_PAGES * PAGE_SIZE <= slab::CARRY_SPAN
 pub(super) unsafe fn carried(s: *mut Desc, f: *mut u8) -> *mut u8 {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
-        if !(1..=slab::MAX_CARRY).contains(&slab::batch_len(f)) {
+        if !(1..=slab::MAX_CARRY).contains(&slab::batch_len(f)) || !slab::batch_verify(f) {
             corrupt_node(f);
         }
         let base = slab_base(s);
