@@ -225,9 +225,11 @@ static void case_double_carried(void)
 }
 
 /* Use after free into a batch node: as above, b is carried by a's node;
- * the program then overwrites a's third and fourth words (the count and
- * b's address). Mallocs of the class reach the node: the forged address
- * lies outside the slab and must be reported, not handed out. Without rseq
+ * the program then overwrites a's third word (the node's count and check,
+ * then the 16-bit offsets it carries, b's first). Mallocs of the class
+ * reach the node: its entries no longer match its check (a forged offset
+ * alone would most often name another chunk of the slab), which must be
+ * reported, not handed out. Without rseq
  * there is no outbox and no node (a plain link, whose words 2-3 are
  * ignored): the child exits 0, which is right only then. */
 static void case_write_into_node(void)
@@ -235,7 +237,7 @@ static void case_write_into_node(void)
     char *a, *b, *keep;
     alloc_free_two_remotely(&a, &b, &keep);
     report(a);
-    ((volatile uintptr_t *)OPAQUE(a))[3] = 0x4141414141414140u;
+    ((volatile uintptr_t *)OPAQUE(a))[2] = 0x4141414141414140u;
     for (int i = 0; i < 2000; i++) {
         char *q = OPAQUE(malloc(200));
         if (!q) _exit(3);

@@ -105,7 +105,7 @@ pub unsafe fn check_double_free(d: *mut Desc, p: *mut u8) {
             let mut q = head;
             let mut k = 0;
             while !q.is_null() && k <= cap {
-                if q == p || crate::slab::batch_contains(q, p) {
+                if q == p || crate::slab::batch_contains(q, p, zone::slab_base(d)) {
                     crate::fmt::fatal_pointer("free", p, "double free");
                 }
                 q = crate::slab::link(q);

@@ -24,8 +24,9 @@
 //!
 //! A node of a free list (local or remote) is a chunk whose first word is the
 //! link. In a class whose chunks have room (`batch_cap`), a node may also
-//! *carry* other chunks of its slab: the link's `BATCH` flag says so, the
-//! third word holds how many, and the words after it their addresses. An
+//! *carry* other chunks of its slab: the link's `BATCH` flag says so, a
+//! `u16` after the free mark holds how many, and the `u16`s after it their
+//! offsets in the slab (16-byte units). An
 //! outbox flush builds such nodes, so the owner that collects the list, and
 //! the refill that moves the chunks into its per-CPU cache, read one node per
 //! batch instead of every chunk: the carried chunks stay untouched (in the
@@ -239,15 +240,29 @@ pub unsafe fn absorb(d: *mut Desc, list: *mut u8, max: usize, carry: usize) -> O
 
 /// Flag in a decoded link word: the node carries a batch of chunks.
 pub const BATCH: usize = 8;
-/// Words of a batch node before its addresses: link, free mark, count.
-const BATCH_HEAD_WORDS: usize = 3;
 
-/// Most chunks one node carries: an outbox holds fewer chunks than this.
+/// Most chunks one node carries (its count is a `u16`).
 pub const MAX_CARRY: usize = 64;
+
+/// Bytes a batch node's chunks may lie from its slab's first chunk: an
+/// entry is a 16-byte unit index in a `u16` (`zone` asserts that every slab
+/// fits).
+pub const CARRY_SPAN: usize = 16 << 16;
+
+/// Bytes of a batch node before its entries: the link, the free mark, and
+/// a `u16` with the count (bits 0-6) and a 9-bit check of the entries
+/// (bits 7-15, `batch_verify`). The entries are `u16`s after it, each the carried
+/// chunk's offset from the slab's first chunk in 16-byte units, so that a
+/// 32-byte chunk carries 7 chunks and a 64-byte one 23 (with 8-byte
+/// addresses: 1 and 5). Every node of a chain is a cache miss for the owner
+/// that takes the list (a line the freeing CPU wrote, and each address
+/// known only once the node before it is read); what a node carries is not
+/// read until a malloc hands it out.
+const BATCH_HEAD_BYTES: usize = 18;
 
 /// How many chunks a node of `size`-byte chunks can carry.
 pub const fn batch_cap(size: usize) -> usize {
-    let n = (size / 8).saturating_sub(BATCH_HEAD_WORDS);
+    let n = size.saturating_sub(BATCH_HEAD_BYTES) / 2;
     if n < MAX_CARRY {
         n
     } else {
@@ -262,29 +277,81 @@ pub const fn batch_cap(size: usize) -> usize {
 #[inline(always)]
 pub unsafe fn batch_len(node: *mut u8) -> usize {
     // SAFETY: the caller upholds the contract in `# Safety` above.
-    unsafe { word(node, 2) }
+    unsafe { count(node) }
 }
 
 /// Makes `node` (a node whose link word is written, carrying `k` chunks,
-/// `k < batch_cap`) carry `q` as well.
+/// `k < batch_cap`) carry `q` as well. `base` is the first chunk of their
+/// slab.
 ///
 /// # Safety
-/// The caller owns `node` and `q`, chunks of one slab whose class has
-/// `batch_cap` > `k`.
+/// The caller owns `node` and `q`, chunks of the slab at `base` whose class
+/// has `batch_cap` > `k`.
 #[inline(always)]
-pub unsafe fn batch_add(node: *mut u8, k: usize, q: *mut u8) {
+pub unsafe fn batch_add(node: *mut u8, k: usize, q: *mut u8, base: usize) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
-        set_word(
-            node,
-            BATCH_HEAD_WORDS + k,
-            q as usize ^ (node as usize >> 12),
-        );
-        set_word(node, 2, k + 1);
+        let e = encode(node, base, q);
+        set_entry(node, k, e);
+        let chk = if k == 0 { 0 } else { check(node) };
+        set_header(node, k + 1, chk ^ entry_hash(e));
         if k == 0 {
             set_link(node, link_word(node) | BATCH);
         }
     }
+}
+
+/// The `i`-th chunk `node` carries (`i` below its count), decoded; the
+/// caller checks that it lies in the slab at `base`.
+///
+/// # Safety
+/// `node` is a node with the `BATCH` flag of a free list the caller owns.
+#[inline(always)]
+pub unsafe fn batch_entry(node: *mut u8, i: usize, base: usize) -> *mut u8 {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe { decode(node, base, entry(node, i)) }
+}
+
+/// Sets the count of chunks `node` carries to `k` (fewer than it did: the
+/// caller took the ones above `k`), clearing the `BATCH` flag when none is
+/// left.
+///
+/// # Safety
+/// `node` is a node with the `BATCH` flag of a free list the caller owns.
+#[inline(always)]
+pub unsafe fn batch_truncate(node: *mut u8, k: usize) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let chk = (0..k).fold(0, |h, i| h ^ entry_hash(entry(node, i)));
+        set_header(node, k, chk);
+        if k == 0 {
+            set_link(node, link_word(node) & !BATCH);
+        }
+    }
+}
+
+/// True if the entries of `node` (its count in range, checked by the
+/// caller) match the check its header holds: a stray write into a node's
+/// entries or count is reported rather than handed out (an entry alone
+/// is only 16 bits, and most values of it name a chunk of the slab).
+///
+/// # Safety
+/// `node` is a node with the `BATCH` flag of a free list the caller owns,
+/// its count at most the class's `batch_cap`.
+#[inline(always)]
+pub unsafe fn batch_verify(node: *mut u8) -> bool {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let k = count(node);
+        cfg!(loom) || (0..k).fold(0, |h, i| h ^ entry_hash(entry(node, i))) == check(node)
+    }
+}
+
+/// An entry's share of its node's check (XORed together): 9 bits, each a
+/// function of every bit of the entry.
+#[inline(always)]
+fn entry_hash(e: usize) -> usize {
+    ((e as u32).wrapping_mul(0x9e37_79b1) >> 23) as usize & 0x1ff
 }
 
 /// Takes the last chunk that `node` carries (it carries at least one),
@@ -292,58 +359,108 @@ pub unsafe fn batch_add(node: *mut u8, k: usize, q: *mut u8) {
 /// decoded like a link; the caller checks that it lies in the slab.
 ///
 /// # Safety
-/// `node` is a node with the `BATCH` flag of a free list the caller owns.
+/// `node` is a node with the `BATCH` flag of a free list the caller owns;
+/// `base` is its slab's first chunk.
 #[inline(always)]
-pub unsafe fn batch_take(node: *mut u8) -> *mut u8 {
+pub unsafe fn batch_take(node: *mut u8, base: usize) -> *mut u8 {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
-        let k = word(node, 2) - 1;
-        let q = word(node, BATCH_HEAD_WORDS + k) ^ (node as usize >> 12);
-        set_word(node, 2, k);
+        let k = count(node) - 1;
+        let e = entry(node, k);
+        set_header(node, k, check(node) ^ entry_hash(e));
         if k == 0 {
             set_link(node, link_word(node) & !BATCH);
         }
-        q as *mut u8
+        decode(node, base, e)
     }
 }
 
 /// The chunks `node` carries, for a scan (the double-free check).
 ///
 /// # Safety
-/// `node` is a node of a free list that cannot change under the caller.
-pub unsafe fn batch_contains(node: *mut u8, p: *mut u8) -> bool {
+/// `node` is a node of a free list that cannot change under the caller, of
+/// the slab whose first chunk is `base`.
+pub unsafe fn batch_contains(node: *mut u8, p: *mut u8, base: usize) -> bool {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
         if link_word(node) & BATCH == 0 {
             return false;
         }
         let k = batch_len(node).min(MAX_CARRY);
-        (0..k).any(|i| word(node, BATCH_HEAD_WORDS + i) ^ (node as usize >> 12) == p as usize)
+        (0..k).any(|i| batch_entry(node, i, base) == p)
     }
 }
 
-/// Word `i` (2 and up: a batch node's count and addresses) of a free chunk.
-///
-/// # Safety
-/// `node` is a chunk the caller owns, more than `i` words long.
+/// An entry: `q`'s offset from `base` in 16-byte units, mixed with the
+/// node's address as the links are (a stray write decodes to another
+/// offset, which the caller's bounds check may catch).
 #[cfg(not(loom))]
 #[inline(always)]
-unsafe fn word(node: *mut u8, i: usize) -> usize {
-    // SAFETY: the caller upholds the contract in `# Safety` above.
-    unsafe { *(node as *const usize).add(i) }
+fn encode(node: *mut u8, base: usize, q: *mut u8) -> usize {
+    ((q as usize).wrapping_sub(base) >> 4) ^ ((node as usize >> 12) & 0xffff)
 }
 
-/// Writes word `i` of a free chunk (see `word`).
-///
-/// # Safety
-/// As `word`.
+/// The chunk an entry names.
 #[cfg(not(loom))]
 #[inline(always)]
-unsafe fn set_word(node: *mut u8, i: usize, v: usize) {
+fn decode(node: *mut u8, base: usize, e: usize) -> *mut u8 {
+    (base + (((e ^ (node as usize >> 12)) & 0xffff) << 4)) as *mut u8
+}
+
+/// The count of a batch node (bits 0-6 of the `u16` at byte 16).
+///
+/// # Safety
+/// `node` is a chunk the caller owns, at least 18 bytes long.
+#[cfg(not(loom))]
+#[inline(always)]
+unsafe fn count(node: *mut u8) -> usize {
     // SAFETY: the caller upholds the contract in `# Safety` above.
-    unsafe {
-        *(node as *mut usize).add(i) = v;
-    }
+    unsafe { usize::from(*(node.add(16) as *const u16)) & 0x7f }
+}
+
+/// The check of a batch node's entries (bits 7-15 of that `u16`).
+///
+/// # Safety
+/// As `count`.
+#[cfg(not(loom))]
+#[inline(always)]
+unsafe fn check(node: *mut u8) -> usize {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe { usize::from(*(node.add(16) as *const u16)) >> 7 }
+}
+
+/// Writes the count `k` (<= `MAX_CARRY`) and the check `chk` (9 bits) of a
+/// batch node.
+///
+/// # Safety
+/// As `count`.
+#[cfg(not(loom))]
+#[inline(always)]
+unsafe fn set_header(node: *mut u8, k: usize, chk: usize) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe { *(node.add(16) as *mut u16) = (k | chk << 7) as u16 }
+}
+
+/// Entry `i` of a batch node (a `u16` at byte 18 + 2i).
+///
+/// # Safety
+/// `node` is a chunk the caller owns, longer than 18 + 2i bytes.
+#[cfg(not(loom))]
+#[inline(always)]
+unsafe fn entry(node: *mut u8, i: usize) -> usize {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe { usize::from(*(node.add(BATCH_HEAD_BYTES + 2 * i) as *const u16)) }
+}
+
+/// Writes entry `i` of a batch node (see `entry`); `e` fits 16 bits.
+///
+/// # Safety
+/// As `entry`.
+#[cfg(not(loom))]
+#[inline(always)]
+unsafe fn set_entry(node: *mut u8, i: usize, e: usize) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe { *(node.add(BATCH_HEAD_BYTES + 2 * i) as *mut u16) = e as u16 }
 }
 
 /// Writes the link word (the first word) of a free chunk, encoded as glibc's
@@ -418,26 +535,70 @@ impl Chunk {
     }
 }
 
-/// The model's `word`.
-///
-/// # Safety
-/// `node` is a model `Chunk`, and `i` is 1 to its word count.
+/// The model's entry: the offset from `base`, whole (the model's chunks
+/// are separate allocations).
 #[cfg(loom)]
-#[track_caller]
-unsafe fn word(node: *mut u8, i: usize) -> usize {
-    // SAFETY: the caller upholds the contract in `# Safety` above.
-    unsafe { (*(node as *const Chunk)).1[i - 1].with(|p| *p) }
+fn encode(_node: *mut u8, base: usize, q: *mut u8) -> usize {
+    (q as usize).wrapping_sub(base)
 }
 
-/// The model's `set_word`.
+/// The model's `decode`.
+#[cfg(loom)]
+fn decode(_node: *mut u8, base: usize, e: usize) -> *mut u8 {
+    base.wrapping_add(e) as *mut u8
+}
+
+/// The model's `count`: word 2 of the `Chunk`.
 ///
 /// # Safety
-/// As `word`.
+/// `node` is a model `Chunk`.
 #[cfg(loom)]
 #[track_caller]
-unsafe fn set_word(node: *mut u8, i: usize, v: usize) {
+unsafe fn count(node: *mut u8) -> usize {
     // SAFETY: the caller upholds the contract in `# Safety` above.
-    unsafe { (*(node as *const Chunk)).1[i - 1].with_mut(|p| *p = v) };
+    unsafe { (*(node as *const Chunk)).1[1].with(|p| *p) }
+}
+
+/// The model's `set_header`: the count only (the model keeps no check).
+///
+/// # Safety
+/// As `count`.
+#[cfg(loom)]
+#[track_caller]
+unsafe fn set_header(node: *mut u8, k: usize, _chk: usize) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe { (*(node as *const Chunk)).1[1].with_mut(|p| *p = k) };
+}
+
+/// The model's `check`: none.
+///
+/// # Safety
+/// As `count`.
+#[cfg(loom)]
+unsafe fn check(_node: *mut u8) -> usize {
+    0
+}
+
+/// The model's `entry`: words 3 and 4 of the `Chunk`.
+///
+/// # Safety
+/// `node` is a model `Chunk`, `i` < 2.
+#[cfg(loom)]
+#[track_caller]
+unsafe fn entry(node: *mut u8, i: usize) -> usize {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe { (*(node as *const Chunk)).1[2 + i].with(|p| *p) }
+}
+
+/// The model's `set_entry`.
+///
+/// # Safety
+/// As `entry`.
+#[cfg(loom)]
+#[track_caller]
+unsafe fn set_entry(node: *mut u8, i: usize, e: usize) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe { (*(node as *const Chunk)).1[2 + i].with_mut(|p| *p = e) };
 }
 
 /// The model's `set_link`.
@@ -535,7 +696,7 @@ mod tests {
         }
     }
 
-    /// A list of two batch nodes (64-byte chunks: 5 carried each at most)
+    /// A list of two batch nodes (64-byte chunks: 23 carried each at most)
     /// goes through a remote push and `absorb`: the count includes the
     /// carried chunks, the tail keeps its flag, and `batch_take` hands the
     /// carried chunks back, last first, then clears the flag. A node that
@@ -546,7 +707,8 @@ mod tests {
         #[repr(C, align(64))]
         struct C64([u64; 8]);
         assert_eq!(batch_cap(16), 0);
-        assert_eq!(batch_cap(64), 5);
+        assert_eq!(batch_cap(32), 7);
+        assert_eq!(batch_cap(64), 23);
         assert_eq!(batch_cap(16384), MAX_CARRY);
         let d = new_desc();
         let dp = &*d as *const Desc as *mut Desc;
@@ -555,34 +717,43 @@ mod tests {
             .iter_mut()
             .map(|m| m.0.as_mut_ptr() as *mut u8)
             .collect();
+        let base = c[0] as usize;
         unsafe {
             // Tail node c[0] carries c[1], c[2]; head node c[3] carries c[4].
             set_link(c[0], 0);
-            batch_add(c[0], 0, c[1]);
-            batch_add(c[0], 1, c[2]);
+            batch_add(c[0], 0, c[1], base);
+            batch_add(c[0], 1, c[2], base);
             set_link(c[3], c[0] as usize);
-            batch_add(c[3], 0, c[4]);
+            batch_add(c[3], 0, c[4], base);
             assert_eq!(link(c[3]), c[0]);
-            assert!(batch_contains(c[0], c[2]) && !batch_contains(c[0], c[4]));
+            assert!(batch_contains(c[0], c[2], base) && !batch_contains(c[0], c[4], base));
             assert!(matches!(remote_push_list(dp, c[3], c[0], 4), Pushed::Quiet));
             let l = take_remote(dp);
             assert_eq!(l, c[3]);
-            assert_eq!(absorb(dp, l, 5, 5), Some(5));
+            assert_eq!(absorb(dp, l, 5, 23), Some(5));
             assert!(take_remote(dp).is_null());
             assert_eq!(link_word(c[0]) & BATCH, BATCH, "the tail keeps its flag");
             assert_eq!(batch_len(c[0]), 2);
-            assert_eq!(batch_take(c[3]), c[4]);
+            assert_eq!(batch_take(c[3], base), c[4]);
             assert_eq!(link_word(c[3]) & BATCH, 0);
             assert_eq!(link(c[3]), c[0]);
-            assert_eq!(batch_take(c[0]), c[2]);
-            assert_eq!(batch_take(c[0]), c[1]);
+            assert_eq!(batch_take(c[0], base), c[2]);
+            assert_eq!(batch_take(c[0], base), c[1]);
             assert_eq!(link_word(c[0]), 0);
             // Corrupt counts: more than the class carries, or zero.
             set_link(c[5], 0);
-            batch_add(c[5], 0, c[6]);
+            batch_add(c[5], 0, c[6], base);
+            batch_add(c[5], 1, c[7], base);
+            assert!(batch_verify(c[5]));
+            batch_truncate(c[5], 1);
+            assert!(batch_verify(c[5]) && batch_entry(c[5], 0, base) == c[6]);
+            // A stray write into an entry no longer matches the check.
+            *(c[5].add(18) as *mut u16) ^= 1;
+            assert!(!batch_verify(c[5]));
+            *(c[5].add(18) as *mut u16) ^= 1;
             assert_eq!(absorb(dp, c[5], 100, 0), None);
             *(c[5] as *mut usize).add(2) = 0;
-            assert_eq!(absorb(dp, c[5], 100, 5), None);
+            assert_eq!(absorb(dp, c[5], 100, 23), None);
         }
     }
 

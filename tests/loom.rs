@@ -449,7 +449,7 @@ impl Owner<'_> {
             mark(c);
             unsafe {
                 while slab::link_word(c) & slab::BATCH != 0 {
-                    mark(slab::batch_take(c));
+                    mark(slab::batch_take(c, 0));
                 }
                 c = slab::link(c);
             }
@@ -632,8 +632,8 @@ fn slab_carrying_node_vs_single_and_detach() {
         // before it carries the other two.
         unsafe {
             slab::set_link(c[0], 0);
-            slab::batch_add(c[0], 0, c[1]);
-            slab::batch_add(c[0], 1, c[2]);
+            slab::batch_add(c[0], 0, c[1], 0);
+            slab::batch_add(c[0], 1, c[2], 0);
         }
         (c[0], c[0])
     }

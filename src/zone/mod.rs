@@ -34,7 +34,7 @@ mod slabs;
 mod stash;
 
 pub use remote::{any_ring_has_work, flush_outbox, free_remote_batched, owner_class};
-use remote::{carried, slab_of};
+use remote::{carried, corrupt_node, slab_of};
 
 /// Where a slab is, from its owner's point of view (`Desc::state`).
 pub const ST_CUR: u8 = 1;
@@ -430,7 +430,7 @@ impl Locked {
                 0
             };
             if k < cap {
-                slab::batch_add(f, k, chunk);
+                slab::batch_add(f, k, chunk, slab_base(d));
             } else {
                 slab::set_link(chunk, f as usize);
                 (*d).set_free(chunk);
@@ -468,13 +468,20 @@ impl Locked {
         // whose 1 KiB chunks went through the stash eight at a time.)
         let mut got = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
         let mut n = 0;
-        // Iterators, not indexing: no bounds check, so no panic path.
-        for slot in got.iter_mut().take(want) {
+        while n < want {
+            // SAFETY: lock held; `got` has room for `want` chunks.
+            let k = unsafe { self.take_nodes(c, &mut got[n..want]) };
+            if k > 0 {
+                n += k;
+                continue;
+            }
             let q = self.alloc(c);
             if q.is_null() {
                 break;
             }
-            *slot = q;
+            if let Some(slot) = got.get_mut(n) {
+                *slot = q;
+            }
             n += 1;
         }
         let stride = CACHE_LINE.div_ceil(size_class::class_size(c)).max(1);
@@ -509,6 +516,70 @@ impl Locked {
                 // and did not push.
                 unsafe { self.free_local(slab_of(q), q) };
             }
+        }
+    }
+
+    /// Takes chunks off the free list of class `c`'s current slab into
+    /// `out`, a batch node at a time: the chunks a node carries are copied
+    /// out with one count written back (none when the node goes too), and
+    /// no carried chunk is read. Returns how many (0: the free list is
+    /// empty, or there is no current slab; `alloc` takes it from there).
+    ///
+    /// # Safety
+    /// The zone's lock is held (it is: `self`).
+    #[inline(always)]
+    unsafe fn take_nodes(&self, c: usize, out: &mut [*mut u8]) -> usize {
+        // SAFETY: lock held; `cur` is a live slab of ours, and its free list
+        // is ours: every node and carried chunk on it is a free chunk of it.
+        unsafe {
+            let c = c % NCLASSES;
+            let s = (*self.cz(c)).cur;
+            if s.is_null() {
+                return 0;
+            }
+            let base = slab_base(s);
+            let bump = (*s).bump() as usize;
+            let mut n = 0;
+            let mut f = (*s).free();
+            while !f.is_null() && n < out.len() {
+                let w = slab::link_word(f);
+                if w & slab::BATCH != 0 {
+                    let k = slab::batch_len(f);
+                    if !(1..=slab::MAX_CARRY).contains(&k) || !slab::batch_verify(f) {
+                        corrupt_node(f);
+                    }
+                    let m = k.min(out.len() - n);
+                    for (i, o) in out[n..n + m].iter_mut().enumerate() {
+                        let q = slab::batch_entry(f, k - 1 - i, base);
+                        if (q as usize).wrapping_sub(base) >= bump - base || q == f {
+                            corrupt_node(f);
+                        }
+                        *o = q;
+                    }
+                    n += m;
+                    if m < k {
+                        slab::batch_truncate(f, k - m);
+                        break;
+                    }
+                    if n == out.len() {
+                        slab::batch_truncate(f, 0);
+                        break;
+                    }
+                }
+                if let Some(o) = out.get_mut(n) {
+                    *o = f;
+                }
+                n += 1;
+                f = (w & !slab::BATCH) as *mut u8;
+            }
+            (*s).set_free(f);
+            (*s).set_used((*s).used() + n as u32);
+            let a = &self.z.stats.class[c].allocs;
+            a.store(
+                a.load(Ordering::Relaxed).wrapping_add(n as u64),
+                Ordering::Relaxed,
+            );
+            n
         }
     }
 

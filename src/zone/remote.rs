@@ -4,6 +4,9 @@
 
 use super::*;
 
+// A batch node's entries are 16-bit offsets in 16-byte units (`slab`).
+const _: () = assert!(size_class::MAX_SLAB_PAGES * PAGE_SIZE <= slab::CARRY_SPAN);
+
 /// Takes a chunk that the node `f`, the head of slab `s`'s free list,
 /// carries (see `slab` on batch nodes), without touching that chunk. The
 /// node's count must be in range, and the address must lie in the slab below
@@ -17,24 +20,27 @@ use super::*;
 pub(super) unsafe fn carried(s: *mut Desc, f: *mut u8) -> *mut u8 {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
-        let corrupt = || -> ! {
-            crate::fmt::fatal_pointer(
-                "malloc",
-                f,
-                "corrupted free list (a freed block was written to)",
-            )
-        };
-        if !(1..=slab::MAX_CARRY).contains(&slab::batch_len(f)) {
-            corrupt();
+        if !(1..=slab::MAX_CARRY).contains(&slab::batch_len(f)) || !slab::batch_verify(f) {
+            corrupt_node(f);
         }
-        let q = slab::batch_take(f);
         let base = slab_base(s);
+        let q = slab::batch_take(f, base);
         let bump = (*s).bump() as usize;
-        if (q as usize).wrapping_sub(base) >= bump - base || q as usize & 15 != 0 || q == f {
-            corrupt();
+        if (q as usize).wrapping_sub(base) >= bump - base || q == f {
+            corrupt_node(f);
         }
         q
     }
+}
+
+/// Reports a batch node `f` whose count or entries were overwritten.
+#[cold]
+pub(super) fn corrupt_node(f: *mut u8) -> ! {
+    crate::fmt::fatal_pointer(
+        "malloc",
+        f,
+        "corrupted free list (a freed block was written to)",
+    )
 }
 
 /// The slab of a chunk that the allocator itself holds (a cached chunk):
@@ -166,6 +172,7 @@ pub fn flush_outbox() -> usize {
         n: u64,
         carried: usize,
         room: usize,
+        base: usize,
     }
     const EMPTY: Group = Group {
         d: 0,
@@ -174,6 +181,7 @@ pub fn flush_outbox() -> usize {
         n: 0,
         carried: 0,
         room: 0,
+        base: 0,
     };
     let mut buf = [0usize; cache::CAP_MAX];
     let n = cache::outbox_take(&mut buf);
@@ -190,7 +198,7 @@ pub fn flush_outbox() -> usize {
             if g.d == d as usize {
                 if g.carried < g.room {
                     // SAFETY: as above: a live chunk of the live slab `d` (or of `g.d`).
-                    unsafe { slab::batch_add(g.head, g.carried, q) };
+                    unsafe { slab::batch_add(g.head, g.carried, q, g.base) };
                     g.carried += 1;
                 } else {
                     // SAFETY: as above: a live chunk of the live slab `d` (or of `g.d`).
@@ -217,6 +225,7 @@ pub fn flush_outbox() -> usize {
                     n: 1,
                     carried: 0,
                     room: slab::batch_cap(size_class::class_size(c)),
+                    base: slab_base(d),
                 };
                 break;
             }
