@@ -78,6 +78,8 @@ struct ClassZone {
     /// `cache::moves` of this CPU's class stack when the zone last took a
     /// new slab: unchanged, the stack was idle too.
     moves: u64,
+    /// Looks (`new_slab`) in a row that found the class idle.
+    quiet: u8,
 }
 
 /// A refill moves a page's worth of chunks, doubling with each refill until
@@ -143,6 +145,7 @@ impl Zone {
                     stash_arr: 0,
                     busy: false,
                     moves: 0,
+                    quiet: 0,
                 }; NCLASSES],
                 refills: 0,
             }),
