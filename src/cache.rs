@@ -220,7 +220,7 @@ pub fn pop(coff: usize) -> *mut u8 {
     }
     // SAFETY: the cache is on, so the root's `off` is the rseq area's; the
     // offset is masked into the slots' range.
-    unsafe { G.pop(coff & ((CLASS_SLOTS - 1) * CLASS_STRIDE)) }
+    unsafe { crate::arch::pop_hot(coff & ((CLASS_SLOTS - 1) * CLASS_STRIDE)) }
 }
 
 /// `pop` for malloc's hit path: no test for a cache that is off.
@@ -231,7 +231,7 @@ pub fn pop(coff: usize) -> *mut u8 {
 #[inline(always)]
 pub unsafe fn pop_on(coff: usize) -> *mut u8 {
     // SAFETY: the caller upholds the contract in `# Safety` above.
-    unsafe { G.pop(coff) }
+    unsafe { crate::arch::pop_hot(coff) }
 }
 
 /// Pushes `p`, for `free`, onto the cache of CPU `owner` (a chunk of the
@@ -250,7 +250,7 @@ pub fn push_free(owner: usize, coff: usize, p: *mut u8) -> bool {
     // `init` ran (the first slab comes after it) and set the root's `off`
     // to a `struct rseq` of ours: the rseq area, or, with the cache off
     // (`cpus` 0, so the section fails at once), our own unregistered one.
-    unsafe { G.push_free(owner, coff & ((CLASS_SLOTS - 1) * CLASS_STRIDE), p) }
+    unsafe { crate::arch::push_free_hot(owner, coff & ((CLASS_SLOTS - 1) * CLASS_STRIDE), p) }
 }
 
 /// The caches, if they are on and `owner` is a CPU with one: one test for
@@ -555,19 +555,17 @@ mod tests {
             n: n as u32,
             base,
         };
-        // The hit paths' sections read a root: one for these caches.
-        let root = crate::cache_layout::CacheRoot {
-            cpus: AtomicU32::new(n as u32),
-            off: core::sync::atomic::AtomicIsize::new(off),
-            base: AtomicUsize::new(base),
-            id_field: AtomicUsize::new(cpu::id_field()),
-            small_limit: AtomicUsize::new(0),
-        };
-        // SAFETY (the pops and pushes below): `root` describes the caches
+        // The hit paths' sections read the process's root: point it at
+        // these caches (this child is the process's only thread).
+        G.cpus.store(n as u32, Ordering::Relaxed);
+        G.off.store(off, Ordering::Relaxed);
+        G.base.store(base, Ordering::Relaxed);
+        G.id_field.store(cpu::id_field(), Ordering::Relaxed);
+        // SAFETY (the pops and pushes below): the root describes the caches
         // just mapped, `off` is this thread's rseq area, and the offsets are
         // stack offsets.
-        let pop = |coff| unsafe { root.pop(coff) };
-        let push_free = |owner, coff, p| unsafe { root.push_free(owner, coff, p) };
+        let pop = |coff| unsafe { crate::arch::pop_hot(coff) };
+        let push_free = |owner, coff, p| unsafe { crate::arch::push_free_hot(owner, coff, p) };
         let cpu = cpu::rseq_id(off).unwrap();
         let other = (cpu + 1) % n;
         let c = size_class::class_of(48);

@@ -4,7 +4,7 @@
 //! zones' locks.
 
 use super::Caches;
-use crate::cache_layout::{CacheRoot, CAP_MAX};
+use crate::cache_layout::CAP_MAX;
 
 /// No signature: there are no sections to sign.
 pub const RSEQ_SIG: u32 = 0;
@@ -52,18 +52,16 @@ pub unsafe fn read_rseq_i32(_off: isize, _field: usize) -> i32 {
 }
 
 // The per-CPU caches are never on here: every section fails.
-impl CacheRoot {
-    /// # Safety
-    /// None needed here (the contract of the x86-64 section).
-    pub unsafe fn pop(&self, _coff: usize) -> *mut u8 {
-        core::ptr::null_mut()
-    }
+/// # Safety
+/// None needed here (the contract of the x86-64 section).
+pub unsafe fn pop_hot(_coff: usize) -> *mut u8 {
+    core::ptr::null_mut()
+}
 
-    /// # Safety
-    /// None needed here (the contract of the x86-64 section).
-    pub unsafe fn push_free(&self, _owner: usize, _coff: usize, _p: *mut u8) -> bool {
-        false
-    }
+/// # Safety
+/// None needed here (the contract of the x86-64 section).
+pub unsafe fn push_free_hot(_owner: usize, _coff: usize, _p: *mut u8) -> bool {
+    false
 }
 
 impl Caches {

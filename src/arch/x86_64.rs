@@ -161,8 +161,14 @@ pub unsafe fn read_rseq_i32(off: isize, field: usize) -> i32 {
 /// handler restarts from label 2, which re-arms `rseq_cs` (the kernel clears
 /// it on abort). Numeric labels only, as the block is inlined in many places;
 /// none made of 0s and 1s alone, which Intel syntax reads as binary numbers.
+/// `@exit [...]` replaces the failure exit: `jmp {fail}` to a `label`
+/// operand, for a section with no output (`root_free`), so that the caller
+/// tests nothing after a success.
 macro_rules! rseq_section {
     ($($body:expr),* ; $($operands:tt)*) => {
+        rseq_section!(@exit ["xor {ok:e}, {ok:e}", "jmp 4b"] $($body),* ; $($operands)*)
+    };
+    (@exit [$($exit:expr),*] $($body:expr),* ; $($operands:tt)*) => {
         core::arch::asm!(
             ".pushsection __rseq_cs, \"aw\"",
             ".balign 32",
@@ -181,8 +187,7 @@ macro_rules! rseq_section {
             "5:",
             "jmp 2b",
             "7:",
-            "xor {ok:e}, {ok:e}",
-            "jmp 4b",
+            $($exit,)*
             ".popsection",
             $($operands)*
             options(nostack),
@@ -196,8 +201,8 @@ macro_rules! rseq_section {
 /// then set `{q}` to that CPU's block offset, and the stack is at `{q} +
 /// {k}` (`{k}`: a copy, made inside the section, of `{bc}`, the stack's
 /// offset inside a block plus the base, which the caller passes). `root` and
-/// `root_free` read the CPU count, the base and the id field from the root
-/// at `{r}`: `{q}` is the CPU's block (base included), `{k}` the stack's
+/// `root_free` read the CPU count, the base and the id field from `ROOT`
+/// (address operands): `{q}` is the CPU's block (base included), `{k}` the stack's
 /// offset in it, the input `{k}` for `root`, and for `root_free` chosen
 /// inside: `{coff}` if the CPU is `{owner}`, else the outbox's (0). The body reads the stack's
 /// head at `[{q} + {k}]` (the address needs no add of its own, which would
@@ -225,38 +230,40 @@ macro_rules! rseq_stack {
     };
     (root; $($body:expr),* ; $($operands:tt)*) => {
         rseq_section!(
-            "mov {q}, qword ptr [{r} + {idf}]",
+            "mov {q}, qword ptr [rip + {g} + {idf}]",
             "mov {q:e}, dword ptr fs:[{off} + {q}]",
-            "cmp {q:e}, dword ptr [{r} + {cpus}]",
+            "cmp {q:e}, dword ptr [rip + {g} + {cpus}]",
             "jae 7f",
             "shl {q}, {shift}",
-            "add {q}, qword ptr [{r} + {basef}]",
+            "add {q}, qword ptr [rip + {g} + {basef}]",
             $($body),* ;
             $($operands)*
             shift = const CPU_SHIFT,
             idf = const ROOT_ID_FIELD_AT,
             cpus = const ROOT_CPUS_AT,
             basef = const ROOT_BASE_AT,
+            g = sym ROOT,
             q = out(reg) _,
         )
     };
     (root_free; $($body:expr),* ; $($operands:tt)*) => {
-        rseq_section!(
-            "mov {q}, qword ptr [{r} + {idf}]",
+        rseq_section!(@exit ["jmp {fail}"]
+            "mov {q}, qword ptr [rip + {g} + {idf}]",
             "mov {q:e}, dword ptr fs:[{off} + {q}]",
-            "cmp {q:e}, dword ptr [{r} + {cpus}]",
+            "cmp {q:e}, dword ptr [rip + {g} + {cpus}]",
             "jae 7f",
             "xor {k:e}, {k:e}",
             "cmp {q:e}, {owner:e}",
             "cmove {k}, {coff}",
             "shl {q}, {shift}",
-            "add {q}, qword ptr [{r} + {basef}]",
+            "add {q}, qword ptr [rip + {g} + {basef}]",
             $($body),* ;
             $($operands)*
             shift = const CPU_SHIFT,
             idf = const ROOT_ID_FIELD_AT,
             cpus = const ROOT_CPUS_AT,
             basef = const ROOT_BASE_AT,
+            g = sym ROOT,
             q = out(reg) _,
             k = out(reg) _,
         )
@@ -333,81 +340,81 @@ const _: () = assert!(
 );
 const _: () = assert!(BULK_POPS_AT == 24 && BULK_PUSHES_AT == 32 && HEADER == 64);
 
-/// The sections of malloc's and free's hits. They read the caches' root
-/// themselves (address operands off one register), so that a caller holds
-/// nothing of it across the section but the rseq offset, and make no test
-/// of their own for a cache that is off: its `cpus` is 0, which the
-/// section's compare refuses like any CPU without a block.
-impl CacheRoot {
-    /// Pops a chunk from the stack at `coff` of the CPU the caller runs on:
-    /// null if the stack is empty or the CPU has no block.
-    ///
-    /// # Safety
-    /// `coff` is a stack offset (`cache_layout::stack_offset`), and the
-    /// root's `off` is the rseq area's offset (`cache::init` set it: the
-    /// caller read a non-zero `small_limit`, which `init` stores last).
-    #[inline(always)]
-    pub unsafe fn pop(&self, coff: usize) -> *mut u8 {
-        let p: usize;
-        // SAFETY: the section reads this thread's rseq area (fs:[off]) and
-        // the cache block of the CPU it runs on, which is mapped (`cpu <
-        // cpus`, compared unsigned so that an unregistered area's -1/-2
-        // fails); `coff` keeps it inside that block. Only threads on that
-        // CPU write the block, and only inside such sections, so the head
-        // and the slot it names cannot change between our reads and the
-        // committing store of the new head without the kernel restarting
-        // us from label 2. `coff` is read only, so a restart starts from
-        // the same state.
-        unsafe {
-            rseq_stack!(
-                root;
-                pop_body!("");
-                r = in(reg) self,
-                off = in(reg) self.off.load(core::sync::atomic::Ordering::Relaxed),
-                k = in(reg) coff,
-                top = out(reg) _,
-                ok = out(reg) p,
-            );
-        }
-        p as *mut u8
-    }
+// The sections of malloc's and free's hits, `pop_hot` and `push_free_hot`,
+// work on the process's caches (`ROOT`). They read the root themselves
+// (address operands), so that a caller holds nothing of it across the
+// section but the rseq offset, and make no test of their own for a cache
+// that is off: its `cpus` is 0, which the section's compare refuses like
+// any CPU without a block. (The tests of the sections point `ROOT` at
+// caches of their own, in a child process.)
 
-    /// Pushes `p`, for `free`, onto the class stack at `coff` of the CPU
-    /// the caller runs on if that CPU is `owner`, else onto its outbox;
-    /// false if the CPU has no block or the stack is full. The counter the
-    /// section bumps is the chosen stack's: a cache free, or a chunk into
-    /// the outbox.
-    ///
-    /// # Safety
-    /// `coff` is a stack offset, and the root's `off` is an offset from the
-    /// thread pointer whose `struct rseq` the thread may write: the rseq
-    /// area, or (the cache off) our own unregistered one (`cache::init`
-    /// sets it before the first slab, hence before any chunk to free).
-    #[inline(always)]
-    pub unsafe fn push_free(&self, owner: usize, coff: usize, p: *mut u8) -> bool {
-        let ok: usize;
-        // SAFETY: the section finds the CPU it runs on below `cpus` (so its
-        // block is mapped), then takes that CPU's stack at `coff` if the
-        // CPU is `owner` (the only stack a chunk of zone `owner` may
-        // enter), else its outbox (which takes any chunk). The choice is
-        // made into a scratch register inside the section, so a restart
-        // on another CPU chooses again; the kernel restarts the section
-        // if the thread leaves the CPU before the committing store of the
-        // new head, so the slot write and the commit see a stable head.
-        unsafe {
-            rseq_stack!(
-                root_free;
-                push_body!("");
-                r = in(reg) self,
-                off = in(reg) self.off.load(core::sync::atomic::Ordering::Relaxed),
-                owner = in(reg) owner,
-                coff = in(reg) coff,
-                p = in(reg) p,
-                ok = out(reg) ok,
-            );
-        }
-        ok != 0
+/// Pops a chunk from the stack at `coff` of the CPU the caller runs on:
+/// null if the stack is empty or the CPU has no block.
+///
+/// # Safety
+/// `coff` is a stack offset (`cache_layout::stack_offset`), and `ROOT`'s `off` is the rseq area's offset (`cache::init` set it: the
+/// caller read a non-zero `small_limit`, which `init` stores last).
+#[inline(always)]
+pub unsafe fn pop_hot(coff: usize) -> *mut u8 {
+    let p: usize;
+    // SAFETY: the section reads this thread's rseq area (fs:[off]) and
+    // the cache block of the CPU it runs on, which is mapped (`cpu <
+    // cpus`, compared unsigned so that an unregistered area's -1/-2
+    // fails); `coff` keeps it inside that block. Only threads on that
+    // CPU write the block, and only inside such sections, so the head
+    // and the slot it names cannot change between our reads and the
+    // committing store of the new head without the kernel restarting
+    // us from label 2. `coff` is read only, so a restart starts from
+    // the same state.
+    unsafe {
+        rseq_stack!(
+            root;
+            pop_body!("");
+            off = in(reg) ROOT.off.load(core::sync::atomic::Ordering::Relaxed),
+            k = in(reg) coff,
+            top = out(reg) _,
+            ok = out(reg) p,
+        );
     }
+    p as *mut u8
+}
+
+/// Pushes `p`, for `free`, onto the class stack at `coff` of the CPU
+/// the caller runs on if that CPU is `owner`, else onto its outbox;
+/// false if the CPU has no block or the stack is full. The counter the
+/// section bumps is the chosen stack's: a cache free, or a chunk into
+/// the outbox.
+///
+/// # Safety
+/// `coff` is a stack offset, and the root's `off` is an offset from the
+/// thread pointer whose `struct rseq` the thread may write: the rseq
+/// area, or (the cache off) our own unregistered one (`cache::init`
+/// sets it before the first slab, hence before any chunk to free).
+#[inline(always)]
+pub unsafe fn push_free_hot(owner: usize, coff: usize, p: *mut u8) -> bool {
+    // SAFETY: the section finds the CPU it runs on below `cpus` (so its
+    // block is mapped), then takes that CPU's stack at `coff` if the
+    // CPU is `owner` (the only stack a chunk of zone `owner` may
+    // enter), else its outbox (which takes any chunk). The choice is
+    // made into a scratch register inside the section, so a restart
+    // on another CPU chooses again; the kernel restarts the section
+    // if the thread leaves the CPU before the committing store of the
+    // new head, so the slot write and the commit see a stable head.
+    unsafe {
+        rseq_stack!(
+            root_free;
+            push_body!("");
+            off = in(reg) ROOT.off.load(core::sync::atomic::Ordering::Relaxed),
+            owner = in(reg) owner,
+            coff = in(reg) coff,
+            p = in(reg) p,
+            ok = out(reg) _,
+            fail = label {
+                return false;
+            },
+        );
+    }
+    true
 }
 
 impl Caches {
