@@ -11,6 +11,12 @@ use super::*;
 /// classes used on and off went back and forth through the page runs).
 const QUIET_LOOKS: u8 = 2;
 
+/// `new_slab` gives idle classes' empty slabs back only once the arenas
+/// hold this much committed (8 MiB; a shell's `expr` or `sh -c` commits
+/// 4-6): those paid 8-16 more page faults (expr 148 -> 156, sh 99 -> 115)
+/// for slabs they gave back and then needed again.
+const SHED_MIN_PAGES: usize = (8 << 20) / crate::os::PAGE_SIZE;
+
 impl Locked {
     /// One zone's share of a reclaim pass (`reclaim::pass`): handles its
     /// messages, and if it allocated nothing since the previous look (or
@@ -283,7 +289,9 @@ impl Locked {
             // instead of new ones: each class kept up to two empty slabs
             // (glibc_simple, one size after the other: peak RSS 6.5 -> 5.7
             // MiB). A class in use keeps its own.
-            self.release_empties_but(c, false);
+            if RUNS.committed_pages.load(Ordering::Relaxed) >= SHED_MIN_PAGES {
+                self.release_empties_but(c, false);
+            }
             let Some(r) = RUNS.alloc(
                 size_class::SLAB_PAGES[c] as usize,
                 size_class::slab_align_pages(c),
