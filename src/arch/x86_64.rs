@@ -162,7 +162,7 @@ pub unsafe fn read_rseq_i32(off: isize, field: usize) -> i32 {
 /// it on abort). Numeric labels only, as the block is inlined in many places;
 /// none made of 0s and 1s alone, which Intel syntax reads as binary numbers.
 /// `@exit [...]` replaces the failure exit: `jmp {fail}` to a `label`
-/// operand, for a section with no output (`root_free`), so that the caller
+/// operand, for a section with no output (free's push), so that the caller
 /// tests nothing after a success.
 macro_rules! rseq_section {
     ($($body:expr),* ; $($operands:tt)*) => {
@@ -200,11 +200,13 @@ macro_rules! rseq_section {
 /// requires it to be `{owner}` (the zone whose chunks the stack holds). Both
 /// then set `{q}` to that CPU's block offset, and the stack is at `{q} +
 /// {k}` (`{k}`: a copy, made inside the section, of `{bc}`, the stack's
-/// offset inside a block plus the base, which the caller passes). `root` and
-/// `root_free` read the CPU count, the base and the id field from `ROOT`
-/// (address operands): `{q}` is the CPU's block (base included), `{k}` the stack's
-/// offset in it, the input `{k}` for `root`, and for `root_free` chosen
-/// inside: `{coff}` if the CPU is `{owner}`, else the outbox's (0). The body reads the stack's
+/// offset inside a block plus the base, which the caller passes). `root`
+/// reads the CPU count, the base and the id field from `ROOT` (address
+/// operands): `{q}` is the CPU's block (base included), `{k}` the stack's
+/// offset in it, an input for malloc's pop; free's push chooses it inside
+/// (its `[...]` of instructions before the shift): `{coff}` if the CPU is
+/// `{owner}`, else the outbox's (0). The first `[...]` is the failure exit
+/// (see `rseq_section`). The body reads the stack's
 /// head at `[{q} + {k}]` (the address needs no add of its own, which would
 /// sit between the load of the CPU or the class and the load of the head),
 /// then sets `{q}` to the stack and may reuse `{k}` (`pop_body`,
@@ -228,12 +230,13 @@ macro_rules! rseq_stack {
             k = out(reg) _,
         )
     };
-    (root; $($body:expr),* ; $($operands:tt)*) => {
-        rseq_section!(
+    (root $exit:tt [$($choose:expr),*]; $($body:expr),* ; $($operands:tt)*) => {
+        rseq_section!(@exit $exit
             "mov {q}, qword ptr [rip + {g} + {idf}]",
             "mov {q:e}, dword ptr fs:[{off} + {q}]",
             "cmp {q:e}, dword ptr [rip + {g} + {cpus}]",
             "jae 7f",
+            $($choose,)*
             "shl {q}, {shift}",
             "add {q}, qword ptr [rip + {g} + {basef}]",
             $($body),* ;
@@ -244,28 +247,6 @@ macro_rules! rseq_stack {
             basef = const ROOT_BASE_AT,
             g = sym ROOT,
             q = out(reg) _,
-        )
-    };
-    (root_free; $($body:expr),* ; $($operands:tt)*) => {
-        rseq_section!(@exit ["jmp {fail}"]
-            "mov {q}, qword ptr [rip + {g} + {idf}]",
-            "mov {q:e}, dword ptr fs:[{off} + {q}]",
-            "cmp {q:e}, dword ptr [rip + {g} + {cpus}]",
-            "jae 7f",
-            "xor {k:e}, {k:e}",
-            "cmp {q:e}, {owner:e}",
-            "cmove {k}, {coff}",
-            "shl {q}, {shift}",
-            "add {q}, qword ptr [rip + {g} + {basef}]",
-            $($body),* ;
-            $($operands)*
-            shift = const CPU_SHIFT,
-            idf = const ROOT_ID_FIELD_AT,
-            cpus = const ROOT_CPUS_AT,
-            basef = const ROOT_BASE_AT,
-            g = sym ROOT,
-            q = out(reg) _,
-            k = out(reg) _,
         )
     };
     (owned; $($body:expr),* ; $($operands:tt)*) => {
@@ -368,7 +349,7 @@ pub unsafe fn pop_hot(coff: usize) -> *mut u8 {
     // the same state.
     unsafe {
         rseq_stack!(
-            root;
+            root ["xor {ok:e}, {ok:e}", "jmp 4b"] [];
             pop_body!("");
             off = in(reg) ROOT.off.load(core::sync::atomic::Ordering::Relaxed),
             k = in(reg) coff,
@@ -402,13 +383,18 @@ pub unsafe fn push_free_hot(owner: usize, coff: usize, p: *mut u8) -> bool {
     // new head, so the slot write and the commit see a stable head.
     unsafe {
         rseq_stack!(
-            root_free;
+            root ["jmp {fail}"] [
+                "xor {k:e}, {k:e}",
+                "cmp {q:e}, {owner:e}",
+                "cmove {k}, {coff}"
+            ];
             push_body!("");
             off = in(reg) ROOT.off.load(core::sync::atomic::Ordering::Relaxed),
             owner = in(reg) owner,
             coff = in(reg) coff,
             p = in(reg) p,
             ok = out(reg) _,
+            k = out(reg) _,
             fail = label {
                 return false;
             },
