@@ -422,7 +422,7 @@ impl Caches {
         // it, and the kernel restarts it if the thread leaves the CPU
         // before the committing store of the new head, so the slot write
         // and the commit see a stable head. A slot written by an aborted
-        // attempt lies at or above the count, where nobody reads it.
+        // attempt lies outside tail..head, where nobody reads it.
         unsafe {
             rseq_stack!(
                 owned;

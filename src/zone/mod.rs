@@ -472,8 +472,12 @@ impl Locked {
         let mut got = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
         let mut n = 0;
         while n < want {
-            // SAFETY: lock held; `got` has room for `want` chunks.
-            let k = unsafe { self.take_nodes(c, &mut got[n..want]) };
+            // Slices by `get`, not indexing: no bounds check, so no panic path.
+            let Some(room) = got.get_mut(n..want) else {
+                break;
+            };
+            // SAFETY: lock held (`self`).
+            let k = unsafe { self.take_nodes(c, room) };
             if k > 0 {
                 n += k;
                 continue;
@@ -489,7 +493,7 @@ impl Locked {
         }
         let stride = CACHE_LINE.div_ceil(size_class::class_size(c)).max(1);
         if stride == 1 {
-            self.push_refill(c, &got[..n]);
+            self.push_refill(c, got.get(..n).unwrap_or_default());
             return;
         }
         let mut order = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
@@ -502,7 +506,7 @@ impl Locked {
                 }
             }
         }
-        self.push_refill(c, &order[..k]);
+        self.push_refill(c, order.get(..k).unwrap_or_default());
     }
 
     /// Pushes a refill's chunks (`fill_cache`), oldest first.
@@ -552,7 +556,7 @@ impl Locked {
                         corrupt_node(f);
                     }
                     let m = k.min(out.len() - n);
-                    for (i, o) in out[n..n + m].iter_mut().enumerate() {
+                    for (i, o) in out.iter_mut().skip(n).take(m).enumerate() {
                         let q = slab::batch_entry(f, k - 1 - i, base);
                         if (q as usize).wrapping_sub(base) >= bump - base || q == f {
                             corrupt_node(f);
