@@ -57,7 +57,7 @@ have_so=0
 
 # ------------------------------------------------------------------ build
 built=()
-for t in conformance invalid_free sigfree lines prodcons fork_load churn reclaim exited oom soak own_rseq; do
+for t in conformance invalid_free sigfree sigsmall lines prodcons fork_load churn reclaim exited oom soak own_rseq; do
     if $CC $CFLAGS -o "$build/$t" "$here/$t.c" -ldl >"$logs/build.$t.log" 2>&1; then
         built+=("$t")
     else
@@ -150,6 +150,11 @@ fi
 # ------------------------------------------------------------------ sigfree
 if is_built sigfree && need_so sigfree.slaballoc; then
     simple sigfree.slaballoc sa "$build/sigfree"
+fi
+# small chunks through the caches while signals abort their sections and
+# the handlers malloc and free (slaballoc only: glibc deadlocks)
+if is_built sigsmall && need_so sigsmall.slaballoc; then
+    simple sigsmall.slaballoc sa "$build/sigsmall" 1.5
 fi
 
 # ------------------------------------------------------------------ lines

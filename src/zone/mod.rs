@@ -193,8 +193,11 @@ impl Drop for Locked {
 }
 
 /// Locks the current CPU's zone; if it is busy, any other free zone; if all are
-/// busy, waits (yielding) for one. Returns None only if every zone is held by
-/// the calling thread itself (nested signal handlers).
+/// busy, waits (yielding) for one. Returns None, without waiting, when every
+/// zone is busy and the calling thread itself holds one of them (malloc from
+/// a signal handler that interrupted its own slow path): waiting then could
+/// deadlock, as another thread's handler may hold the zone we wait for and
+/// wait for ours. The caller falls back to a mapping of its own.
 #[inline(always)]
 pub fn lock_current() -> Option<Locked> {
     let idx = cpu::current_zone();
@@ -210,17 +213,17 @@ fn lock_contended(first: usize) -> Option<Locked> {
     let n = cpu::nzones();
     let mut round = 0u32;
     loop {
-        let mut all_mine = true;
+        let mut mine = false;
         for k in 0..n {
             let idx = (first + k) % n;
             let z = zone(idx);
             match z.lock.try_lock() {
                 Ok(()) => return Some(Locked { z, idx }),
-                Err(Busy::Reentrant) => {}
-                Err(Busy::Other) => all_mine = false,
+                Err(Busy::Reentrant) => mine = true,
+                Err(Busy::Other) => {}
             }
         }
-        if all_mine {
+        if mine {
             return None;
         }
         round += 1;
