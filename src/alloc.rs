@@ -335,19 +335,14 @@ use crate::integrity::{check_double_free, classify, Block};
 #[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn free(p: *mut u8) {
     // The common case first, with the fewest checks that keep it exact: a
-    // chunk of a live slab, on a page whose chunks have all been carved (so
-    // `p` was handed out once). Anything else, including every invalid
-    // pointer, goes through `classify`, which explains what is wrong.
-    if let Some((f, owner, off)) = pagemap::slab_fast(p as usize) {
-        // `f` is (class + 1) << FREE_CLASS_SHIFT (0: not such a page, which
-        // the check refuses like any other non-chunk), the offset of the
-        // class's stack in a cache block.
-        if pagemap::chunk_check(f).is_chunk_start(off) {
-            // SAFETY: `p` starts a chunk of a live slab of class m - 1 owned
-            // by zone `owner`, below its carve pointer.
-            unsafe { free_chunk(f, owner, p) };
-            return;
-        }
+    // chunk start on a page of a live slab whose chunks have all been
+    // carved (so `p` was handed out once). Anything else, including every
+    // invalid pointer, goes through `classify`, which explains what is wrong.
+    if let Some((coff, owner)) = pagemap::chunk_fast(p as usize) {
+        // SAFETY: `p` starts a chunk of a live slab, of the class whose
+        // stack is at `coff`, owned by zone `owner`, below its carve pointer.
+        unsafe { free_chunk(coff, owner, p) };
+        return;
     }
     free_other(p);
 }

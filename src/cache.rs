@@ -242,15 +242,21 @@ pub unsafe fn pop_on(coff: usize) -> *mut u8 {
 /// CPU it runs on instead (see `OUTBOX`): one section for both, so that a
 /// remote free costs what a local one does. The caller has set the chunk's
 /// free mark, and knows `p` lies below its slab's carve pointer
-/// (`pagemap::slab_fast`). False if the stack it chose is full (or not set
+/// (`pagemap::chunk_fast`). False if the stack it chose is full (or not set
 /// up yet), or the cache is off: the caller frees `p` another way.
+///
+/// # Safety
+/// `coff` is a stack offset (`stack_offset`) or 0 (the outbox, which
+/// takes any chunk): what a free-map entry holds, unmasked, so that the
+/// push spends no instruction on it.
 #[inline(always)]
-pub fn push_free(owner: usize, coff: usize, p: *mut u8) -> bool {
-    // SAFETY: `coff` is masked into the slots' range. `p` is a chunk, so
-    // `init` ran (the first slab comes after it) and set the root's `off`
-    // to a `struct rseq` of ours: the rseq area, or, with the cache off
-    // (`cpus` 0, so the section fails at once), our own unregistered one.
-    unsafe { crate::arch::push_free_hot(owner, coff & ((CLASS_SLOTS - 1) * CLASS_STRIDE), p) }
+pub unsafe fn push_free(owner: usize, coff: usize, p: *mut u8) -> bool {
+    // SAFETY: `coff` is a stack offset or 0 (the contract), inside a
+    // block. `p` is a chunk, so `init` ran (the first slab comes after it)
+    // and set the root's `off` to a `struct rseq` of ours: the rseq area,
+    // or, with the cache off (`cpus` 0, so the section fails at once), our
+    // own unregistered one.
+    unsafe { crate::arch::push_free_hot(owner, coff, p) }
 }
 
 /// The caches, if they are on and `owner` is a CPU with one: one test for
@@ -598,7 +604,8 @@ mod tests {
         assert_eq!(k.pop_owned(cpu, c) as usize, 0x2000);
         assert_eq!(pop(stack_offset(c)) as usize, 0x3000);
         assert!(pop(stack_offset(c)).is_null());
-        assert!(push_free(cpu, stack_offset(c), 0x1000 as *mut u8));
+        // SAFETY: a stack offset.
+        assert!(unsafe { push_free(cpu, stack_offset(c), 0x1000 as *mut u8) });
         assert_eq!(k.hits(cpu, slot_of(c)), (2, 1));
         assert_eq!(pop(stack_offset(c)) as usize, 0x1000);
         // A full ring refuses, and gives everything back oldest first, the
@@ -609,7 +616,8 @@ mod tests {
                 assert!(k.push_owned(cpu, c, (0x10_0000 + i * 64) as *mut u8));
             }
             assert!(!k.push_owned(cpu, c, 0x9000 as *mut u8));
-            assert!(!push_free(cpu, stack_offset(c), 0x9000 as *mut u8));
+            // SAFETY: a stack offset.
+            assert!(!unsafe { push_free(cpu, stack_offset(c), 0x9000 as *mut u8) });
             assert_eq!(k.cached(slot_of(c)), cap as u64, "round {round}");
             for i in 0..cap {
                 assert_eq!(pop(stack_offset(c)) as usize, 0x10_0000 + i * 64);

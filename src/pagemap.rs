@@ -9,9 +9,11 @@
 //! * a `u16` per page naming the *head page* of the run that contains it
 //!   (valid for every page of an allocated run and for the first and last page
 //!   of a free run);
-//! * a `u32` per page for `free`'s fast path: for a page of a live slab whose
-//!   chunks have all been carved, the page's index in the slab, the class and
-//!   the owner, so that the common `free` never reads the descriptor;
+//! * a 32-byte [`FreeEntry`] per page for `free`'s fast path: for a page of a
+//!   live slab whose chunks have all been carved, the chunk check of the slab
+//!   (multiplier, slab start times it, bound), the class's cache stack and
+//!   the owner, so that the common `free` never reads the descriptor and
+//!   validates a chunk with one multiply, one subtract and one compare;
 //! * a 128-byte [`Desc`] per page, used only for head pages: what the run is
 //!   (slab, large block, free run), its size, owner and generation, and for
 //!   slabs the free lists. The remote-free word has its own cache line.
@@ -23,7 +25,9 @@
 
 use crate::os::PAGE_SIZE;
 use core::cell::Cell;
-use core::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicPtr, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 
 pub const ARENA_SHIFT: usize = 26;
 pub const ARENA_SIZE: usize = 1 << ARENA_SHIFT;
@@ -33,13 +37,15 @@ pub const ARENA_PAGES: usize = ARENA_SIZE / PAGE_SIZE;
 const ADDR_BITS: usize = 47;
 const NREGIONS: usize = 1 << (ADDR_BITS - ARENA_SHIFT);
 
-const MAP_OFFSET: usize = PAGE_SIZE;
-/// The free map: a `u32` per page, all that `free` needs to take a chunk of
-/// the page without reading the slab's descriptor (see `slab_fast`).
-const FREE_MAP_OFFSET: usize = 40 * 1024;
-const DESC_OFFSET: usize = 104 * 1024;
-const _: () = assert!(MAP_OFFSET + ARENA_PAGES * 2 <= FREE_MAP_OFFSET);
-const _: () = assert!(FREE_MAP_OFFSET + ARENA_PAGES * 4 <= DESC_OFFSET);
+/// The free map: a [`FreeEntry`] per page, all that `free` needs to take a
+/// chunk of the page without reading the slab's descriptor (see
+/// `chunk_fast`). At the arena's start, so that an entry's address is the
+/// arena base plus the page's index times 32, with no offset to add.
+const FREE_MAP_OFFSET: usize = 0;
+const FREE_ENTRY_SIZE: usize = core::mem::size_of::<FreeEntry>();
+const MAP_OFFSET: usize = FREE_MAP_OFFSET + ARENA_PAGES * FREE_ENTRY_SIZE;
+const DESC_OFFSET: usize = MAP_OFFSET + ARENA_PAGES * 2;
+const _: () = assert!(MAP_OFFSET.is_multiple_of(PAGE_SIZE));
 const _: () = assert!(DESC_OFFSET.is_multiple_of(PAGE_SIZE));
 pub const DESC_SIZE: usize = 128;
 /// Pages at the start of each arena that hold its metadata.
@@ -302,67 +308,105 @@ pub fn map_slot(base: usize, page: usize) -> &'static AtomicU16 {
     unsafe { &*((base + MAP_OFFSET) as *const AtomicU16).add(page & (ARENA_PAGES - 1)) }
 }
 
+/// A page's entry in the free map: what `free` needs to take a chunk of
+/// the page without reading the slab's descriptor. All zero (`below` 0)
+/// means "not a page `free` may take chunks from without looking further";
+/// an open page (`open_slab_pages`) holds its slab's chunk check and where
+/// its chunks go:
+///
+/// * `mul` and `below`: the class's chunk check (`size_class::ClassInfo`):
+///   an offset `off` from the slab start is a chunk start iff `off * mul`
+///   (wrapping) is below `below`;
+/// * `s`: the slab's start times `mul` (wrapping), so that `p * mul - s` is
+///   `off * mul` and the check needs no subtraction of the start first:
+///   one multiply, one subtract, one compare;
+/// * `coff`: the offset of the class's stack in a CPU's cache block,
+///   (class + 1) << `FREE_CLASS_SHIFT` (`cache_layout::stack_offset`,
+///   asserted in `cache`), which `free` pushes onto as it is;
+/// * `owner`: the slab's owner zone.
+///
+/// The fields are separate words. While a chunk of the page is live (the
+/// only time a `free` of it is valid) the entry is constant, so a valid
+/// free reads it whole. A free racing with the slab's teardown and reuse
+/// (a double free of memory already handed out again, which no allocator
+/// can always tell from a valid free) may read a mix of two entries;
+/// `close_slab_pages` clears `below` first and `open_slab_pages` sets it
+/// last, so a mix that passes the check can only come from that race.
+#[repr(C, align(32))]
+pub struct FreeEntry {
+    s: AtomicU64,
+    mul: AtomicU64,
+    below: AtomicU64,
+    coff: AtomicU32,
+    owner: AtomicU32,
+}
+const _: () = assert!(FREE_ENTRY_SIZE == 32);
+const _: () = assert!(
+    core::mem::offset_of!(FreeEntry, s) == 0
+        && core::mem::offset_of!(FreeEntry, mul) == 8
+        && core::mem::offset_of!(FreeEntry, below) == 16,
+    "arch::check_mul_below reads the words at these offsets"
+);
+
+/// A word of arena metadata that `runs` keeps (its carve watermark): the
+/// first word (`s`) of page 0's free-map entry. Page 0 is metadata, never
+/// opened, so that entry's `below` stays 0 and its check refuses every
+/// pointer whatever `s` holds.
+pub fn arena_word(base: usize) -> &'static AtomicUsize {
+    const _: () = assert!(META_PAGES > 0 && FREE_MAP_OFFSET == 0);
+    const _: () = assert!(core::mem::size_of::<usize>() == 8);
+    // SAFETY: the entry's `s` is an 8-aligned `AtomicU64` in a registered
+    // arena (never unmapped), which `AtomicUsize` matches in size and
+    // alignment on this 64-bit target; nothing else writes page 0's entry.
+    unsafe { &*(&free_slot(base, 0).s as *const AtomicU64 as *const AtomicUsize) }
+}
+
 /// The free-map entry of page `page` of the arena at `base`.
 #[inline(always)]
-fn free_slot(base: usize, page: usize) -> &'static AtomicU32 {
+fn free_slot(base: usize, page: usize) -> &'static FreeEntry {
     // SAFETY: as in `map_slot`: the free map lies at FREE_MAP_OFFSET in
     // every registered arena, ARENA_PAGES entries; `page` is masked into range.
-    unsafe { &*((base + FREE_MAP_OFFSET) as *const AtomicU32).add(page & (ARENA_PAGES - 1)) }
+    unsafe { &*((base + FREE_MAP_OFFSET) as *const FreeEntry).add(page & (ARENA_PAGES - 1)) }
 }
 
-/// Free-map entry of page `k` of a slab of class `c` owned by zone `owner`:
-/// bits 0-7 the page's index in its slab, 11-16 the class + 1 (`m`), 17-31
-/// the owner. m = 0 (so the entry 0) means "not a page `free` may take
-/// chunks from without looking further". The class field sits at bit
-/// `FREE_CLASS_SHIFT` so that `entry & FREE_CLASS_MASK` is already the
-/// offset of the class's stack in a CPU's cache block (`cache::slot_of`:
-/// class c in slot c + 1, 2 KiB apart): `free` computes the address
-/// of the stack it pushes onto with one AND after the load, which is
-/// on the path from the pointer to the push.
-const fn free_entry(k: usize, c: usize, owner: usize) -> u32 {
-    (k | (c + 1) << FREE_CLASS_SHIFT | owner << FREE_OWNER_SHIFT) as u32
-}
-/// Where the class field (class + 1) of a free-map entry starts.
+/// Where the class field (class + 1) of a free-map `coff` starts: the
+/// field in place is the offset of the class's stack in a CPU's cache
+/// block (`cache::slot_of`: class c in slot c + 1, 2 KiB apart).
 pub const FREE_CLASS_SHIFT: u32 = 11;
-/// Where the owner field of a free-map entry starts (above the class field).
-pub const FREE_OWNER_SHIFT: u32 = FREE_CLASS_SHIFT + 6;
-/// The class field of a free-map entry, in place.
+/// The class field of a free-map `coff`, in place.
 pub const FREE_CLASS_MASK: usize = 63 << FREE_CLASS_SHIFT;
 const _: () = assert!(crate::size_class::NCLASSES < 63);
-const _: () = assert!(crate::size_class::MAX_SLAB_PAGES <= 256);
-const _: () = assert!(crate::cpu::MAX_ZONES <= 1 << (32 - FREE_OWNER_SHIFT));
-
-/// The chunk check (`size_class::CHUNK_CHECK`) for a free-map class field
-/// in place (`FREE_CLASS_MASK`, also a cache stack's offset): the field
-/// shifted down to a byte offset in the table, one shift.
-#[inline(always)]
-pub fn chunk_check(field: usize) -> &'static crate::size_class::ClassInfo {
-    use crate::size_class::{ClassInfo, CHUNK_CHECK};
-    const SHIFT: u32 = FREE_CLASS_SHIFT - 4;
-    const _: () = assert!(core::mem::size_of::<ClassInfo>() == 1 << 4);
-    let at = (field & FREE_CLASS_MASK) >> SHIFT;
-    // SAFETY: `at` is the field's value (below 64) times 16, the size of an
-    // entry, so it names one of the table's 64 entries.
-    unsafe { &*((&raw const CHUNK_CHECK as *const u8).add(at) as *const ClassInfo) }
-}
+const _: () = assert!(crate::cpu::MAX_ZONES <= u32::MAX as usize);
 
 /// Opens pages `from..to` (indices within the slab) of slab `d`, class `c`,
 /// owner `owner`, to `free`'s fast path: the owner calls it, under its lock,
 /// once its carve pointer has passed every chunk start in those pages (a
 /// chunk that was never handed out could otherwise be freed into a cache).
-/// Release: pairs with the Acquire in `slab_fast`.
+/// `below` is stored last, with Release: a `free` that reads it (on x86-64
+/// every load acquires) reads the fields stored before it.
 pub fn open_slab_pages(d: *const Desc, from: usize, to: usize, c: usize, owner: usize) {
     let (base, head) = desc_home(d);
+    let info = &crate::size_class::CLASS_INFO[c % crate::size_class::NCLASSES];
+    let s = (page_addr(base, head) as u64).wrapping_mul(info.mul());
     for k in from..to {
-        free_slot(base, head + k).store(free_entry(k, c, owner), Ordering::Release);
+        let e = free_slot(base, head + k);
+        e.s.store(s, Ordering::Relaxed);
+        e.mul.store(info.mul(), Ordering::Relaxed);
+        e.coff
+            .store(((c + 1) << FREE_CLASS_SHIFT) as u32, Ordering::Relaxed);
+        e.owner.store(owner as u32, Ordering::Relaxed);
+        e.below.store(info.below(), Ordering::Release);
     }
 }
 
 /// Closes all `npages` pages of the slab at page `head` to the fast path
-/// (the slab is emptied for reuse, or destroyed).
+/// (the slab is emptied for reuse, or destroyed): `below` first, so that
+/// the check refuses every offset before anything else changes.
 pub fn close_slab_pages(base: usize, head: usize, npages: usize) {
     for page in head..head + npages {
-        free_slot(base, page).store(0, Ordering::Release);
+        let e = free_slot(base, page);
+        e.below.store(0, Ordering::Release);
+        e.coff.store(0, Ordering::Relaxed);
     }
 }
 
@@ -439,28 +483,44 @@ pub enum Lookup {
     Invalid(&'static str),
 }
 
-/// The fast path of `lookup` for `free`: for a pointer into an arena, its
-/// page's free-map entry decoded as (the class field in place, owner zone,
-/// offset of `ptr` from the start of the slab). The class field is
-/// (class + 1) << `FREE_CLASS_SHIFT`, which is also the offset of the
-/// class's stack in a CPU's cache block (`cache::stack_offset`). It is 0
-/// for any page but one of a live slab all of whose chunks have been carved
-/// (`open_slab_pages`), so a pointer the caller accepts is below the slab's
-/// carve pointer, and the descriptor is not read at all. Nothing here says
-/// `ptr` is a chunk: the caller checks that with `chunk_check`, which
-/// refuses every offset for 0.
-/// None for anything outside the arenas (the caller then runs `lookup`,
-/// which explains).
+/// The fast path of `lookup` for `free`: for `ptr` the start of a chunk
+/// on an open page of the free map (`open_slab_pages`: a live slab all of
+/// whose chunks on that page have been carved, so `ptr` lies below the
+/// slab's carve pointer), the offset of its class's stack in a CPU's cache
+/// block (`cache::stack_offset`) and its owner zone. None for anything
+/// else: a pointer outside the arenas, on a page that is not open, or not
+/// at a chunk start (the caller then runs `lookup`, which explains). The
+/// descriptor is not read at all.
 #[inline(always)]
-pub fn slab_fast(ptr: usize) -> Option<(usize, usize, usize)> {
+pub fn chunk_fast(ptr: usize) -> Option<(usize, usize)> {
     if region_of(ptr) != REGION_ARENA {
         return None;
     }
     let base = ptr & !(ARENA_SIZE - 1);
-    let page = (ptr - base) >> PAGE_SHIFT;
-    let e = free_slot(base, page).load(Ordering::Acquire) as usize;
-    let off = (ptr & (PAGE_SIZE - 1)) + ((e & 255) << PAGE_SHIFT);
-    Some((e & FREE_CLASS_MASK, e >> FREE_OWNER_SHIFT, off))
+    let e = free_slot(base, (ptr - base) >> PAGE_SHIFT);
+    // SAFETY: `e` is an entry of a registered arena's free map, whose
+    // first three words are `s`, `mul` and `below` (asserted below).
+    if !unsafe { crate::arch::check_mul_below(e as *const FreeEntry as *const u64, ptr) } {
+        return None;
+    }
+    Some((
+        e.coff.load(Ordering::Relaxed) as usize,
+        e.owner.load(Ordering::Relaxed) as usize,
+    ))
+}
+
+/// For `ptr` on an open page of the free map, its class's stack offset
+/// (`chunk_fast`) and its slab's owner; None for any other page. Says
+/// nothing of whether `ptr` is a chunk start.
+#[inline(always)]
+pub fn open_page(ptr: usize) -> Option<(usize, usize)> {
+    if region_of(ptr) != REGION_ARENA {
+        return None;
+    }
+    let base = ptr & !(ARENA_SIZE - 1);
+    let e = free_slot(base, (ptr - base) >> PAGE_SHIFT);
+    let coff = e.coff.load(Ordering::Acquire) as usize;
+    (coff != 0).then(|| (coff, e.owner.load(Ordering::Relaxed) as usize))
 }
 
 /// The descriptor of the slab holding `ptr`, a chunk of a live slab (from
@@ -512,7 +572,7 @@ mod tests {
 
     #[test]
     fn layout() {
-        assert_eq!(META_PAGES, 538);
+        assert_eq!(META_PAGES, 648);
         assert!(MAX_ARENAS.is_power_of_two());
         let base = 5 * ARENA_SIZE;
         let d = desc(base, 600);
@@ -541,9 +601,10 @@ mod tests {
     }
 
     /// Every live chunk lies on a page the free map has opened, with the
-    /// slab's class, owner and the chunk's offset, and every chunk start on
-    /// that page lies below the slab's carve pointer (what lets `free` skip
-    /// the descriptor).
+    /// slab's class and owner, every chunk start on that page lies below
+    /// the slab's carve pointer (what lets `free` skip the descriptor), and
+    /// the page's check accepts exactly the chunk starts of the slab: every
+    /// 8-byte offset of the page is tried.
     #[test]
     fn free_map_covers_every_live_chunk() {
         crate::alloc::ensure_init();
@@ -554,24 +615,32 @@ mod tests {
         for &p in &ptrs {
             let Lookup::Slab(d) = lookup(p) else { continue };
             small += 1;
-            let (f, owner, off) = slab_fast(p).unwrap();
+            let (coff, owner) = chunk_fast(p).unwrap();
+            assert_eq!(open_page(p), Some((coff, owner)));
             // SAFETY: `d` is the live slab of a chunk we hold.
             unsafe {
                 let c = (*d).class();
-                assert_eq!(f >> FREE_CLASS_SHIFT, c + 1, "{p:#x}");
-                assert_eq!(f, crate::cache::stack_offset(c));
+                assert_eq!(coff >> FREE_CLASS_SHIFT, c + 1, "{p:#x}");
+                assert_eq!(coff, crate::cache::stack_offset(c));
                 assert_eq!(owner, (*d).owner());
-                assert_eq!(off, p - crate::zone::slab_base(d));
                 assert_eq!(slab_desc_fast(p), d);
                 let page_end = (p | (PAGE_SIZE - 1)) + 1;
                 let bump = (*d).bump() as usize;
                 assert!(bump >= page_end.min((*d).end() as usize), "{p:#x}");
+                let start = crate::zone::slab_base(d);
+                let size = crate::size_class::class_size(c);
+                let end = start + crate::size_class::capacity(c) * size;
+                for q in (page_end - PAGE_SIZE..page_end).step_by(8) {
+                    let want = (q - start) % size == 0 && q < end;
+                    assert_eq!(chunk_fast(q).is_some(), want, "{q:#x} in {p:#x}'s page");
+                }
             }
         }
         assert!(small > 2000);
         for p in ptrs {
             crate::alloc::free(p as *mut u8);
         }
+        assert!(chunk_fast(0).is_none() && open_page(usize::MAX).is_none());
     }
 
     #[test]

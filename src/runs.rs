@@ -53,12 +53,9 @@ use crate::config::{DECAY_MS, DECAY_NEVER, DIRTY_MAX_PAGES};
 
 /// The commit watermark of the arena at `base`: pages below it are
 /// read-write, pages above it still `PROT_NONE`. It lives in the arena's
-/// first page, which holds no other metadata. Page lock held to change it.
+/// first page (`pagemap::arena_word`). Page lock held to change it.
 fn watermark(base: usize) -> &'static AtomicUsize {
-    // SAFETY: page 0 of every registered arena is committed metadata that
-    // nothing else uses (the page map starts at `MAP_OFFSET`), and arenas
-    // are never unmapped.
-    unsafe { &*(base as *const AtomicUsize) }
+    pagemap::arena_word(base)
 }
 
 struct Bins {

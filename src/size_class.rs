@@ -134,23 +134,19 @@ const fn build_info() -> [ClassInfo; NCLASSES] {
 
 pub static CLASS_INFO: [ClassInfo; NCLASSES] = build_info();
 
-const fn build_check() -> [ClassInfo; 64] {
-    let info = build_info();
-    let mut t = [ClassInfo { mul: 0, below: 0 }; 64];
-    let mut i = 0;
-    while i < NCLASSES {
-        t[i + 1] = info[i];
-        i += 1;
-    }
-    t
-}
-
-/// `CLASS_INFO` indexed by a free-map class field (class + 1, 6 bits):
-/// every value has an entry, and the ones that name no class (0 among them)
-/// have `below` 0, which refuses every offset. No bounds check, no test for 0.
-pub static CHUNK_CHECK: [ClassInfo; 64] = build_check();
-
 impl ClassInfo {
+    /// The multiplier of the check.
+    #[inline(always)]
+    pub const fn mul(&self) -> u64 {
+        self.mul
+    }
+
+    /// The bound of the check: `chunks * e`.
+    #[inline(always)]
+    pub const fn below(&self) -> u64 {
+        self.below
+    }
+
     /// True if `off` (bytes from the slab start, below 2^32) is the start
     /// of a chunk.
     #[inline(always)]

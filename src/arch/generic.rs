@@ -91,3 +91,22 @@ impl Caches {
         0
     }
 }
+
+/// The free map's chunk check (`pagemap::FreeEntry`): true if
+/// `p * mul - s` (wrapping) is below `below`, where `e` points at the
+/// entry's `s`, `mul` and `below` (words 0, 1 and 2).
+///
+/// # Safety
+/// `e` points at three readable, 8-aligned `u64`s that other threads
+/// write only atomically (an entry of a registered arena's free map).
+#[inline(always)]
+pub unsafe fn check_mul_below(e: *const u64, p: usize) -> bool {
+    use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    // SAFETY: the caller guarantees three aligned readable words, written
+    // only through atomics.
+    let w = unsafe { &*(e as *const [AtomicU64; 3]) };
+    (p as u64)
+        .wrapping_mul(w[1].load(Relaxed))
+        .wrapping_sub(w[0].load(Relaxed))
+        < w[2].load(Relaxed)
+}

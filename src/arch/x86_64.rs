@@ -643,3 +643,37 @@ impl Caches {
         got
     }
 }
+
+/// The free map's chunk check (`pagemap::FreeEntry`): true if
+/// `p * mul - s` (wrapping) is below `below`, where `e` points at the
+/// entry's `s`, `mul` and `below` (words 0, 1 and 2). One multiply, one
+/// subtract and one compare with memory operands: the compiler does not
+/// fold atomic loads into them, which cost free's fast path four moves and
+/// an add.
+///
+/// # Safety
+/// `e` points at three readable `u64`s (an entry of a registered arena's
+/// free map).
+#[inline(always)]
+pub unsafe fn check_mul_below(e: *const u64, p: usize) -> bool {
+    // SAFETY: the caller guarantees the three words are readable; the
+    // block reads them (as the entry's Relaxed loads would) and writes only
+    // the scratch register and the flags.
+    unsafe {
+        core::arch::asm!(
+            "mov {x}, {p}",
+            "imul {x}, qword ptr [{e} + 8]",
+            "sub {x}, qword ptr [{e}]",
+            "cmp {x}, qword ptr [{e} + 16]",
+            "jae {no}",
+            p = in(reg) p,
+            e = in(reg) e,
+            x = out(reg) _,
+            no = label {
+                return false;
+            },
+            options(nostack, readonly),
+        );
+    }
+    true
+}

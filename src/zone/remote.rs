@@ -46,10 +46,8 @@ pub(super) fn corrupt_node(f: *mut u8) -> ! {
 /// The slab of a chunk that the allocator itself holds (a cached chunk):
 /// anything else is a corrupted cache, reported as such.
 pub(super) fn slab_of(q: *mut u8) -> *mut Desc {
-    if let Some((f, _, _)) = pagemap::slab_fast(q as usize) {
-        if f != 0 {
-            return pagemap::slab_desc_fast(q as usize);
-        }
+    if pagemap::open_page(q as usize).is_some() {
+        return pagemap::slab_desc_fast(q as usize);
     }
     match pagemap::lookup(q as usize) {
         pagemap::Lookup::Slab(d) => d,
@@ -108,10 +106,8 @@ pub(super) unsafe fn free_remote_list(d: *mut Desc, head: *mut u8, tail: *mut u8
 pub unsafe fn owner_class(d: *mut Desc, p: *mut u8) -> (usize, usize) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
-        if let Some((f, owner, _)) = pagemap::slab_fast(p as usize) {
-            if f != 0 {
-                return (owner, cache::class_at(f));
-            }
+        if let Some((coff, owner)) = pagemap::open_page(p as usize) {
+            return (owner, cache::class_at(coff));
         }
         ((*d).owner(), (*d).class() % NCLASSES)
     }
