@@ -560,6 +560,15 @@ impl State {
 }
 
 impl Runs {
+    /// Pages the arenas hold committed for data: `committed_pages` less
+    /// every arena's metadata (`META_PAGES`, committed whole when the arena
+    /// is made).
+    pub fn committed_data_pages(&self) -> usize {
+        self.committed_pages
+            .load(Ordering::Relaxed)
+            .saturating_sub(pagemap::narenas() * META_PAGES)
+    }
+
     /// Allocates a run of `n` pages whose start is a multiple of `align` pages.
     /// The caller sets the descriptor's kind. Returns None when out of memory or
     /// when the calling thread already holds the page lock (signal re-entry).

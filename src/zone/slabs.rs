@@ -11,11 +11,23 @@ use super::*;
 /// classes used on and off went back and forth through the page runs).
 const QUIET_LOOKS: u8 = 2;
 
+/// New slabs a class must sit out before `new_slab` also drains what this
+/// CPU's ring and the zone's stash hold of it back into its slabs, so that
+/// they can empty: a program done with one size keeps none of its chunks
+/// cached (glibc_simple, one size after the other, kept every size's
+/// slabs pinned by a ring's and a stash's worth of chunks: peak RSS 5.7
+/// -> 4.7 MiB). Many more looks than `QUIET_LOOKS`, so that classes used
+/// on and off are not moved back and forth between slabs and page runs:
+/// with 4, sh8_like's peak RSS rose 15 % (24.4 -> 28.1 MiB, 7 runs); with
+/// 12, 4.5 %, within its run-to-run spread.
+const DRAIN_LOOKS: u8 = 12;
+
 /// `new_slab` gives idle classes' empty slabs back only once the arenas
-/// hold this much committed (8 MiB; a shell's `expr` or `sh -c` commits
-/// 4-6): those paid 8-16 more page faults (expr 148 -> 156, sh 99 -> 115)
-/// for slabs they gave back and then needed again.
-const SHED_MIN_PAGES: usize = (8 << 20) / crate::os::PAGE_SIZE;
+/// hold this much committed for data, metadata not counted (4 MiB: two of
+/// `runs`' commit steps; a shell's `expr` or `sh -c` commits one): those
+/// paid 8-16 more page faults (expr 148 -> 156, sh 99 -> 115) for slabs
+/// they gave back and then needed again.
+const SHED_MIN_PAGES: usize = (4 << 20) / crate::os::PAGE_SIZE;
 
 impl Locked {
     /// One zone's share of a reclaim pass (`reclaim::pass`): handles its
@@ -138,7 +150,7 @@ impl Locked {
             let cz = self.cz(c);
             let moves = cache::moves(self.idx, c);
             // SAFETY: lock held; short accesses to this class's fields.
-            let busy = unsafe {
+            let (busy, drain) = unsafe {
                 let busy = core::mem::take(&mut (*cz).busy) || moves != (*cz).moves;
                 (*cz).moves = moves;
                 (*cz).quiet = if busy {
@@ -146,10 +158,13 @@ impl Locked {
                 } else {
                     (*cz).quiet.saturating_add(1)
                 };
-                (*cz).quiet < QUIET_LOOKS
+                ((*cz).quiet < QUIET_LOOKS, (*cz).quiet >= DRAIN_LOOKS)
             };
             if busy && !all {
                 continue;
+            }
+            if drain && !all {
+                self.drain_class(c);
             }
             // SAFETY: lock held; slabs on our lists are ours.
             unsafe {
@@ -170,6 +185,33 @@ impl Locked {
                 }
             }
         }
+    }
+
+    /// Gives every chunk of class `c` that the zone's stash and this CPU's
+    /// ring hold back to its slab (an idle class: see `DRAIN_LOOKS`). The
+    /// ring is popped only if we run on the zone's CPU (`pop_bulk` checks);
+    /// its bulk count then moved, which is not the program's use: the
+    /// class's last look takes the new count.
+    fn drain_class(&self, c: usize) {
+        let cz = self.cz(c);
+        // SAFETY: lock held; a short access to this class's fields.
+        unsafe { (*cz).stash_low = u32::MAX };
+        self.trim_stash(c);
+        let mut buf = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
+        loop {
+            let got = cache::pop_bulk(self.idx, c, &mut buf);
+            if got == 0 {
+                break;
+            }
+            // Popped chunks are free chunks of this zone's slabs that
+            // nothing else references; we hold the lock.
+            for &q in &buf[..got] {
+                // SAFETY: as above.
+                unsafe { self.free_local(slab_of(q), q) };
+            }
+        }
+        // SAFETY: as above.
+        unsafe { (*cz).moves = cache::moves(self.idx, c) };
     }
 
     /// The slow path of `alloc`: messages, lazy collection, detach, next slab.
@@ -289,7 +331,7 @@ impl Locked {
             // instead of new ones: each class kept up to two empty slabs
             // (glibc_simple, one size after the other: peak RSS 6.5 -> 5.7
             // MiB). A class in use keeps its own.
-            if RUNS.committed_pages.load(Ordering::Relaxed) >= SHED_MIN_PAGES {
+            if RUNS.committed_data_pages() >= SHED_MIN_PAGES {
                 self.release_empties_but(c, false);
             }
             let Some(r) = RUNS.alloc(
