@@ -604,8 +604,7 @@ mod tests {
         assert_eq!(k.pop_owned(cpu, c) as usize, 0x2000);
         assert_eq!(pop(stack_offset(c)) as usize, 0x3000);
         assert!(pop(stack_offset(c)).is_null());
-        // SAFETY: a stack offset.
-        assert!(unsafe { push_free(cpu, stack_offset(c), 0x1000 as *mut u8) });
+        assert!(push_free(cpu, stack_offset(c), 0x1000 as *mut u8));
         assert_eq!(k.hits(cpu, slot_of(c)), (2, 1));
         assert_eq!(pop(stack_offset(c)) as usize, 0x1000);
         // A full ring refuses, and gives everything back oldest first, the
@@ -616,8 +615,7 @@ mod tests {
                 assert!(k.push_owned(cpu, c, (0x10_0000 + i * 64) as *mut u8));
             }
             assert!(!k.push_owned(cpu, c, 0x9000 as *mut u8));
-            // SAFETY: a stack offset.
-            assert!(!unsafe { push_free(cpu, stack_offset(c), 0x9000 as *mut u8) });
+            assert!(!push_free(cpu, stack_offset(c), 0x9000 as *mut u8));
             assert_eq!(k.cached(slot_of(c)), cap as u64, "round {round}");
             for i in 0..cap {
                 assert_eq!(pop(stack_offset(c)) as usize, 0x10_0000 + i * 64);

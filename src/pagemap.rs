@@ -483,6 +483,16 @@ pub enum Lookup {
     Invalid(&'static str),
 }
 
+/// The free-map entry of `ptr`'s page, if `ptr` lies in an arena.
+#[inline(always)]
+fn free_entry_of(ptr: usize) -> Option<&'static FreeEntry> {
+    if region_of(ptr) != REGION_ARENA {
+        return None;
+    }
+    let base = ptr & !(ARENA_SIZE - 1);
+    Some(free_slot(base, (ptr - base) >> PAGE_SHIFT))
+}
+
 /// The fast path of `lookup` for `free`: for `ptr` the start of a chunk
 /// on an open page of the free map (`open_slab_pages`: a live slab all of
 /// whose chunks on that page have been carved, so `ptr` lies below the
@@ -493,11 +503,7 @@ pub enum Lookup {
 /// descriptor is not read at all.
 #[inline(always)]
 pub fn chunk_fast(ptr: usize) -> Option<(usize, usize)> {
-    if region_of(ptr) != REGION_ARENA {
-        return None;
-    }
-    let base = ptr & !(ARENA_SIZE - 1);
-    let e = free_slot(base, (ptr - base) >> PAGE_SHIFT);
+    let e = free_entry_of(ptr)?;
     // SAFETY: `e` is an entry of a registered arena's free map, whose
     // first three words are `s`, `mul` and `below` (asserted below).
     if !unsafe { crate::arch::check_mul_below(e as *const FreeEntry as *const u64, ptr) } {
@@ -514,11 +520,7 @@ pub fn chunk_fast(ptr: usize) -> Option<(usize, usize)> {
 /// nothing of whether `ptr` is a chunk start.
 #[inline(always)]
 pub fn open_page(ptr: usize) -> Option<(usize, usize)> {
-    if region_of(ptr) != REGION_ARENA {
-        return None;
-    }
-    let base = ptr & !(ARENA_SIZE - 1);
-    let e = free_slot(base, (ptr - base) >> PAGE_SHIFT);
+    let e = free_entry_of(ptr)?;
     let coff = e.coff.load(Ordering::Acquire) as usize;
     (coff != 0).then(|| (coff, e.owner.load(Ordering::Relaxed) as usize))
 }
@@ -631,7 +633,7 @@ mod tests {
                 let size = crate::size_class::class_size(c);
                 let end = start + crate::size_class::capacity(c) * size;
                 for q in (page_end - PAGE_SIZE..page_end).step_by(8) {
-                    let want = (q - start) % size == 0 && q < end;
+                    let want = (q - start).is_multiple_of(size) && q < end;
                     assert_eq!(chunk_fast(q).is_some(), want, "{q:#x} in {p:#x}'s page");
                 }
             }

@@ -615,23 +615,29 @@ impl Locked {
         }
     }
 
+    /// Gives every chunk of class `c` in this zone's CPU's ring back to its
+    /// slab, if the caller runs on that CPU (`pop_bulk` checks).
+    pub(super) fn drain_ring(&self, c: usize) {
+        let mut buf = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
+        loop {
+            let n = cache::pop_bulk(self.idx, c, &mut buf);
+            if n == 0 {
+                break;
+            }
+            for &q in &buf[..n] {
+                // SAFETY: a chunk in this CPU's cache is a live (cached)
+                // chunk of one of this zone's slabs; we hold the lock.
+                unsafe { self.free_local(slab_of(q), q) };
+            }
+        }
+    }
+
     /// Gives every cached and stashed chunk of this zone back to its slab
     /// (the cache only if the caller runs on the zone's CPU: `malloc_trim`,
     /// reclaim before ENOMEM).
     pub fn drain_cache(&self) {
-        let mut buf = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
         for c in 0..NCLASSES {
-            loop {
-                let n = cache::pop_bulk(self.idx, c, &mut buf);
-                if n == 0 {
-                    break;
-                }
-                for &q in &buf[..n] {
-                    // SAFETY: a chunk in this CPU's cache is a live (cached)
-                    // chunk of one of this zone's slabs; we hold the lock.
-                    unsafe { self.free_local(slab_of(q), q) };
-                }
-            }
+            self.drain_ring(c);
         }
         self.drain_stash();
     }

@@ -197,19 +197,7 @@ impl Locked {
         // SAFETY: lock held; a short access to this class's fields.
         unsafe { (*cz).stash_low = u32::MAX };
         self.trim_stash(c);
-        let mut buf = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
-        loop {
-            let got = cache::pop_bulk(self.idx, c, &mut buf);
-            if got == 0 {
-                break;
-            }
-            // Popped chunks are free chunks of this zone's slabs that
-            // nothing else references; we hold the lock.
-            for &q in &buf[..got] {
-                // SAFETY: as above.
-                unsafe { self.free_local(slab_of(q), q) };
-            }
-        }
+        self.drain_ring(c);
         // SAFETY: as above.
         unsafe { (*cz).moves = cache::moves(self.idx, c) };
     }
