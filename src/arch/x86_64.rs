@@ -291,7 +291,8 @@ macro_rules! rseq_stack {
 /// The body of a pop (for `rseq_stack`): `{ok}` = the chunk in the slot the
 /// tail names (the oldest), and the tail plus one is committed from
 /// `{top}`; leaves by 7 when the ring is empty (tail = head). `{k}` is only
-/// read. `$count` adds the instruction that counts it (or nothing). The
+/// read. `$count` adds instructions before the commit, with `{top}` the
+/// new tail (the test pop's count, malloc's prefetch of the next chunk). The
 /// header's fields are at the offsets of `cache_layout` (`TAIL_AT` 0,
 /// `HEAD_AT` 8, `MASK_AT` 20, `HEADER` 64: asserted below).
 macro_rules! pop_body {
@@ -370,10 +371,23 @@ pub unsafe fn pop_hot(coff: usize) -> *mut u8 {
     unsafe {
         rseq_stack!(
             root ["xor {ok:e}, {ok:e}", "jmp 4b"] [];
-            pop_body!("");
+            pop_body!(concat!(
+                // Prefetch (for writing) the chunk the next pop will hand
+                // out, named by the slot after ours: a ring hands out its
+                // oldest, coldest chunk, whose line the caller's free-mark
+                // clear and the program then write. A stale slot (the ring
+                // empty past ours) names an old chunk or nothing mapped;
+                // a prefetch never faults. python_malloc 0.966 (5 runs),
+                // xmalloc_like 0.897 (paired), glibc_simple 1.023.
+                "mov {pf:e}, {top:e}\n",
+                "and {pf:e}, dword ptr [{q} + 20]\n",
+                "mov {pf}, qword ptr [{q} + {pf} * 8 + 64]\n",
+                "prefetchw byte ptr [{pf}]\n",
+            ));
             off = in(reg) ROOT.off.load(core::sync::atomic::Ordering::Relaxed),
             k = in(reg) coff,
             top = out(reg) _,
+            pf = out(reg) _,
             ok = out(reg) p,
         );
     }
