@@ -103,7 +103,11 @@ pub fn after_slow_path() {
         RUNS.wants_reclaim.store(false, Ordering::Relaxed);
         request();
     }
-    if STATE.load(Ordering::Relaxed) == WANTED {
+    // The lazy start's first condition here, so that a process below it
+    // (most) makes no call: `start` was 0.8 % of a loop of batches.
+    if STATE.load(Ordering::Relaxed) == WANTED
+        && RUNS.committed_pages.load(Ordering::Relaxed) >= LAZY_MIN_PAGES
+    {
         start(false);
     }
 }
@@ -116,10 +120,9 @@ pub fn start_now() {
 
 #[cold]
 fn start(eager: bool) {
-    if !eager
-        && (RUNS.committed_pages.load(Ordering::Relaxed) < LAZY_MIN_PAGES
-            || crate::os::now_ms().saturating_sub(BORN_MS.load(Ordering::Relaxed)) < MIN_AGE_MS)
-    {
+    // (The lazy start's other condition, `LAZY_MIN_PAGES`, is tested by
+    // the caller, `after_slow_path`.)
+    if !eager && crate::os::now_ms().saturating_sub(BORN_MS.load(Ordering::Relaxed)) < MIN_AGE_MS {
         return;
     }
     // The ending thread's own frees (glibc's thread exit) ask again: it
