@@ -400,8 +400,12 @@ static void t_realloc(void)
             CHECK(r == NULL && errno == ENOMEM, "realloc(%zu-byte block, %#zx) = %p errno %d", fs[i], hs[j], r, errno);
             CHECK(verify(b, bu, 4242 + i) == (size_t)-1, "failed realloc clobbered the %zu-byte block", fs[i]);
         }
+        /* Only the first min(old, new) bytes carry over: under the heap
+         * profiler a sampled 100-byte block is a page (usable 4096), which
+         * realloc to 300 bytes may move to a 320-byte chunk. */
+        size_t keep = bu < fs[i] * 3 ? bu : fs[i] * 3;
         unsigned char *r = OPAQUE(realloc(b, fs[i] * 3));
-        CHECK(r && verify(r, bu, 4242 + i) == (size_t)-1, "realloc after failed realloc");
+        CHECK(r && verify(r, keep, 4242 + i) == (size_t)-1, "realloc after failed realloc");
         free(r);
     }
 }

@@ -136,10 +136,16 @@ fn start(eager: bool) {
     if STATE
         .compare_exchange(WANTED, RUNNING, Ordering::AcqRel, Ordering::Relaxed)
         .is_ok()
-        && !spawn(if eager { thread_keep } else { thread_lazy })
     {
-        // No thread now (out of memory or threads): a later free asks again.
-        STATE.store(OFF, Ordering::Release);
+        // The start rides on a malloc's or a free's slow path, which must
+        // leave errno as it found it, whatever the thread's creation did.
+        let e = crate::os::errno();
+        let ok = spawn(if eager { thread_keep } else { thread_lazy });
+        crate::os::set_errno(e);
+        if !ok {
+            // No thread now (out of memory or threads): a later free asks again.
+            STATE.store(OFF, Ordering::Release);
+        }
     }
 }
 
