@@ -12,6 +12,7 @@
 #include <malloc.h>
 #include <stddef.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 #pragma GCC diagnostic ignored "-Wuse-after-free" /* failed realloc keeps the block */
@@ -803,6 +804,24 @@ static void t_foreign(void)
     for (int i = 0; i < M; i++) free(mix[(i * 2477) % M]);
 }
 
+/* errno across the slow paths that come 50 ms after start-up, where
+ * slaballoc makes its live-view file (mkdir's EEXIST once leaked out of a
+ * free there): large blocks, so that every free is a slow path. Run
+ * first, so that these are the first slow paths after the 50 ms. */
+static void t_errno_late(void)
+{
+    struct timespec ts = {0, 60 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    for (int i = 0; i < 64; i++) {
+        errno = ERANGE;
+        void *p = OPAQUE(malloc(200000 + (size_t)i * 4096));
+        CHECK(p && errno == ERANGE, "malloc %d after 60 ms changed errno to %d", i, errno);
+        errno = EBADF;
+        free(p);
+        CHECK(errno == EBADF, "free %d after 60 ms changed errno to %d", i, errno);
+    }
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -811,6 +830,7 @@ int main(int argc, char **argv)
     page = (size_t)sysconf(_SC_PAGESIZE);
     is_sa = slaballoc_loaded();
     printf("conformance: allocator = %s\n", is_sa ? "slaballoc" : "glibc (slaballoc-only checks skipped)");
+    t_errno_late(); /* first: its slow paths are the first after 50 ms */
     t_exports();
     t_malloc_basic();
     t_heap_integrity();
