@@ -50,10 +50,6 @@ use crate::cpu;
 use crate::size_class::{self, NCLASSES};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-// The free map holds a class's stack offset in place (`free` masks it out).
-const _: () = assert!(CLASS_STRIDE == 1 << crate::pagemap::FREE_CLASS_SHIFT);
-const _: () = assert!(crate::pagemap::FREE_CLASS_MASK == (CLASS_SLOTS - 1) * CLASS_STRIDE);
-
 /// `stack_offset` of the class of each `(size + 15) / 16`: malloc goes from
 /// the size to its stack with one load.
 static STACK_BY_SIZE: [u32; size_class::SMALL_MAX / 16 + 1] = {

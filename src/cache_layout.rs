@@ -63,8 +63,7 @@ pub const fn slot_of(c: usize) -> usize {
 }
 
 /// The offset of class `c`'s stack in a CPU's block: what `push_free`
-/// takes, and what a free-map entry holds in place
-/// (`pagemap::FREE_CLASS_MASK`).
+/// takes, and what a free-map entry holds (`pagemap::FreeEntry`).
 #[inline(always)]
 pub const fn stack_offset(c: usize) -> usize {
     slot_of(c) * CLASS_STRIDE

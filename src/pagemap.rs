@@ -320,9 +320,8 @@ pub fn map_slot(base: usize, page: usize) -> &'static AtomicU16 {
 /// * `s`: the slab's start times `mul` (wrapping), so that `p * mul - s` is
 ///   `off * mul` and the check needs no subtraction of the start first:
 ///   one multiply, one subtract, one compare;
-/// * `coff`: the offset of the class's stack in a CPU's cache block,
-///   (class + 1) << `FREE_CLASS_SHIFT` (`cache_layout::stack_offset`,
-///   asserted in `cache`), which `free` pushes onto as it is;
+/// * `coff`: the offset of the class's stack in a CPU's cache block
+///   (`cache_layout::stack_offset`), which `free` pushes onto as it is;
 /// * `owner`: the slab's owner zone.
 ///
 /// The fields are separate words. While a chunk of the page is live (the
@@ -369,13 +368,6 @@ fn free_slot(base: usize, page: usize) -> &'static FreeEntry {
     unsafe { &*((base + FREE_MAP_OFFSET) as *const FreeEntry).add(page & (ARENA_PAGES - 1)) }
 }
 
-/// Where the class field (class + 1) of a free-map `coff` starts: the
-/// field in place is the offset of the class's stack in a CPU's cache
-/// block (`cache::slot_of`: class c in slot c + 1, 2 KiB apart).
-pub const FREE_CLASS_SHIFT: u32 = 11;
-/// The class field of a free-map `coff`, in place.
-pub const FREE_CLASS_MASK: usize = 63 << FREE_CLASS_SHIFT;
-const _: () = assert!(crate::size_class::NCLASSES < 63);
 const _: () = assert!(crate::cpu::MAX_ZONES <= u32::MAX as usize);
 
 /// Opens pages `from..to` (indices within the slab) of slab `d`, class `c`,
@@ -392,8 +384,10 @@ pub fn open_slab_pages(d: *const Desc, from: usize, to: usize, c: usize, owner: 
         let e = free_slot(base, head + k);
         e.s.store(s, Ordering::Relaxed);
         e.mul.store(info.mul(), Ordering::Relaxed);
-        e.coff
-            .store(((c + 1) << FREE_CLASS_SHIFT) as u32, Ordering::Relaxed);
+        e.coff.store(
+            crate::cache_layout::stack_offset(c) as u32,
+            Ordering::Relaxed,
+        );
         e.owner.store(owner as u32, Ordering::Relaxed);
         e.below.store(info.below(), Ordering::Release);
     }
@@ -622,7 +616,6 @@ mod tests {
             // SAFETY: `d` is the live slab of a chunk we hold.
             unsafe {
                 let c = (*d).class();
-                assert_eq!(coff >> FREE_CLASS_SHIFT, c + 1, "{p:#x}");
                 assert_eq!(coff, crate::cache::stack_offset(c));
                 assert_eq!(owner, (*d).owner());
                 assert_eq!(slab_desc_fast(p), d);
