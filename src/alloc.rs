@@ -121,7 +121,8 @@ fn malloc_big(size: usize) -> *mut u8 {
         if crate::prof::on() {
             return malloc_small_profiled(size);
         }
-        return alloc_small_at(crate::cache::stack_of_size(size));
+        // SAFETY: `stack_of_size` gives a stack offset.
+        return unsafe { alloc_small_at(crate::cache::stack_of_size(size)) };
     }
     alloc_big(size, PAGE_SIZE).0
 }
@@ -136,7 +137,8 @@ fn malloc_small_profiled(size: usize) -> *mut u8 {
             return p;
         }
     }
-    alloc_small_at(crate::cache::stack_of_size(size))
+    // SAFETY: `stack_of_size` gives a stack offset.
+    unsafe { alloc_small_at(crate::cache::stack_of_size(size)) }
 }
 
 /// A sampled small request: a page run of its own, recorded; None if there
@@ -161,15 +163,20 @@ fn fail() -> *mut u8 {
 /// `cache`), else from its zone. Null with ENOMEM on failure.
 #[inline(always)]
 fn alloc_small(c: usize) -> *mut u8 {
-    alloc_small_at(crate::cache::stack_offset(c))
+    // SAFETY: a stack offset.
+    unsafe { alloc_small_at(crate::cache::stack_offset(c)) }
 }
 
 /// `alloc_small` of the class whose cache stack is at `coff`
 /// (`cache::stack_offset`): malloc looks that offset up from the size
 /// directly, one step less on the way to the pop.
+///
+/// # Safety
+/// `coff` is a stack offset (`stack_offset`, `stack_of_size`).
 #[inline(always)]
-fn alloc_small_at(coff: usize) -> *mut u8 {
-    let p = crate::cache::pop(coff);
+unsafe fn alloc_small_at(coff: usize) -> *mut u8 {
+    // SAFETY: the contract.
+    let p = unsafe { crate::cache::pop(coff) };
     if !p.is_null() {
         return handed_out(p);
     }

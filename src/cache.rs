@@ -1,7 +1,8 @@
 //! The per-CPU chunk cache: a lock-free fast path on restartable sequences.
 //!
-//! Each CPU has, per size class, a small ring of up to `CAP_MAX` free
-//! chunks in one 2 KiB block (`cache_layout`): malloc takes the oldest
+//! Each CPU has, per size class, a ring of free chunks (`cache_layout`:
+//! 128 to 2048 slots, of which a capacity word lets the class use up to
+//! `base_cap` at first, at most 124): malloc takes the oldest
 //! chunk at the tail, free adds at the head, each committing a word of its
 //! own, so that a malloc and the free after it never wait for each other
 //! through memory (mimalloc and snmalloc separate their malloc and free
@@ -30,12 +31,14 @@
 //! half of it to the zone's stash (`zone::Locked::flush_cache`); both move
 //! a batch with one section (`push_bulk`, `pop_bulk`). Cached chunks count
 //! as in use for their slab (its `used`), which bounds what the cache can
-//! pin: at most `cap(c)` chunks, about 16 KiB (at most 124 chunks) per
+//! pin: at most `base_cap(c)` chunks, about 16 KiB (at most 124 chunks) per
 //! class per CPU (8 KiB for all classes:
 //! server 1.23x slower in an A/B; 32 KiB: the same speed, churn 0.27 MiB
 //! more RSS; 64 KiB: more RSS, no clear gain). The stacks held 60 chunks
 //! until the stash came; with 124 a tight loop over 100 to 400 blocks of
-//! 16-64 bytes stays in the stack (docs/experiments.md).
+//! 16-64 bytes stays in the stack (docs/experiments.md). A class whose
+//! stack overflows and then runs dry gets more, up to its ring's slots,
+//! within a budget per CPU, until it goes idle (`zone/grow.rs`, `regear`).
 //!
 //! Other threads never write a cache; `cached` (stats) and the double-free
 //! check read it racily, which can only miss a chunk that moves meanwhile.
@@ -43,8 +46,8 @@
 use crate::arch::Caches;
 pub use crate::cache_layout::{class_at, stack_offset, CAP_MAX, OUTBOX};
 use crate::cache_layout::{
-    slot_of, BULK_POPS_AT, BULK_PUSHES_AT, CAP_AT, CLASS_SLOTS, CLASS_STRIDE, CPU_STRIDE, HEADER,
-    HEAD_AT, MASK_AT, RING_MAX, ROOT as G, TAIL_AT,
+    ring_slots, slot_of, slot_offset, BULK_POPS_AT, BULK_PUSHES_AT, CAP_AT, CLASS_SLOTS,
+    CPU_STRIDE, HEADER, HEAD_AT, MASK_AT, ROOT as G, TAIL_AT,
 };
 use crate::cpu;
 use crate::size_class::{self, NCLASSES};
@@ -151,6 +154,30 @@ pub fn batch(c: usize) -> usize {
     (CAPS[slot_of(c)] as usize).div_ceil(2)
 }
 
+/// The capacity a class's stack starts with (`prepare`), and goes back to
+/// when the class goes idle: about `CLASS_BUDGET` bytes of chunks.
+pub fn base_cap(c: usize) -> usize {
+    CAPS[slot_of(c)] as usize
+}
+
+/// The most chunks class `c`'s stack can be made to hold: its ring's slots
+/// (`cache_layout::RING_BYTES`).
+pub fn max_cap(c: usize) -> usize {
+    ring_slots(slot_of(c))
+}
+
+/// Sets CPU `owner`'s class `c` stack to hold up to `cap` chunks (at
+/// least one, at most `max_cap`), its mask the power of two at or above
+/// less one, if the caller runs on that CPU and the stack is empty: how the
+/// zone lets a class that overflows its stack keep more, and takes it back
+/// (`zone::Locked::fill_cache`, `shrink_ring`). False (nothing changed) if
+/// the caller is elsewhere, the stack holds chunks, or the cache is off.
+pub fn regear(owner: usize, c: usize, cap: usize) -> bool {
+    let cap = cap.clamp(1, max_cap(c));
+    let mask = (cap.next_power_of_two() - 1) as u32;
+    owner_state(owner).is_some_and(|k| k.regear_owned(owner, c, cap as u32, mask))
+}
+
 /// Turns the cache on if this thread has a registered rseq area (then every
 /// thread has: glibc registers all or none). Called once from `ensure_init`.
 pub fn init() {
@@ -209,14 +236,17 @@ pub fn on() -> bool {
 /// Pops a chunk of the class whose stack is at `coff` (`stack_offset`) from
 /// the current CPU's cache; null if the cache is off or the stack is empty.
 /// The caller clears the chunk's free mark.
+///
+/// # Safety
+/// `coff` is a stack offset (`stack_offset`, `stack_of_size`).
 #[inline(always)]
-pub fn pop(coff: usize) -> *mut u8 {
+pub unsafe fn pop(coff: usize) -> *mut u8 {
     if !on() {
         return core::ptr::null_mut();
     }
     // SAFETY: the cache is on, so the root's `off` is the rseq area's; the
-    // offset is masked into the slots' range.
-    unsafe { crate::arch::pop_hot(coff & ((CLASS_SLOTS - 1) * CLASS_STRIDE)) }
+    // offset is a stack's (the contract).
+    unsafe { crate::arch::pop_hot(coff) }
 }
 
 /// `pop` for malloc's hit path: no test for a cache that is off.
@@ -302,10 +332,10 @@ pub fn pop_bulk(owner: usize, c: usize, buf: &mut [*mut u8]) -> usize {
     }
 }
 
-/// The chunks in a ring whose tail and head read `tail` and `head` (see
-/// `CAP_MAX`), at most `CAP_MAX` even in a racy read of the two.
-fn ring_count(tail: u64, head: u64) -> usize {
-    (head.wrapping_sub(tail) as usize).min(CAP_MAX)
+/// The chunks in ring `slot` whose tail and head read `tail` and `head`,
+/// at most its slots even in a racy read of the two.
+fn ring_count(slot: usize, tail: u64, head: u64) -> usize {
+    (head.wrapping_sub(tail) as usize).min(ring_slots(slot))
 }
 
 /// Mallocs and frees of class `c` that the caches served, over all CPUs.
@@ -328,6 +358,29 @@ pub fn moves(owner: usize, c: usize) -> u64 {
         }
         let (tail, n, _, _) = k.view(owner, slot_of(c));
         tail.wrapping_mul(2).wrapping_add(n as u64)
+    })
+}
+
+/// Chunks that ever left CPU `owner`'s class `c` stack (its tail): racy
+/// unless the caller runs on that CPU; 0 if it has no stack.
+pub fn pops(owner: usize, c: usize) -> u64 {
+    state().map_or(0, |k| {
+        if owner >= k.n as usize {
+            return 0;
+        }
+        k.view(owner, slot_of(c)).0
+    })
+}
+
+#[cfg(test)]
+/// The capacity of CPU `owner`'s class `c` stack now (0 until prepared,
+/// or without a cache): racy, for statistics and tests.
+pub fn capacity(owner: usize, c: usize) -> usize {
+    state().map_or(0, |k| {
+        if owner >= k.n as usize {
+            return 0;
+        }
+        k.cap(owner, slot_of(c))
     })
 }
 
@@ -383,7 +436,7 @@ impl Caches {
     /// `CAP_MAX`).
     #[inline(always)]
     fn stack(&self, cpu: usize, slot: usize) -> usize {
-        self.base + cpu * CPU_STRIDE + (slot % CLASS_SLOTS) * CLASS_STRIDE
+        self.base + cpu * CPU_STRIDE + slot_offset(slot)
     }
     fn prepare(&self, cpu: usize, slot: usize) {
         if cpu < self.n as usize {
@@ -423,7 +476,7 @@ impl Caches {
     }
 
     /// One ring, for racy reads: its tail, its chunk count, its mask (below
-    /// `RING_MAX`) and its slots.
+    /// its slots) and its slots.
     fn view(&self, cpu: usize, slot: usize) -> (u64, usize, usize, *const AtomicUsize) {
         let q = self.stack(cpu, slot);
         // SAFETY: `q` is inside the mapping (cpu < n, checked by callers);
@@ -435,11 +488,20 @@ impl Caches {
             let mask = (*((q + MASK_AT) as *const AtomicU32)).load(Ordering::Relaxed);
             (
                 tail,
-                ring_count(tail, head),
-                mask as usize % RING_MAX,
+                ring_count(slot, tail, head),
+                mask as usize & (ring_slots(slot) - 1),
                 (q + HEADER) as *const AtomicUsize,
             )
         }
+    }
+
+    /// Stack `slot`'s capacity word (racy).
+    #[cfg(test)]
+    fn cap(&self, cpu: usize, slot: usize) -> usize {
+        let q = self.stack(cpu, slot);
+        // SAFETY: inside the mapping (cpu < n, checked by callers); an
+        // aligned u32 that writers store whole.
+        unsafe { (*((q + CAP_AT) as *const AtomicU32)).load(Ordering::Relaxed) as usize }
     }
 
     fn cached(&self, slot: usize) -> u64 {
@@ -453,8 +515,8 @@ impl Caches {
             return false;
         }
         let (tail, n, mask, slots) = self.view(owner, slot);
-        // SAFETY: `slots` points at the ring's RING_MAX slots (see `view`),
-        // and every index is masked below RING_MAX.
+        // SAFETY: `slots` points at the ring's slots (see `view`), and
+        // every index is masked below their count.
         (0..n).any(|i| {
             let at = (tail as usize).wrapping_add(i) & mask;
             // SAFETY: see above.
@@ -465,7 +527,7 @@ impl Caches {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -483,7 +545,9 @@ mod tests {
             assert!(cap * size <= budget.max(size));
             assert!(batch(c) >= 1 && batch(c) <= cap);
         }
-        assert_eq!(CLASS_STRIDE, 2048);
+        for (s, &cap) in CAPS.iter().enumerate() {
+            assert!(cap as usize <= ring_slots(s) && ring_slots(s).is_power_of_two());
+        }
         for size in 0..=size_class::SMALL_MAX {
             assert_eq!(
                 stack_of_size(size),
@@ -492,9 +556,43 @@ mod tests {
         }
         for c in 0..NCLASSES {
             assert_eq!(class_at(stack_offset(c)), c);
-            assert_ne!(stack_offset(c), OUTBOX * CLASS_STRIDE);
+            assert_ne!(stack_offset(c), slot_offset(OUTBOX));
         }
         assert_eq!(HEADER % 8, 0);
+    }
+
+    /// The stacks lie inside a block without overlapping, each class's
+    /// ring sized by `RING_BYTES`, and the part a stack at its base
+    /// capacity uses (header and masked slots) never straddles a page.
+    #[test]
+    fn layout() {
+        let mut spans: Vec<(usize, usize)> = (0..CLASS_SLOTS)
+            .map(|s| (slot_offset(s), slot_offset(s) + HEADER + ring_slots(s) * 8))
+            .collect();
+        spans.sort();
+        for w in spans.windows(2) {
+            assert!(w[0].1 <= w[1].0, "stacks overlap: {w:?}");
+        }
+        assert!(spans.last().unwrap().1 <= CPU_STRIDE);
+        assert_eq!(CPU_STRIDE, 256 * 1024);
+        assert_eq!(slot_offset(OUTBOX), 0);
+        for c in 0..NCLASSES {
+            let size = size_class::class_size(c);
+            let slots = max_cap(c);
+            assert!(slots.is_power_of_two() && (128..=2048).contains(&slots));
+            assert!(slots == 128 || slots * size <= crate::cache_layout::RING_BYTES);
+            assert!(slots == 2048 || 2 * slots * size > crate::cache_layout::RING_BYTES);
+            let used = HEADER + base_cap(c).next_power_of_two() * 8;
+            let at = stack_offset(c);
+            assert_eq!(
+                at / 4096,
+                (at + used - 1) / 4096,
+                "class {c} straddles a page"
+            );
+        }
+        assert_eq!(max_cap(size_class::class_of(16)), 2048);
+        assert_eq!(max_cap(size_class::class_of(1024)), 256);
+        assert_eq!(max_cap(size_class::class_of(16384)), 128);
     }
 
     /// The sections on a private set of caches (the process's own are in use
@@ -514,7 +612,7 @@ mod tests {
     /// the concurrency id (which another test thread of this process could
     /// otherwise take over while this one is off the CPU). Fails if `f`
     /// panics.
-    fn in_lone_child(f: fn()) {
+    pub(crate) fn in_lone_child(f: fn()) {
         // SAFETY: the child runs `f` and exits with `_exit`, never returning
         // into the test harness; the allocator's fork handlers leave its
         // locks usable in the child.
@@ -645,6 +743,41 @@ mod tests {
         if other != cpu {
             assert!(!k.push_bulk_owned(other, c, &batch));
             assert_eq!(k.pop_bulk_owned(other, c, &mut out), 0);
+        }
+        // Regearing: refused while the ring holds a chunk or off its CPU;
+        // on an empty ring the capacity and the mask change together, the
+        // ring then holds exactly the new capacity, oldest first, its head
+        // and tail wrapping round the slots in use; and back again.
+        let base = CAPS[slot_of(c)];
+        let big = (max_cap(c) as u32).min(256);
+        assert!(big > base);
+        assert!(k.push_owned(cpu, c, 0x1000 as *mut u8));
+        assert!(!k.regear_owned(cpu, c, big, big - 1));
+        assert_eq!(k.pop_owned(cpu, c) as usize, 0x1000);
+        if other != cpu {
+            assert!(!k.regear_owned(other, c, big, big - 1));
+        }
+        assert!(!k.regear_owned(cpu, c, big + 1, big - 1), "cap > mask + 1");
+        assert!(k.regear_owned(cpu, c, big, big - 1));
+        assert_eq!(k.cap(cpu, slot_of(c)), big as usize);
+        for round in 0..3 {
+            for i in 0..big as usize {
+                assert!(k.push_owned(cpu, c, (0x40_0000 + i * 64) as *mut u8));
+            }
+            assert!(!k.push_owned(cpu, c, 0x9000 as *mut u8), "round {round}");
+            for i in 0..big as usize {
+                assert_eq!(pop(stack_offset(c)) as usize, 0x40_0000 + i * 64);
+            }
+            assert!(pop(stack_offset(c)).is_null());
+        }
+        assert!(k.regear_owned(cpu, c, base, base.next_power_of_two() - 1));
+        assert_eq!(k.cap(cpu, slot_of(c)), base as usize);
+        for i in 0..base as usize {
+            assert!(k.push_owned(cpu, c, (0x50_0000 + i * 64) as *mut u8));
+        }
+        assert!(!k.push_owned(cpu, c, 0x9000 as *mut u8));
+        for i in 0..base as usize {
+            assert_eq!(pop(stack_offset(c)) as usize, 0x50_0000 + i * 64);
         }
         // The outbox: taken whole, oldest first, then empty.
         k.prepare(cpu, OUTBOX);

@@ -7,34 +7,43 @@
 use crate::size_class::NCLASSES;
 use core::sync::atomic::{AtomicIsize, AtomicU32, AtomicUsize};
 
-/// Chunks a class stack can hold. Each class's stack is a ring of slots
-/// in a 2 KiB block (FIFO: malloc takes from the tail, free adds at the
-/// head), so that malloc and free each commit a word of their own. A
-/// malloc and the free that follows it then form no chain through memory
-/// (with one LIFO word, each pop waited for the push before it to commit,
-/// and that push for the free-map lookup of the chunk the pop before had
-/// returned: see docs/experiments.md). The block:
+/// Each class's stack is a ring of slots (FIFO: malloc takes from the
+/// tail, free adds at the head), so that malloc and free each commit a
+/// word of their own. A malloc and the free that follows it then form no
+/// chain through memory (with one LIFO word, each pop waited for the push
+/// before it to commit, and that push for the free-map lookup of the chunk
+/// the pop before had returned: see docs/experiments.md). A stack:
 ///
 /// * bytes 0-7, the tail: pops so far (a u64 that only grows; the slot
 ///   of the oldest chunk is `tail & mask`), committed by malloc's section;
 /// * 8-15, the head: pushes so far, committed by free's; `head - tail`
 ///   chunks are cached;
 /// * 16-19, the capacity (u32; 0 until the zone prepares the stack, which
-///   refuses every push), at most `CAP_MAX`;
-/// * 20-23, the mask: the ring's slots less one (a power of two at least
-///   the capacity, so that a small class touches only the slots it uses);
+///   refuses every push): the most chunks it may hold now, which the zone
+///   raises for a class that overflows and lowers again when it goes idle
+///   (`cache::regear`), never above `mask + 1`;
+/// * 20-23, the mask: the slots in use less one (a power of two at least
+///   the capacity, so that a ring touches only the slots its capacity
+///   needs, however many it has);
 /// * 24-31 and 32-39, the chunks taken out and put in other than by malloc
 ///   and free (refills, flushes, outbox drains; u64s), which those
 ///   sections bump before their commit: the hits are `tail` and `head`
 ///   less them (`cache::hits`), so malloc's and free's sections count
 ///   nothing of their own;
-/// * 64 on, the slots.
-pub const CAP_MAX: usize = 124;
-/// Slots of the largest ring.
-pub const RING_MAX: usize = CAP_MAX.next_power_of_two();
+/// * 64 on, the slots: `ring_slots` of them.
 pub const HEADER: usize = 64;
-pub const CLASS_STRIDE: usize = 2048;
-const _: () = assert!(HEADER + RING_MAX * 8 <= CLASS_STRIDE);
+/// The most chunks a stack starts with room for (and the outbox's room):
+/// a 128-slot ring less a few.
+pub const CAP_MAX: usize = 124;
+/// Slots of the smallest ring (the outbox's, and every class's at least).
+pub const RING_MIN: usize = 128;
+/// Slots of the largest ring.
+pub const RING_MAX: usize = 2048;
+/// Bytes of chunks a class's ring may grow to hold: its slots are this
+/// over the class size, rounded down to a power of two, within
+/// `RING_MIN..=RING_MAX` (16-128 B: 2048; 1 KiB: 256; 1280 B on: 128).
+pub const RING_BYTES: usize = 256 * 1024;
+const _: () = assert!(CAP_MAX < RING_MIN && RING_MIN.is_power_of_two());
 /// Byte offsets of the header's fields (the sections spell them as
 /// numbers: the asserts tie the two).
 pub const TAIL_AT: usize = 0;
@@ -43,39 +52,116 @@ pub const CAP_AT: usize = 16;
 pub const MASK_AT: usize = 20;
 pub const BULK_POPS_AT: usize = 24;
 pub const BULK_PUSHES_AT: usize = 32;
-/// Stack slots per CPU block: a power of two, so that a slot index is
-/// bounded with one mask on the fast path. Slot 0 is the outbox, class c is
-/// slot c + 1 (`slot_of`), so that the free map's class field (class + 1)
-/// is the slot; the slots past the last class are never used, hence never
-/// touched.
-pub const CLASS_SLOTS: usize = 64;
-pub const CPU_STRIDE: usize = CLASS_SLOTS * CLASS_STRIDE;
+/// Stacks per CPU block. Slot 0 is the outbox, class c is slot c + 1
+/// (`slot_of`).
+pub const CLASS_SLOTS: usize = NCLASSES + 1;
+
+/// Slots of stack `slot`'s ring (see `RING_BYTES`).
+pub const fn ring_slots(slot: usize) -> usize {
+    if slot == OUTBOX || slot >= CLASS_SLOTS {
+        return RING_MIN;
+    }
+    let n = RING_BYTES / crate::size_class::size_of_class(slot - 1);
+    let p = if n < RING_MIN {
+        RING_MIN
+    } else {
+        1 << (usize::BITS - 1 - n.leading_zeros())
+    };
+    if p > RING_MAX {
+        RING_MAX
+    } else {
+        p
+    }
+}
+
+/// Bytes of stack `slot`: its header and its slots (a multiple of 64, so
+/// that every header starts a cache line).
+const fn stack_bytes(slot: usize) -> usize {
+    HEADER + ring_slots(slot) * 8
+}
+
+/// The offset of each stack in a CPU's block, by slot: the outbox at 0
+/// (free's section names it with a zeroed register), then the classes'
+/// stacks, the largest rings first and in slot order within a ring size.
+/// A stack at its base capacity uses its header and at most 128 slots
+/// (1088 bytes); in this order none of those straddles a page (a
+/// 2048-slot stack is four pages and a line, so each starts a line further
+/// into its page), and all of them together span 23 pages of the block,
+/// where smallest-first had 27 (six straddling) and the old 2 KiB blocks
+/// 19.
+const fn build_offsets() -> [u32; CLASS_SLOTS + 1] {
+    let mut t = [0u32; CLASS_SLOTS + 1];
+    let mut at = stack_bytes(OUTBOX);
+    let mut ring = RING_MAX;
+    while ring >= RING_MIN {
+        let mut s = 0;
+        while s < CLASS_SLOTS {
+            if s != OUTBOX && ring_slots(s) == ring {
+                t[s] = at as u32;
+                at += stack_bytes(s);
+            }
+            s += 1;
+        }
+        ring /= 2;
+    }
+    // The end of the last stack: the bytes a block uses.
+    t[CLASS_SLOTS] = at as u32;
+    t
+}
+const _: () = assert!(build_offsets()[OUTBOX] == 0);
+
+static OFFSETS: [u32; CLASS_SLOTS + 1] = build_offsets();
+const USED: usize = build_offsets()[CLASS_SLOTS] as usize;
+/// Bytes of address space per CPU: the stacks, rounded up to a power of
+/// two (256 KiB), mapped once and touched only as far as rings are used.
+pub const CPU_STRIDE: usize = USED.next_power_of_two();
 /// log2 of `CPU_STRIDE`: the sections shift the CPU id (one cycle) rather
 /// than multiply it (three), on the path of every hit.
 pub const CPU_SHIFT: u32 = CPU_STRIDE.trailing_zeros();
-const _: () = assert!(1 << CPU_SHIFT == CPU_STRIDE);
-const _: () = assert!(NCLASSES < CLASS_SLOTS);
+const _: () = assert!(1 << CPU_SHIFT == CPU_STRIDE && USED <= CPU_STRIDE);
+const _: () = assert!(HEADER.is_multiple_of(64) && (RING_MIN * 8).is_multiple_of(64));
 
 /// The stack slot of class `c` in a CPU's block.
 #[inline(always)]
 pub const fn slot_of(c: usize) -> usize {
-    (c + 1) % CLASS_SLOTS
+    (c % NCLASSES) + 1
+}
+
+/// The offset of stack `slot` in a CPU's block.
+#[inline(always)]
+pub const fn slot_offset(slot: usize) -> usize {
+    OFFSETS[slot % CLASS_SLOTS] as usize
 }
 
 /// The offset of class `c`'s stack in a CPU's block: what `push_free`
 /// takes, and what a free-map entry holds (`pagemap::FreeEntry`).
 #[inline(always)]
 pub const fn stack_offset(c: usize) -> usize {
-    slot_of(c) * CLASS_STRIDE
+    OFFSETS[slot_of(c)] as usize
 }
 
-/// The class whose stack is at `off` (a `stack_offset`). Below
-/// `CLASS_SLOTS` whatever `off` is (a shift and a mask, no division: it is
-/// on the path of every malloc and free when the cache is off); the users
-/// of a class index bound it by `NCLASSES` themselves.
+/// The class of the stack that starts in each KiB of a block: every stack
+/// spans more than a KiB (`RING_MIN` slots), so no two start in the same
+/// one.
+const fn build_class_by_kib() -> [u8; CPU_STRIDE >> 10] {
+    let mut t = [0u8; CPU_STRIDE >> 10];
+    let mut c = 0;
+    while c < NCLASSES {
+        t[stack_offset(c) >> 10] = c as u8;
+        c += 1;
+    }
+    t
+}
+const _: () = assert!(stack_bytes(OUTBOX) > 1024 && NCLASSES <= 256);
+
+static CLASS_BY_KIB: [u8; CPU_STRIDE >> 10] = build_class_by_kib();
+
+/// The class whose stack is at `off` (a `stack_offset`; another value
+/// gives some class below `NCLASSES`): one load, on the paths that miss
+/// the cache.
 #[inline(always)]
-pub const fn class_at(off: usize) -> usize {
-    (off / CLASS_STRIDE).wrapping_sub(1) % CLASS_SLOTS
+pub fn class_at(off: usize) -> usize {
+    CLASS_BY_KIB[(off >> 10) % (CPU_STRIDE >> 10)] as usize
 }
 
 /// The class slot that serves as each CPU's *outbox*: chunks of other CPUs'

@@ -83,6 +83,10 @@ impl Caches {
         0
     }
 
+    pub fn regear_owned(&self, _owner: usize, _c: usize, _cap: u32, _mask: u32) -> bool {
+        false
+    }
+
     pub fn push_here(&self, _slot: usize, _p: *mut u8) -> bool {
         false
     }

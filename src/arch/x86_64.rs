@@ -21,8 +21,8 @@
 
 use super::Caches;
 use crate::cache_layout::{
-    slot_of, CacheRoot, BULK_POPS_AT, BULK_PUSHES_AT, CAP_AT, CAP_MAX, CLASS_SLOTS, CLASS_STRIDE,
-    CPU_SHIFT, HEADER, HEAD_AT, MASK_AT, OUTBOX, ROOT, TAIL_AT,
+    slot_offset, stack_offset, CacheRoot, BULK_POPS_AT, BULK_PUSHES_AT, CAP_AT, CAP_MAX, CPU_SHIFT,
+    HEADER, HEAD_AT, MASK_AT, OUTBOX, ROOT, TAIL_AT,
 };
 
 /// Where the sections find `ROOT.id_field` (an address operand, so that it
@@ -30,7 +30,10 @@ use crate::cache_layout::{
 const ROOT_ID_FIELD_AT: usize = core::mem::offset_of!(CacheRoot, id_field);
 const ROOT_CPUS_AT: usize = core::mem::offset_of!(CacheRoot, cpus);
 const ROOT_BASE_AT: usize = core::mem::offset_of!(CacheRoot, base);
-const _: () = assert!(OUTBOX == 0, "the free section's xor names the outbox");
+const _: () = assert!(
+    slot_offset(OUTBOX) == 0,
+    "the free section's xor names the outbox"
+);
 
 core::arch::global_asm!(".weak __rseq_offset");
 
@@ -449,7 +452,7 @@ impl Caches {
         // The stack's address comes from the CPU the section runs on,
         // which must be `owner`: a compare and branch, so that the slot
         // address does not wait for the load that gave `owner`.
-        let bc = self.base + slot_of(c) * CLASS_STRIDE;
+        let bc = self.base + stack_offset(c);
         let ok: usize;
         // SAFETY: the section writes the stack of the CPU it runs on
         // (mapped: that CPU is `owner` < n) only after finding itself on
@@ -476,7 +479,7 @@ impl Caches {
     #[cfg(test)]
     pub fn pop_owned(&self, owner: usize, c: usize) -> *mut u8 {
         if owner < self.n as usize {
-            let bc = self.base + slot_of(c) * CLASS_STRIDE;
+            let bc = self.base + stack_offset(c);
             let p: usize;
             // SAFETY: the stack of CPU `owner` (< n, mapped),
             // written only after the section found itself on that CPU, with
@@ -503,7 +506,7 @@ impl Caches {
         if owner >= self.n as usize {
             return false;
         }
-        let bc = self.base + slot_of(c) * CLASS_STRIDE;
+        let bc = self.base + stack_offset(c);
         let m = buf.len();
         if m == 0 {
             return true;
@@ -557,13 +560,60 @@ impl Caches {
         ok != 0
     }
 
+    /// See the function `cache::regear`: sets CPU `owner`'s class `c`
+    /// stack to capacity `cap` and mask `mask` (`cap <= mask + 1 <=` its
+    /// slots) if the caller runs on that CPU and the stack is empty.
+    pub fn regear_owned(&self, owner: usize, c: usize, cap: u32, mask: u32) -> bool {
+        if owner >= self.n as usize || cap == 0 || cap > mask.wrapping_add(1) {
+            return false;
+        }
+        let bc = self.base + stack_offset(c);
+        let ok: usize;
+        // SAFETY: the stack of CPU `owner` (< n, mapped), written only
+        // after the section found itself on that CPU, with a restart if
+        // the thread leaves it before the last store. Its pushes and pops
+        // run only on that CPU, so none runs between our test that the
+        // ring is empty (tail = head) and our stores: with no chunk in it,
+        // a new mask moves none. Every state the stores pass through keeps
+        // capacity <= mask + 1 (the invariant that keeps a push inside the
+        // slots in use): first the capacity drops to the smaller of the old
+        // and the new, then the mask changes, then the capacity is set (the
+        // committing store). A restart (or a failure after the first two
+        // stores) leaves such a state too; it redoes the stores, which
+        // only ever write the caller's values.
+        unsafe {
+            rseq_stack!(
+                owned;
+                "mov {t}, qword ptr [{q} + {k}]",
+                "lea {q}, [{q} + {k}]",
+                "cmp {t}, qword ptr [{q} + 8]",
+                "jne 7f",
+                "mov {t:e}, dword ptr [{q} + 16]",
+                "cmp {t:e}, {cap:e}",
+                "cmova {t:e}, {cap:e}",
+                "mov dword ptr [{q} + 16], {t:e}",
+                "mov dword ptr [{q} + 20], {mask:e}",
+                "mov {ok:e}, 1",
+                "mov dword ptr [{q} + 16], {cap:e}";
+                off = in(reg) self.off,
+                owner = in(reg) owner,
+                bc = in(reg) bc,
+                cap = in(reg) cap,
+                mask = in(reg) mask,
+                t = out(reg) _,
+                ok = out(reg) ok,
+            );
+        }
+        ok != 0
+    }
+
     /// See the function `pop_bulk`.
     pub fn pop_bulk_owned(&self, owner: usize, c: usize, buf: &mut [*mut u8]) -> usize {
         let want = buf.len().min(CAP_MAX);
         if owner >= self.n as usize || want == 0 {
             return 0;
         }
-        let bc = self.base + slot_of(c) * CLASS_STRIDE;
+        let bc = self.base + stack_offset(c);
         let got: usize;
         // SAFETY: the stack of CPU `owner` (< n, mapped), read and
         // committed only while the section runs on that CPU (a restart
@@ -612,7 +662,7 @@ impl Caches {
     /// Pushes `p` onto stack `slot` of the CPU the caller runs on.
     #[inline(always)]
     pub fn push_here(&self, slot: usize, p: *mut u8) -> bool {
-        let bc = self.base + (slot % CLASS_SLOTS) * CLASS_STRIDE;
+        let bc = self.base + slot_offset(slot);
         let ok: usize;
         // SAFETY: as in `pop`: the block of the CPU the section runs on
         // (`cpu < n`), whose head cannot change before the committing
@@ -634,7 +684,7 @@ impl Caches {
 
     /// Moves all of stack `slot` of the CPU the caller runs on into `buf`.
     pub fn take_here(&self, slot: usize, buf: &mut [usize; CAP_MAX]) -> usize {
-        let bc = self.base + (slot % CLASS_SLOTS) * CLASS_STRIDE;
+        let bc = self.base + slot_offset(slot);
         let got: usize;
         // SAFETY: as in `pop`. The copy loop writes only `buf` (ours, at
         // least CAP_MAX words; a count above CAP_MAX, which every push's

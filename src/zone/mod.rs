@@ -29,6 +29,7 @@ use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+mod grow;
 mod remote;
 mod slabs;
 mod stash;
@@ -64,6 +65,14 @@ struct ClassZone {
     /// Refills of the CPU's cache so far (saturating at `RAMP_STEPS`): the
     /// slow start of `fill_batch`.
     fills: u8,
+    /// The capacity this zone gave its CPU's stack of the class beyond
+    /// `cache::base_cap` (0: the base), and the one a flush asked for since
+    /// (0: none), which the next refill, finding the stack empty, sets
+    /// (`grow_ring`).
+    cap: u32,
+    want: u32,
+    /// `cache::pops` of the stack when the flush asked for `want`.
+    want_pops: u64,
     /// The fewest chunks the stash held since the last sweep: what it did
     /// not need in that time, which the sweep gives back (`stash.rs`).
     stash_low: u32,
@@ -91,6 +100,9 @@ const RAMP_STEPS: u8 = 5;
 struct Inner {
     classes: [ClassZone; NCLASSES],
     refills: u32,
+    /// What the grown stacks may hold beyond their base capacities, in
+    /// bytes (at most `GROW_BUDGET`).
+    grown: usize,
 }
 
 /// The fields every use of the zone touches come first and the ring's cells
@@ -141,6 +153,9 @@ impl Zone {
                     waiting: ptr::null_mut(),
                     empty: ptr::null_mut(),
                     fills: 0,
+                    cap: 0,
+                    want: 0,
+                    want_pops: 0,
                     stash_low: 0,
                     stash_arr: 0,
                     busy: false,
@@ -148,6 +163,7 @@ impl Zone {
                     quiet: 0,
                 }; NCLASSES],
                 refills: 0,
+                grown: 0,
             }),
             rescan: AtomicBool::new(false),
             stats: ZoneStats::new(),
@@ -466,6 +482,7 @@ impl Locked {
     pub fn fill_cache(&self, c: usize) {
         let c = c % NCLASSES;
         cache::prepare(self.idx, c);
+        self.grow_ring(c);
         let want = self.fill_batch(c).saturating_sub(1).min(cache::BATCH_MAX);
         if self.unstash(c, want) {
             return;
@@ -638,6 +655,7 @@ impl Locked {
     pub fn drain_cache(&self) {
         for c in 0..NCLASSES {
             self.drain_ring(c);
+            self.shrink_ring(c);
         }
         self.drain_stash();
     }

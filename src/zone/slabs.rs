@@ -163,6 +163,9 @@ impl Locked {
             if busy && !all {
                 continue;
             }
+            if !busy {
+                self.shrink_ring(c);
+            }
             if drain && !all {
                 self.drain_class(c);
             }

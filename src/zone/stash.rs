@@ -152,11 +152,17 @@ impl Locked {
                     let got =
                         cache::pop_bulk(self.idx, c, core::slice::from_raw_parts_mut(a.add(n), b));
                     self.z.stashed[c].store((n + got) as u32, Ordering::Relaxed);
+                    if got == b {
+                        self.want_more(c);
+                    }
                     return;
                 }
             }
             let mut buf = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
             let got = cache::pop_bulk(self.idx, c, &mut buf[..b]);
+            if got == b {
+                self.want_more(c);
+            }
             // The popped chunks are free chunks of this zone's slabs that
             // nothing else references; we hold the lock.
             for &q in &buf[..got] {

@@ -1,0 +1,163 @@
+//! Stacks that grow: a class whose CPU stack overflows, and then runs dry
+//! within a stack's worth of pops, gets a larger capacity for that stack,
+//! doubling up to its ring's slots (`cache_layout::RING_BYTES`) while the
+//! CPU's grown stacks hold at most `GROW_BUDGET` beyond their base; a class
+//! gone idle gets its base back. A loop that frees and allocates batches
+//! larger than a stack (glibc_simple's 400 and 1600 blocks) otherwise paid
+//! a lock round trip per half stack each way (google/tcmalloc grows its
+//! per-CPU capacities on misses too). The capacity of a stack changes only
+//! when it is empty, with one section on its CPU (`cache::regear`).
+
+use super::*;
+
+/// Bytes of chunks the stacks of one CPU may hold beyond their base
+/// capacities, all classes together (`grow_ring`): a class that overflows
+/// its stack doubles its capacity, up to its ring's slots, while this
+/// allows.
+const GROW_BUDGET: usize = 1 << 20;
+
+impl Locked {
+    /// The capacity of this CPU's class `c` stack now.
+    fn ring_cap(&self, c: usize) -> usize {
+        // SAFETY: lock held; a short access to this class's fields.
+        let cap = unsafe { (*self.cz(c)).cap } as usize;
+        cap.max(cache::base_cap(c))
+    }
+
+    /// A flush found this CPU's class `c` stack full: asks the next refill
+    /// to double its capacity (`grow_ring`). A program that frees more
+    /// chunks of a class in a row than its stack holds, and then allocates
+    /// as many again, pays a lock round trip per half stack each way only
+    /// until the stack holds them all (tcmalloc grows its per-CPU
+    /// capacities on misses too).
+    pub(super) fn want_more(&self, c: usize) {
+        let c = c % NCLASSES;
+        let next = (self.ring_cap(c) * 2).min(cache::max_cap(c));
+        let cz = self.cz(c);
+        // SAFETY: lock held; a short access to this class's fields.
+        unsafe {
+            (*cz).want = next as u32;
+            (*cz).want_pops = cache::pops(self.idx, c);
+        }
+    }
+
+    /// Sets the capacity a flush asked for (`want_more`) if the stack went
+    /// from full to empty since, within one capacity's worth of pops (the
+    /// program swings through more than it holds; a stack that only
+    /// wanders near full, chunks freed a few more than allocated, kept more
+    /// memory for no speed: shortlived's and cfrac_like's peak RSS +9 %),
+    /// the stack is empty (a refill: the pop that missed found it so), and
+    /// the growth fits in `GROW_BUDGET`. The request goes either way.
+    pub(super) fn grow_ring(&self, c: usize) {
+        let cz = self.cz(c);
+        // SAFETY: lock held; a short access to this class's fields.
+        let (want, since) = unsafe {
+            let want = core::mem::take(&mut (*cz).want) as usize;
+            (want, cache::pops(self.idx, c).wrapping_sub((*cz).want_pops))
+        };
+        let cur = self.ring_cap(c);
+        if want <= cur || since > cur as u64 {
+            return;
+        }
+        let more = (want - cur) * size_class::class_size(c);
+        let inner = self.inner();
+        // SAFETY: lock held; short accesses to the zone's fields.
+        unsafe {
+            if (*inner).grown + more <= GROW_BUDGET && cache::regear(self.idx, c, want) {
+                (*inner).grown += more;
+                (*cz).cap = want as u32;
+            }
+        }
+    }
+
+    /// Gives a grown class `c` stack its base capacity back, its chunks
+    /// back to their slabs first, if the caller runs on this zone's CPU:
+    /// a class gone idle keeps no more than any other.
+    pub(super) fn shrink_ring(&self, c: usize) {
+        let c = c % NCLASSES;
+        let cz = self.cz(c);
+        // SAFETY: lock held; a short access to this class's fields.
+        let cap = unsafe { (*cz).cap } as usize;
+        let base = cache::base_cap(c);
+        if cap <= base {
+            return;
+        }
+        self.drain_ring(c);
+        if cache::regear(self.idx, c, base) {
+            let inner = self.inner();
+            // SAFETY: lock held; short accesses to the zone's fields.
+            unsafe {
+                (*inner).grown -= (cap - base) * size_class::class_size(c);
+                (*cz).cap = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In a lone child pinned to one CPU: a loop that frees 1000 blocks of
+    /// one class in a row and allocates them again grows that class's stack
+    /// until they all fit (the flushes ask, the refills grant); a stack
+    /// that only wanders near full does not grow; and `malloc_trim` gives
+    /// the grown capacity back.
+    #[test]
+    fn full_stacks_grow_and_trim_shrinks_them() {
+        crate::alloc::ensure_init();
+        if !cache::on() {
+            eprintln!("no rseq: the cache stays off, nothing to test");
+            return;
+        }
+        crate::cache::tests::in_lone_child(grow_and_shrink);
+    }
+
+    fn grow_and_shrink() {
+        let ids = core_affinity::get_core_ids().unwrap_or_default();
+        let Some(id) = ids.first() else { return };
+        assert!(core_affinity::set_for_current(*id));
+        let zone = cpu::current_zone();
+        let malloc = |n| {
+            let p = crate::alloc::malloc(n);
+            assert!(!p.is_null());
+            p
+        };
+        // Wandering: more frees than the stack holds once (a flush asks),
+        // then many pairs, then the stack runs dry: no growth.
+        let c = size_class::class_of(48);
+        let base = cache::base_cap(c);
+        let mut v = [ptr::null_mut::<u8>(); 1000];
+        for b in v.iter_mut().take(base + 40) {
+            *b = malloc(48);
+        }
+        for &b in v.iter().take(base + 40) {
+            crate::alloc::free(b);
+        }
+        for _ in 0..10_000 {
+            crate::alloc::free(malloc(48));
+        }
+        for b in v.iter_mut().take(base + 40) {
+            *b = malloc(48);
+        }
+        for &b in v.iter().take(base + 40) {
+            crate::alloc::free(b);
+        }
+        assert_eq!(cache::capacity(zone, c), base, "a wandering stack grew");
+        // Swinging: 1000 freed and allocated again, twelve times.
+        let c = size_class::class_of(64);
+        let base = cache::base_cap(c);
+        for _ in 0..12 {
+            for b in v.iter_mut() {
+                *b = malloc(64);
+            }
+            for &b in v.iter() {
+                crate::alloc::free(b);
+            }
+        }
+        let grown = cache::capacity(zone, c);
+        assert!(grown >= 1000, "capacity {grown} (base {base})");
+        crate::api::trim();
+        assert_eq!(cache::capacity(zone, c), base);
+    }
+}
