@@ -152,6 +152,21 @@ impl Locked {
     fn release_empties_but(&self, keep: usize, all: bool) {
         for c in (0..NCLASSES).filter(|&c| c != keep) {
             let cz = self.cz(c);
+            // SAFETY: lock held; short accesses to this class's fields.
+            let untouched = unsafe {
+                (*cz).fills == 0
+                    && (*cz).cur.is_null()
+                    && (*cz).partial.is_null()
+                    && (*cz).waiting.is_null()
+                    && (*cz).empty.is_null()
+            };
+            if untouched {
+                // No slab, and its stack never refilled, so never prepared
+                // and empty: nothing to give back, and no reason to read
+                // its stack's header (`expr` read-faulted 12 pages of its
+                // cache block here, one per class it never used).
+                continue;
+            }
             let moves = cache::moves(self.idx, c);
             // SAFETY: lock held; short accesses to this class's fields.
             let (busy, drain) = unsafe {
