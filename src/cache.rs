@@ -372,9 +372,9 @@ pub fn pops(owner: usize, c: usize) -> u64 {
     })
 }
 
-#[cfg(test)]
 /// The capacity of CPU `owner`'s class `c` stack now (0 until prepared,
-/// or without a cache): racy, for statistics and tests.
+/// or without a cache): racy, for the tests.
+#[cfg(test)]
 pub fn capacity(owner: usize, c: usize) -> usize {
     state().map_or(0, |k| {
         if owner >= k.n as usize {

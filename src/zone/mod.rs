@@ -65,10 +65,10 @@ struct ClassZone {
     /// Refills of the CPU's cache so far (saturating at `RAMP_STEPS`): the
     /// slow start of `fill_batch`.
     fills: u8,
-    /// The capacity this zone gave its CPU's stack of the class beyond
-    /// `cache::base_cap` (0: the base), and the one a flush asked for since
-    /// (0: none), which the next refill, finding the stack empty, sets
-    /// (`grow_ring`).
+    /// The capacity this zone gave its CPU's stack of the class when it is
+    /// above `cache::base_cap` (0: the base), and the one a flush asked for
+    /// since (0: none), which the next refill, finding the stack empty,
+    /// sets (`grow.rs`).
     cap: u32,
     want: u32,
     /// `cache::pops` of the stack when the flush asked for `want`.
