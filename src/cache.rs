@@ -574,7 +574,7 @@ pub(crate) mod tests {
             assert!(w[0].1 <= w[1].0, "stacks overlap: {w:?}");
         }
         assert!(spans.last().unwrap().1 <= CPU_STRIDE);
-        assert_eq!(CPU_STRIDE, 256 * 1024);
+        assert_eq!(CPU_STRIDE, 512 * 1024);
         assert_eq!(slot_offset(OUTBOX), 0);
         for c in 0..NCLASSES {
             let size = size_class::class_size(c);
@@ -591,7 +591,8 @@ pub(crate) mod tests {
             );
         }
         assert_eq!(max_cap(size_class::class_of(16)), 2048);
-        assert_eq!(max_cap(size_class::class_of(1024)), 256);
+        assert_eq!(max_cap(size_class::class_of(1024)), 2048);
+        assert_eq!(max_cap(size_class::class_of(4096)), 512);
         assert_eq!(max_cap(size_class::class_of(16384)), 128);
     }
 
