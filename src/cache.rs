@@ -373,8 +373,8 @@ pub fn pops(owner: usize, c: usize) -> u64 {
 }
 
 /// The capacity of CPU `owner`'s class `c` stack now (0 until prepared,
-/// or without a cache): racy, for the tests.
-#[cfg(test)]
+/// or without a cache): racy, unless the caller holds zone `owner`'s lock
+/// (only that zone prepares and regears the stack).
 pub fn capacity(owner: usize, c: usize) -> usize {
     state().map_or(0, |k| {
         if owner >= k.n as usize {
@@ -496,7 +496,6 @@ impl Caches {
     }
 
     /// Stack `slot`'s capacity word (racy).
-    #[cfg(test)]
     fn cap(&self, cpu: usize, slot: usize) -> usize {
         let q = self.stack(cpu, slot);
         // SAFETY: inside the mapping (cpu < n, checked by callers); an

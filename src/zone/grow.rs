@@ -17,11 +17,11 @@ use super::*;
 const GROW_BUDGET: usize = 2 << 20;
 
 impl Locked {
-    /// The capacity of this CPU's class `c` stack now.
+    /// The capacity of this CPU's class `c` stack now (its base until the
+    /// stack is prepared). Read from the stack itself: only this zone
+    /// changes it, under the lock we hold (`prepare`, `regear`).
     fn ring_cap(&self, c: usize) -> usize {
-        // SAFETY: lock held; a short access to this class's fields.
-        let cap = unsafe { (*self.cz(c)).cap } as usize;
-        cap.max(cache::base_cap(c))
+        cache::capacity(self.idx, c).max(cache::base_cap(c))
     }
 
     /// A flush found this CPU's class `c` stack full: asks the next refill
@@ -65,7 +65,6 @@ impl Locked {
         unsafe {
             if (*inner).grown + more <= GROW_BUDGET && cache::regear(self.idx, c, want) {
                 (*inner).grown += more;
-                (*cz).cap = want as u32;
             }
         }
     }
@@ -75,9 +74,7 @@ impl Locked {
     /// a class gone idle keeps no more than any other.
     pub(super) fn shrink_ring(&self, c: usize) {
         let c = c % NCLASSES;
-        let cz = self.cz(c);
-        // SAFETY: lock held; a short access to this class's fields.
-        let cap = unsafe { (*cz).cap } as usize;
+        let cap = self.ring_cap(c);
         let base = cache::base_cap(c);
         if cap <= base {
             return;
@@ -85,11 +82,8 @@ impl Locked {
         self.drain_ring(c);
         if cache::regear(self.idx, c, base) {
             let inner = self.inner();
-            // SAFETY: lock held; short accesses to the zone's fields.
-            unsafe {
-                (*inner).grown -= (cap - base) * size_class::class_size(c);
-                (*cz).cap = 0;
-            }
+            // SAFETY: lock held; a short access to the zone's fields.
+            unsafe { (*inner).grown -= (cap - base) * size_class::class_size(c) };
         }
     }
 }

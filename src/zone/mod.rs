@@ -65,11 +65,9 @@ struct ClassZone {
     /// Refills of the CPU's cache so far (saturating at `RAMP_STEPS`): the
     /// slow start of `fill_batch`.
     fills: u8,
-    /// The capacity this zone gave its CPU's stack of the class when it is
-    /// above `cache::base_cap` (0: the base), and the one a flush asked for
-    /// since (0: none), which the next refill, finding the stack empty,
-    /// sets (`grow.rs`).
-    cap: u32,
+    /// The capacity a flush asked for this CPU's stack of the class (0:
+    /// none), which the next refill, finding the stack empty, sets
+    /// (`grow.rs`).
     want: u32,
     /// `cache::pops` of the stack when the flush asked for `want`.
     want_pops: u64,
@@ -153,7 +151,6 @@ impl Zone {
                     waiting: ptr::null_mut(),
                     empty: ptr::null_mut(),
                     fills: 0,
-                    cap: 0,
                     want: 0,
                     want_pops: 0,
                     stash_low: 0,
