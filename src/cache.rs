@@ -44,11 +44,13 @@
 //! check read it racily, which can only miss a chunk that moves meanwhile.
 
 use crate::arch::Caches;
-pub use crate::cache_layout::{class_at, stack_offset, CAP_MAX, OUTBOX};
+#[cfg(test)]
+use crate::cache_layout::HEADER;
 use crate::cache_layout::{
-    ring_slots, slot_of, slot_offset, BULK_POPS_AT, BULK_PUSHES_AT, CAP_AT, CLASS_SLOTS,
-    CPU_STRIDE, HEADER, HEAD_AT, MASK_AT, ROOT as G, TAIL_AT,
+    base_offset, grown_offset, ring_slots, slot_of, slot_offset, BULK_POPS_AT, BULK_PUSHES_AT,
+    CAP_AT, CLASS_SLOTS, CPU_STRIDE, HEAD_AT, MASK_AT, RING_MIN, ROOT as G, SLOTS_AT, TAIL_AT,
 };
+pub use crate::cache_layout::{class_at, stack_offset, CAP_MAX, OUTBOX};
 use crate::cpu;
 use crate::size_class::{self, NCLASSES};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -175,7 +177,19 @@ pub fn max_cap(c: usize) -> usize {
 pub fn regear(owner: usize, c: usize, cap: usize) -> bool {
     let cap = cap.clamp(1, max_cap(c));
     let mask = (cap.next_power_of_two() - 1) as u32;
-    owner_state(owner).is_some_and(|k| k.regear_owned(owner, c, cap as u32, mask))
+    let array = array_for(slot_of(c), mask);
+    owner_state(owner).is_some_and(|k| k.regear_owned(owner, c, cap as u32, mask, array))
+}
+
+/// The offset in a block of the slot array that stack `slot` uses with
+/// mask `mask`: its base array while the mask fits there, else its grown
+/// one (`cache_layout`).
+fn array_for(slot: usize, mask: u32) -> usize {
+    if mask as usize >= RING_MIN {
+        grown_offset(slot)
+    } else {
+        base_offset(slot)
+    }
 }
 
 /// Turns the cache on if this thread has a registered rseq area (then every
@@ -441,20 +455,29 @@ impl Caches {
     fn prepare(&self, cpu: usize, slot: usize) {
         if cpu < self.n as usize {
             let q = self.stack(cpu, slot);
-            // SAFETY: inside the mapping (cpu < n); aligned u32s that only
-            // this function writes, and always with the same values.
-            let (cap, mask) = unsafe {
+            // SAFETY: inside the mapping (cpu < n); aligned words that only
+            // this function writes while the capacity is 0 (as `regear`
+            // acts only on a prepared stack), and always with the same
+            // values.
+            let (cap, mask, slots) = unsafe {
                 (
                     &*((q + CAP_AT) as *const AtomicU32),
                     &*((q + MASK_AT) as *const AtomicU32),
+                    &*((q + SLOTS_AT) as *const AtomicUsize),
                 )
             };
             if cap.load(Ordering::Relaxed) == 0 {
                 let c = CAPS[slot % CLASS_SLOTS];
-                // The mask first: a section that reads the capacity (which
-                // lets a push in) reads the mask after it (Release/Acquire
-                // order; plain moves on x86, where loads keep their order).
-                mask.store(c.next_power_of_two() - 1, Ordering::Release);
+                // The array and the mask first: a section that reads the
+                // capacity (which lets a push in) reads them after it
+                // (Release/Acquire order; plain moves on x86, where loads
+                // keep their order).
+                let m = c.next_power_of_two() - 1;
+                slots.store(
+                    self.base + cpu * CPU_STRIDE + array_for(slot, m),
+                    Ordering::Release,
+                );
+                mask.store(m, Ordering::Release);
                 cap.store(c, Ordering::Release);
             }
         }
@@ -476,23 +499,37 @@ impl Caches {
     }
 
     /// One ring, for racy reads: its tail, its chunk count, its mask (below
-    /// its slots) and its slots.
+    /// the slots of its array) and its array. A ring whose array word names
+    /// neither of its arrays (not prepared yet) reads empty.
     fn view(&self, cpu: usize, slot: usize) -> (u64, usize, usize, *const AtomicUsize) {
         let q = self.stack(cpu, slot);
+        let block = self.base + cpu * CPU_STRIDE;
         // SAFETY: `q` is inside the mapping (cpu < n, checked by callers);
-        // tail and head are aligned u64s, the mask an aligned u32, and the
-        // slots aligned words, which the sections only ever write whole.
-        unsafe {
-            let tail = (*((q + TAIL_AT) as *const AtomicU64)).load(Ordering::Relaxed);
-            let head = (*((q + HEAD_AT) as *const AtomicU64)).load(Ordering::Relaxed);
-            let mask = (*((q + MASK_AT) as *const AtomicU32)).load(Ordering::Relaxed);
+        // tail, head and the array word are aligned u64s, the mask an
+        // aligned u32, which the sections only ever write whole.
+        let (tail, head, mask, array) = unsafe {
             (
-                tail,
-                ring_count(slot, tail, head),
-                mask as usize & (ring_slots(slot) - 1),
-                (q + HEADER) as *const AtomicUsize,
+                (*((q + TAIL_AT) as *const AtomicU64)).load(Ordering::Relaxed),
+                (*((q + HEAD_AT) as *const AtomicU64)).load(Ordering::Relaxed),
+                (*((q + MASK_AT) as *const AtomicU32)).load(Ordering::Relaxed) as usize,
+                (*((q + SLOTS_AT) as *const AtomicUsize)).load(Ordering::Relaxed),
             )
-        }
+        };
+        // The mask and the array may come from two states of a regear:
+        // the mask is cut to the slots of the array read.
+        let slots = if array == block + grown_offset(slot) {
+            ring_slots(slot)
+        } else if array == block + base_offset(slot) {
+            RING_MIN
+        } else {
+            return (tail, 0, 0, block as *const AtomicUsize);
+        };
+        (
+            tail,
+            ring_count(slot, tail, head),
+            mask & (slots - 1),
+            array as *const AtomicUsize,
+        )
     }
 
     /// Stack `slot`'s capacity word (racy).
@@ -557,37 +594,48 @@ pub(crate) mod tests {
             assert_eq!(class_at(stack_offset(c)), c);
             assert_ne!(stack_offset(c), slot_offset(OUTBOX));
         }
-        assert_eq!(HEADER % 8, 0);
     }
 
-    /// The stacks lie inside a block without overlapping, each class's
-    /// ring sized by `RING_BYTES`, and the part a stack at its base
-    /// capacity uses (header and masked slots) never straddles a page.
+    /// The headers, the base arrays and the grown arrays lie inside a
+    /// block without overlapping: the headers on the first page, the base
+    /// arrays four to a page, each class's largest ring sized by
+    /// `RING_BYTES`.
     #[test]
     fn layout() {
-        let mut spans: Vec<(usize, usize)> = (0..CLASS_SLOTS)
-            .map(|s| (slot_offset(s), slot_offset(s) + HEADER + ring_slots(s) * 8))
-            .collect();
+        use crate::cache_layout::BASE_AT;
+        let mut spans: Vec<(usize, usize)> = Vec::new();
+        for s in 0..CLASS_SLOTS {
+            spans.push((slot_offset(s), slot_offset(s) + HEADER));
+            spans.push((base_offset(s), base_offset(s) + RING_MIN * 8));
+            if ring_slots(s) > RING_MIN {
+                let g = grown_offset(s);
+                let align = (ring_slots(s) * 8).min(4096);
+                assert_eq!(g % align, 0, "slot {s}'s array straddles a page needlessly");
+                spans.push((g, g + ring_slots(s) * 8));
+            } else {
+                assert_eq!(grown_offset(s), base_offset(s));
+            }
+            assert!(slot_offset(s) + HEADER <= 4096 && BASE_AT <= base_offset(s));
+        }
         spans.sort();
         for w in spans.windows(2) {
-            assert!(w[0].1 <= w[1].0, "stacks overlap: {w:?}");
+            assert!(w[0].1 <= w[1].0, "stack parts overlap: {w:?}");
         }
         assert!(spans.last().unwrap().1 <= CPU_STRIDE);
         assert_eq!(CPU_STRIDE, 512 * 1024);
         assert_eq!(slot_offset(OUTBOX), 0);
+        assert_eq!(
+            base_offset(1) / 4096,
+            base_offset(3) / 4096,
+            "classes 0-2 share a page"
+        );
         for c in 0..NCLASSES {
             let size = size_class::class_size(c);
             let slots = max_cap(c);
             assert!(slots.is_power_of_two() && (128..=2048).contains(&slots));
             assert!(slots == 128 || slots * size <= crate::cache_layout::RING_BYTES);
             assert!(slots == 2048 || 2 * slots * size > crate::cache_layout::RING_BYTES);
-            let used = HEADER + base_cap(c).next_power_of_two() * 8;
-            let at = stack_offset(c);
-            assert_eq!(
-                at / 4096,
-                (at + used - 1) / 4096,
-                "class {c} straddles a page"
-            );
+            assert!(base_cap(c) <= RING_MIN);
         }
         assert_eq!(max_cap(size_class::class_of(16)), 2048);
         assert_eq!(max_cap(size_class::class_of(1024)), 2048);
@@ -752,14 +800,24 @@ pub(crate) mod tests {
         let big = (max_cap(c) as u32).min(256);
         assert!(big > base);
         assert!(k.push_owned(cpu, c, 0x1000 as *mut u8));
-        assert!(!k.regear_owned(cpu, c, big, big - 1));
+        let (grown, based) = (
+            array_for(slot_of(c), big - 1),
+            array_for(slot_of(c), base - 1),
+        );
+        assert!(grown != based && based == base_offset(slot_of(c)));
+        assert!(!k.regear_owned(cpu, c, big, big - 1, grown));
         assert_eq!(k.pop_owned(cpu, c) as usize, 0x1000);
         if other != cpu {
-            assert!(!k.regear_owned(other, c, big, big - 1));
+            assert!(!k.regear_owned(other, c, big, big - 1, grown));
         }
-        assert!(!k.regear_owned(cpu, c, big + 1, big - 1), "cap > mask + 1");
-        assert!(k.regear_owned(cpu, c, big, big - 1));
+        assert!(
+            !k.regear_owned(cpu, c, big + 1, big - 1, grown),
+            "cap > mask + 1"
+        );
+        assert!(k.regear_owned(cpu, c, big, big - 1, grown));
         assert_eq!(k.cap(cpu, slot_of(c)), big as usize);
+        let array = |k: &Caches| k.view(cpu, slot_of(c)).3 as usize - k.base - cpu * CPU_STRIDE;
+        assert_eq!(array(&k), grown, "a grown ring uses its grown array");
         for round in 0..3 {
             for i in 0..big as usize {
                 assert!(k.push_owned(cpu, c, (0x40_0000 + i * 64) as *mut u8));
@@ -770,8 +828,9 @@ pub(crate) mod tests {
             }
             assert!(pop(stack_offset(c)).is_null());
         }
-        assert!(k.regear_owned(cpu, c, base, base.next_power_of_two() - 1));
+        assert!(k.regear_owned(cpu, c, base, base.next_power_of_two() - 1, based));
         assert_eq!(k.cap(cpu, slot_of(c)), base as usize);
+        assert_eq!(array(&k), based, "and its base array again");
         for i in 0..base as usize {
             assert!(k.push_owned(cpu, c, (0x50_0000 + i * 64) as *mut u8));
         }

@@ -22,7 +22,7 @@
 use super::Caches;
 use crate::cache_layout::{
     slot_offset, stack_offset, CacheRoot, BULK_POPS_AT, BULK_PUSHES_AT, CAP_AT, CAP_MAX, CPU_SHIFT,
-    HEADER, HEAD_AT, MASK_AT, OUTBOX, ROOT, TAIL_AT,
+    CPU_STRIDE, HEADER, HEAD_AT, MASK_AT, OUTBOX, ROOT, SLOTS_AT, TAIL_AT,
 };
 
 /// Where the sections find `ROOT.id_field` (an address operand, so that it
@@ -294,10 +294,12 @@ macro_rules! rseq_stack {
 /// The body of a pop (for `rseq_stack`): `{ok}` = the chunk in the slot the
 /// tail names (the oldest), and the tail plus one is committed from
 /// `{top}`; leaves by 7 when the ring is empty (tail = head). `{k}` is only
-/// read. `$count` adds instructions before the commit, with `{top}` the
+/// read; `{m}` is set to the mask and `{s}` to the slots in use (scratch
+/// registers: the mask is loaded once, as loads, not instructions, bound
+/// the hit paths). `$count` adds instructions before the commit, with `{top}` the
 /// new tail (the test pop's count, malloc's prefetch of the next chunk). The
 /// header's fields are at the offsets of `cache_layout` (`TAIL_AT` 0,
-/// `HEAD_AT` 8, `MASK_AT` 20, `HEADER` 64: asserted below).
+/// `HEAD_AT` 8, `MASK_AT` 20, `SLOTS_AT` 40: asserted below).
 macro_rules! pop_body {
     ($count:expr) => {
         concat!(
@@ -305,9 +307,11 @@ macro_rules! pop_body {
             "lea {q}, [{q} + {k}]\n",
             "cmp {top}, qword ptr [{q} + 8]\n",
             "je 7f\n",
+            "mov {m:e}, dword ptr [{q} + 20]\n",
             "mov {ok:e}, {top:e}\n",
-            "and {ok:e}, dword ptr [{q} + 20]\n",
-            "mov {ok}, qword ptr [{q} + {ok} * 8 + 64]\n",
+            "and {ok:e}, {m:e}\n",
+            "mov {s}, qword ptr [{q} + 40]\n",
+            "mov {ok}, qword ptr [{s} + {ok} * 8]\n",
             "add {top}, 1\n",
             $count,
             "mov qword ptr [{q}], {top}",
@@ -318,8 +322,8 @@ macro_rules! pop_body {
 /// The body of a push of `{p}` (for `rseq_stack`): `{p}` goes to the slot
 /// the head names and the head plus one is committed from `{ok}`, so
 /// `{ok}` is non-zero on success. Leaves by 7 when the ring holds its
-/// capacity (`CAP_AT` 16; 0 until prepared). Clobbers `{k}`. `$count` as
-/// in `pop_body`.
+/// capacity (`CAP_AT` 16; 0 until prepared). Clobbers `{k}` and `{s}`.
+/// `$count` as in `pop_body`.
 macro_rules! push_body {
     ($count:expr) => {
         concat!(
@@ -331,7 +335,8 @@ macro_rules! push_body {
             "jae 7f\n",
             "mov {k:e}, {ok:e}\n",
             "and {k:e}, dword ptr [{q} + 20]\n",
-            "mov qword ptr [{q} + {k} * 8 + 64], {p}\n",
+            "mov {s}, qword ptr [{q} + 40]\n",
+            "mov qword ptr [{s} + {k} * 8], {p}\n",
             "add {ok}, 1\n",
             $count,
             "mov qword ptr [{q} + 8], {ok}",
@@ -343,7 +348,7 @@ const _: () = assert!(
     TAIL_AT == 0 && HEAD_AT == 8 && CAP_AT == 16 && MASK_AT == 20,
     "the sections spell the header's offsets as numbers"
 );
-const _: () = assert!(BULK_POPS_AT == 24 && BULK_PUSHES_AT == 32 && HEADER == 64);
+const _: () = assert!(BULK_POPS_AT == 24 && BULK_PUSHES_AT == 32 && SLOTS_AT == 40 && HEADER == 64);
 
 // The sections of malloc's and free's hits, `pop_hot` and `push_free_hot`,
 // work on the process's caches (`ROOT`). They read the root themselves
@@ -383,13 +388,15 @@ pub unsafe fn pop_hot(coff: usize) -> *mut u8 {
                 // a prefetch never faults. python_malloc 0.966 (5 runs),
                 // xmalloc_like 0.897 (paired), glibc_simple 1.023.
                 "mov {pf:e}, {top:e}\n",
-                "and {pf:e}, dword ptr [{q} + 20]\n",
-                "mov {pf}, qword ptr [{q} + {pf} * 8 + 64]\n",
+                "and {pf:e}, {m:e}\n",
+                "mov {pf}, qword ptr [{s} + {pf} * 8]\n",
                 "prefetchw byte ptr [{pf}]\n",
             ));
             off = in(reg) ROOT.off.load(core::sync::atomic::Ordering::Relaxed),
             k = in(reg) coff,
             top = out(reg) _,
+            m = out(reg) _,
+            s = out(reg) _,
             pf = out(reg) _,
             ok = out(reg) p,
         );
@@ -432,6 +439,7 @@ pub unsafe fn push_free_hot(owner: usize, coff: usize, p: *mut u8) -> bool {
             p = in(reg) p,
             ok = out(reg) _,
             k = out(reg) _,
+            s = out(reg) _,
             fail = label {
                 return false;
             },
@@ -468,6 +476,7 @@ impl Caches {
                 owner = in(reg) owner,
                 bc = in(reg) bc,
                 p = in(reg) p,
+                s = out(reg) _,
                 ok = out(reg) ok,
             );
         }
@@ -492,6 +501,8 @@ impl Caches {
                     owner = in(reg) owner,
                     bc = in(reg) bc,
                     top = out(reg) _,
+                    m = out(reg) _,
+                    s = out(reg) _,
                     ok = out(reg) p,
                 );
             }
@@ -532,12 +543,13 @@ impl Caches {
                 "cmp {t:e}, dword ptr [{q} + 16]",
                 "ja 7f",
                 // buf[0..m] into the slots from the head on.
+                "mov {t}, qword ptr [{q} + 40]",
                 "xor {i:e}, {i:e}",
                 "9:",
                 "lea {d}, [{top} + {i}]",
                 "and {d:e}, dword ptr [{q} + 20]",
                 "mov {ok}, qword ptr [{buf} + {i} * 8]",
-                "mov qword ptr [{q} + {d} * 8 + 64], {ok}",
+                "mov qword ptr [{t} + {d} * 8], {ok}",
                 "add {i:e}, 1",
                 "cmp {i}, {m}",
                 "jb 9b",
@@ -561,26 +573,31 @@ impl Caches {
     }
 
     /// See the function `cache::regear`: sets CPU `owner`'s class `c`
-    /// stack to capacity `cap` and mask `mask` (`cap <= mask + 1 <=` its
-    /// slots) if the caller runs on that CPU and the stack is empty.
-    pub fn regear_owned(&self, owner: usize, c: usize, cap: u32, mask: u32) -> bool {
+    /// stack to capacity `cap`, mask `mask` and the slot array at `array`
+    /// (an offset in the block; `cap <= mask + 1 <=` the array's slots) if
+    /// the caller runs on that CPU and the stack is empty.
+    pub fn regear_owned(&self, owner: usize, c: usize, cap: u32, mask: u32, array: usize) -> bool {
         if owner >= self.n as usize || cap == 0 || cap > mask.wrapping_add(1) {
             return false;
         }
         let bc = self.base + stack_offset(c);
+        let slots = self.base + owner * CPU_STRIDE + array;
         let ok: usize;
         // SAFETY: the stack of CPU `owner` (< n, mapped), written only
         // after the section found itself on that CPU, with a restart if
         // the thread leaves it before the last store. Its pushes and pops
         // run only on that CPU, so none runs between our test that the
         // ring is empty (tail = head) and our stores: with no chunk in it,
-        // a new mask moves none. Every state the stores pass through keeps
-        // capacity <= mask + 1 (the invariant that keeps a push inside the
-        // slots in use): first the capacity drops to the smaller of the old
-        // and the new, then the mask changes, then the capacity is set (the
-        // committing store). A restart (or a failure after the first two
-        // stores) leaves such a state too; it redoes the stores, which
-        // only ever write the caller's values.
+        // a new mask or array moves none. Every state the stores pass
+        // through keeps capacity <= mask + 1 <= the slots of the array in
+        // use (the invariant that keeps a push inside them): first the
+        // capacity drops to the smaller of the old and the new, then the
+        // mask to the smaller of the two (masks are powers of two less
+        // one: their AND), then the array changes, then the mask, then the
+        // capacity is set (the committing store). A restart (or a failure
+        // after the first stores) leaves such a state too, which a section
+        // of another thread on the CPU may then use; the restart redoes
+        // the stores, which only ever write the caller's values.
         unsafe {
             rseq_stack!(
                 owned;
@@ -592,6 +609,10 @@ impl Caches {
                 "cmp {t:e}, {cap:e}",
                 "cmova {t:e}, {cap:e}",
                 "mov dword ptr [{q} + 16], {t:e}",
+                "mov {t:e}, dword ptr [{q} + 20]",
+                "and {t:e}, {mask:e}",
+                "mov dword ptr [{q} + 20], {t:e}",
+                "mov qword ptr [{q} + 40], {slots}",
                 "mov dword ptr [{q} + 20], {mask:e}",
                 "mov {ok:e}, 1",
                 "mov dword ptr [{q} + 16], {cap:e}";
@@ -600,6 +621,7 @@ impl Caches {
                 bc = in(reg) bc,
                 cap = in(reg) cap,
                 mask = in(reg) mask,
+                slots = in(reg) slots,
                 t = out(reg) _,
                 ok = out(reg) ok,
             );
@@ -633,11 +655,12 @@ impl Caches {
                 "test {ok}, {ok}",
                 "jz 7f",
                 // buf[i] = the slot of tail + i, oldest first.
+                "mov {s}, qword ptr [{q} + 40]",
                 "xor {i:e}, {i:e}",
                 "9:",
                 "lea {d}, [{top} + {i}]",
                 "and {d:e}, dword ptr [{q} + 20]",
-                "mov {d}, qword ptr [{q} + {d} * 8 + 64]",
+                "mov {d}, qword ptr [{s} + {d} * 8]",
                 "mov qword ptr [{buf} + {i} * 8], {d}",
                 "add {i:e}, 1",
                 "cmp {i}, {ok}",
@@ -653,6 +676,7 @@ impl Caches {
                 top = out(reg) _,
                 d = out(reg) _,
                 i = out(reg) _,
+                s = out(reg) _,
                 ok = out(reg) got,
             );
         }
@@ -676,6 +700,7 @@ impl Caches {
                 n = in(reg) self.n,
                 bc = in(reg) bc,
                 p = in(reg) p,
+                s = out(reg) _,
                 ok = out(reg) ok,
             );
         }
@@ -701,11 +726,12 @@ impl Caches {
                 "jz 7f",
                 "cmp {ok}, {cap}",
                 "ja 7f",
+                "mov {s}, qword ptr [{q} + 40]",
                 "xor {i:e}, {i:e}",
                 "9:",
                 "lea {t}, [{top} + {i}]",
                 "and {t:e}, dword ptr [{q} + 20]",
-                "mov {t}, qword ptr [{q} + {t} * 8 + 64]",
+                "mov {t}, qword ptr [{s} + {t} * 8]",
                 "mov qword ptr [{buf} + {i} * 8], {t}",
                 "add {i:e}, 1",
                 "cmp {i}, {ok}",
@@ -721,6 +747,7 @@ impl Caches {
                 buf = in(reg) buf.as_mut_ptr(),
                 top = out(reg) _,
                 t = out(reg) _,
+                s = out(reg) _,
                 ok = out(reg) got,
             );
         }
