@@ -1,0 +1,206 @@
+//! malloc and free through the whole allocator: every class, realloc
+//! across classes and into large and huge blocks, calloc, alignment, and
+//! remote frees from another thread.
+
+use super::*;
+
+#[test]
+fn malloc_free_every_size_class() {
+    ensure_init();
+    for size in (0..=SMALL_MAX + 100).step_by(7).chain([1 << 20, 40 << 20]) {
+        let p = malloc(size);
+        assert!(!p.is_null());
+        assert_eq!(p as usize % 16, 0);
+        assert!(usable_size(p) >= size);
+        unsafe { core::ptr::write_bytes(p, 0xCD, size) };
+        free(p);
+    }
+}
+
+#[test]
+fn realloc_keeps_contents_across_classes() {
+    let mut p = malloc(1);
+    unsafe { *p = 7 };
+    let mut size = 1usize;
+    while size < (64 << 20) {
+        let n = size * 3 / 2 + 1;
+        let u = usable_size(p);
+        unsafe {
+            for i in 1..u {
+                *p.add(i) = (i % 251) as u8;
+            }
+        }
+        let q = realloc(p, n);
+        assert!(!q.is_null());
+        unsafe {
+            assert_eq!(*q, 7);
+            for i in 1..u.min(n) {
+                assert_eq!(*q.add(i), (i % 251) as u8, "size {size} -> {n} at {i}");
+            }
+        }
+        p = q;
+        size = n;
+    }
+    // And back down.
+    while size > 1 {
+        size /= 3;
+        p = realloc(p, size.max(1));
+        assert_eq!(unsafe { *p }, 7);
+    }
+    free(p);
+}
+
+fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+/// Two interleaved blocks grown in 256 KiB steps: neither can grow in
+/// place, so each step moves pages (`large::move_large`). Contents must
+/// survive every move, the old runs come back zeroed, and the process's
+/// mappings stay bounded once the blocks are freed.
+#[test]
+fn large_realloc_moves_pages_and_keeps_contents() {
+    let before = mappings();
+    let mut a = malloc(large::MOVE_MIN);
+    let mut b = malloc(large::MOVE_MIN);
+    let mut size = large::MOVE_MIN;
+    let fill = |p: *mut u8, n: usize, seed: u8| unsafe {
+        for i in (0..n).step_by(4096) {
+            *p.add(i) = seed ^ (i >> 12) as u8;
+        }
+    };
+    let check = |p: *mut u8, n: usize, seed: u8| unsafe {
+        for i in (0..n).step_by(4096) {
+            assert_eq!(*p.add(i), seed ^ (i >> 12) as u8, "offset {i} of {n}");
+        }
+    };
+    fill(a, size, 1);
+    fill(b, size, 2);
+    while size < (8 << 20) {
+        let n = size + (256 << 10);
+        a = realloc(a, n);
+        check(a, size, 1);
+        b = realloc(b, n);
+        check(b, size, 2);
+        size = n;
+        fill(a, size, 1);
+        fill(b, size, 2);
+    }
+    free(a);
+    free(b);
+    // A fresh block of the same size reads as zero where fresh pages are.
+    let c = calloc(1, size);
+    assert!(unsafe { core::slice::from_raw_parts(c, size) }
+        .iter()
+        .all(|&x| x == 0));
+    free(c);
+    let after = mappings();
+    assert!(after < before + 40, "mappings {before} -> {after}");
+}
+
+/// A large block grown past the largest run becomes a huge block with
+/// its pages moved; it keeps its contents, also when it later outgrows
+/// its mapping (several kernel mappings then: `realloc_huge` copies).
+#[test]
+fn large_block_grown_into_huge_keeps_contents() {
+    let check = |p: *mut u8, n: usize, seed: u8| unsafe {
+        for i in (0..n).step_by(4096) {
+            assert_eq!(*p.add(i), seed ^ (i >> 12) as u8, "offset {i} of {n}");
+        }
+    };
+    let fill = |p: *mut u8, n: usize, seed: u8| unsafe {
+        for i in (0..n).step_by(4096) {
+            *p.add(i) = seed ^ (i >> 12) as u8;
+        }
+    };
+    let mut size = large::HUGE_MIN - (1 << 20);
+    let mut p = malloc(size);
+    assert!(matches!(
+        pagemap::lookup(p as usize),
+        pagemap::Lookup::Large(_)
+    ));
+    fill(p, size, 7);
+    for grow in [2 << 20, 1 << 20, 40 << 20] {
+        let n = size + grow;
+        p = realloc(p, n);
+        assert!(!p.is_null());
+        assert!(large::huge_usable(p as usize).is_some_and(|u| u >= n));
+        check(p, size, 7);
+        size = n;
+        fill(p, size, 7);
+    }
+    p = realloc(p, 20 << 20);
+    check(p, 20 << 20, 7);
+    free(p);
+}
+
+#[test]
+fn calloc_zeroes_dirty_memory() {
+    for size in [16usize, 100, 5000, 20_000, 300_000, 3 << 20] {
+        let p = malloc(size);
+        unsafe { core::ptr::write_bytes(p, 0xAA, size) };
+        free(p);
+        let q = calloc(1, size);
+        assert!(unsafe { core::slice::from_raw_parts(q, size) }
+            .iter()
+            .all(|&b| b == 0));
+        free(q);
+    }
+    assert!(calloc(usize::MAX / 2, 3).is_null());
+    assert_eq!(os::errno(), libc::ENOMEM);
+}
+
+#[test]
+fn aligned_allocations() {
+    let mut a = 16;
+    while a <= 1 << 22 {
+        for size in [1usize, 15, 100, 4096, 20_000, 1 << 20] {
+            let p = memalign(a, size);
+            assert!(!p.is_null());
+            assert_eq!(p as usize % a, 0, "align {a} size {size}");
+            assert!(usable_size(p) >= size);
+            free(p);
+        }
+        a *= 2;
+    }
+}
+
+#[test]
+fn huge_blocks_grow_and_shrink() {
+    let p = malloc(50 << 20);
+    assert!(!p.is_null());
+    unsafe { core::ptr::write_bytes(p, 3, 50 << 20) };
+    let q = realloc(p, 200 << 20);
+    assert!(!q.is_null());
+    assert_eq!(unsafe { *q.add((50 << 20) - 1) }, 3);
+    let r = realloc(q, 40 << 20);
+    assert_eq!(unsafe { *r.add((40 << 20) - 1) }, 3);
+    free(r);
+    assert!(malloc(usize::MAX).is_null());
+    assert!(malloc(MAX_REQUEST + 1).is_null());
+}
+
+#[test]
+fn remote_frees_from_another_thread() {
+    let ptrs: Vec<usize> = (0..100_000)
+        .map(|i| malloc(16 + i % 500) as usize)
+        .collect();
+    let h = std::thread::spawn(move || {
+        if let Some(id) = core_affinity::get_core_ids().and_then(|v| v.last().copied()) {
+            core_affinity::set_for_current(id);
+        }
+        for p in ptrs {
+            free(p as *mut u8);
+        }
+    });
+    h.join().unwrap();
+    // Reuse works after remote frees.
+    for _ in 0..100_000 {
+        let p = malloc(64);
+        assert!(!p.is_null());
+        free(p);
+    }
+}
