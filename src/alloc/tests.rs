@@ -93,9 +93,7 @@ fn large_realloc_moves_pages_and_keeps_contents() {
     free(b);
     // A fresh block of the same size reads as zero where fresh pages are.
     let c = calloc(1, size);
-    assert!(unsafe { core::slice::from_raw_parts(c, size) }
-        .iter()
-        .all(|&x| x == 0));
+    assert!(all_zero(c, size));
     free(c);
     let after = mappings();
     assert!(after < before + 40, "mappings {before} -> {after}");
@@ -137,6 +135,14 @@ fn large_block_grown_into_huge_keeps_contents() {
     free(p);
 }
 
+/// True if the `n` bytes at `p`, a live block of at least `n`, are all zero.
+fn all_zero(p: *mut u8, n: usize) -> bool {
+    // SAFETY: the caller's block is live and holds `n` readable bytes.
+    unsafe { core::slice::from_raw_parts(p, n) }
+        .iter()
+        .all(|&x| x == 0)
+}
+
 #[test]
 fn calloc_zeroes_dirty_memory() {
     for size in [16usize, 100, 5000, 20_000, 300_000, 3 << 20] {
@@ -144,9 +150,7 @@ fn calloc_zeroes_dirty_memory() {
         unsafe { core::ptr::write_bytes(p, 0xAA, size) };
         free(p);
         let q = calloc(1, size);
-        assert!(unsafe { core::slice::from_raw_parts(q, size) }
-            .iter()
-            .all(|&b| b == 0));
+        assert!(all_zero(q, size));
         free(q);
     }
     assert!(calloc(usize::MAX / 2, 3).is_null());
