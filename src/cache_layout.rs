@@ -12,8 +12,7 @@ use core::sync::atomic::{AtomicIsize, AtomicU32, AtomicUsize};
 /// word of their own. A malloc and the free that follows it then form no
 /// chain through memory (with one LIFO word, each pop waited for the push
 /// before it to commit, and that push for the free-map lookup of the chunk
-/// the pop before had returned: see docs/experiments.md). A stack's
-/// header, one cache line:
+/// the pop before had returned: see docs/experiments.md). A stack:
 ///
 /// * bytes 0-7, the tail: pops so far (a u64 that only grows; the slot
 ///   of the oldest chunk is `tail & mask`), committed by malloc's section;
@@ -31,16 +30,12 @@ use core::sync::atomic::{AtomicIsize, AtomicU32, AtomicUsize};
 ///   sections bump before their commit: the hits are `tail` and `head`
 ///   less them (`cache::hits`), so malloc's and free's sections count
 ///   nothing of their own;
-/// * 40-47, the address of the slots in use: the stack's base array
-///   (`RING_MIN` slots) while its mask fits there, its grown array
-///   (`ring_slots`) above. The sections load it from the line they read
-///   the tail or head from, so it costs an instruction, not a wait.
+/// * 64 on, the slots: `ring_slots` of them.
 pub const HEADER: usize = 64;
 /// The most chunks a stack starts with room for (and the outbox's room):
 /// a 128-slot ring less a few.
 pub const CAP_MAX: usize = 124;
-/// Slots of the smallest ring (the outbox's, and every class's at least):
-/// a stack's base array.
+/// Slots of the smallest ring (the outbox's, and every class's at least).
 pub const RING_MIN: usize = 128;
 /// Slots of the largest ring.
 pub const RING_MAX: usize = 2048;
@@ -49,7 +44,8 @@ pub const RING_MAX: usize = 2048;
 /// `RING_MIN..=RING_MAX` (up to 1 KiB: 2048; 2 KiB: 1024; 4 KiB: 512;
 /// 8 KiB: 256; 10-16 KiB: 128). With 256 KiB (2048 slots up to 128 B, 256
 /// for 1 KiB) batches of 1600 blocks of 256 B to 1 KiB still overflowed:
-/// 512 B x 1600 9.9 -> 5.8 ns a pair, glibc_simple 0.93.
+/// 512 B x 1600 9.9 -> 5.8 ns a pair, glibc_simple 0.93, for 512 KiB of
+/// address space per CPU instead of 256.
 pub const RING_BYTES: usize = 2048 * 1024;
 const _: () = assert!(CAP_MAX < RING_MIN && RING_MIN.is_power_of_two());
 /// Byte offsets of the header's fields (the sections spell them as
@@ -60,12 +56,11 @@ pub const CAP_AT: usize = 16;
 pub const MASK_AT: usize = 20;
 pub const BULK_POPS_AT: usize = 24;
 pub const BULK_PUSHES_AT: usize = 32;
-pub const SLOTS_AT: usize = 40;
 /// Stacks per CPU block. Slot 0 is the outbox, class c is slot c + 1
 /// (`slot_of`).
 pub const CLASS_SLOTS: usize = NCLASSES + 1;
 
-/// Slots of stack `slot`'s ring at its largest (see `RING_BYTES`).
+/// Slots of stack `slot`'s ring (see `RING_BYTES`).
 pub const fn ring_slots(slot: usize) -> usize {
     if slot == OUTBOX || slot >= CLASS_SLOTS {
         return RING_MIN;
@@ -83,62 +78,51 @@ pub const fn ring_slots(slot: usize) -> usize {
     }
 }
 
-/// A CPU's block, three parts:
-///
-/// * the headers, by slot, from 0 (free's section names the outbox with a
-///   zeroed register): 37 lines, the first page;
-/// * from `BASE_AT`, the base arrays, `RING_MIN` slots (1 KiB) each, by
-///   slot: four stacks to a page, the smallest classes together;
-/// * from `GROWN_AT`, the grown arrays of the classes whose rings can hold
-///   more than `RING_MIN` (`grown_offset`), the largest first, each aligned
-///   to its size.
-///
-/// A program that uses a few classes touches the header page and a page of
-/// base arrays per four of them: `expr` and `sh -c` faulted each class's
-/// stack page in twice (read by the first pop, written by the refill) when
-/// every stack had its slots beside its header on a page of its own.
-pub const BASE_AT: usize = (CLASS_SLOTS * HEADER).next_multiple_of(4096);
-const GROWN_AT: usize = (BASE_AT + CLASS_SLOTS * RING_MIN * 8).next_multiple_of(4096);
+/// Bytes of stack `slot`: its header and its slots (a multiple of 64, so
+/// that every header starts a cache line).
+const fn stack_bytes(slot: usize) -> usize {
+    HEADER + ring_slots(slot) * 8
+}
 
-/// The offset of each stack's grown array in a CPU's block, by slot (its
-/// base array's where the ring never grows past it); the last entry is
-/// the end of the block's used part.
-const fn build_grown() -> [u32; CLASS_SLOTS + 1] {
+/// The offset of each stack in a CPU's block, by slot: the outbox at 0
+/// (free's section names it with a zeroed register), then the classes'
+/// stacks, the largest rings first and in slot order within a ring size.
+/// A stack at its base capacity uses its header and at most 128 slots
+/// (1088 bytes); in this order none of those straddles a page (a
+/// 2048-slot stack is four pages and a line, so each starts a line further
+/// into its page), and all of them together span 32 pages of the block
+/// (the old 2 KiB blocks: 19; smallest-first straddled pages).
+const fn build_offsets() -> [u32; CLASS_SLOTS + 1] {
     let mut t = [0u32; CLASS_SLOTS + 1];
-    let mut at = GROWN_AT;
+    let mut at = stack_bytes(OUTBOX);
     let mut ring = RING_MAX;
-    while ring > RING_MIN {
+    while ring >= RING_MIN {
         let mut s = 0;
         while s < CLASS_SLOTS {
-            if ring_slots(s) == ring {
+            if s != OUTBOX && ring_slots(s) == ring {
                 t[s] = at as u32;
-                at += ring * 8;
+                at += stack_bytes(s);
             }
             s += 1;
         }
         ring /= 2;
     }
-    let mut s = 0;
-    while s < CLASS_SLOTS {
-        if ring_slots(s) == RING_MIN {
-            t[s] = base_offset(s) as u32;
-        }
-        s += 1;
-    }
+    // The end of the last stack: the bytes a block uses.
     t[CLASS_SLOTS] = at as u32;
     t
 }
+const _: () = assert!(build_offsets()[OUTBOX] == 0);
 
-static GROWN: [u32; CLASS_SLOTS + 1] = build_grown();
-const USED: usize = build_grown()[CLASS_SLOTS] as usize;
-/// Bytes of address space per CPU: the three parts, rounded up to a power
-/// of two (512 KiB), mapped once and touched only as far as stacks are used.
+static OFFSETS: [u32; CLASS_SLOTS + 1] = build_offsets();
+const USED: usize = build_offsets()[CLASS_SLOTS] as usize;
+/// Bytes of address space per CPU: the stacks, rounded up to a power of
+/// two (512 KiB), mapped once and touched only as far as rings are used.
 pub const CPU_STRIDE: usize = USED.next_power_of_two();
 /// log2 of `CPU_STRIDE`: the sections shift the CPU id (one cycle) rather
 /// than multiply it (three), on the path of every hit.
 pub const CPU_SHIFT: u32 = CPU_STRIDE.trailing_zeros();
 const _: () = assert!(1 << CPU_SHIFT == CPU_STRIDE && USED <= CPU_STRIDE);
-const _: () = assert!(HEADER.is_multiple_of(64) && SLOTS_AT + 8 <= HEADER);
+const _: () = assert!(HEADER.is_multiple_of(64) && (RING_MIN * 8).is_multiple_of(64));
 
 /// The stack slot of class `c` in a CPU's block.
 #[inline(always)]
@@ -146,39 +130,41 @@ pub const fn slot_of(c: usize) -> usize {
     (c % NCLASSES) + 1
 }
 
-/// The offset of stack `slot`'s header in a CPU's block.
+/// The offset of stack `slot` in a CPU's block.
 #[inline(always)]
 pub const fn slot_offset(slot: usize) -> usize {
-    (slot % CLASS_SLOTS) * HEADER
+    OFFSETS[slot % CLASS_SLOTS] as usize
 }
 
-/// The offset of stack `slot`'s base array (`RING_MIN` slots) in a block.
-#[inline(always)]
-pub const fn base_offset(slot: usize) -> usize {
-    BASE_AT + (slot % CLASS_SLOTS) * RING_MIN * 8
-}
-
-/// The offset of stack `slot`'s grown array (`ring_slots` slots) in a
-/// block: its base array's if it has no other.
-#[inline(always)]
-pub fn grown_offset(slot: usize) -> usize {
-    GROWN[slot % CLASS_SLOTS] as usize
-}
-
-/// The offset of class `c`'s stack (its header) in a CPU's block: what
-/// `push_free` takes, and what a free-map entry holds
-/// (`pagemap::FreeEntry`).
+/// The offset of class `c`'s stack in a CPU's block: what `push_free`
+/// takes, and what a free-map entry holds (`pagemap::FreeEntry`).
 #[inline(always)]
 pub const fn stack_offset(c: usize) -> usize {
-    slot_offset(slot_of(c))
+    OFFSETS[slot_of(c)] as usize
 }
 
+/// The class of the stack that starts in each KiB of a block: every stack
+/// spans more than a KiB (`RING_MIN` slots), so no two start in the same
+/// one.
+const fn build_class_by_kib() -> [u8; CPU_STRIDE >> 10] {
+    let mut t = [0u8; CPU_STRIDE >> 10];
+    let mut c = 0;
+    while c < NCLASSES {
+        t[stack_offset(c) >> 10] = c as u8;
+        c += 1;
+    }
+    t
+}
+const _: () = assert!(stack_bytes(OUTBOX) > 1024 && NCLASSES <= 256);
+
+static CLASS_BY_KIB: [u8; CPU_STRIDE >> 10] = build_class_by_kib();
+
 /// The class whose stack is at `off` (a `stack_offset`; another value
-/// gives some class below `NCLASSES`): a shift, on the paths that miss the
-/// cache.
+/// gives some class below `NCLASSES`): one load, on the paths that miss
+/// the cache.
 #[inline(always)]
-pub const fn class_at(off: usize) -> usize {
-    (off / HEADER).wrapping_sub(1) % NCLASSES
+pub fn class_at(off: usize) -> usize {
+    CLASS_BY_KIB[(off >> 10) % (CPU_STRIDE >> 10)] as usize
 }
 
 /// The class slot that serves as each CPU's *outbox*: chunks of other CPUs'

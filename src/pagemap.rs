@@ -321,7 +321,7 @@ pub fn map_slot(base: usize, page: usize) -> &'static AtomicU16 {
 ///   `off * mul` and the check needs no subtraction of the start first:
 ///   one multiply, one subtract, one compare;
 /// * `route`: where its chunks go, in one word that `free` loads once
-///   (see `arch::x86_64::pop_body` for what that bought): the low half the
+///   (one load fewer on the hit path): the low half the
 ///   offset of the class's stack in a CPU's cache block
 ///   (`cache_layout::stack_offset`; 0 on a closed page), which `free`
 ///   pushes onto as it is, the high half the slab's owner zone.

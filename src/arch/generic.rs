@@ -83,14 +83,7 @@ impl Caches {
         0
     }
 
-    pub fn regear_owned(
-        &self,
-        _owner: usize,
-        _c: usize,
-        _cap: u32,
-        _mask: u32,
-        _array: usize,
-    ) -> bool {
+    pub fn regear_owned(&self, _owner: usize, _c: usize, _cap: u32, _mask: u32) -> bool {
         false
     }
 

@@ -22,7 +22,7 @@
 use super::Caches;
 use crate::cache_layout::{
     slot_offset, stack_offset, CacheRoot, BULK_POPS_AT, BULK_PUSHES_AT, CAP_AT, CAP_MAX, CPU_SHIFT,
-    CPU_STRIDE, HEADER, HEAD_AT, MASK_AT, OUTBOX, ROOT, SLOTS_AT, TAIL_AT,
+    HEADER, HEAD_AT, MASK_AT, OUTBOX, ROOT, TAIL_AT,
 };
 
 /// Where the sections find `ROOT.id_field` (an address operand, so that it
@@ -294,13 +294,11 @@ macro_rules! rseq_stack {
 /// The body of a pop (for `rseq_stack`): `{ok}` = the chunk in the slot the
 /// tail names (the oldest), and the tail plus one is committed from
 /// `{top}`; leaves by 7 when the ring is empty (tail = head). `{k}` is only
-/// read; `{m}` is set to the mask and `{s}` to the slots in use (scratch
-/// registers: the mask is loaded once, for the slot and the prefetch; with
-/// free's one load of a free-map entry's route, that took a loop of hits
-/// from 1.07 to 1.04 of the layout before the slots address). `$count` adds instructions before the commit, with `{top}` the
+/// read; `{m}` is set to the mask (a scratch register: the mask is loaded
+/// once, for the slot and for malloc's prefetch). `$count` adds instructions before the commit, with `{top}` the
 /// new tail (the test pop's count, malloc's prefetch of the next chunk). The
 /// header's fields are at the offsets of `cache_layout` (`TAIL_AT` 0,
-/// `HEAD_AT` 8, `MASK_AT` 20, `SLOTS_AT` 40: asserted below).
+/// `HEAD_AT` 8, `MASK_AT` 20, `HEADER` 64: asserted below).
 macro_rules! pop_body {
     ($count:expr) => {
         concat!(
@@ -311,8 +309,7 @@ macro_rules! pop_body {
             "mov {m:e}, dword ptr [{q} + 20]\n",
             "mov {ok:e}, {top:e}\n",
             "and {ok:e}, {m:e}\n",
-            "mov {s}, qword ptr [{q} + 40]\n",
-            "mov {ok}, qword ptr [{s} + {ok} * 8]\n",
+            "mov {ok}, qword ptr [{q} + {ok} * 8 + 64]\n",
             "add {top}, 1\n",
             $count,
             "mov qword ptr [{q}], {top}",
@@ -323,8 +320,8 @@ macro_rules! pop_body {
 /// The body of a push of `{p}` (for `rseq_stack`): `{p}` goes to the slot
 /// the head names and the head plus one is committed from `{ok}`, so
 /// `{ok}` is non-zero on success. Leaves by 7 when the ring holds its
-/// capacity (`CAP_AT` 16; 0 until prepared). Clobbers `{k}` and `{s}`.
-/// `$count` as in `pop_body`.
+/// capacity (`CAP_AT` 16; 0 until prepared). Clobbers `{k}`. `$count` as
+/// in `pop_body`.
 macro_rules! push_body {
     ($count:expr) => {
         concat!(
@@ -336,8 +333,7 @@ macro_rules! push_body {
             "jae 7f\n",
             "mov {k:e}, {ok:e}\n",
             "and {k:e}, dword ptr [{q} + 20]\n",
-            "mov {s}, qword ptr [{q} + 40]\n",
-            "mov qword ptr [{s} + {k} * 8], {p}\n",
+            "mov qword ptr [{q} + {k} * 8 + 64], {p}\n",
             "add {ok}, 1\n",
             $count,
             "mov qword ptr [{q} + 8], {ok}",
@@ -349,7 +345,7 @@ const _: () = assert!(
     TAIL_AT == 0 && HEAD_AT == 8 && CAP_AT == 16 && MASK_AT == 20,
     "the sections spell the header's offsets as numbers"
 );
-const _: () = assert!(BULK_POPS_AT == 24 && BULK_PUSHES_AT == 32 && SLOTS_AT == 40 && HEADER == 64);
+const _: () = assert!(BULK_POPS_AT == 24 && BULK_PUSHES_AT == 32 && HEADER == 64);
 
 // The sections of malloc's and free's hits, `pop_hot` and `push_free_hot`,
 // work on the process's caches (`ROOT`). They read the root themselves
@@ -390,14 +386,13 @@ pub unsafe fn pop_hot(coff: usize) -> *mut u8 {
                 // xmalloc_like 0.897 (paired), glibc_simple 1.023.
                 "mov {pf:e}, {top:e}\n",
                 "and {pf:e}, {m:e}\n",
-                "mov {pf}, qword ptr [{s} + {pf} * 8]\n",
+                "mov {pf}, qword ptr [{q} + {pf} * 8 + 64]\n",
                 "prefetchw byte ptr [{pf}]\n",
             ));
             off = in(reg) ROOT.off.load(core::sync::atomic::Ordering::Relaxed),
             k = in(reg) coff,
             top = out(reg) _,
             m = out(reg) _,
-            s = out(reg) _,
             pf = out(reg) _,
             ok = out(reg) p,
         );
@@ -440,7 +435,6 @@ pub unsafe fn push_free_hot(owner: usize, coff: usize, p: *mut u8) -> bool {
             p = in(reg) p,
             ok = out(reg) _,
             k = out(reg) _,
-            s = out(reg) _,
             fail = label {
                 return false;
             },
@@ -477,7 +471,6 @@ impl Caches {
                 owner = in(reg) owner,
                 bc = in(reg) bc,
                 p = in(reg) p,
-                s = out(reg) _,
                 ok = out(reg) ok,
             );
         }
@@ -503,7 +496,6 @@ impl Caches {
                     bc = in(reg) bc,
                     top = out(reg) _,
                     m = out(reg) _,
-                    s = out(reg) _,
                     ok = out(reg) p,
                 );
             }
@@ -544,13 +536,12 @@ impl Caches {
                 "cmp {t:e}, dword ptr [{q} + 16]",
                 "ja 7f",
                 // buf[0..m] into the slots from the head on.
-                "mov {t}, qword ptr [{q} + 40]",
                 "xor {i:e}, {i:e}",
                 "9:",
                 "lea {d}, [{top} + {i}]",
                 "and {d:e}, dword ptr [{q} + 20]",
                 "mov {ok}, qword ptr [{buf} + {i} * 8]",
-                "mov qword ptr [{t} + {d} * 8], {ok}",
+                "mov qword ptr [{q} + {d} * 8 + 64], {ok}",
                 "add {i:e}, 1",
                 "cmp {i}, {m}",
                 "jb 9b",
@@ -574,31 +565,26 @@ impl Caches {
     }
 
     /// See the function `cache::regear`: sets CPU `owner`'s class `c`
-    /// stack to capacity `cap`, mask `mask` and the slot array at `array`
-    /// (an offset in the block; `cap <= mask + 1 <=` the array's slots) if
-    /// the caller runs on that CPU and the stack is empty.
-    pub fn regear_owned(&self, owner: usize, c: usize, cap: u32, mask: u32, array: usize) -> bool {
+    /// stack to capacity `cap` and mask `mask` (`cap <= mask + 1 <=` its
+    /// slots) if the caller runs on that CPU and the stack is empty.
+    pub fn regear_owned(&self, owner: usize, c: usize, cap: u32, mask: u32) -> bool {
         if owner >= self.n as usize || cap == 0 || cap > mask.wrapping_add(1) {
             return false;
         }
         let bc = self.base + stack_offset(c);
-        let slots = self.base + owner * CPU_STRIDE + array;
         let ok: usize;
         // SAFETY: the stack of CPU `owner` (< n, mapped), written only
         // after the section found itself on that CPU, with a restart if
         // the thread leaves it before the last store. Its pushes and pops
         // run only on that CPU, so none runs between our test that the
         // ring is empty (tail = head) and our stores: with no chunk in it,
-        // a new mask or array moves none. Every state the stores pass
-        // through keeps capacity <= mask + 1 <= the slots of the array in
-        // use (the invariant that keeps a push inside them): first the
-        // capacity drops to the smaller of the old and the new, then the
-        // mask to the smaller of the two (masks are powers of two less
-        // one: their AND), then the array changes, then the mask, then the
-        // capacity is set (the committing store). A restart (or a failure
-        // after the first stores) leaves such a state too, which a section
-        // of another thread on the CPU may then use; the restart redoes
-        // the stores, which only ever write the caller's values.
+        // a new mask moves none. Every state the stores pass through keeps
+        // capacity <= mask + 1 (the invariant that keeps a push inside the
+        // slots in use): first the capacity drops to the smaller of the old
+        // and the new, then the mask changes, then the capacity is set (the
+        // committing store). A restart (or a failure after the first two
+        // stores) leaves such a state too; it redoes the stores, which
+        // only ever write the caller's values.
         unsafe {
             rseq_stack!(
                 owned;
@@ -610,10 +596,6 @@ impl Caches {
                 "cmp {t:e}, {cap:e}",
                 "cmova {t:e}, {cap:e}",
                 "mov dword ptr [{q} + 16], {t:e}",
-                "mov {t:e}, dword ptr [{q} + 20]",
-                "and {t:e}, {mask:e}",
-                "mov dword ptr [{q} + 20], {t:e}",
-                "mov qword ptr [{q} + 40], {slots}",
                 "mov dword ptr [{q} + 20], {mask:e}",
                 "mov {ok:e}, 1",
                 "mov dword ptr [{q} + 16], {cap:e}";
@@ -622,7 +604,6 @@ impl Caches {
                 bc = in(reg) bc,
                 cap = in(reg) cap,
                 mask = in(reg) mask,
-                slots = in(reg) slots,
                 t = out(reg) _,
                 ok = out(reg) ok,
             );
@@ -656,12 +637,11 @@ impl Caches {
                 "test {ok}, {ok}",
                 "jz 7f",
                 // buf[i] = the slot of tail + i, oldest first.
-                "mov {s}, qword ptr [{q} + 40]",
                 "xor {i:e}, {i:e}",
                 "9:",
                 "lea {d}, [{top} + {i}]",
                 "and {d:e}, dword ptr [{q} + 20]",
-                "mov {d}, qword ptr [{s} + {d} * 8]",
+                "mov {d}, qword ptr [{q} + {d} * 8 + 64]",
                 "mov qword ptr [{buf} + {i} * 8], {d}",
                 "add {i:e}, 1",
                 "cmp {i}, {ok}",
@@ -677,7 +657,6 @@ impl Caches {
                 top = out(reg) _,
                 d = out(reg) _,
                 i = out(reg) _,
-                s = out(reg) _,
                 ok = out(reg) got,
             );
         }
@@ -701,7 +680,6 @@ impl Caches {
                 n = in(reg) self.n,
                 bc = in(reg) bc,
                 p = in(reg) p,
-                s = out(reg) _,
                 ok = out(reg) ok,
             );
         }
@@ -727,12 +705,11 @@ impl Caches {
                 "jz 7f",
                 "cmp {ok}, {cap}",
                 "ja 7f",
-                "mov {s}, qword ptr [{q} + 40]",
                 "xor {i:e}, {i:e}",
                 "9:",
                 "lea {t}, [{top} + {i}]",
                 "and {t:e}, dword ptr [{q} + 20]",
-                "mov {t}, qword ptr [{s} + {t} * 8]",
+                "mov {t}, qword ptr [{q} + {t} * 8 + 64]",
                 "mov qword ptr [{buf} + {i} * 8], {t}",
                 "add {i:e}, 1",
                 "cmp {i}, {ok}",
@@ -748,7 +725,6 @@ impl Caches {
                 buf = in(reg) buf.as_mut_ptr(),
                 top = out(reg) _,
                 t = out(reg) _,
-                s = out(reg) _,
                 ok = out(reg) got,
             );
         }

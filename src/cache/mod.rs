@@ -44,13 +44,11 @@
 //! check read it racily, which can only miss a chunk that moves meanwhile.
 
 use crate::arch::Caches;
-#[cfg(test)]
-use crate::cache_layout::HEADER;
-use crate::cache_layout::{
-    base_offset, grown_offset, ring_slots, slot_of, slot_offset, BULK_POPS_AT, BULK_PUSHES_AT,
-    CAP_AT, CLASS_SLOTS, CPU_STRIDE, HEAD_AT, MASK_AT, RING_MIN, ROOT as G, SLOTS_AT, TAIL_AT,
-};
 pub use crate::cache_layout::{class_at, stack_offset, CAP_MAX, OUTBOX};
+use crate::cache_layout::{
+    ring_slots, slot_of, slot_offset, BULK_POPS_AT, BULK_PUSHES_AT, CAP_AT, CLASS_SLOTS,
+    CPU_STRIDE, HEADER, HEAD_AT, MASK_AT, ROOT as G, TAIL_AT,
+};
 use crate::cpu;
 use crate::size_class::{self, NCLASSES};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -177,19 +175,7 @@ pub fn max_cap(c: usize) -> usize {
 pub fn regear(owner: usize, c: usize, cap: usize) -> bool {
     let cap = cap.clamp(1, max_cap(c));
     let mask = (cap.next_power_of_two() - 1) as u32;
-    let array = array_for(slot_of(c), mask);
-    owner_state(owner).is_some_and(|k| k.regear_owned(owner, c, cap as u32, mask, array))
-}
-
-/// The offset in a block of the slot array that stack `slot` uses with
-/// mask `mask`: its base array while the mask fits there, else its grown
-/// one (`cache_layout`).
-fn array_for(slot: usize, mask: u32) -> usize {
-    if mask as usize >= RING_MIN {
-        grown_offset(slot)
-    } else {
-        base_offset(slot)
-    }
+    owner_state(owner).is_some_and(|k| k.regear_owned(owner, c, cap as u32, mask))
 }
 
 /// Turns the cache on if this thread has a registered rseq area (then every
@@ -455,29 +441,20 @@ impl Caches {
     fn prepare(&self, cpu: usize, slot: usize) {
         if cpu < self.n as usize {
             let q = self.stack(cpu, slot);
-            // SAFETY: inside the mapping (cpu < n); aligned words that only
-            // this function writes while the capacity is 0 (as `regear`
-            // acts only on a prepared stack), and always with the same
-            // values.
-            let (cap, mask, slots) = unsafe {
+            // SAFETY: inside the mapping (cpu < n); aligned u32s that only
+            // this function writes, and always with the same values.
+            let (cap, mask) = unsafe {
                 (
                     &*((q + CAP_AT) as *const AtomicU32),
                     &*((q + MASK_AT) as *const AtomicU32),
-                    &*((q + SLOTS_AT) as *const AtomicUsize),
                 )
             };
             if cap.load(Ordering::Relaxed) == 0 {
                 let c = CAPS[slot % CLASS_SLOTS];
-                // The array and the mask first: a section that reads the
-                // capacity (which lets a push in) reads them after it
-                // (Release/Acquire order; plain moves on x86, where loads
-                // keep their order).
-                let m = c.next_power_of_two() - 1;
-                slots.store(
-                    self.base + cpu * CPU_STRIDE + array_for(slot, m),
-                    Ordering::Release,
-                );
-                mask.store(m, Ordering::Release);
+                // The mask first: a section that reads the capacity (which
+                // lets a push in) reads the mask after it (Release/Acquire
+                // order; plain moves on x86, where loads keep their order).
+                mask.store(c.next_power_of_two() - 1, Ordering::Release);
                 cap.store(c, Ordering::Release);
             }
         }
@@ -499,37 +476,23 @@ impl Caches {
     }
 
     /// One ring, for racy reads: its tail, its chunk count, its mask (below
-    /// the slots of its array) and its array. A ring whose array word names
-    /// neither of its arrays (not prepared yet) reads empty.
+    /// its slots) and its slots.
     fn view(&self, cpu: usize, slot: usize) -> (u64, usize, usize, *const AtomicUsize) {
         let q = self.stack(cpu, slot);
-        let block = self.base + cpu * CPU_STRIDE;
         // SAFETY: `q` is inside the mapping (cpu < n, checked by callers);
-        // tail, head and the array word are aligned u64s, the mask an
-        // aligned u32, which the sections only ever write whole.
-        let (tail, head, mask, array) = unsafe {
+        // tail and head are aligned u64s, the mask an aligned u32, and the
+        // slots aligned words, which the sections only ever write whole.
+        unsafe {
+            let tail = (*((q + TAIL_AT) as *const AtomicU64)).load(Ordering::Relaxed);
+            let head = (*((q + HEAD_AT) as *const AtomicU64)).load(Ordering::Relaxed);
+            let mask = (*((q + MASK_AT) as *const AtomicU32)).load(Ordering::Relaxed);
             (
-                (*((q + TAIL_AT) as *const AtomicU64)).load(Ordering::Relaxed),
-                (*((q + HEAD_AT) as *const AtomicU64)).load(Ordering::Relaxed),
-                (*((q + MASK_AT) as *const AtomicU32)).load(Ordering::Relaxed) as usize,
-                (*((q + SLOTS_AT) as *const AtomicUsize)).load(Ordering::Relaxed),
+                tail,
+                ring_count(slot, tail, head),
+                mask as usize & (ring_slots(slot) - 1),
+                (q + HEADER) as *const AtomicUsize,
             )
-        };
-        // The mask and the array may come from two states of a regear:
-        // the mask is cut to the slots of the array read.
-        let slots = if array == block + grown_offset(slot) {
-            ring_slots(slot)
-        } else if array == block + base_offset(slot) {
-            RING_MIN
-        } else {
-            return (tail, 0, 0, block as *const AtomicUsize);
-        };
-        (
-            tail,
-            ring_count(slot, tail, head),
-            mask & (slots - 1),
-            array as *const AtomicUsize,
-        )
+        }
     }
 
     /// Stack `slot`'s capacity word (racy).

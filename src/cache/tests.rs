@@ -31,48 +31,37 @@ fn capacities() {
         assert_eq!(class_at(stack_offset(c)), c);
         assert_ne!(stack_offset(c), slot_offset(OUTBOX));
     }
+    assert_eq!(HEADER % 8, 0);
 }
 
-/// The headers, the base arrays and the grown arrays lie inside a
-/// block without overlapping: the headers on the first page, the base
-/// arrays four to a page, each class's largest ring sized by
-/// `RING_BYTES`.
+/// The stacks lie inside a block without overlapping, each class's
+/// ring sized by `RING_BYTES`, and the part a stack at its base
+/// capacity uses (header and masked slots) never straddles a page.
 #[test]
 fn layout() {
-    use crate::cache_layout::BASE_AT;
-    let mut spans: Vec<(usize, usize)> = Vec::new();
-    for s in 0..CLASS_SLOTS {
-        spans.push((slot_offset(s), slot_offset(s) + HEADER));
-        spans.push((base_offset(s), base_offset(s) + RING_MIN * 8));
-        if ring_slots(s) > RING_MIN {
-            let g = grown_offset(s);
-            let align = (ring_slots(s) * 8).min(4096);
-            assert_eq!(g % align, 0, "slot {s}'s array straddles a page needlessly");
-            spans.push((g, g + ring_slots(s) * 8));
-        } else {
-            assert_eq!(grown_offset(s), base_offset(s));
-        }
-        assert!(slot_offset(s) + HEADER <= 4096 && BASE_AT <= base_offset(s));
-    }
+    let mut spans: Vec<(usize, usize)> = (0..CLASS_SLOTS)
+        .map(|s| (slot_offset(s), slot_offset(s) + HEADER + ring_slots(s) * 8))
+        .collect();
     spans.sort();
     for w in spans.windows(2) {
-        assert!(w[0].1 <= w[1].0, "stack parts overlap: {w:?}");
+        assert!(w[0].1 <= w[1].0, "stacks overlap: {w:?}");
     }
     assert!(spans.last().unwrap().1 <= CPU_STRIDE);
     assert_eq!(CPU_STRIDE, 512 * 1024);
     assert_eq!(slot_offset(OUTBOX), 0);
-    assert_eq!(
-        base_offset(1) / 4096,
-        base_offset(3) / 4096,
-        "classes 0-2 share a page"
-    );
     for c in 0..NCLASSES {
         let size = size_class::class_size(c);
         let slots = max_cap(c);
         assert!(slots.is_power_of_two() && (128..=2048).contains(&slots));
         assert!(slots == 128 || slots * size <= crate::cache_layout::RING_BYTES);
         assert!(slots == 2048 || 2 * slots * size > crate::cache_layout::RING_BYTES);
-        assert!(base_cap(c) <= RING_MIN);
+        let used = HEADER + base_cap(c).next_power_of_two() * 8;
+        let at = stack_offset(c);
+        assert_eq!(
+            at / 4096,
+            (at + used - 1) / 4096,
+            "class {c} straddles a page"
+        );
     }
     assert_eq!(max_cap(size_class::class_of(16)), 2048);
     assert_eq!(max_cap(size_class::class_of(1024)), 2048);
@@ -237,24 +226,14 @@ fn sections_on_private_caches() {
     let big = (max_cap(c) as u32).min(256);
     assert!(big > base);
     assert!(k.push_owned(cpu, c, 0x1000 as *mut u8));
-    let (grown, based) = (
-        array_for(slot_of(c), big - 1),
-        array_for(slot_of(c), base - 1),
-    );
-    assert!(grown != based && based == base_offset(slot_of(c)));
-    assert!(!k.regear_owned(cpu, c, big, big - 1, grown));
+    assert!(!k.regear_owned(cpu, c, big, big - 1));
     assert_eq!(k.pop_owned(cpu, c) as usize, 0x1000);
     if other != cpu {
-        assert!(!k.regear_owned(other, c, big, big - 1, grown));
+        assert!(!k.regear_owned(other, c, big, big - 1));
     }
-    assert!(
-        !k.regear_owned(cpu, c, big + 1, big - 1, grown),
-        "cap > mask + 1"
-    );
-    assert!(k.regear_owned(cpu, c, big, big - 1, grown));
+    assert!(!k.regear_owned(cpu, c, big + 1, big - 1), "cap > mask + 1");
+    assert!(k.regear_owned(cpu, c, big, big - 1));
     assert_eq!(k.cap(cpu, slot_of(c)), big as usize);
-    let array = |k: &Caches| k.view(cpu, slot_of(c)).3 as usize - k.base - cpu * CPU_STRIDE;
-    assert_eq!(array(&k), grown, "a grown ring uses its grown array");
     for round in 0..3 {
         for i in 0..big as usize {
             assert!(k.push_owned(cpu, c, (0x40_0000 + i * 64) as *mut u8));
@@ -265,9 +244,8 @@ fn sections_on_private_caches() {
         }
         assert!(pop(stack_offset(c)).is_null());
     }
-    assert!(k.regear_owned(cpu, c, base, base.next_power_of_two() - 1, based));
+    assert!(k.regear_owned(cpu, c, base, base.next_power_of_two() - 1));
     assert_eq!(k.cap(cpu, slot_of(c)), base as usize);
-    assert_eq!(array(&k), based, "and its base array again");
     for i in 0..base as usize {
         assert!(k.push_owned(cpu, c, (0x50_0000 + i * 64) as *mut u8));
     }
