@@ -320,11 +320,9 @@ pub fn map_slot(base: usize, page: usize) -> &'static AtomicU16 {
 /// * `s`: the slab's start times `mul` (wrapping), so that `p * mul - s` is
 ///   `off * mul` and the check needs no subtraction of the start first:
 ///   one multiply, one subtract, one compare;
-/// * `route`: where its chunks go, in one word that `free` loads once
-///   (one load fewer on the hit path): the low half the
-///   offset of the class's stack in a CPU's cache block
-///   (`cache_layout::stack_offset`; 0 on a closed page), which `free`
-///   pushes onto as it is, the high half the slab's owner zone.
+/// * `coff`: the offset of the class's stack in a CPU's cache block
+///   (`cache_layout::stack_offset`), which `free` pushes onto as it is;
+/// * `owner`: the slab's owner zone.
 ///
 /// The fields are separate words. While a chunk of the page is live (the
 /// only time a `free` of it is valid) the entry is constant, so a valid
@@ -338,7 +336,8 @@ pub struct FreeEntry {
     s: AtomicU64,
     mul: AtomicU64,
     below: AtomicU64,
-    route: AtomicU64,
+    coff: AtomicU32,
+    owner: AtomicU32,
 }
 const _: () = assert!(FREE_ENTRY_SIZE == 32);
 const _: () = assert!(
@@ -385,9 +384,11 @@ pub fn open_slab_pages(d: *const Desc, from: usize, to: usize, c: usize, owner: 
         let e = free_slot(base, head + k);
         e.s.store(s, Ordering::Relaxed);
         e.mul.store(info.mul(), Ordering::Relaxed);
-        let coff = crate::cache_layout::stack_offset(c) as u64;
-        e.route
-            .store(coff | (owner as u64) << 32, Ordering::Relaxed);
+        e.coff.store(
+            crate::cache_layout::stack_offset(c) as u32,
+            Ordering::Relaxed,
+        );
+        e.owner.store(owner as u32, Ordering::Relaxed);
         e.below.store(info.below(), Ordering::Release);
     }
 }
@@ -399,7 +400,7 @@ pub fn close_slab_pages(base: usize, head: usize, npages: usize) {
     for page in head..head + npages {
         let e = free_slot(base, page);
         e.below.store(0, Ordering::Release);
-        e.route.store(0, Ordering::Relaxed);
+        e.coff.store(0, Ordering::Relaxed);
     }
 }
 
@@ -502,13 +503,10 @@ pub fn chunk_fast(ptr: usize) -> Option<(usize, usize)> {
     if !unsafe { crate::arch::check_mul_below(e as *const FreeEntry as *const u64, ptr) } {
         return None;
     }
-    Some(split_route(e.route.load(Ordering::Relaxed)))
-}
-
-/// A free-map entry's `route`, as (stack offset, owner zone).
-#[inline(always)]
-fn split_route(r: u64) -> (usize, usize) {
-    (r as u32 as usize, (r >> 32) as usize)
+    Some((
+        e.coff.load(Ordering::Relaxed) as usize,
+        e.owner.load(Ordering::Relaxed) as usize,
+    ))
 }
 
 /// For `ptr` on an open page of the free map, its class's stack offset
@@ -517,8 +515,8 @@ fn split_route(r: u64) -> (usize, usize) {
 #[inline(always)]
 pub fn open_page(ptr: usize) -> Option<(usize, usize)> {
     let e = free_entry_of(ptr)?;
-    let (coff, owner) = split_route(e.route.load(Ordering::Acquire));
-    (coff != 0).then_some((coff, owner))
+    let coff = e.coff.load(Ordering::Acquire) as usize;
+    (coff != 0).then(|| (coff, e.owner.load(Ordering::Relaxed) as usize))
 }
 
 /// The descriptor of the slab holding `ptr`, a chunk of a live slab (from

@@ -294,8 +294,7 @@ macro_rules! rseq_stack {
 /// The body of a pop (for `rseq_stack`): `{ok}` = the chunk in the slot the
 /// tail names (the oldest), and the tail plus one is committed from
 /// `{top}`; leaves by 7 when the ring is empty (tail = head). `{k}` is only
-/// read; `{m}` is set to the mask (a scratch register: the mask is loaded
-/// once, for the slot and for malloc's prefetch). `$count` adds instructions before the commit, with `{top}` the
+/// read. `$count` adds instructions before the commit, with `{top}` the
 /// new tail (the test pop's count, malloc's prefetch of the next chunk). The
 /// header's fields are at the offsets of `cache_layout` (`TAIL_AT` 0,
 /// `HEAD_AT` 8, `MASK_AT` 20, `HEADER` 64: asserted below).
@@ -306,9 +305,8 @@ macro_rules! pop_body {
             "lea {q}, [{q} + {k}]\n",
             "cmp {top}, qword ptr [{q} + 8]\n",
             "je 7f\n",
-            "mov {m:e}, dword ptr [{q} + 20]\n",
             "mov {ok:e}, {top:e}\n",
-            "and {ok:e}, {m:e}\n",
+            "and {ok:e}, dword ptr [{q} + 20]\n",
             "mov {ok}, qword ptr [{q} + {ok} * 8 + 64]\n",
             "add {top}, 1\n",
             $count,
@@ -385,14 +383,13 @@ pub unsafe fn pop_hot(coff: usize) -> *mut u8 {
                 // a prefetch never faults. python_malloc 0.966 (5 runs),
                 // xmalloc_like 0.897 (paired), glibc_simple 1.023.
                 "mov {pf:e}, {top:e}\n",
-                "and {pf:e}, {m:e}\n",
+                "and {pf:e}, dword ptr [{q} + 20]\n",
                 "mov {pf}, qword ptr [{q} + {pf} * 8 + 64]\n",
                 "prefetchw byte ptr [{pf}]\n",
             ));
             off = in(reg) ROOT.off.load(core::sync::atomic::Ordering::Relaxed),
             k = in(reg) coff,
             top = out(reg) _,
-            m = out(reg) _,
             pf = out(reg) _,
             ok = out(reg) p,
         );
@@ -495,7 +492,6 @@ impl Caches {
                     owner = in(reg) owner,
                     bc = in(reg) bc,
                     top = out(reg) _,
-                    m = out(reg) _,
                     ok = out(reg) p,
                 );
             }
