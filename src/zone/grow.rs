@@ -25,23 +25,22 @@ impl Locked {
     }
 
     /// A flush found this CPU's class `c` stack full: asks the next refill
-    /// to double its capacity (`grow_ring`). A program that frees more
+    /// to double its capacity (`grow_ring`), from what it is then (a
+    /// shrink in between starts over from the base). A program that frees more
     /// chunks of a class in a row than its stack holds, and then allocates
     /// as many again, pays a lock round trip per half stack each way only
     /// until the stack holds them all (tcmalloc grows its per-CPU
     /// capacities on misses too).
     pub(super) fn want_more(&self, c: usize) {
-        let c = c % NCLASSES;
-        let next = (self.ring_cap(c) * 2).min(cache::max_cap(c));
-        let cz = self.cz(c);
+        let cz = self.cz(c % NCLASSES);
         // SAFETY: lock held; a short access to this class's fields.
         unsafe {
-            (*cz).want = next as u32;
-            (*cz).want_pops = cache::pops(self.idx, c);
+            (*cz).wants = true;
+            (*cz).want_pops = cache::pops(self.idx, c % NCLASSES);
         }
     }
 
-    /// Sets the capacity a flush asked for (`want_more`) if the stack went
+    /// Doubles the capacity, as a flush asked (`want_more`), if the stack went
     /// from full to empty since, within one capacity's worth of pops (the
     /// program swings through more than it holds; a stack that only
     /// wanders near full, chunks freed a few more than allocated, kept more
@@ -51,12 +50,16 @@ impl Locked {
     pub(super) fn grow_ring(&self, c: usize) {
         let cz = self.cz(c);
         // SAFETY: lock held; a short access to this class's fields.
-        let (want, since) = unsafe {
-            let want = core::mem::take(&mut (*cz).want) as usize;
-            (want, cache::pops(self.idx, c).wrapping_sub((*cz).want_pops))
+        let (asked, since) = unsafe {
+            let asked = core::mem::take(&mut (*cz).wants);
+            (
+                asked,
+                cache::pops(self.idx, c).wrapping_sub((*cz).want_pops),
+            )
         };
         let cur = self.ring_cap(c);
-        if want <= cur || since > cur as u64 {
+        let want = (cur * 2).min(cache::max_cap(c));
+        if !asked || want <= cur || since > cur as u64 {
             return;
         }
         let more = (want - cur) * size_class::class_size(c);

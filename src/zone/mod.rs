@@ -65,11 +65,10 @@ struct ClassZone {
     /// Refills of the CPU's cache so far (saturating at `RAMP_STEPS`): the
     /// slow start of `fill_batch`.
     fills: u8,
-    /// The capacity a flush asked for this CPU's stack of the class (0:
-    /// none), which the next refill, finding the stack empty, sets
-    /// (`grow.rs`).
-    want: u32,
-    /// `cache::pops` of the stack when the flush asked for `want`.
+    /// A flush found this CPU's stack of the class full: the next refill,
+    /// finding the stack empty, may double its capacity (`grow.rs`).
+    wants: bool,
+    /// `cache::pops` of the stack when that flush asked.
     want_pops: u64,
     /// The fewest chunks the stash held since the last sweep: what it did
     /// not need in that time, which the sweep gives back (`stash.rs`).
@@ -151,7 +150,7 @@ impl Zone {
                     waiting: ptr::null_mut(),
                     empty: ptr::null_mut(),
                     fills: 0,
-                    want: 0,
+                    wants: false,
                     want_pops: 0,
                     stash_low: 0,
                     stash_arr: 0,
