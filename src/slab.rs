@@ -291,11 +291,45 @@ pub unsafe fn batch_len(node: *mut u8) -> usize {
 pub unsafe fn batch_add(node: *mut u8, k: usize, q: *mut u8, base: usize) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
+        let h = batch_put(node, k, q, base);
+        let chk = if k == 0 { 0 } else { check(node) };
+        set_header(node, k + 1, chk ^ h);
+        if k == 0 {
+            set_link(node, link_word(node) | BATCH);
+        }
+    }
+}
+
+/// Writes `q` as entry `k` of `node` without touching its count or check,
+/// and returns the entry's share of the check: a node filled by several
+/// puts is sealed once (`batch_seal`), so that filling it does not
+/// read back and rewrite its header at every chunk.
+///
+/// # Safety
+/// As `batch_add`; the node is not on any list until it is sealed.
+#[inline(always)]
+pub unsafe fn batch_put(node: *mut u8, k: usize, q: *mut u8, base: usize) -> usize {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
         let e = encode(node, base, q);
         set_entry(node, k, e);
-        let chk = if k == 0 { 0 } else { check(node) };
-        set_header(node, k + 1, chk ^ entry_hash(e));
-        if k == 0 {
+        entry_hash(e)
+    }
+}
+
+/// Makes `node` (its link word written) carry the `k` entries put in it
+/// (`batch_put`), whose shares of the check XOR to `chk`: writes its count
+/// and check and flags its link. Nothing to do for `k` = 0.
+///
+/// # Safety
+/// The caller owns `node`, which has entries `0..k` put and is not yet on
+/// any list.
+#[inline(always)]
+pub unsafe fn batch_seal(node: *mut u8, k: usize, chk: usize) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        if k > 0 {
+            set_header(node, k, chk);
             set_link(node, link_word(node) | BATCH);
         }
     }
