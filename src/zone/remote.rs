@@ -146,17 +146,18 @@ pub unsafe fn free_remote_batched(d: *mut Desc, p: *mut u8) -> bool {
 
 /// Empties the current CPU's outbox onto the slabs' remote lists, one list
 /// and one CAS per slab: the chunks are grouped in a small hash table keyed
-/// by the 64 KiB unit of their address, each group naming its slab's
-/// address range, so that a chunk of a slab that already has a group is
-/// placed with a compare and no look-up (a page-map look-up per chunk took
-/// a fifth of the consumers' allocator time in `xmalloc_like`; a slab of
-/// several units may get a group per unit). (Eight open lists, the oldest
-/// closed for a further slab, made several lists per slab when many
-/// classes were in use: server 2.4 chunks per CAS against 3.6 now; sorting
-/// by slab gave 3.6 too, but the sort cost more than the CASes it saved.)
-/// Where the chunks have room, the list's head node carries the next chunks
-/// of its slab (`slab::batch_put`) rather than linking them, so only the
-/// node is written here (its count and check once, when it is closed:
+/// by slab. (Eight open lists, the oldest closed for a further slab, made
+/// several lists per slab when many classes were in use: server 2.4 chunks
+/// per CAS against 3.6 now; sorting by slab gave 3.6 too, but the sort cost
+/// more than the CASes it saved.) A chunk finds its group through a memo of
+/// the group last used for its 64 KiB of address space, checked against
+/// the group's slab range, and looks its slab up in the page map only on a
+/// miss (the look-up per chunk took a fifth of the consumers' allocator
+/// time in `xmalloc_like`; keying the groups by that unit instead made a
+/// list per unit, several per slab, and sh6_like 8 % slower). Where the
+/// chunks have room, the list's head node carries the next chunks of its
+/// slab (`slab::batch_put`) rather than linking them, so only the node is
+/// written here (its count and check once, when it is closed:
 /// `slab::batch_seal`), and only the node is read by the owner. Returns the
 /// number of chunks the outbox held.
 pub fn flush_outbox() -> usize {
@@ -164,8 +165,10 @@ pub fn flush_outbox() -> usize {
     /// early to make room.
     const SLOTS: usize = 32;
     const PROBES: usize = 4;
-    /// Address bits below a group's key.
+    /// Address bits below a memo entry's unit, and memo entries (direct
+    /// mapped).
     const UNIT_SHIFT: u32 = 16;
+    const MEMO: usize = 64;
     /// A slab's list: its descriptor, first chunk and bytes, first and last
     /// node, chunks in all, chunks the first node carries, how many it can,
     /// and the check of what it carries.
@@ -192,6 +195,27 @@ pub fn flush_outbox() -> usize {
         room: 0,
         chk: 0,
     };
+    /// Adds `q`, a chunk of the group's slab, to the group.
+    ///
+    /// # Safety
+    /// `g` is an open group and `q` a live chunk of its slab, ours.
+    #[inline(always)]
+    unsafe fn add(g: &mut Group, q: *mut u8) {
+        // SAFETY: the caller upholds the contract in `# Safety` above.
+        unsafe {
+            if g.carried < g.room {
+                g.chk ^= slab::batch_put(g.head, g.carried, q, g.lo);
+                g.carried += 1;
+            } else {
+                slab::batch_seal(g.head, g.carried, g.chk);
+                slab::set_link(q, g.head as usize);
+                g.head = q;
+                g.carried = 0;
+                g.chk = 0;
+            }
+            g.n += 1;
+        }
+    }
     /// Seals the group's head node and pushes its list.
     ///
     /// # Safety
@@ -206,32 +230,31 @@ pub fn flush_outbox() -> usize {
     let mut buf = [0usize; cache::CAP_MAX];
     let n = cache::outbox_take(&mut buf);
     let mut tab = [EMPTY; SLOTS];
+    let mut memo = [0u8; MEMO];
     // SAFETY (all blocks below): every chunk in the outbox is one the user
     // freed, validated by `free` and not yet given back: a live chunk of a
     // live slab, now ours, and a live slab's chunks lie in its range and no
     // other live slab's. A group's chunks are of its slab: the first was
     // looked up (`slab_of`), the others lie in its range.
     for &q in &buf[..n] {
-        let h = (q >> UNIT_SHIFT).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 59;
+        let u = (q >> UNIT_SHIFT) % MEMO;
+        let m = memo[u] as usize % SLOTS;
+        let g = &mut tab[m];
+        if q.wrapping_sub(g.lo) < g.span {
+            // SAFETY: see above.
+            unsafe { add(g, q as *mut u8) };
+            continue;
+        }
+        let q = q as *mut u8;
+        let d = slab_of(q);
+        let h = (d as usize >> 7).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 59;
         for probe in 1..=PROBES {
-            let g = &mut tab[(h + probe) % SLOTS];
-            if q.wrapping_sub(g.lo) < g.span {
-                let q = q as *mut u8;
-                if g.carried < g.room {
-                    // SAFETY: see above.
-                    g.chk ^= unsafe { slab::batch_put(g.head, g.carried, q, g.lo) };
-                    g.carried += 1;
-                } else {
-                    // SAFETY: see above.
-                    unsafe {
-                        slab::batch_seal(g.head, g.carried, g.chk);
-                        slab::set_link(q, g.head as usize);
-                    }
-                    g.head = q;
-                    g.carried = 0;
-                    g.chk = 0;
-                }
-                g.n += 1;
+            let k = (h + probe) % SLOTS;
+            let g = &mut tab[k];
+            if g.d == d as usize {
+                // SAFETY: see above.
+                unsafe { add(g, q) };
+                memo[u] = k as u8;
                 break;
             }
             if g.d == 0 || probe == PROBES {
@@ -239,8 +262,6 @@ pub fn flush_outbox() -> usize {
                     // SAFETY: see above.
                     unsafe { close(g) };
                 }
-                let q = q as *mut u8;
-                let d = slab_of(q);
                 // SAFETY: see above.
                 let (_, c) = unsafe { owner_class(d, q) };
                 // SAFETY: see above.
@@ -256,6 +277,7 @@ pub fn flush_outbox() -> usize {
                     room: slab::batch_cap(size_class::class_size(c)),
                     chk: 0,
                 };
+                memo[u] = k as u8;
                 break;
             }
         }
