@@ -513,4 +513,3 @@ pub fn fork_child() {
         z.lock.reset();
     }
 }
-

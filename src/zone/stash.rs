@@ -256,7 +256,7 @@ mod tests {
     #[test]
     fn stash_keeps_gives_back_and_trims() {
         crate::alloc::ensure_init();
-        // A zone no CPU of a test machine uses (`refill_batches_ramp_up`
+        // A zone no CPU of a test machine uses (`refill::tests::refill_batches_ramp_up`
         // uses the last one): the bulk sections find the caller elsewhere
         // and move nothing, so only the chunks passed in are stashed.
         let z = lock_index(crate::cpu::MAX_ZONES - 2).expect("zone free");
