@@ -21,7 +21,7 @@ const PAGE_BUCKETS: usize = 64;
 /// chunks take a page per four or fewer, and their batches (at most 16)
 /// are too small to pay for the grouping (with every class grouped,
 /// sh8_like, whose blocks reach 4000 bytes, ran 3-5 % slower).
-const GROUP_MAX_SIZE: usize = 1024;
+pub(super) const GROUP_MAX_SIZE: usize = 1024;
 
 impl Locked {
     /// Moves up to a batch of chunks of class `c` into this CPU's cache, in
@@ -222,7 +222,7 @@ fn spread(src: &[*mut u8], stride: usize, dst: &mut [*mut u8; cache::BATCH_MAX])
 /// consumers on different CPUs, where the consumers read every block
 /// (docs/experiments.md). No comparison sort: core's has a panic path (an
 /// inconsistent order), and Shell's sort cost more than it saved.
-fn group_by_page(got: &[*mut u8], out: &mut [*mut u8; cache::BATCH_MAX]) -> usize {
+pub(super) fn group_by_page(got: &[*mut u8], out: &mut [*mut u8; cache::BATCH_MAX]) -> usize {
     let bucket = |q: *mut u8| (q as usize >> PAGE_SHIFT) % PAGE_BUCKETS;
     // Where each bucket starts in `out`: counts, then their prefix sums.
     let mut at = [0u8; PAGE_BUCKETS + 1];
