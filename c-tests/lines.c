@@ -3,8 +3,9 @@
  * A thread that allocates two small blocks one after the other and hands them
  * to two threads on two CPUs makes those threads fight over one cache line if
  * the blocks share it (active false sharing; bench/workloads/falseshare.c).
- * slaballoc's per-CPU cache is refilled so that two successive pops never
- * return chunks of one 64-byte line (zone::fill_cache). Two checks:
+ * slaballoc carves a slab page onto its free list so that two successive
+ * mallocs never return chunks of one 64-byte line (zone::carve_page), and
+ * refills keep the order chunks come back in. Two checks:
  *
  *   sequential: one thread, pinned, 20000 mallocs of 8..32 bytes kept alive;
  *               how many successive pairs share a line.

@@ -1,11 +1,7 @@
 //! The cache's refills: a batch of chunks from the zone's stash or its
-//! slabs into this CPU's ring, in one section, in an order that keeps a
-//! page's chunks together and keeps two successive pops off one cache line.
+//! slabs into this CPU's ring, in one section, grouped by page.
 
 use super::*;
-
-/// Bytes per cache line, for the order in which a refill fills the cache.
-const CACHE_LINE: usize = 64;
 
 /// A refill moves a page's worth of chunks, doubling with each refill until
 /// it reaches the class's full batch: the first refills of a class no
@@ -29,14 +25,12 @@ impl Locked {
     /// straight back). Amortises the lock over the batch. The stash comes
     /// first: its chunks move whole, with no slab touched.
     ///
-    /// Chunks from the slabs go in grouped by page (`group_by_page`; classes
-    /// up to `GROUP_MAX_SIZE`), then,
-    /// for classes under 64 bytes, spread so that two successive pops never
-    /// return chunks of one cache line: two small blocks that one thread
-    /// allocates back to back and gives to two threads would otherwise
-    /// share a line (false sharing; the `falseshare` workload,
-    /// `c-tests/lines.c`). With `s` = chunks per line (rounded up), the
-    /// batch goes in as every `s`-th chunk, `s` times over.
+    /// Chunks from the slabs, like the stash's, go in grouped by page
+    /// (`group_by_page`; classes up to `GROUP_MAX_SIZE`), in the order
+    /// they came within a page: the order a page's chunks first went out
+    /// in, spread over cache lines against false sharing, is the carve's
+    /// (`carve_page`), and chunks freed in the order they were allocated
+    /// keep it.
     #[inline(never)]
     pub fn fill_cache(&self, c: usize) {
         let c = c % NCLASSES;
@@ -70,33 +64,23 @@ impl Locked {
             }
             n += 1;
         }
-        let size = size_class::class_size(c);
-        let stride = CACHE_LINE.div_ceil(size).max(1);
-        if size <= GROUP_MAX_SIZE {
+        if size_class::class_size(c) <= GROUP_MAX_SIZE {
             let mut order = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
             let n = group_by_page(got.get(..n).unwrap_or_default(), &mut order);
-            if stride == 1 {
-                self.push_refill(c, order.get(..n).unwrap_or_default());
-            } else {
-                let k = spread(order.get(..n).unwrap_or_default(), stride, &mut got);
-                self.push_refill(c, got.get(..k).unwrap_or_default());
-            }
-        } else if stride == 1 {
-            self.push_refill(c, got.get(..n).unwrap_or_default());
+            self.push_refill(c, order.get(..n).unwrap_or_default());
         } else {
-            let mut order = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
-            let k = spread(got.get(..n).unwrap_or_default(), stride, &mut order);
-            self.push_refill(c, order.get(..k).unwrap_or_default());
+            self.push_refill(c, got.get(..n).unwrap_or_default());
         }
     }
 
     /// Pushes a refill's chunks (`fill_cache`), oldest first.
     fn push_refill(&self, c: usize, order: &[*mut u8]) {
         // The ring pops its oldest chunk first: in this order, successive
-        // mallocs get ascending addresses, as a slab carves them (a program
-        // that walks its objects in the order it made them, such as
-        // CPython's collector, then walks memory forwards: PYTHONMALLOC=malloc
-        // ran 1.35x faster, docs/experiments.md).
+        // mallocs get the chunks in the order the batch holds them, a page's
+        // at a time, forwards as a slab carves them (a program that walks its
+        // objects in the order it made them, such as CPython's collector,
+        // then walks memory forwards: PYTHONMALLOC=malloc ran 1.35x faster
+        // than with the batch reversed, docs/experiments.md).
         if !order.is_empty() && !cache::push_bulk(self.idx, c, order) {
             // The thread left this zone's CPU: they go back.
             for &q in order {
@@ -192,22 +176,6 @@ impl Locked {
             n
         }
     }
-}
-
-/// Copies `src` into `dst` as every `stride`-th chunk, `stride` times over
-/// (successive chunks of a page then lie `stride` chunks apart), and
-/// returns how many.
-fn spread(src: &[*mut u8], stride: usize, dst: &mut [*mut u8; cache::BATCH_MAX]) -> usize {
-    let mut k = 0;
-    for r in 0..stride {
-        for &q in src.iter().skip(r).step_by(stride) {
-            if let Some(o) = dst.get_mut(k) {
-                *o = q;
-                k += 1;
-            }
-        }
-    }
-    k
 }
 
 /// Copies `got` into `out` grouped by page (page number modulo
