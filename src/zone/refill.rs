@@ -236,6 +236,51 @@ mod tests {
         }
     }
 
+    /// A fresh page of a class under 64 bytes goes out (the chunk the
+    /// carving malloc takes, then the free list) with every chunk of the
+    /// page once and no two in a row on one cache line (`carve_page`).
+    #[test]
+    fn carved_pages_spread_over_lines() {
+        crate::alloc::ensure_init();
+        // A zone no CPU of a test machine uses, and no other test.
+        let z = lock_index(cpu::MAX_ZONES - 3).expect("zone free");
+        for c in (0..NCLASSES).take_while(|&c| size_class::class_size(c) < CACHE_LINE) {
+            let size = size_class::class_size(c);
+            let first = z.alloc(c);
+            assert!(!first.is_null());
+            let mut seq = vec![first as usize];
+            // SAFETY: the zone's lock is held; `cur` is the slab `first`
+            // came from, whose free list holds the rest of the page.
+            unsafe {
+                let s = (*z.cz(c)).cur;
+                let mut f = (*s).free();
+                while !f.is_null() {
+                    seq.push(f as usize);
+                    f = (slab::link_word(f) & !slab::BATCH) as *mut u8;
+                }
+            }
+            let page = first as usize & !(PAGE_SIZE - 1);
+            assert_eq!(
+                first as usize, page,
+                "class {c}: a fresh slab starts on a page"
+            );
+            let mut sorted = seq.clone();
+            sorted.sort_unstable();
+            let want: Vec<usize> = (0..PAGE_SIZE.div_ceil(size))
+                .map(|k| page + k * size)
+                .collect();
+            assert_eq!(
+                sorted, want,
+                "class {c} ({size} B): not every chunk of the page once"
+            );
+            assert!(
+                seq.windows(2)
+                    .all(|w| w[0] / CACHE_LINE != w[1] / CACHE_LINE),
+                "class {c} ({size} B): two chunks in a row share a line"
+            );
+        }
+    }
+
     /// The grouping is a permutation that puts each page's chunks together,
     /// in the order they came, pages in the order of their bucket.
     #[test]
