@@ -17,7 +17,7 @@ const PAGE_BUCKETS: usize = 64;
 /// chunks take a page per four or fewer, and their batches (at most 16)
 /// are too small to pay for the grouping (with every class grouped,
 /// sh8_like, whose blocks reach 4000 bytes, ran 3-5 % slower).
-pub(super) const GROUP_MAX_SIZE: usize = 1024;
+const GROUP_MAX_SIZE: usize = 1024;
 
 impl Locked {
     /// Moves up to a batch of chunks of class `c` into this CPU's cache, in
@@ -64,13 +64,9 @@ impl Locked {
             }
             n += 1;
         }
-        if size_class::class_size(c) <= GROUP_MAX_SIZE {
-            let mut order = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
-            let n = group_by_page(got.get(..n).unwrap_or_default(), &mut order);
-            self.push_refill(c, order.get(..n).unwrap_or_default());
-        } else {
-            self.push_refill(c, got.get(..n).unwrap_or_default());
-        }
+        in_page_order(c, got.get(..n).unwrap_or_default(), |batch| {
+            self.push_refill(c, batch)
+        });
     }
 
     /// Pushes a refill's chunks (`fill_cache`), oldest first.
@@ -178,6 +174,20 @@ impl Locked {
     }
 }
 
+/// Calls `f` with `batch` (chunks of class `c` on their way into the
+/// cache: a refill's, or the stash's) grouped by page (`group_by_page`)
+/// if the class is at most `GROUP_MAX_SIZE`, else as it is, without the
+/// grouping's array (its memset shows on classes that move a few chunks
+/// at a time).
+pub(super) fn in_page_order<R>(c: usize, batch: &[*mut u8], f: impl FnOnce(&[*mut u8]) -> R) -> R {
+    if size_class::class_size(c) > GROUP_MAX_SIZE {
+        return f(batch);
+    }
+    let mut order = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
+    let n = group_by_page(batch, &mut order);
+    f(order.get(..n).unwrap_or_default())
+}
+
 /// Copies `got` into `out` grouped by page (page number modulo
 /// `PAGE_BUCKETS`, a stable counting sort), and returns how many. Chunks
 /// freed by other threads come back in the order the frees reached their
@@ -190,7 +200,7 @@ impl Locked {
 /// consumers on different CPUs, where the consumers read every block
 /// (docs/experiments.md). No comparison sort: core's has a panic path (an
 /// inconsistent order), and Shell's sort cost more than it saved.
-pub(super) fn group_by_page(got: &[*mut u8], out: &mut [*mut u8; cache::BATCH_MAX]) -> usize {
+fn group_by_page(got: &[*mut u8], out: &mut [*mut u8; cache::BATCH_MAX]) -> usize {
     let bucket = |q: *mut u8| (q as usize >> PAGE_SHIFT) % PAGE_BUCKETS;
     // Where each bucket starts in `out`: counts, then their prefix sums.
     let mut at = [0u8; PAGE_BUCKETS + 1];

@@ -106,7 +106,7 @@ impl Locked {
 
     /// Moves up to `want` stashed chunks of class `c` into this CPU's cache
     /// with one section, grouped by page as a refill from the slabs is
-    /// (`refill::group_by_page`: a stash fills with batches of a stack in
+    /// (`refill::in_page_order`: a stash fills with batches of a stack in
     /// the order they were freed; grouped, `xmalloc_like` with a producer
     /// and a consumer on each CPU ran 0.92 of the time). True if it moved
     /// some; false (and the stash as it was) if the stash is empty or the
@@ -121,13 +121,7 @@ impl Locked {
         }
         // SAFETY: slots n - m .. n of the array hold stashed chunks.
         let batch = unsafe { core::slice::from_raw_parts(a.add(n - m), m) };
-        let pushed = if size_class::class_size(c) <= super::refill::GROUP_MAX_SIZE {
-            let mut order = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
-            let k = super::refill::group_by_page(batch, &mut order);
-            cache::push_bulk(self.idx, c, order.get(..k).unwrap_or_default())
-        } else {
-            cache::push_bulk(self.idx, c, batch)
-        };
+        let pushed = super::refill::in_page_order(c, batch, |b| cache::push_bulk(self.idx, c, b));
         if !pushed {
             return false;
         }
