@@ -398,8 +398,9 @@ impl Locked {
             // `stride` passes (chunks per line, rounded up), every
             // `stride`-th chunk in a pass, so that two chunks handed out one
             // after the other never share a 64-byte line.
+            // `m` >= 1 (`b` < `lim`), and so is the stride.
             let m = (lim - b as usize).div_ceil(size);
-            let stride = CACHE_LINE.div_ceil(size).clamp(1, m.max(1));
+            let stride = CACHE_LINE.div_ceil(size).min(m);
             let mut prev: *mut u8 = ptr::null_mut();
             for r in 0..stride {
                 let mut k = if r == 0 { stride } else { r };
