@@ -57,7 +57,7 @@ have_so=0
 
 # ------------------------------------------------------------------ build
 built=()
-for t in conformance invalid_free sigfree sigsmall lines prodcons fork_load churn reclaim exited oom soak own_rseq; do
+for t in conformance invalid_free sigfree sigsmall lines prodcons fork_load churn reclaim exited oom soak own_rseq cold_text; do
     if $CC $CFLAGS -o "$build/$t" "$here/$t.c" -ldl >"$logs/build.$t.log" 2>&1; then
         built+=("$t")
     else
@@ -309,6 +309,20 @@ if is_built own_rseq && need_so own_rseq; then
         simple own_rseq.norseq.cpu_ids cpu_ids env GLIBC_TUNABLES=glibc.pthread.rseq=0 \
             "$build/own_rseq" "$N_OWN_RSEQ"
     fi
+fi
+
+# ------------------------------------------------------------------ cold text
+# A program that only allocates (for longer than the live view's delay, with
+# a thread and a fork) maps none of the library's cold code: no page of the
+# 64 KiB windows wholly inside `.text_cold` is in its page table
+# (ffi/build.rs). Skipped for a library linked without the section.
+if is_built cold_text && need_so cold_text; then
+    run cold_text sa "$build/cold_text"
+    case $? in
+        0) pass cold_text ;;
+        77) skip cold_text "$(grep '^skip' "$logs/cold_text.log" | head -1)" ;;
+        *) fail cold_text "$(grep -m1 '^FAIL' "$logs/cold_text.log")" ;;
+    esac
 fi
 
 # ------------------------------------------------------------------ CPU numbers (Linux < 6.3)

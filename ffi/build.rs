@@ -1,9 +1,22 @@
-//! Link options of the C library: free and malloc first in `.text`, at the
-//! start of a page of their own (`hot-symbols.txt`, `-z separate-code`).
-//! Where the linker left them otherwise they moved with every change to other
-//! code, and the same machine code ran `mixed` up to 5 % slower at some
-//! offsets (docs/experiments.md). Those are LLD options: rustc links with its
-//! own LLD on x86-64 Linux since 1.90, so they are given only there.
+//! Link options of the C library.
+//!
+//! * free and malloc first in `.text`, at the start of a page of their own
+//!   (`hot-symbols.txt`, `-z separate-code`). Where the linker left them
+//!   otherwise they moved with every change to other code, and the same
+//!   machine code ran `mixed` up to 5 % slower at some offsets
+//!   (docs/experiments.md).
+//! * The code that runs only on request (functions marked
+//!   `#[link_section = ".text_cold"]`: reports, profile dumps, the live
+//!   view, error messages; about 45 KiB) last, after the PLT (`cold.ld`),
+//!   and segments aligned to 64 KiB (`-z max-page-size=65536`). The kernel
+//!   maps a file's pages around a fault in aligned 64 KiB windows
+//!   (`fault_around_bytes`), so a process that runs only the allocator's
+//!   code maps that one window of text instead of all of it (expr: 112 ->
+//!   64 KiB of the library's text resident). glibc >= 2.35 loads a library
+//!   at an address aligned to its segments' alignment.
+//!
+//! Those are LLD options: rustc links with its own LLD on x86-64 Linux since
+//! 1.90, so they are given only there.
 
 use std::process::Command;
 
@@ -17,6 +30,7 @@ fn rustc_minor() -> Option<u32> {
 
 fn main() {
     println!("cargo:rerun-if-changed=hot-symbols.txt");
+    println!("cargo:rerun-if-changed=cold.ld");
     println!("cargo:rerun-if-env-changed=SLABALLOC_NO_HOT_LINK");
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let target = std::env::var("TARGET").unwrap_or_default();
@@ -28,6 +42,8 @@ fn main() {
         format!("-Wl,--symbol-ordering-file={dir}/hot-symbols.txt"),
         "-Wl,--no-warn-symbol-ordering".to_string(),
         "-Wl,-z,separate-code".to_string(),
+        "-Wl,-z,max-page-size=65536".to_string(),
+        format!("-Wl,-T,{dir}/cold.ld"),
     ] {
         println!("cargo:rustc-cdylib-link-arg={arg}");
     }

@@ -22,6 +22,8 @@ pub use crate::types::{kfree, kmalloc, sa_malloc_type, type_usage, SA_NOWAIT, SA
 /// glibc's `malloc_trim`: hands free memory back to the system (cached
 /// slabs, dirty large runs, the per-CPU caches of idle CPUs). Returns
 /// whether anything was released.
+#[cold]
+#[link_section = ".text_cold"]
 pub fn trim() -> bool {
     let before = crate::report::totals();
     let purged = crate::reclaim::pass(true);
@@ -38,6 +40,8 @@ pub fn huge_bytes() -> usize {
 
 /// glibc's `malloc_info` document (an XML summary of the counters), handed
 /// to `sink` in pieces. No allocator lock is held while `sink` runs.
+#[cold]
+#[link_section = ".text_cold"]
 pub fn malloc_info(sink: &mut dyn FnMut(&[u8])) {
     let t = crate::report::totals();
     let mut b = crate::fmt::Buf::<1024>::new();

@@ -93,6 +93,8 @@ fn parse_decay(v: &[u8]) -> Option<u64> {
 }
 
 /// One warning: the value, what was expected, and what is used instead.
+#[cold]
+#[link_section = ".text_cold"]
 fn bad(name: &CStr, v: &[u8], expect: &str, instead: &str) {
     warn(&[
         b"ignoring ",

@@ -97,6 +97,7 @@ impl<const N: usize> Default for Buf<N> {
 /// pointer into our memory is not a live block: continuing could corrupt it.
 #[cold]
 #[inline(never)]
+#[link_section = ".text_cold"]
 pub fn fatal_pointer(what: &str, ptr: *const u8, why: &str) -> ! {
     let mut b = Buf::<256>::new();
     b.str("slaballoc: ")
@@ -113,6 +114,7 @@ pub fn fatal_pointer(what: &str, ptr: *const u8, why: &str) -> ! {
 /// Prints `slaballoc: <why>` on stderr and aborts.
 #[cold]
 #[inline(never)]
+#[link_section = ".text_cold"]
 pub fn fatal(why: &str) -> ! {
     let mut b = Buf::<256>::new();
     b.str("slaballoc: ").str(why).str("\n");
@@ -122,6 +124,7 @@ pub fn fatal(why: &str) -> ! {
 
 /// One warning line on stderr.
 #[cold]
+#[link_section = ".text_cold"]
 pub fn warn(parts: &[&[u8]]) {
     let mut b = Buf::<512>::new();
     b.str("slaballoc: warning: ");

@@ -33,6 +33,8 @@ pub fn preload() {
 /// The next allocator's function `name`, or None if there is none (a
 /// static program) or the lookup found us again (a definition in the
 /// object that holds this code: our own exported symbol).
+#[cold]
+#[link_section = ".text_cold"]
 fn next(slot: &AtomicPtr<libc::c_void>, name: &core::ffi::CStr) -> Option<*mut libc::c_void> {
     let f = resolve(slot, name);
     let here = next as fn(_, _) -> _ as *const ();
@@ -45,6 +47,8 @@ fn next(slot: &AtomicPtr<libc::c_void>, name: &core::ffi::CStr) -> Option<*mut l
 /// allocator made `p` (a stack address, a private mapping...): report it
 /// ourselves, naming the pointer, instead of letting glibc's free
 /// dereference garbage (it crashes on a stack address).
+#[cold]
+#[link_section = ".text_cold"]
 fn check(what: &str, p: *mut u8) {
     let Some(_) = next(&FREE, c"free") else {
         crate::fmt::fatal_pointer(what, p, "invalid pointer (not allocated by slaballoc)");

@@ -83,6 +83,7 @@ pub fn is_chunk(start: usize, c: usize, p: *mut u8) -> bool {
 /// carve pointer was checked by the caller's lookup).
 #[cold]
 #[inline(never)]
+#[link_section = ".text_cold"]
 pub unsafe fn check_double_free(d: *mut Desc, p: *mut u8) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {

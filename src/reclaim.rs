@@ -152,6 +152,8 @@ fn start(eager: bool) {
 /// Starts the thread on our own stack (the previous thread, which set the
 /// state to OFF on its way out, joined first), or failing that on one
 /// glibc maps.
+#[cold]
+#[link_section = ".text_cold"]
 fn spawn(f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void) -> bool {
     let last = THREAD.swap(0, Ordering::AcqRel);
     if last != 0 {
@@ -206,6 +208,8 @@ extern "C" fn thread_lazy(_: *mut libc::c_void) -> *mut libc::c_void {
 /// Sleeps until a ring has messages or the next decay deadline (at most a
 /// period), then runs a pass. True if there is still something to do: a
 /// zone was busy or gave memory back, or dirty runs wait to decay.
+#[cold]
+#[link_section = ".text_cold"]
 fn background_pass() -> bool {
     let now = crate::os::now_ms();
     let wait = RUNS
@@ -239,6 +243,8 @@ pub fn pass(force: bool) -> usize {
 }
 
 /// The zones' part of a pass; true if every zone was idle.
+#[cold]
+#[link_section = ".text_cold"]
 fn sweep_zones(force: bool) -> bool {
     GLOBAL.reclaim_passes.fetch_add(1, Ordering::Relaxed);
     if force {

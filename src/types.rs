@@ -78,6 +78,7 @@ fn waiters(t: *mut sa_malloc_type) -> &'static AtomicU32 {
 }
 
 /// The type's per-CPU slots, allocating and registering them on first use.
+#[link_section = ".text_cold"]
 fn slots(t: *mut sa_malloc_type) -> Option<*mut Slot> {
     let p = percpu(t).load(Ordering::Acquire);
     if !p.is_null() {

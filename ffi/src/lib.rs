@@ -153,6 +153,8 @@ pub extern "C" fn sa_usable_size(p: *mut c_void) -> usize {
 /// on: `SLABALLOC_PROF=1`). Returns 1 if a file was written, 0 if profiling
 /// is off or the file could not be written. Not from a signal handler.
 #[no_mangle]
+#[cold]
+#[link_section = ".text_cold"]
 pub extern "C" fn sa_prof_dump() -> c_int {
     alloc::prof_dump() as c_int
 }
@@ -168,6 +170,7 @@ pub extern "C" fn sa_prof_dump() -> c_int {
 /// `type_` must point at a `struct sa_malloc_type` that lives for the rest of
 /// the program (define it with `SA_DEFINE_TYPE`).
 #[no_mangle]
+#[link_section = ".text_cold"]
 pub unsafe extern "C" fn sa_kmalloc(
     size: usize,
     type_: *mut sa_malloc_type,
@@ -182,6 +185,7 @@ pub unsafe extern "C" fn sa_kmalloc(
 /// # Safety
 /// As `sa_kmalloc`; `p` came from `sa_kmalloc(.., type_, ..)`.
 #[no_mangle]
+#[link_section = ".text_cold"]
 pub unsafe extern "C" fn sa_kfree(p: *mut c_void, type_: *mut sa_malloc_type) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe { alloc::kfree(p as *mut u8, type_) }
@@ -192,6 +196,8 @@ pub unsafe extern "C" fn sa_kfree(p: *mut c_void, type_: *mut sa_malloc_type) {
 /// # Safety
 /// `type_` as for `sa_kmalloc`; the outputs, if not NULL, are writable.
 #[no_mangle]
+#[cold]
+#[link_section = ".text_cold"]
 pub unsafe extern "C" fn sa_type_usage(
     type_: *mut sa_malloc_type,
     bytes: *mut i64,
@@ -239,6 +245,8 @@ const _: () = assert!(alloc::SA_ZERO == 1 && alloc::SA_NOWAIT == 2 && alloc::SA_
 /// # Safety
 /// `out` is valid for `size` bytes of writes.
 #[no_mangle]
+#[cold]
+#[link_section = ".text_cold"]
 pub unsafe extern "C" fn sa_stats_get(out: *mut sa_stats, size: usize) -> c_int {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
@@ -274,6 +282,8 @@ fn format_of(format: c_int) -> Option<stats::Format> {
 /// # Safety
 /// `stream` is a valid `FILE*`.
 #[no_mangle]
+#[cold]
+#[link_section = ".text_cold"]
 pub unsafe extern "C" fn sa_stats_print(stream: *mut libc::FILE, format: c_int) -> c_int {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
@@ -299,6 +309,8 @@ pub unsafe extern "C" fn sa_stats_print(stream: *mut libc::FILE, format: c_int) 
 /// # Safety
 /// `write` is a valid function; it is called with `arg` as given.
 #[no_mangle]
+#[cold]
+#[link_section = ".text_cold"]
 pub unsafe extern "C" fn sa_stats_print_cb(
     write: Option<unsafe extern "C" fn(arg: *mut c_void, text: *const c_char, len: usize)>,
     arg: *mut c_void,
@@ -384,16 +396,22 @@ mod overrides {
     }
 
     #[no_mangle]
+    #[cold]
+    #[link_section = ".text_cold"]
     pub extern "C" fn malloc_trim(_pad: usize) -> c_int {
         alloc::trim() as c_int
     }
 
     #[no_mangle]
+    #[cold]
+    #[link_section = ".text_cold"]
     pub extern "C" fn malloc_stats() {
         stats::print();
     }
 
     #[no_mangle]
+    #[cold]
+    #[link_section = ".text_cold"]
     pub extern "C" fn mallinfo2() -> libc::mallinfo2 {
         let t = stats::totals();
         libc::mallinfo2 {
@@ -411,6 +429,8 @@ mod overrides {
     }
 
     #[no_mangle]
+    #[cold]
+    #[link_section = ".text_cold"]
     pub extern "C" fn mallinfo() -> libc::mallinfo {
         let m = mallinfo2();
         let c = |v: usize| v.min(c_int::MAX as usize) as c_int;
@@ -433,6 +453,8 @@ mod overrides {
     /// # Safety
     /// `stream` must be a valid `FILE*`.
     #[no_mangle]
+    #[cold]
+    #[link_section = ".text_cold"]
     pub unsafe extern "C" fn malloc_info(options: c_int, stream: *mut libc::FILE) -> c_int {
         // SAFETY: the caller upholds the contract in `# Safety` above.
         unsafe {

@@ -131,6 +131,8 @@ fn malloc_big(size: usize) -> *mut u8 {
 /// `malloc` sends every size here): counted by the profiler, and if it is
 /// sampled, served as a page run of its own (see `prof`).
 #[inline(never)]
+#[cold]
+#[link_section = ".text_cold"]
 fn malloc_small_profiled(size: usize) -> *mut u8 {
     if crate::prof::tick(size) {
         if let Some(p) = sampled_small(size, PAGE_SIZE) {
@@ -246,6 +248,7 @@ fn alloc_small_retry(c: usize) -> *mut u8 {
 /// that interrupted malloc), or the arenas are exhausted: fall back to a
 /// mapping of its own.
 #[cold]
+#[link_section = ".text_cold"]
 fn emergency(size: usize, align: usize) -> *mut u8 {
     after_slow_path();
     let p = large::alloc_huge(size, align);

@@ -265,6 +265,8 @@ impl Table {
     }
 
     /// Removes the sample at index slot `i`.
+    #[cold]
+    #[link_section = ".text_cold"]
     fn remove_at(&mut self, i: usize) {
         // SAFETY: i < INDEX holds a pool position + 2.
         unsafe {
@@ -392,6 +394,7 @@ pub fn init(free: fn(*mut u8)) {
 /// `tick` said so): its call stack goes into the table.
 #[cold]
 #[inline(never)]
+#[link_section = ".text_cold"]
 pub fn record(p: *mut u8, size: usize) {
     SAMPLES.fetch_add(1, Ordering::Relaxed);
     let mut raw = [core::ptr::null_mut::<libc::c_void>(); MAX_FRAMES];
@@ -433,6 +436,8 @@ pub fn record(p: *mut u8, size: usize) {
 /// its sample, if it has one. Returns false if `p` must not be freed now (a
 /// signal handler interrupted this thread inside the table: `p` is parked
 /// and freed by the next holder of the lock).
+#[cold]
+#[link_section = ".text_cold"]
 pub fn on_free(p: *mut u8) -> bool {
     match with_table(|t| {
         if let Some(i) = t.find(p as usize) {
@@ -484,6 +489,8 @@ enum Kind {
 /// Writes the live sampled heap now (`PREFIX.PID.N.heap`); true if a file
 /// was written. Safe from any slow path that holds no allocator lock (it
 /// takes the table lock, opens, writes and closes a file, allocates nothing).
+#[cold]
+#[link_section = ".text_cold"]
 pub fn dump_now() -> bool {
     if !on() {
         return false;
@@ -540,6 +547,8 @@ impl Out {
     }
 }
 
+#[cold]
+#[link_section = ".text_cold"]
 fn write_dump(t: &Table, kind: Kind) -> bool {
     let mut name = Buf::<512>::new();
     name.raw(prefix()).str(".").u64(os::getpid() as u64);

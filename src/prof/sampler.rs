@@ -52,6 +52,7 @@ pub fn tick(size: usize) -> bool {
 /// The countdown crossed zero, or this thread starts: draw the next interval.
 #[cold]
 #[inline(never)]
+#[link_section = ".text_cold"]
 unsafe fn tick_slow(s: *mut Sampler, size: usize) -> bool {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
@@ -152,6 +153,8 @@ pub fn exp_neg(x: f64) -> f64 {
 /// The bytes a sample of `size` requested bytes stands for: `size / p`,
 /// where `p = 1 - e^(-size / rate)` is its chance of being sampled (the
 /// heap_v2 scaling); what the peak trigger adds up.
+#[cold]
+#[link_section = ".text_cold"]
 pub(super) fn estimate(size: usize) -> u64 {
     let rate = SAMPLE.load(Ordering::Relaxed) as f64;
     let s = size.max(1) as f64;

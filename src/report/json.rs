@@ -1,6 +1,8 @@
 use super::*;
 
 #[inline(never)]
+#[cold]
+#[link_section = ".text_cold"]
 pub(super) fn report_json(t: &Totals, sink: &mut dyn FnMut(&[u8])) {
     sink(b"{\"totals\":{");
     for (i, (k, v)) in fields(t).iter().enumerate() {

@@ -114,6 +114,8 @@ pub struct Totals {
 /// directly). Frees still waiting in an outbox have no class yet; `totals`
 /// adds them.
 #[inline(never)]
+#[cold]
+#[link_section = ".text_cold"]
 pub fn class_calls() -> [(u64, u64); NCLASSES] {
     let mut out = [(0u64, 0u64); NCLASSES];
     let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -135,6 +137,8 @@ pub fn class_calls() -> [(u64, u64); NCLASSES] {
 
 /// Per-class totals over every zone.
 #[inline(never)]
+#[cold]
+#[link_section = ".text_cold"]
 pub fn classes() -> [ClassTotals; NCLASSES] {
     let mut out = [ClassTotals::default(); NCLASSES];
     let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -170,6 +174,8 @@ pub fn classes() -> [ClassTotals; NCLASSES] {
 
 /// Totals of zone `i`.
 #[inline(never)]
+#[cold]
+#[link_section = ".text_cold"]
 pub fn cpu(i: usize) -> CpuTotals {
     let z = &crate::zone::zone(i).stats;
     let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -183,6 +189,8 @@ pub fn cpu(i: usize) -> CpuTotals {
 }
 
 #[inline(never)]
+#[cold]
+#[link_section = ".text_cold"]
 pub fn totals() -> Totals {
     let mut t = Totals::default();
     let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -289,6 +297,8 @@ pub fn fields(t: &Totals) -> [(&'static str, u64); 33] {
 
 /// The one-line `key=value` form printed by `SLABALLOC_STATS=1` and `malloc_stats`.
 #[inline(never)]
+#[cold]
+#[link_section = ".text_cold"]
 pub fn line(t: &Totals) -> Buf<1024> {
     let mut b = Buf::<1024>::new();
     b.str("slaballoc:").kv("pid", process::pid() as u64);
@@ -308,6 +318,8 @@ pub use crate::config::Format;
 
 /// Streams a full report to `sink`, a line at a time.
 #[inline(never)]
+#[cold]
+#[link_section = ".text_cold"]
 pub fn report(format: Format, sink: &mut dyn FnMut(&[u8])) {
     let t = totals();
     match format {
@@ -361,6 +373,8 @@ pub fn keep_stderr() {
 }
 
 /// Prints the one-line report on stderr (`malloc_stats`).
+#[cold]
+#[link_section = ".text_cold"]
 pub fn print() {
     report(Format::Line, &mut |b| crate::os::write_all(2, b));
 }
@@ -369,6 +383,8 @@ pub fn print() {
 /// Prints the report chosen by `SLABALLOC_STATS` at exit: to the file that
 /// `SLABALLOC_STATS_FILE` names for this process, else (or if it cannot be
 /// created: one warning) on the copy of stderr.
+#[cold]
+#[link_section = ".text_cold"]
 pub fn print_at_exit(format: Format) {
     let mut fd = REPORT_FD.load(Ordering::Relaxed);
     let mut opened = -1;

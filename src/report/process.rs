@@ -91,6 +91,8 @@ fn vm_hwm(s: &[u8]) -> Option<u64> {
 
 /// The memory figures now.
 #[inline(never)]
+#[cold]
+#[link_section = ".text_cold"]
 pub fn memory(t: &super::Totals) -> Memory {
     let mut m = Memory::default();
     let mut buf = [0u8; 2048];

@@ -1,6 +1,8 @@
 use super::*;
 
 #[inline(never)]
+#[cold]
+#[link_section = ".text_cold"]
 pub(super) fn report_text(t: &Totals, sink: &mut dyn FnMut(&[u8])) {
     let mut b = Buf::<256>::new();
     b.str("slaballoc statistics: ");
@@ -151,6 +153,8 @@ pub(super) fn report_text(t: &Totals, sink: &mut dyn FnMut(&[u8])) {
     });
 }
 
+#[cold]
+#[link_section = ".text_cold"]
 fn pad<const N: usize>(b: &mut Buf<N>, v: u64, width: usize) {
     let mut t = Buf::<24>::new();
     t.u64(v);
@@ -160,6 +164,8 @@ fn pad<const N: usize>(b: &mut Buf<N>, v: u64, width: usize) {
     b.raw(t.bytes());
 }
 
+#[cold]
+#[link_section = ".text_cold"]
 fn pad_i<const N: usize>(b: &mut Buf<N>, v: i64, width: usize) {
     let mut t = Buf::<24>::new();
     t.i64(v);

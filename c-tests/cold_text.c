@@ -1,0 +1,178 @@
+/* cold_text: a program that only allocates does not map the library's cold
+ * code (ffi/build.rs, ffi/cold.ld). Run with LD_PRELOAD=libslaballoc.so.
+ *
+ * Works the allocator the way programs do (small and large blocks, calloc,
+ * realloc, aligned blocks, a second thread freeing the first one's blocks,
+ * a fork) for longer than the live view's 50 ms, so that its file is made,
+ * then reads its own page table (/proc/self/pagemap: bit 63, present) over
+ * the library's `.text_cold` section, whose place it reads from the
+ * library's ELF section headers. The kernel maps a file's pages around a
+ * fault in aligned 64 KiB windows, so the windows wholly inside the section
+ * must have no page present; a call from a warm path into cold code (a
+ * helper the section should not hold) maps them. As a control, the page of
+ * `malloc` must be present.
+ *
+ * Exit 0: pass; 1: fail; 77: skip (the library was linked without the
+ * section, or loaded at an address not aligned to 64 KiB: glibc < 2.35). */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WINDOW 65536UL
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+#define N 512
+static void *handed[N];
+
+static void *freer(void *arg) {
+    (void)arg;
+    for (int i = 0; i < N; i++) free(handed[i]);
+    return NULL;
+}
+
+static void work(void) {
+    double end = now() + 0.08;
+    unsigned r = 1;
+    while (now() < end) {
+        void *p[N];
+        for (int i = 0; i < N; i++) {
+            r = r * 1103515245 + 12345;
+            size_t n = 16 + (r >> 8) % (i % 64 == 0 ? 100000 : 2000);
+            p[i] = (i % 7 == 0) ? calloc(1, n) : malloc(n);
+            if (!p[i]) exit(1);
+            memset(p[i], i, n < 64 ? n : 64);
+        }
+        for (int i = 0; i < N; i += 3) {
+            p[i] = realloc(p[i], 3000);
+            if (!p[i]) exit(1);
+        }
+        void *a = NULL;
+        if (posix_memalign(&a, 4096, 10000) != 0) exit(1);
+        free(a);
+        for (int i = 0; i < N; i++) {
+            handed[i] = malloc(48);
+            free(p[i]);
+        }
+        pthread_t t;
+        if (pthread_create(&t, NULL, freer, NULL) != 0) exit(1);
+        pthread_join(t, NULL);
+    }
+    pid_t c = fork();
+    if (c == 0) {
+        free(malloc(100));
+        _exit(0);
+    }
+    waitpid(c, NULL, 0);
+}
+
+/* The library: the file and load address of the object that defines
+ * sa_malloc (found by symbol, whatever the file is called). */
+static int find_lib(char *path, size_t cap, uintptr_t *base) {
+    void *f = dlsym(RTLD_DEFAULT, "sa_malloc");
+    Dl_info info;
+    if (!f || !dladdr(f, &info) || !info.dli_fname || strlen(info.dli_fname) >= cap) return 0;
+    strcpy(path, info.dli_fname);
+    *base = (uintptr_t)info.dli_fbase;
+    return 1;
+}
+
+/* The section `name` of the ELF file at `path`: its address and size. */
+static int find_section(const char *path, const char *name, uint64_t *addr, uint64_t *size) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return 0;
+    Elf64_Ehdr eh;
+    int ok = 0;
+    if (pread(fd, &eh, sizeof eh, 0) == sizeof eh && eh.e_shentsize == sizeof(Elf64_Shdr)) {
+        Elf64_Shdr *sh = calloc(eh.e_shnum, sizeof *sh);
+        if (sh && pread(fd, sh, eh.e_shnum * sizeof *sh, eh.e_shoff) == (ssize_t)(eh.e_shnum * sizeof *sh)) {
+            Elf64_Shdr *str = &sh[eh.e_shstrndx];
+            char *names = malloc(str->sh_size);
+            if (names && pread(fd, names, str->sh_size, str->sh_offset) == (ssize_t)str->sh_size) {
+                for (int i = 0; i < eh.e_shnum; i++) {
+                    if (sh[i].sh_name < str->sh_size && strcmp(names + sh[i].sh_name, name) == 0) {
+                        *addr = sh[i].sh_addr;
+                        *size = sh[i].sh_size;
+                        ok = 1;
+                    }
+                }
+            }
+            free(names);
+        }
+        free(sh);
+    }
+    close(fd);
+    return ok;
+}
+
+/* Whether the page at `va` is in this process's page table. */
+static int present(int pm, uintptr_t va) {
+    uint64_t e = 0;
+    if (pread(pm, &e, 8, (va / 4096) * 8) != 8) return -1;
+    return (int)(e >> 63);
+}
+
+int main(void) {
+    work();
+    char path[512];
+    uintptr_t base;
+    if (!find_lib(path, sizeof path, &base)) {
+        printf("skip: no sa_malloc: slaballoc is not loaded (run with LD_PRELOAD)\n");
+        return 77;
+    }
+    uint64_t addr, size;
+    if (!find_section(path, ".text_cold", &addr, &size)) {
+        printf("skip: %s has no .text_cold section (not linked by LLD)\n", path);
+        return 77;
+    }
+    if (base % WINDOW != 0) {
+        printf("skip: %s loaded at %#lx, not aligned to 64 KiB\n", path, (unsigned long)base);
+        return 77;
+    }
+    int pm = open("/proc/self/pagemap", O_RDONLY);
+    if (pm < 0) {
+        printf("skip: cannot read /proc/self/pagemap\n");
+        return 77;
+    }
+    void *m = dlsym(RTLD_DEFAULT, "malloc");
+    int hot = m ? present(pm, (uintptr_t)m) : -1;
+    uintptr_t from = (base + addr + WINDOW - 1) & ~(WINDOW - 1);
+    uintptr_t to = (base + addr + size) & ~4095UL;
+    int mapped = 0, pages = 0;
+    for (uintptr_t va = from; va < to; va += 4096, pages++) {
+        if (present(pm, va) == 1) {
+            if (mapped < 8) printf("present: %#lx (section offset %#lx)\n", (unsigned long)va, (unsigned long)(va - base - addr));
+            mapped++;
+        }
+    }
+    close(pm);
+    printf("library %s at %#lx: .text_cold %#lx+%#lx; whole windows %#lx-%#lx: %d of %d pages present; malloc's page present: %d\n",
+           path, (unsigned long)base, (unsigned long)addr, (unsigned long)size, (unsigned long)(from - base),
+           (unsigned long)(to - base), mapped, pages, hot);
+    if (hot != 1) {
+        printf("FAIL: the page of malloc reads as not present: the page table cannot be read here\n");
+        return 1;
+    }
+    if (pages == 0) {
+        printf("skip: .text_cold holds no whole 64 KiB window\n");
+        return 77;
+    }
+    if (mapped) {
+        printf("FAIL: cold code was mapped: something on a path every program runs calls into .text_cold\n");
+        return 1;
+    }
+    return 0;
+}
