@@ -114,9 +114,28 @@ const fn build_offsets() -> [u32; CLASS_SLOTS + 1] {
 const _: () = assert!(build_offsets()[OUTBOX] == 0);
 
 static OFFSETS: [u32; CLASS_SLOTS + 1] = build_offsets();
-const USED: usize = build_offsets()[CLASS_SLOTS] as usize;
-/// Bytes of address space per CPU: the stacks, rounded up to a power of
-/// two (512 KiB), mapped once and touched only as far as rings are used.
+
+/// Where each block keeps its *idle headers*: one stack header per class
+/// (`HEADER` bytes each, on a page of their own after the stacks), always
+/// empty and never written. Until a class's first refill (`cache::enable`),
+/// malloc's size table names the class's idle header instead of its stack,
+/// so the first malloc of each class reads that one page, not the page of
+/// the class's own stack, which the refill then writes: `expr` made 15
+/// zero-page read faults on the stacks' pages, one a class, and now makes
+/// one. A pop there finds it empty and falls through to the zone
+/// (`class_at` knows the class from the offset).
+pub const IDLE_AT: usize =
+    (build_offsets()[CLASS_SLOTS] as usize).next_multiple_of(crate::os::PAGE_SIZE);
+const USED: usize = IDLE_AT + NCLASSES * HEADER;
+
+/// The offset of class `c`'s idle header (see `IDLE_AT`).
+pub const fn idle_offset(c: usize) -> usize {
+    IDLE_AT + (c % NCLASSES) * HEADER
+}
+
+/// Bytes of address space per CPU: the stacks and the idle headers,
+/// rounded up to a power of two (512 KiB), mapped once and touched only as
+/// far as rings are used.
 pub const CPU_STRIDE: usize = USED.next_power_of_two();
 /// log2 of `CPU_STRIDE`: the sections shift the CPU id (one cycle) rather
 /// than multiply it (three), on the path of every hit.
@@ -159,11 +178,14 @@ const _: () = assert!(stack_bytes(OUTBOX) > 1024 && NCLASSES <= 256);
 
 static CLASS_BY_KIB: [u8; CPU_STRIDE >> 10] = build_class_by_kib();
 
-/// The class whose stack is at `off` (a `stack_offset`; another value
-/// gives some class below `NCLASSES`): one load, on the paths that miss
-/// the cache.
+/// The class whose stack or idle header is at `off` (a `stack_offset` or
+/// an `idle_offset`; another value gives some class below `NCLASSES`): a
+/// compare and one load, on the paths that miss the cache.
 #[inline(always)]
 pub fn class_at(off: usize) -> usize {
+    if off >= IDLE_AT {
+        return (off - IDLE_AT) / HEADER % NCLASSES;
+    }
     CLASS_BY_KIB[(off >> 10) % (CPU_STRIDE >> 10)] as usize
 }
 

@@ -46,31 +46,57 @@
 use crate::arch::Caches;
 pub use crate::cache_layout::{class_at, stack_offset, CAP_MAX, OUTBOX};
 use crate::cache_layout::{
-    ring_slots, slot_of, slot_offset, BULK_POPS_AT, BULK_PUSHES_AT, CAP_AT, CLASS_SLOTS,
-    CPU_STRIDE, HEADER, HEAD_AT, MASK_AT, ROOT as G, TAIL_AT,
+    idle_offset, ring_slots, slot_of, slot_offset, BULK_POPS_AT, BULK_PUSHES_AT, CAP_AT,
+    CLASS_SLOTS, CPU_STRIDE, HEADER, HEAD_AT, MASK_AT, ROOT as G, TAIL_AT,
 };
 use crate::cpu;
 use crate::size_class::{self, NCLASSES};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-/// `stack_offset` of the class of each `(size + 15) / 16`: malloc goes from
-/// the size to its stack with one load.
-static STACK_BY_SIZE: [u32; size_class::SMALL_MAX / 16 + 1] = {
+/// For each `(size + 15) / 16`, where malloc pops chunks of its class:
+/// the class's idle header (`idle_offset`, always empty) until the class's
+/// first refill on any CPU, its stack (`stack_offset`) from then on
+/// (`enable`). One load from the size to the stack either way. Relaxed:
+/// either value is a valid place to pop from, and a pop of a stack its CPU
+/// has not prepared finds it empty too.
+static STACK_BY_SIZE: [AtomicU32; size_class::SMALL_MAX / 16 + 1] = {
     let classes = size_class::build_index();
-    let mut t = [0u32; size_class::SMALL_MAX / 16 + 1];
+    let mut t = [const { AtomicU32::new(0) }; size_class::SMALL_MAX / 16 + 1];
     let mut j = 0;
     while j < t.len() {
-        t[j] = stack_offset(classes[j] as usize) as u32;
+        t[j] = AtomicU32::new(idle_offset(classes[j] as usize) as u32);
         j += 1;
     }
     t
 };
 
-/// The offset of the stack of the class serving `size` (at most
-/// `SMALL_MAX`): `stack_offset(size_class::class_of(size))`.
+/// Points malloc's size table at class `c`'s stacks (see `STACK_BY_SIZE`):
+/// the zone calls it on every fill of a stack of the class, so a look at
+/// the class's first entry is all it costs after the first. That entry is
+/// stored last: once it names the stack, so do the others.
+#[inline]
+pub fn enable(c: usize) {
+    let c = c % NCLASSES;
+    let first = if c == 0 {
+        0
+    } else {
+        size_class::class_size(c - 1) / 16 + 1
+    };
+    let entries = &STACK_BY_SIZE[first..=size_class::class_size(c) / 16];
+    let off = stack_offset(c) as u32;
+    if entries[0].load(Ordering::Relaxed) != off {
+        for e in entries.iter().rev() {
+            e.store(off, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Where malloc pops chunks of the class serving `size` (at most
+/// `SMALL_MAX`): `stack_offset(size_class::class_of(size))`, or that
+/// class's idle header before its first refill (`STACK_BY_SIZE`).
 #[inline(always)]
 pub fn stack_of_size(size: usize) -> usize {
-    STACK_BY_SIZE[size_class::size_index(size)] as usize
+    STACK_BY_SIZE[size_class::size_index(size)].load(Ordering::Relaxed) as usize
 }
 
 /// `stack_of_size` for a size below `small_limit()`, without the clamp
@@ -82,7 +108,11 @@ pub fn stack_of_size(size: usize) -> usize {
 pub unsafe fn stack_of_small(size: usize) -> usize {
     // SAFETY: for size <= SMALL_MAX (a multiple of 16) the index is at most
     // SMALL_MAX / 16, the table's last entry.
-    unsafe { *STACK_BY_SIZE.get_unchecked((size + 15) >> 4) as usize }
+    unsafe {
+        STACK_BY_SIZE
+            .get_unchecked((size + 15) >> 4)
+            .load(Ordering::Relaxed) as usize
+    }
 }
 
 /// Bytes a class stack may hold, roughly: its capacity is this over the size.
@@ -301,8 +331,10 @@ fn owner_state(owner: usize) -> Option<Caches> {
 }
 
 /// Sets the capacity word of CPU `cpu`'s class `c` stack, which reads 0 (no
-/// room: every push fails) until then. Called before the zone first fills
-/// it; the same constant every time, so racing with sections is harmless.
+/// room: every push fails) until then. The zone calls it once, before it
+/// first fills the stack (after that, `regear` may have changed the
+/// capacity). It writes without reading first: a read of the stack's page
+/// before any write maps the zero page, and the write then faults again.
 pub fn prepare(cpu: usize, c: usize) {
     if let Some(k) = state() {
         k.prepare(cpu, slot_of(c));
@@ -418,10 +450,13 @@ pub fn outbox_push(p: *mut u8) -> bool {
 }
 
 /// Sets the capacity of the current CPU's outbox (0, no room, until then).
+/// Called on every flush of a full outbox; its capacity never changes.
 pub fn prepare_outbox() {
     if let Some(k) = state() {
         if let Some(cpu) = cpu::rseq_id(k.off) {
-            k.prepare(cpu, OUTBOX);
+            if cpu < k.n as usize && k.cap(cpu, OUTBOX) == 0 {
+                k.prepare(cpu, OUTBOX);
+            }
         }
     }
 }
@@ -449,14 +484,12 @@ impl Caches {
                     &*((q + MASK_AT) as *const AtomicU32),
                 )
             };
-            if cap.load(Ordering::Relaxed) == 0 {
-                let c = CAPS[slot % CLASS_SLOTS];
-                // The mask first: a section that reads the capacity (which
-                // lets a push in) reads the mask after it (Release/Acquire
-                // order; plain moves on x86, where loads keep their order).
-                mask.store(c.next_power_of_two() - 1, Ordering::Release);
-                cap.store(c, Ordering::Release);
-            }
+            let c = CAPS[slot % CLASS_SLOTS];
+            // The mask first: a section that reads the capacity (which
+            // lets a push in) reads the mask after it (Release/Acquire
+            // order; plain moves on x86, where loads keep their order).
+            mask.store(c.next_power_of_two() - 1, Ordering::Release);
+            cap.store(c, Ordering::Release);
         }
     }
 

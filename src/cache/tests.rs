@@ -22,14 +22,25 @@ fn capacities() {
         assert!(cap as usize <= ring_slots(s) && ring_slots(s).is_power_of_two());
     }
     for size in 0..=size_class::SMALL_MAX {
-        assert_eq!(
-            stack_of_size(size),
-            stack_offset(size_class::class_of(size))
+        let c = size_class::class_of(size);
+        let at = stack_of_size(size);
+        assert!(
+            at == stack_offset(c) || at == idle_offset(c),
+            "size {size}: {at}"
         );
+        assert_eq!(class_at(at), c);
     }
     for c in 0..NCLASSES {
         assert_eq!(class_at(stack_offset(c)), c);
+        assert_eq!(class_at(idle_offset(c)), c);
         assert_ne!(stack_offset(c), slot_offset(OUTBOX));
+        // Once a class is enabled, every size of it names its stack.
+        enable(c);
+        for size in 0..=size_class::SMALL_MAX {
+            if size_class::class_of(size) == c {
+                assert_eq!(stack_of_size(size), stack_offset(c), "size {size}");
+            }
+        }
     }
     assert_eq!(HEADER % 8, 0);
 }
@@ -47,6 +58,10 @@ fn layout() {
         assert!(w[0].1 <= w[1].0, "stacks overlap: {w:?}");
     }
     assert!(spans.last().unwrap().1 <= CPU_STRIDE);
+    // The idle headers: on pages of their own, after every stack.
+    use crate::cache_layout::IDLE_AT;
+    assert!(IDLE_AT >= spans.last().unwrap().1 && IDLE_AT.is_multiple_of(4096));
+    assert!(idle_offset(NCLASSES - 1) + HEADER <= CPU_STRIDE);
     assert_eq!(CPU_STRIDE, 512 * 1024);
     assert_eq!(slot_offset(OUTBOX), 0);
     for c in 0..NCLASSES {

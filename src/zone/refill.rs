@@ -34,7 +34,13 @@ impl Locked {
     #[inline(never)]
     pub fn fill_cache(&self, c: usize) {
         let c = c % NCLASSES;
-        cache::prepare(self.idx, c);
+        // SAFETY: lock held; a short read of this class's field.
+        if unsafe { (*self.cz(c)).fills } == 0 {
+            // The zone's first fill of the class (`fill_batch` counts
+            // them from here on): the stack's capacity is still 0.
+            cache::prepare(self.idx, c);
+        }
+        cache::enable(c);
         self.grow_ring(c);
         let want = self.fill_batch(c).saturating_sub(1).min(cache::BATCH_MAX);
         if self.unstash(c, want) {
