@@ -512,6 +512,17 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     if size > MAX_REQUEST {
         return fail();
     }
+    // A small block: its page's free-map entry gives the class, as it does
+    // for `free`, without the page map and the slab's descriptor
+    // (`classify`: two more lines to miss, for each realloc of CPython's
+    // lists and strings). Anything else takes `classify`, which explains.
+    if let Some((coff, _)) = pagemap::chunk_fast(p as usize) {
+        let u = size_class::class_size(crate::cache::class_at(coff));
+        if size <= u && (size > u / 2 || u <= 32) {
+            return p;
+        }
+        return realloc_moving(p, size, u);
+    }
     let usable = match classify(p, "realloc") {
         Block::Small(_, c) => {
             let u = size_class::class_size(c);
