@@ -57,7 +57,7 @@ test-header:
 	$(CARGO) run -q -p xtask -- header --check
 
 # Model check of the lock-free protocol (remote push/detach, ring, doorbell)
-# with loom, on the real slab.rs and ring.rs; separate target dir.
+# with loom, on the real slab/ and ring.rs; separate target dir.
 test-loom:
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --release --test loom
 

@@ -167,7 +167,7 @@ static void case_double_both_remote(void)
 }
 
 /* Two blocks of one slab freed by a thread on CPU 1: its outbox hands them
- * back as one node that carries the second (see slab.rs, batch nodes), and
+ * back as one node that carries the second (see src/slab/, batch nodes), and
  * malloc_trim makes sure that has happened (and collects the node into the
  * slab's free list). Freeing the carried block again must be caught though
  * nothing was linked through it (this case fails on a build whose

@@ -111,7 +111,7 @@
 //! assert_eq!(v.iter().sum::<u32>(), 499_500);
 //! ```
 
-// The loom model checks (tests/loom.rs) compile slab.rs and ring.rs on their
+// The loom model checks (tests/loom.rs) compile slab/ and ring.rs on their
 // own; the allocator itself is not built under `--cfg loom`.
 #![cfg(not(loom))]
 // The allocator uses only `core` (and libc): the C library built from it

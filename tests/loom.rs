@@ -1,5 +1,5 @@
 //! Loom model checks of the lock-free protocol: every interleaving (up to the
-//! preemption bound) of the real code of `src/slab.rs` and `src/ring.rs`.
+//! preemption bound) of the real code of `src/slab/` and `src/ring.rs`.
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --test loom
@@ -10,7 +10,7 @@
 //! `crate::loom_atomic` resolve to the stand-ins below: a descriptor reduced
 //! to the three fields the protocol touches, a futex modelled with a loom
 //! mutex and condition variable, and loom's atomics with a scheduling step
-//! (see `loom_atomic` for why). Under `--cfg loom`, slab.rs makes a chunk a
+//! (see `loom_atomic` for why). Under `--cfg loom`, slab/ makes a chunk a
 //! `loom::cell::UnsafeCell` (so the plain link words are race-checked) and
 //! ring.rs has a 2-cell ring and loom statics for the doorbell. The library
 //! itself is empty under `--cfg loom` (`#![cfg(not(loom))]` in lib.rs): loom
@@ -41,7 +41,7 @@
 #![cfg(loom)]
 
 #[allow(dead_code)]
-#[path = "../src/slab.rs"]
+#[path = "../src/slab/mod.rs"]
 mod slab;
 
 #[allow(dead_code)]
@@ -170,7 +170,7 @@ pub mod loom_atomic {
     }
 }
 
-/// The slab descriptor, reduced to what slab.rs and ring.rs touch.
+/// The slab descriptor, reduced to what slab/ and ring.rs touch.
 mod pagemap {
     use crate::loom_atomic::{AtomicPtr, AtomicUsize};
 
@@ -447,6 +447,8 @@ impl Owner<'_> {
         let mut c = unsafe { (*self.d).free() };
         while !c.is_null() {
             mark(c);
+            // SAFETY: as above: `c` is a node of this slab's free list,
+            // which no other thread touches any more.
             unsafe {
                 while slab::link_word(c) & slab::BATCH != 0 {
                     mark(slab::batch_take(c, 0));
