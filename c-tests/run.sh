@@ -238,7 +238,7 @@ fi
 # ------------------------------------------------------------------ strict overcommit
 # conformance and prodcons under vm.overcommit_memory=2, where the kernel
 # refuses any commit past CommitLimit: slaballoc reserves its arenas
-# PROT_NONE and commits them as it carves them (src/runs.rs), so it must
+# PROT_NONE and commits them as it carves them (src/runs/), so it must
 # work there like glibc. The setting is system-wide: only as root, only
 # with room to spare for the other processes, for as short a time as the
 # two runs take, and put back by a trap whatever happens.
