@@ -51,7 +51,6 @@
 //! `dump_now` (`PREFIX.PID.N.heap`). `PREFIX` is `SLABALLOC_PROF_PREFIX`, by
 //! default `slaballoc` in the current directory.
 
-use crate::fmt::Buf;
 use crate::os;
 use crate::sync::{Busy, OwnerLock};
 use core::cell::UnsafeCell;
@@ -84,7 +83,9 @@ pub fn on() -> bool {
     ON.load(Ordering::Relaxed)
 }
 
+mod dump;
 mod sampler;
+use dump::{write_dump, Kind};
 
 use sampler::estimate;
 pub use sampler::tick;
@@ -480,12 +481,6 @@ pub fn is_sampled(p: *mut u8) -> bool {
 
 // ---- dumps ----
 
-enum Kind {
-    Exit,
-    Peak(u64),
-    Demand(u64),
-}
-
 /// Writes the live sampled heap now (`PREFIX.PID.N.heap`); true if a file
 /// was written. Safe from any slow path that holds no allocator lock (it
 /// takes the table lock, opens, writes and closes a file, allocates nothing).
@@ -528,185 +523,5 @@ pub fn fork_child() {
     TABLE.lock.reset();
 }
 
-/// A buffered writer to a file descriptor, on the stack.
-struct Out {
-    fd: i32,
-    buf: Buf<4096>,
-}
-
-impl Out {
-    fn room(&mut self, n: usize) {
-        if self.buf.bytes().len() + n > 4096 {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        os::write_all(self.fd, self.buf.bytes());
-        self.buf = Buf::new();
-    }
-}
-
-#[cold]
-#[link_section = ".text_cold"]
-fn write_dump(t: &Table, kind: Kind) -> bool {
-    let mut name = Buf::<512>::new();
-    name.raw(prefix()).str(".").u64(os::getpid() as u64);
-    match kind {
-        Kind::Exit => {}
-        Kind::Peak(n) => {
-            name.str(".peak.").u64(n);
-        }
-        Kind::Demand(n) => {
-            name.str(".").u64(n);
-        }
-    }
-    name.str(".heap\0");
-    let Ok(path) = core::ffi::CStr::from_bytes_until_nul(name.bytes()) else {
-        return false;
-    };
-    let fd = os::create_file(path);
-    if fd < 0 {
-        crate::fmt::warn(&[b"SLABALLOC_PROF: cannot create ", path.to_bytes()]);
-        return false;
-    }
-    let rate = SAMPLE.load(Ordering::Relaxed);
-    let mut o = Out {
-        fd,
-        buf: Buf::new(),
-    };
-    // gperftools' header: live count and bytes, then (the same: we keep
-    // live samples only) the totals, and the sampling period.
-    o.buf
-        .str("heap profile: ")
-        .u64(t.live as u64)
-        .str(": ")
-        .u64(t.live_bytes)
-        .str(" [")
-        .u64(t.live as u64)
-        .str(": ")
-        .u64(t.live_bytes)
-        .str("] @ heap_v2/")
-        .u64(rate)
-        .str("\n");
-    for pos in 0..t.used {
-        // SAFETY: pos < used <= POOL; we hold the table lock.
-        let s = unsafe { &*t.pool.add(pos) };
-        if s.addr == 0 {
-            continue;
-        }
-        o.room(64 + 19 * s.nframes);
-        o.buf
-            .str("1: ")
-            .u64(s.size as u64)
-            .str(" [1: ")
-            .u64(s.size as u64)
-            .str("] @");
-        for &f in &s.frames[..s.nframes] {
-            o.buf.str(" ").hex(f as u64);
-        }
-        o.buf.str("\n");
-    }
-    o.room(32);
-    o.buf.str("\nMAPPED_LIBRARIES:\n");
-    o.flush();
-    copy_maps(fd);
-    os::close(fd);
-    true
-}
-
-/// Appends `/proc/self/maps` to `fd`, a page at a time.
-fn copy_maps(fd: i32) {
-    let src = os::open_read(c"/proc/self/maps");
-    if src < 0 {
-        return;
-    }
-    let mut page = [0u8; 4096];
-    loop {
-        let n = os::read(src, &mut page);
-        if n == 0 {
-            break;
-        }
-        os::write_all(fd, &page[..n]);
-    }
-    os::close(src);
-}
-
 #[cfg(test)]
-mod tests {
-    use super::sampler::{exp_neg, ln, next_interval};
-    use super::*;
-    const DEFAULT_SAMPLE: u64 = 512 * 1024;
-
-    #[test]
-    fn exp_matches_std() {
-        for &x in &[0.0, -1e-9, -0.3, -0.7, -1.0, -5.5, -40.0, -700.0] {
-            let a = exp_neg(x);
-            let b = x.exp();
-            assert!(
-                (a - b).abs() <= 1e-12 * b.max(1e-300),
-                "exp({x}) = {a}, std {b}"
-            );
-        }
-        // A sample of the rate's size stands for 1 / (1 - 1/e) of itself.
-        let e = estimate(DEFAULT_SAMPLE as usize) as f64 / DEFAULT_SAMPLE as f64;
-        assert!((e - 1.0 / (1.0 - (-1.0f64).exp())).abs() < 1e-6);
-    }
-
-    #[test]
-    fn ln_matches_std() {
-        for &x in &[
-            1e-300, 1e-9, 0.001, 0.3, 0.5, 0.999_999, 1.0, 2.0, 12345.678,
-        ] {
-            let a = ln(x);
-            let b = x.ln();
-            assert!(
-                (a - b).abs() <= 1e-7 * b.abs().max(1.0),
-                "ln({x}) = {a}, std {b}"
-            );
-        }
-    }
-
-    /// The intervals have the mean asked for, and an exponential's spread
-    /// (standard deviation equal to the mean).
-    #[test]
-    fn intervals_are_exponential() {
-        let mut s = 12345u64;
-        let n = 200_000;
-        let (mut sum, mut sq) = (0f64, 0f64);
-        for _ in 0..n {
-            let v = next_interval(&mut s) as f64;
-            sum += v;
-            sq += v * v;
-        }
-        let mean = sum / n as f64;
-        let sd = (sq / n as f64 - mean * mean).sqrt();
-        let want = DEFAULT_SAMPLE as f64;
-        assert!((mean / want - 1.0).abs() < 0.02, "mean {mean}");
-        assert!((sd / want - 1.0).abs() < 0.03, "sd {sd}");
-    }
-
-    #[test]
-    fn table_insert_find_remove_rebuild() {
-        let m = os::map(INDEX * 4 + 64 * core::mem::size_of::<Sample>());
-        // SAFETY: inside the mapping just made.
-        let mut t = Table::empty(m as *mut u32, unsafe { m.add(INDEX * 4) } as *mut Sample);
-        // Churn through 60 slots many times: free slots are reused, the
-        // tombstones are cleared by rebuilds, sizes add up.
-        for round in 0..(INDEX / 4) {
-            let a = 0x1000_0000 + (round % 60) * 4096 + (round / 60) * 60 * 4096;
-            assert!(t.insert(a, 100, &[1, 2, 3]));
-            if round >= 50 {
-                let old =
-                    0x1000_0000 + ((round - 50) % 60) * 4096 + ((round - 50) / 60) * 60 * 4096;
-                let i = t.find(old).expect("live sample found");
-                t.remove_at(i);
-                assert!(t.find(old).is_none());
-            }
-        }
-        assert_eq!(t.live, 50);
-        assert_eq!(t.live_bytes, 50 * 100);
-        assert!(t.used <= 51, "pool slots reused ({} used)", t.used);
-        os::unmap(m, INDEX * 4 + 64 * core::mem::size_of::<Sample>());
-    }
-}
+mod tests;
