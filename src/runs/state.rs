@@ -119,7 +119,13 @@ pub(super) fn map_run(base: usize, head: usize, n: usize, all: bool) {
         }
     } else {
         pagemap::map_slot(base, head).store(head as u16, Ordering::Relaxed);
-        pagemap::map_slot(base, head + n - 1).store(head as u16, Ordering::Relaxed);
+        // The last page's entry is read only by the release of the run
+        // after it (`release`, `map[head - 1]`). A run that ends the
+        // arena has none: its entry is not written, so a fresh process
+        // does not fault in the page map's last page for it.
+        if head + n < ARENA_PAGES {
+            pagemap::map_slot(base, head + n - 1).store(head as u16, Ordering::Relaxed);
+        }
     }
 }
 
