@@ -235,7 +235,16 @@ impl Ring {
     /// Forked child: a slot claimed but not published by a thread that does not
     /// exist in the child would stall the consumer forever. Start empty; the
     /// zone rescans its slabs for what the lost messages said.
+    ///
+    /// A ring whose cursors are equal has no slot claimed and no message
+    /// waiting (the consumer holds the zone's lock, which the fork handlers
+    /// took), so its cells are consistent as they are and stay untouched:
+    /// writing them put up to 6 KiB of fresh pages a zone into every forked
+    /// child, whatever the parent had used.
     pub fn reset(&self) {
+        if self.tail.0.load(Ordering::Relaxed) == self.head.0.load(Ordering::Relaxed) {
+            return;
+        }
         for c in &self.cells {
             c.seq.store(0, Ordering::Relaxed);
         }
@@ -345,6 +354,35 @@ mod tests {
         r.reset();
         assert!(r.pop().is_none());
         assert!(r.try_push(msg(1)));
+    }
+
+    /// A fork's reset: a ring with equal cursors is left as it is (its
+    /// cells untouched) and goes on working from where it was; one with a
+    /// slot claimed but never published (its producer gone) starts empty.
+    #[test]
+    fn reset_keeps_a_quiet_ring_and_clears_a_stalled_one() {
+        let r = Ring::new();
+        for i in 0..3 * RING_SIZE / 2 {
+            assert!(r.try_push(msg(i + 1)));
+            assert_eq!(r.pop().map(|m| m.gen as usize), Some(i + 1));
+        }
+        let cursor = r.tail.0.load(Ordering::Relaxed);
+        r.reset();
+        assert_eq!(r.tail.0.load(Ordering::Relaxed), cursor);
+        assert_eq!(r.head.0.load(Ordering::Relaxed), cursor);
+        for i in 0..RING_SIZE {
+            assert!(r.try_push(msg(i + 1)));
+        }
+        for i in 0..RING_SIZE {
+            assert_eq!(r.pop().map(|m| m.gen as usize), Some(i + 1));
+        }
+        // A producer claimed the next slot and never published it.
+        r.tail.0.fetch_add(1, Ordering::Relaxed);
+        assert!(r.pop().is_none(), "the stalled slot blocks the consumer");
+        r.reset();
+        assert_eq!(r.tail.0.load(Ordering::Relaxed), 0);
+        assert!(r.try_push(msg(9)));
+        assert_eq!(r.pop().map(|m| m.gen as usize), Some(9));
     }
 
     #[test]
