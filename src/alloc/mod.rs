@@ -517,21 +517,10 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     // (`classify`: two more lines to miss, for each realloc of CPython's
     // lists and strings). Anything else takes `classify`, which explains.
     if let Some((coff, _)) = pagemap::chunk_fast(p as usize) {
-        let u = size_class::class_size(crate::cache::class_at(coff));
-        if size <= u && (size > u / 2 || u <= 32) {
-            return p;
-        }
-        return realloc_moving(p, size, u);
+        return realloc_small(p, size, crate::cache::class_at(coff));
     }
     let usable = match classify(p, "realloc") {
-        Block::Small(_, c) => {
-            let u = size_class::class_size(c);
-            // Same block while it fits and we would not waste more than half.
-            if size <= u && (size > u / 2 || u <= 32) {
-                return p;
-            }
-            u
-        }
+        Block::Small(_, c) => return realloc_small(p, size, c),
         Block::Large(d) => {
             // SAFETY: classify validated a live large run, which we own.
             let u = unsafe { large::large_usable(d) };
@@ -578,6 +567,16 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
         Block::Foreign => return realloc_foreign(p, size),
     };
     realloc_moving(p, size, usable)
+}
+
+/// realloc of `p`, a chunk of class `c`: the same block while `size` fits
+/// and we would not waste more than half of it, else a move.
+fn realloc_small(p: *mut u8, size: usize, c: usize) -> *mut u8 {
+    let u = size_class::class_size(c);
+    if size <= u && (size > u / 2 || u <= 32) {
+        return p;
+    }
+    realloc_moving(p, size, u)
 }
 
 /// realloc by malloc, copy and free (`usable`: `p`'s usable size).
