@@ -68,6 +68,49 @@ pub unsafe fn batch_add(node: *mut u8, k: usize, q: *mut u8, base: usize) {
     }
 }
 
+/// Pushes `run` onto the free list headed by `head` (null: empty) as
+/// `batch_add` and `set_link` would one chunk at a time: the head node
+/// carries chunks while it has room (`cap`, the class's `batch_cap`), a
+/// chunk that finds it full (or no head) becomes the new head node, and
+/// each node's count and check are written once, when the run leaves it.
+/// Returns the new head. `base` is the first chunk of their slab.
+///
+/// # Safety
+/// The caller owns the list and every chunk of `run`, chunks of the slab at
+/// `base` (whose class has `batch_cap` = `cap`), none on the list.
+pub unsafe fn push_run(head: *mut u8, run: &[*mut u8], base: usize, cap: usize) -> *mut u8 {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let mut f = head;
+        // A run starts a node of its own, so that its chunks come back
+        // out together (a node is taken whole, newest entry first).
+        let (mut k, mut chk) = (cap, 0);
+        // Whether the node at `f` took entries that its header does not
+        // count yet.
+        let mut unsealed = false;
+        for &q in run {
+            if k < cap {
+                chk ^= batch_put(f, k, q, base);
+                k += 1;
+                unsealed = true;
+            } else {
+                if unsealed {
+                    batch_seal(f, k, chk);
+                }
+                set_link(q, f as usize);
+                f = q;
+                k = 0;
+                chk = 0;
+                unsealed = false;
+            }
+        }
+        if unsealed {
+            batch_seal(f, k, chk);
+        }
+        f
+    }
+}
+
 /// Writes `q` as entry `k` of `node` without touching its count or check,
 /// and returns the entry's share of the check: a node filled by several
 /// puts is sealed once (`batch_seal`), so that filling it does not

@@ -132,6 +132,56 @@ fn batch_nodes_carry_chunks_through_the_remote_list() {
     }
 }
 
+/// A run pushed with `push_run` leaves the list `batch_add` and `set_link`
+/// would, with a node of its own: every node verifies, and popping the
+/// list (nodes' entries newest first, then the node) gives the run back
+/// reversed, then the old list as it was.
+#[test]
+fn push_run_fills_nodes_of_its_own() {
+    #[derive(Clone, Copy)]
+    #[repr(C, align(32))]
+    struct C32([u64; 4]);
+    let cap = batch_cap(32);
+    assert_eq!(cap, 7);
+    let mut mem = [C32([0; 4]); 40];
+    let c: Vec<*mut u8> = mem
+        .iter_mut()
+        .map(|m| m.0.as_mut_ptr() as *mut u8)
+        .collect();
+    let base = c[0] as usize;
+    unsafe {
+        // The old list: node c[0], carrying c[1] and c[2] (room for more).
+        set_link(c[0], 0);
+        batch_add(c[0], 0, c[1], base);
+        batch_add(c[0], 1, c[2], base);
+        let runs: [&[*mut u8]; 3] = [&c[3..4], &c[4..20], &c[20..40]];
+        let mut head = c[0];
+        for run in runs {
+            head = push_run(head, run, base, cap);
+            assert_eq!(head, run[(run.len() - 1) / (cap + 1) * (cap + 1)]);
+        }
+        // Pop everything, as a refill does.
+        let mut out = Vec::new();
+        let mut f = head;
+        while !f.is_null() {
+            let w = link_word(f);
+            if w & BATCH != 0 {
+                assert!(batch_verify(f), "node {f:?} fails its check");
+                let k = batch_len(f);
+                assert!((1..=cap).contains(&k));
+                for i in (0..k).rev() {
+                    out.push(batch_entry(f, i, base));
+                }
+            }
+            out.push(f);
+            f = (w & !BATCH) as *mut u8;
+        }
+        let mut want: Vec<*mut u8> = c[3..40].iter().rev().copied().collect();
+        want.extend([c[2], c[1], c[0]]);
+        assert_eq!(out, want);
+    }
+}
+
 /// Many threads push while the owner repeatedly detaches and collects:
 /// every chunk is collected exactly once and exactly one notification is
 /// sent per successful detach that a push observed.

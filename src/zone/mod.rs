@@ -482,6 +482,86 @@ impl Locked {
         }
     }
 
+    /// Gives `chunks` (live chunks of this zone's slabs that the allocator
+    /// holds: a batch off the ring or out of the stash, their free marks
+    /// set) back to their slabs, as `free_local` would one by one. A
+    /// batch comes a slab at a time (refills group by page, and frees keep
+    /// the order), so the chunks after one whose slab was looked
+    /// up join it while they lie in its range, and each stretch goes back
+    /// with the slab's fields read and written once (`free_run`): chunk by
+    /// chunk, a program turning 20,000 chunks over spent a quarter of its
+    /// time here.
+    ///
+    /// # Safety
+    /// The lock is held (`self`); every chunk is a live chunk of one of this
+    /// zone's slabs, below its carve pointer, that nothing else references.
+    pub(super) unsafe fn free_local_all(&self, chunks: &[*mut u8]) {
+        let mut rest = chunks;
+        while let Some(&q) = rest.first() {
+            let d = slab_of(q);
+            let lo = slab_base(d);
+            // SAFETY: `d` is a live slab (the contract); its class field
+            // is the owner's, and we hold the lock.
+            let c = unsafe { (*d).class() } % NCLASSES;
+            let span = size_class::capacity(c) * size_class::class_size(c);
+            let n = rest
+                .iter()
+                .position(|&r| (r as usize).wrapping_sub(lo) >= span)
+                .unwrap_or(rest.len());
+            let (run, tail) = rest.split_at(n);
+            // SAFETY: the chunks of `run` lie in `d`'s range (the first was
+            // looked up), and a live slab's range holds no other slab's
+            // chunks; the rest is the contract.
+            unsafe { self.free_run(d, c, run) };
+            rest = tail;
+        }
+    }
+
+    /// `free_local` of every chunk of `run`, chunks of the slab `d` (of
+    /// class `c`, owned by this zone): the checks and the free mark chunk
+    /// by chunk, then the slab's free list filled by `slab::push_run`, and
+    /// its count, the statistics and its place on the class lists once.
+    ///
+    /// # Safety
+    /// As `free_local` for each chunk; the chunks of `run` are distinct.
+    unsafe fn free_run(&self, d: *mut Desc, c: usize, run: &[*mut u8]) {
+        // SAFETY: the caller upholds the contract in `# Safety` above.
+        unsafe {
+            let used = (*d).used() as usize;
+            if let Some(&q) = run.get(used) {
+                // The slab would run out of live blocks at this chunk.
+                crate::fmt::fatal_pointer("free", q, "double free (slab has no live block)");
+            }
+            let bump = (*d).bump();
+            let key = FREE_KEY.load(Ordering::Relaxed);
+            for &q in run {
+                if q >= bump {
+                    crate::fmt::fatal_pointer(
+                        "free",
+                        q,
+                        "pointer to a block that was never allocated",
+                    );
+                }
+                *(q as *mut u64).add(1) = key;
+            }
+            let cap = slab::batch_cap(size_class::class_size(c));
+            (*d).set_free(slab::push_run((*d).free(), run, slab_base(d), cap));
+            (*d).set_used((used - run.len()) as u32);
+            let f = &self.z.stats.class[c].local_frees;
+            f.store(
+                f.load(Ordering::Relaxed).wrapping_add(run.len() as u64),
+                Ordering::Relaxed,
+            );
+            // As `free_local` decides after each chunk: the state it
+            // leaves behind is the same whether the slab is looked at once
+            // or after each (`after_local_free` relists a detached slab
+            // and releases an empty one either way).
+            if (*d).state() != ST_CUR && ((*d).used() == 0 || (*d).state() == ST_DETACHED) {
+                self.after_local_free(d);
+            }
+        }
+    }
+
     /// Gives every chunk of class `c` in this zone's CPU's ring back to its
     /// slab, if the caller runs on that CPU (`pop_bulk` checks).
     pub(super) fn drain_ring(&self, c: usize) {
@@ -491,11 +571,9 @@ impl Locked {
             if n == 0 {
                 break;
             }
-            for &q in &buf[..n] {
-                // SAFETY: a chunk in this CPU's cache is a live (cached)
-                // chunk of one of this zone's slabs; we hold the lock.
-                unsafe { self.free_local(slab_of(q), q) };
-            }
+            // SAFETY: a chunk in this CPU's cache is a live (cached)
+            // chunk of one of this zone's slabs; we hold the lock.
+            unsafe { self.free_local_all(&buf[..n]) };
         }
     }
 

@@ -169,9 +169,7 @@ impl Locked {
             }
             // The popped chunks are free chunks of this zone's slabs that
             // nothing else references; we hold the lock.
-            for &q in &buf[..got] {
-                self.free_local(slab_of(q), q);
-            }
+            self.free_local_all(&buf[..got]);
         }
     }
 
@@ -189,10 +187,7 @@ impl Locked {
                 // SAFETY: slots 0 .. n of the array hold stashed
                 // chunks, free chunks of our slabs; the survivors move down.
                 unsafe {
-                    for i in 0..idle {
-                        let q = *a.add(i);
-                        self.free_local(slab_of(q), q);
-                    }
+                    self.free_local_all(core::slice::from_raw_parts(a, idle));
                     ptr::copy(a.add(idle), a, n - idle);
                 }
                 self.z.stashed[c].store((n - idle) as u32, Ordering::Relaxed);
