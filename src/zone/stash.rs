@@ -105,12 +105,12 @@ impl Locked {
     }
 
     /// Moves up to `want` stashed chunks of class `c` into this CPU's cache
-    /// with one section, grouped by page as a refill from the slabs is
-    /// (`refill::in_page_order`: a stash fills with batches of a stack in
-    /// the order they were freed; grouped, `xmalloc_like` with a producer
-    /// and a consumer on each CPU ran 0.92 of the time). True if it moved
-    /// some; false (and the stash as it was) if the stash is empty or the
-    /// push failed (the caller left the zone's CPU).
+    /// with one section, the last stashed first, grouped by page as a
+    /// refill from the slabs is (`refill::in_page_order`; grouped,
+    /// `xmalloc_like` with a producer and a consumer on each CPU ran 0.92
+    /// of the time). True if it moved some; false (and the stash as it
+    /// was) if the stash is empty or the push failed (the caller left the
+    /// zone's CPU).
     pub(super) fn unstash(&self, c: usize, want: usize) -> bool {
         let Some((a, n)) = self.stash_view(c) else {
             return false;
@@ -119,8 +119,17 @@ impl Locked {
         if m == 0 {
             return false;
         }
-        // SAFETY: slots n - m .. n of the array hold stashed chunks.
-        let batch = unsafe { core::slice::from_raw_parts(a.add(n - m), m) };
+        // The last stashed first, chunk by chunk: the stash then gives
+        // back what a run of frees put in in the reverse of their order,
+        // as the slabs' free lists do. (Batch by batch, each in its own
+        // order, it cut a run of frees into stretches at new places at
+        // every round trip.)
+        let mut rev = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
+        for (i, r) in rev.iter_mut().take(m).enumerate() {
+            // SAFETY: slots n - m .. n of the array hold stashed chunks.
+            *r = unsafe { *a.add(n - 1 - i) };
+        }
+        let batch = rev.get(..m).unwrap_or_default();
         let pushed = super::refill::in_page_order(c, batch, |b| cache::push_bulk(self.idx, c, b));
         if !pushed {
             return false;
@@ -129,12 +138,17 @@ impl Locked {
         true
     }
 
-    /// A free found this CPU's class `c` stack full: `p` (a chunk of this
-    /// zone's, its free mark set) goes back to its slab, counted as the
-    /// program's free like any other, and a batch taken off the stack with
-    /// one section goes to the stash, or back to the slabs too when the
-    /// stash is full (or has no array). Only chunks of this zone can be in
-    /// the stack, and `pop_bulk` takes them only while we run on its CPU.
+    /// A free found this CPU's class `c` stack full: a batch taken off the
+    /// stack (its oldest chunks) with one section goes to the stash, or
+    /// back to the slabs when the stash is full (or has no array), and `p`
+    /// (a chunk of this zone's, its free mark set, counted as the program's
+    /// free like any other) then takes its place in the stack, so that the
+    /// stack keeps the order the program freed in. (It went straight to
+    /// its slab: in a program that frees thousands of chunks in a row,
+    /// every batch-th chunk then lay on the slab's free list one after
+    /// the other, and later refills handed out a chunk a page.) Only chunks
+    /// of this zone can be in the stack, and `pop_bulk` takes them only
+    /// while we run on its CPU.
     ///
     /// # Safety
     /// `p` is a live chunk of class `c` of one of this zone's slabs, which
@@ -145,31 +159,35 @@ impl Locked {
         unsafe {
             let c = c % NCLASSES;
             (*self.cz(c)).busy = true;
-            // `p` (see the contract) is a free chunk of one of our slabs.
-            self.free_local(slab_of(p), p);
             let b = cache::batch(c).min(cache::BATCH_MAX);
-            if let Some(a) = self.stash_array(c) {
+            let stash = self.stash_array(c).and_then(|a| {
                 let n = self.z.stashed[c].load(Ordering::Relaxed) as usize;
-                if n + b <= stash_max(c) {
-                    // SAFETY: slots n .. n + b <= stash_max(c) of the array are
-                    // free; the section writes at most b of them.
-                    let got =
-                        cache::pop_bulk(self.idx, c, core::slice::from_raw_parts_mut(a.add(n), b));
+                // SAFETY: slots n .. n + b <= stash_max(c) of the array are
+                // free; the section writes at most b of them.
+                (n + b <= stash_max(c)).then(|| (n, core::slice::from_raw_parts_mut(a.add(n), b)))
+            });
+            let got = match stash {
+                Some((n, slots)) => {
+                    let got = cache::pop_bulk(self.idx, c, slots);
                     self.z.stashed[c].store((n + got) as u32, Ordering::Relaxed);
-                    if got == b {
-                        self.want_more(c);
-                    }
-                    return;
+                    got
                 }
-            }
-            let mut buf = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
-            let got = cache::pop_bulk(self.idx, c, &mut buf[..b]);
+                None => {
+                    let mut buf = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
+                    let got = cache::pop_bulk(self.idx, c, &mut buf[..b]);
+                    // The popped chunks are free chunks of this zone's slabs
+                    // that nothing else references; we hold the lock.
+                    self.free_local_all(&buf[..got]);
+                    got
+                }
+            };
             if got == b {
                 self.want_more(c);
             }
-            // The popped chunks are free chunks of this zone's slabs that
-            // nothing else references; we hold the lock.
-            self.free_local_all(&buf[..got]);
+            if !cache::push_bulk(self.idx, c, &[p]) {
+                // `p` (see the contract) is a free chunk of one of our slabs.
+                self.free_local(slab_of(p), p);
+            }
         }
     }
 
