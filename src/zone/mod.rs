@@ -96,6 +96,10 @@ struct Inner {
     /// What the grown stacks may hold beyond their base capacities, in
     /// bytes (at most `GROW_BUDGET`).
     grown: usize,
+    /// Batches left that go into the cache grouped by page
+    /// (`refill::MIXED_FILLS`): set whenever a slab's remote chunks are
+    /// collected.
+    mixed: u32,
 }
 
 /// The fields every use of the zone touches come first and the ring's cells
@@ -156,6 +160,7 @@ impl Zone {
                 }; NCLASSES],
                 refills: 0,
                 grown: 0,
+                mixed: 0,
             }),
             rescan: AtomicBool::new(false),
             stats: ZoneStats::new(),
@@ -485,8 +490,8 @@ impl Locked {
     /// Gives `chunks` (live chunks of this zone's slabs that the allocator
     /// holds: a batch off the ring or out of the stash, their free marks
     /// set) back to their slabs, as `free_local` would one by one. A
-    /// batch comes a slab at a time (refills group by page, and frees keep
-    /// the order), so the chunks after one whose slab was looked
+    /// batch comes a slab at a time (the cache and the stash keep the order
+    /// chunks were freed in), so the chunks after one whose slab was looked
     /// up join it while they lie in its range, and each stretch goes back
     /// with the slab's fields read and written once (`free_run`): chunk by
     /// chunk, a program turning 20,000 chunks over spent a quarter of its

@@ -19,16 +19,20 @@ const PAGE_BUCKETS: usize = 64;
 /// sh8_like, whose blocks reach 4000 bytes, ran 3-5 % slower).
 const GROUP_MAX_SIZE: usize = 1024;
 
+/// Batches (of any class) that go into the cache grouped by page after the
+/// zone last collected chunks other CPUs freed (`in_page_order`).
+pub(super) const MIXED_FILLS: u32 = 256;
+
 impl Locked {
     /// Moves up to a batch of chunks of class `c` into this CPU's cache, in
     /// one section, if the caller runs on this zone's CPU (else they go
     /// straight back). Amortises the lock over the batch. The stash comes
     /// first: its chunks move whole, with no slab touched.
     ///
-    /// Chunks from the slabs, like the stash's, go in grouped by page
-    /// (`group_by_page`; classes up to `GROUP_MAX_SIZE`), in the order
-    /// they came within a page: the order a page's chunks first went out
-    /// in, spread over cache lines against false sharing, is the carve's
+    /// Chunks from the slabs, like the stash's, go in in the order they
+    /// came (grouped by page while other CPUs' frees come back:
+    /// `in_page_order`): the order a page's chunks first went out in,
+    /// spread over cache lines against false sharing, is the carve's
     /// (`carve_page`), and chunks freed in the order they were allocated
     /// keep it.
     #[inline(never)]
@@ -70,7 +74,7 @@ impl Locked {
             }
             n += 1;
         }
-        in_page_order(c, got.get(..n).unwrap_or_default(), |batch| {
+        self.in_page_order(c, got.get(..n).unwrap_or_default(), |batch| {
             self.push_refill(c, batch)
         });
     }
@@ -180,18 +184,45 @@ impl Locked {
     }
 }
 
-/// Calls `f` with `batch` (chunks of class `c` on their way into the
-/// cache: a refill's, or the stash's) grouped by page (`group_by_page`)
-/// if the class is at most `GROUP_MAX_SIZE`, else as it is, without the
-/// grouping's array (its memset shows on classes that move a few chunks
-/// at a time).
-pub(super) fn in_page_order<R>(c: usize, batch: &[*mut u8], f: impl FnOnce(&[*mut u8]) -> R) -> R {
-    if size_class::class_size(c) > GROUP_MAX_SIZE {
-        return f(batch);
+impl Locked {
+    /// Calls `f` with `batch` (chunks of class `c` on their way into the
+    /// cache: a refill's, or the stash's) grouped by page
+    /// (`group_by_page`) if the class is at most `GROUP_MAX_SIZE` and the
+    /// zone has lately collected other CPUs' frees (`MIXED_FILLS`), else
+    /// as it is.
+    ///
+    /// Chunks freed on the CPU that allocated them come back in the order
+    /// they were freed (the cache, the stash and the slabs' free lists
+    /// each keep it, or reverse it whole), so a program that frees in the
+    /// order it allocated gets them back in address order; grouping them
+    /// would only cost time (a third of the time of a program that turns
+    /// 20,000 chunks over, whose batches the page sort cut up a little
+    /// more at every round trip). Chunks freed by other CPUs come back in
+    /// whatever order the frees reached their slabs, and grouped, a
+    /// consumer that reads what a producer made touches a page after
+    /// another (`xmalloc_like` 0.80 of the time, docs/experiments.md). The
+    /// grouping's array is not made for classes that move a few chunks at
+    /// a time (its memset showed).
+    pub(super) fn in_page_order<R>(
+        &self,
+        c: usize,
+        batch: &[*mut u8],
+        f: impl FnOnce(&[*mut u8]) -> R,
+    ) -> R {
+        let inner = self.inner();
+        // SAFETY: lock held; a short access through the raw pointer.
+        let mixed = unsafe {
+            let m = (*inner).mixed;
+            (*inner).mixed = m.saturating_sub(1);
+            m
+        };
+        if mixed == 0 || size_class::class_size(c) > GROUP_MAX_SIZE {
+            return f(batch);
+        }
+        let mut order = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
+        let n = group_by_page(batch, &mut order);
+        f(order.get(..n).unwrap_or_default())
     }
-    let mut order = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
-    let n = group_by_page(batch, &mut order);
-    f(order.get(..n).unwrap_or_default())
 }
 
 /// Copies `got` into `out` grouped by page (page number modulo

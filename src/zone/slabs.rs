@@ -78,6 +78,7 @@ impl Locked {
             if l.is_null() {
                 return 0;
             }
+            (*self.inner()).mixed = super::refill::MIXED_FILLS;
             let corrupt = || -> ! {
                 crate::fmt::fatal_pointer(
                     "free",

@@ -106,11 +106,11 @@ impl Locked {
 
     /// Moves up to `want` stashed chunks of class `c` into this CPU's cache
     /// with one section, the last stashed first, grouped by page as a
-    /// refill from the slabs is (`refill::in_page_order`; grouped,
-    /// `xmalloc_like` with a producer and a consumer on each CPU ran 0.92
-    /// of the time). True if it moved some; false (and the stash as it
-    /// was) if the stash is empty or the push failed (the caller left the
-    /// zone's CPU).
+    /// refill from the slabs is while other CPUs' frees come back
+    /// (`in_page_order`; grouped, `xmalloc_like` with a producer and a
+    /// consumer on each CPU ran 0.92 of the time). True if it moved some;
+    /// false (and the stash as it was) if the stash is empty or the push
+    /// failed (the caller left the zone's CPU).
     pub(super) fn unstash(&self, c: usize, want: usize) -> bool {
         let Some((a, n)) = self.stash_view(c) else {
             return false;
@@ -130,7 +130,7 @@ impl Locked {
             *r = unsafe { *a.add(n - 1 - i) };
         }
         let batch = rev.get(..m).unwrap_or_default();
-        let pushed = super::refill::in_page_order(c, batch, |b| cache::push_bulk(self.idx, c, b));
+        let pushed = self.in_page_order(c, batch, |b| cache::push_bulk(self.idx, c, b));
         if !pushed {
             return false;
         }
