@@ -57,7 +57,7 @@ have_so=0
 
 # ------------------------------------------------------------------ build
 built=()
-for t in conformance invalid_free sigfree sigsmall lines prodcons fork_load churn reclaim exited oom soak own_rseq cold_text; do
+for t in conformance invalid_free sigfree sigsmall lines order prodcons fork_load churn reclaim exited oom soak own_rseq cold_text; do
     if $CC $CFLAGS -o "$build/$t" "$here/$t.c" -ldl >"$logs/build.$t.log" 2>&1; then
         built+=("$t")
     else
@@ -166,6 +166,18 @@ if is_built lines; then
     if need_so lines.slaballoc; then
         simple lines.slaballoc sa "$build/lines"
         grep -h '^lines:' "$logs/lines.slaballoc.log" | sed 's/^/    /'
+    fi
+fi
+
+# ------------------------------------------------------------------ order
+# a run of frees comes back in the order it went in (slaballoc asserts it;
+# glibc's figures are printed for comparison)
+if is_built order; then
+    simple order.glibc glibc "$build/order"
+    grep -h '^order:' "$logs/order.glibc.log" | sed 's/^/    /'
+    if need_so order.slaballoc; then
+        simple order.slaballoc sa "$build/order"
+        grep -h '^order:' "$logs/order.slaballoc.log" | sed 's/^/    /'
     fi
 fi
 
