@@ -160,26 +160,22 @@ fi
 # ------------------------------------------------------------------ lines
 # small blocks allocated back to back on different cache lines (slaballoc
 # asserts it; glibc's figures are printed for comparison)
-if is_built lines; then
-    simple lines.glibc glibc "$build/lines"
-    grep -h '^lines:' "$logs/lines.glibc.log" | sed 's/^/    /'
-    if need_so lines.slaballoc; then
-        simple lines.slaballoc sa "$build/lines"
-        grep -h '^lines:' "$logs/lines.slaballoc.log" | sed 's/^/    /'
+# both T: T under glibc then under slaballoc, each run's "T:" lines shown
+both() {
+    is_built "$1" || return 0
+    simple "$1.glibc" glibc "$build/$1"
+    grep -h "^$1:" "$logs/$1.glibc.log" | sed 's/^/    /'
+    if need_so "$1.slaballoc"; then
+        simple "$1.slaballoc" sa "$build/$1"
+        grep -h "^$1:" "$logs/$1.slaballoc.log" | sed 's/^/    /'
     fi
-fi
+}
+both lines
 
 # ------------------------------------------------------------------ order
 # a run of frees comes back in the order it went in (slaballoc asserts it;
 # glibc's figures are printed for comparison)
-if is_built order; then
-    simple order.glibc glibc "$build/order"
-    grep -h '^order:' "$logs/order.glibc.log" | sed 's/^/    /'
-    if need_so order.slaballoc; then
-        simple order.slaballoc sa "$build/order"
-        grep -h '^order:' "$logs/order.slaballoc.log" | sed 's/^/    /'
-    fi
-fi
+both order
 
 # ------------------------------------------------------------------ prodcons
 kv() { # kv KEY LINE -> integer value of KEY=... in LINE (empty if absent)

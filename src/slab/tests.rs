@@ -15,6 +15,32 @@ impl C16 {
     }
 }
 
+/// A 64-byte chunk (a class whose batch nodes carry 23 chunks).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct C64([u64; 8]);
+
+/// The chunks of `mem`, as pointers.
+fn chunk_ptrs(mem: &mut [C64]) -> Vec<*mut u8> {
+    mem.iter_mut()
+        .map(|m| m.0.as_mut_ptr() as *mut u8)
+        .collect()
+}
+
+/// Makes `c[0]` a list's only node, carrying `c[1]` and `c[2]` (room for
+/// more): the old list of the tests below.
+///
+/// # Safety
+/// `c` holds at least three chunks of one slab at `base`, a class that
+/// carries at least two.
+unsafe fn node_of_two(c: &[*mut u8], base: usize) {
+    unsafe {
+        set_link(c[0], 0);
+        batch_add(c[0], 0, c[1], base);
+        batch_add(c[0], 1, c[2], base);
+    }
+}
+
 fn new_desc() -> Box<Desc> {
     // SAFETY: Desc is plain data for which all-zero is a valid value.
     unsafe { Box::new(core::mem::zeroed()) }
@@ -78,9 +104,6 @@ fn cycle_is_detected() {
 /// claims more than the class can carry is refused as corrupt.
 #[test]
 fn batch_nodes_carry_chunks_through_the_remote_list() {
-    #[derive(Clone, Copy)]
-    #[repr(C, align(64))]
-    struct C64([u64; 8]);
     assert_eq!(batch_cap(16), 0);
     assert_eq!(batch_cap(32), 7);
     assert_eq!(batch_cap(64), 23);
@@ -88,16 +111,11 @@ fn batch_nodes_carry_chunks_through_the_remote_list() {
     let d = new_desc();
     let dp = &*d as *const Desc as *mut Desc;
     let mut mem = [C64([0; 8]); 8];
-    let c: Vec<*mut u8> = mem
-        .iter_mut()
-        .map(|m| m.0.as_mut_ptr() as *mut u8)
-        .collect();
+    let c = chunk_ptrs(&mut mem);
     let base = c[0] as usize;
     unsafe {
         // Tail node c[0] carries c[1], c[2]; head node c[3] carries c[4].
-        set_link(c[0], 0);
-        batch_add(c[0], 0, c[1], base);
-        batch_add(c[0], 1, c[2], base);
+        node_of_two(&c, base);
         set_link(c[3], c[0] as usize);
         batch_add(c[3], 0, c[4], base);
         assert_eq!(link(c[3]), c[0]);
@@ -138,23 +156,13 @@ fn batch_nodes_carry_chunks_through_the_remote_list() {
 /// reversed, then the old list as it was.
 #[test]
 fn push_run_fills_nodes_of_its_own() {
-    #[derive(Clone, Copy)]
-    #[repr(C, align(32))]
-    struct C32([u64; 4]);
-    let cap = batch_cap(32);
-    assert_eq!(cap, 7);
-    let mut mem = [C32([0; 4]); 40];
-    let c: Vec<*mut u8> = mem
-        .iter_mut()
-        .map(|m| m.0.as_mut_ptr() as *mut u8)
-        .collect();
+    let cap = batch_cap(64);
+    let mut mem = [C64([0; 8]); 100];
+    let c = chunk_ptrs(&mut mem);
     let base = c[0] as usize;
     unsafe {
-        // The old list: node c[0], carrying c[1] and c[2] (room for more).
-        set_link(c[0], 0);
-        batch_add(c[0], 0, c[1], base);
-        batch_add(c[0], 1, c[2], base);
-        let runs: [&[*mut u8]; 3] = [&c[3..4], &c[4..20], &c[20..40]];
+        node_of_two(&c, base);
+        let runs: [&[*mut u8]; 3] = [&c[3..4], &c[4..40], &c[40..100]];
         let mut head = c[0];
         for run in runs {
             head = push_run(head, run, base, cap);
@@ -176,7 +184,7 @@ fn push_run_fills_nodes_of_its_own() {
             out.push(f);
             f = (w & !BATCH) as *mut u8;
         }
-        let mut want: Vec<*mut u8> = c[3..40].iter().rev().copied().collect();
+        let mut want: Vec<*mut u8> = c[3..100].iter().rev().copied().collect();
         want.extend([c[2], c[1], c[0]]);
         assert_eq!(out, want);
     }
