@@ -457,12 +457,12 @@ unsafe fn free_chunk_zone(c: usize, owner: usize, p: *mut u8) {
         let d = pagemap::slab_desc_fast(p as usize);
         if owner == crate::cpu::current_zone() {
             if let Some(z) = zone::try_lock_index(owner) {
-                z.count_free(c);
                 if crate::cache::on() {
-                    // A full cache: `p` and half of it to the stash while we
-                    // hold the lock.
+                    // A full cache: half of it to the stash while we hold
+                    // the lock, and `p` into the room made (counted there).
                     z.flush_cache(c, p);
                 } else {
+                    z.count_free(c);
                     z.free_local(d, p);
                 }
                 drop(z);

@@ -141,9 +141,10 @@ impl Locked {
     /// A free found this CPU's class `c` stack full: a batch taken off the
     /// stack (its oldest chunks) with one section goes to the stash, or
     /// back to the slabs when the stash is full (or has no array), and `p`
-    /// (a chunk of this zone's, its free mark set, counted as the program's
-    /// free like any other) then takes its place in the stack, so that the
-    /// stack keeps the order the program freed in. (It went straight to
+    /// (a chunk of this zone's, its free mark set, which the program is
+    /// freeing: counted here, as a cache free or a zone's) then takes its
+    /// place in the stack, so that the stack keeps the order the program
+    /// freed in. (It went straight to
     /// its slab: in a program that frees thousands of chunks in a row,
     /// every batch-th chunk then lay on the slab's free list one after
     /// the other, and later refills handed out a chunk a page.) Only chunks
@@ -184,7 +185,12 @@ impl Locked {
             if got == b {
                 self.want_more(c);
             }
-            if !cache::push_bulk(self.idx, c, &[p]) {
+            // `p` goes in as the free it is, through free's own section:
+            // counted as a cache free like any other (a bulk push is not
+            // a free), and into the outbox if the thread has left this
+            // zone's CPU meanwhile.
+            if !cache::push_free(self.idx, cache::stack_offset(c), p) {
+                self.count_free(c);
                 // `p` (see the contract) is a free chunk of one of our slabs.
                 self.free_local(slab_of(p), p);
             }
