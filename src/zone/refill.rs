@@ -1,5 +1,6 @@
 //! The cache's refills: a batch of chunks from the zone's stash or its
-//! slabs into this CPU's ring, in one section, grouped by page.
+//! slabs into this CPU's ring, in one section, in the order they come
+//! (grouped by page while other CPUs' frees come back).
 
 use super::*;
 
