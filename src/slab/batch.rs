@@ -55,6 +55,10 @@ pub unsafe fn batch_len(node: *mut u8) -> usize {
 /// # Safety
 /// The caller owns `node` and `q`, chunks of the slab at `base` whose class
 /// has `batch_cap` > `k`.
+///
+/// One chunk at a time, the reference `push_run` matches; the allocator
+/// fills nodes with `push_run`, the tests and the loom models with this.
+#[cfg(any(test, loom))]
 #[inline(always)]
 pub unsafe fn batch_add(node: *mut u8, k: usize, q: *mut u8, base: usize) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
@@ -73,7 +77,9 @@ pub unsafe fn batch_add(node: *mut u8, k: usize, q: *mut u8, base: usize) {
 /// carries chunks while it has room (`cap`, the class's `batch_cap`), a
 /// chunk that finds it full (or no head) becomes the new head node, and
 /// each node's count and check are written once, when the run leaves it.
-/// Returns the new head. `base` is the first chunk of their slab.
+/// Taken back (each node's entries newest first, then the node), the list
+/// gives the run reversed, then what was under it. Returns the new head.
+/// `base` is the first chunk of their slab.
 ///
 /// # Safety
 /// The caller owns the list and every chunk of `run`, chunks of the slab at
@@ -82,9 +88,14 @@ pub unsafe fn push_run(head: *mut u8, run: &[*mut u8], base: usize, cap: usize) 
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
         let mut f = head;
-        // A run starts a node of its own, so that its chunks come back
-        // out together (a node is taken whole, newest entry first).
-        let (mut k, mut chk) = (cap, 0);
+        // The head node's count and check, as `batch_add` reads them.
+        let (mut k, mut chk) = if f.is_null() || cap == 0 {
+            (cap, 0)
+        } else if link_word(f) & BATCH != 0 {
+            (count(f), check(f))
+        } else {
+            (0, 0)
+        };
         // Whether the node at `f` took entries that its header does not
         // count yet.
         let mut unsealed = false;

@@ -151,7 +151,7 @@ fn batch_nodes_carry_chunks_through_the_remote_list() {
 }
 
 /// A run pushed with `push_run` leaves the list `batch_add` and `set_link`
-/// would, with a node of its own: every node verifies, and popping the
+/// would (as many nodes): every node verifies, and popping the
 /// list (nodes' entries newest first, then the node) gives the run back
 /// reversed, then the old list as it was.
 #[test]
@@ -164,9 +164,21 @@ fn push_run_fills_nodes_of_its_own() {
         node_of_two(&c, base);
         let runs: [&[*mut u8]; 3] = [&c[3..4], &c[4..40], &c[40..100]];
         let mut head = c[0];
+        // The nodes `batch_add` and `set_link` would make, one at a time:
+        // the old node takes chunks until full, then a chunk that finds
+        // the head full becomes the next.
+        let mut nodes = 1;
+        let mut k = 2;
         for run in runs {
             head = push_run(head, run, base, cap);
-            assert_eq!(head, run[(run.len() - 1) / (cap + 1) * (cap + 1)]);
+            for _ in run.iter() {
+                if k < cap {
+                    k += 1;
+                } else {
+                    nodes += 1;
+                    k = 0;
+                }
+            }
         }
         // Pop everything, as a refill does.
         let mut out = Vec::new();
@@ -182,8 +194,10 @@ fn push_run_fills_nodes_of_its_own() {
                 }
             }
             out.push(f);
+            nodes -= 1;
             f = (w & !BATCH) as *mut u8;
         }
+        assert_eq!(nodes, 0, "not the nodes one push at a time makes");
         let mut want: Vec<*mut u8> = c[3..100].iter().rev().copied().collect();
         want.extend([c[2], c[1], c[0]]);
         assert_eq!(out, want);

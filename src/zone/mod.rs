@@ -444,47 +444,7 @@ impl Locked {
     #[inline(always)]
     pub unsafe fn free_local(&self, d: *mut Desc, chunk: *mut u8) {
         // SAFETY: the caller upholds the contract in `# Safety` above.
-        unsafe {
-            if (*d).used() == 0 {
-                crate::fmt::fatal_pointer("free", chunk, "double free (slab has no live block)");
-            }
-            if chunk >= (*d).bump() {
-                crate::fmt::fatal_pointer(
-                    "free",
-                    chunk,
-                    "pointer to a block that was never allocated",
-                );
-            }
-            *(chunk as *mut u64).add(1) = FREE_KEY.load(Ordering::Relaxed);
-            let c = (*d).class() % NCLASSES;
-            // Where the class has room, the free list's head node carries the
-            // chunk's address instead of the chunk being linked (as an outbox
-            // flush does for remote lists): a later refill then takes the
-            // chunks from the node without reading each one, where following
-            // a chain of long-freed chunks was a cache miss per chunk, one
-            // after the other (85 % of fill_cache's samples under CPython).
-            let f = (*d).free();
-            let cap = slab::batch_cap(size_class::class_size(c));
-            let k = if f.is_null() || cap == 0 {
-                cap
-            } else if slab::link_word(f) & slab::BATCH != 0 {
-                slab::batch_len(f)
-            } else {
-                0
-            };
-            if k < cap {
-                slab::batch_add(f, k, chunk, slab_base(d));
-            } else {
-                slab::set_link(chunk, f as usize);
-                (*d).set_free(chunk);
-            }
-            (*d).set_used((*d).used() - 1);
-            bump_locked(&self.z.stats.class[c].local_frees);
-            // The current slab needs nothing more, even when it becomes empty.
-            if (*d).state() != ST_CUR && ((*d).used() == 0 || (*d).state() == ST_DETACHED) {
-                self.after_local_free(d);
-            }
-        }
+        unsafe { self.free_run(d, (*d).class() % NCLASSES, core::slice::from_ref(&chunk)) }
     }
 
     /// Gives `chunks` (live chunks of this zone's slabs that the allocator
@@ -522,10 +482,10 @@ impl Locked {
         }
     }
 
-    /// `free_local` of every chunk of `run`, chunks of the slab `d` (of
-    /// class `c`, owned by this zone): the checks and the free mark chunk
-    /// by chunk, then the slab's free list filled by `slab::push_run`, and
-    /// its count, the statistics and its place on the class lists once.
+    /// Frees every chunk of `run`, chunks of the slab `d` (of class `c`,
+    /// owned by this zone): the checks and the free mark chunk by chunk,
+    /// then the slab's free list filled by `slab::push_run`, and its
+    /// count, the statistics and its place on the class lists once.
     ///
     /// # Safety
     /// As `free_local` for each chunk; the chunks of `run` are distinct.
@@ -549,6 +509,13 @@ impl Locked {
                 }
                 *(q as *mut u64).add(1) = key;
             }
+            // Where the class has room, the free list's head node carries
+            // the chunks' addresses instead of each chunk being linked (as
+            // an outbox flush does for remote lists): a later refill then
+            // takes them from the node without reading each one, where
+            // following a chain of long-freed chunks was a cache miss per
+            // chunk, one after the other (85 % of fill_cache's samples
+            // under CPython).
             let cap = slab::batch_cap(size_class::class_size(c));
             (*d).set_free(slab::push_run((*d).free(), run, slab_base(d), cap));
             (*d).set_used((used - run.len()) as u32);
@@ -557,10 +524,10 @@ impl Locked {
                 f.load(Ordering::Relaxed).wrapping_add(run.len() as u64),
                 Ordering::Relaxed,
             );
-            // As `free_local` decides after each chunk: the state it
-            // leaves behind is the same whether the slab is looked at once
-            // or after each (`after_local_free` relists a detached slab
-            // and releases an empty one either way).
+            // The current slab needs nothing more, even when it becomes
+            // empty. Looked at once for the run: the state left behind is
+            // the same as after each chunk (`after_local_free` relists a
+            // detached slab and releases an empty one either way).
             if (*d).state() != ST_CUR && ((*d).used() == 0 || (*d).state() == ST_DETACHED) {
                 self.after_local_free(d);
             }

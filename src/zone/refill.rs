@@ -90,11 +90,9 @@ impl Locked {
         // than with the batch reversed, docs/experiments.md).
         if !order.is_empty() && !cache::push_bulk(self.idx, c, order) {
             // The thread left this zone's CPU: they go back.
-            for &q in order {
-                // SAFETY: `q` is a chunk we just allocated from our own slab
-                // and did not push.
-                unsafe { self.free_local(slab_of(q), q) };
-            }
+            // SAFETY: chunks we just allocated from our own slabs and did
+            // not push.
+            unsafe { self.free_local_all(order) };
         }
     }
 
