@@ -67,9 +67,10 @@
 //! (`SLABALLOC_DECAY`) or exceed a dirty-page budget, then purged oldest-first
 //! (arenas are reserved `PROT_NONE` and committed as they are carved);
 //! blocks above 32 MiB are **huge** mappings of their own, resized with
-//! `mremap` ([`large`]). A large block that must move to grow, into another
-//! run or past the largest run into a huge mapping, has its pages moved by
-//! `mremap` too, not copied.
+//! `mremap` ([`large`]). A large block of 1 MiB or more that must move to
+//! grow, into another run or past the largest run into a huge mapping, has
+//! its pages moved by `mremap` too, not copied (smaller ones are copied:
+//! moved pages fault in again wherever the old run is reused).
 //!
 //! [`prof`] is the sampled heap profiler (`SLABALLOC_PROF=1`): a per-thread
 //! byte countdown picks allocations, whose stacks go to a table of its own
