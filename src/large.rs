@@ -121,10 +121,11 @@ const LARGE_MOVED: u8 = 1;
 /// stalling every other thread's page faults meanwhile. Below 1 MiB a copy
 /// is cheaper: CPython (`PYTHONMALLOC=malloc`), whose lists and dicts grow
 /// through 256 KiB-600 KiB, made 8,908 page faults with 256 KiB here and
-/// 4,979 with 1 MiB (snmalloc 4,701), and ran 0.98 of the time, for
-/// 0.7 MiB more peak RSS (the old run stays warm for reuse instead of
-/// zero); large_realloc (1-32 MiB blocks) is unchanged (1.002), and with
-/// 4 MiB it ran 1.13x slower (docs/experiments.md).
+/// 4,979 with 1 MiB (snmalloc 4,701), and ran 0.980-0.985 of the time
+/// in alternated runs (0.998 in a 5-run comparison), for 0.7 MiB more
+/// peak RSS (the old run stays warm for reuse instead of zero);
+/// large_realloc (1-32 MiB blocks) is unchanged (1.002), and with 4 MiB
+/// it ran 1.13x slower (docs/experiments.md).
 pub const MOVE_MIN: usize = 1024 * 1024;
 
 /// Grows a large block that cannot grow in place into a new run of `size`
