@@ -94,7 +94,16 @@ impl Default for ZoneStats {
 /// load and store, no atomic read-modify-write.
 #[inline(always)]
 pub fn bump_locked(c: &AtomicU64) {
-    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    add_locked(c, 1);
+}
+
+/// `bump_locked` by `n` (a batch counted once).
+#[inline(always)]
+pub fn add_locked(c: &AtomicU64, n: usize) {
+    c.store(
+        c.load(Ordering::Relaxed).wrapping_add(n as u64),
+        Ordering::Relaxed,
+    );
 }
 
 /// Increment of a counter other threads may update too.

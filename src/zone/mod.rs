@@ -23,7 +23,7 @@ use crate::ring::{Msg, Posted, Ring};
 use crate::runs::RUNS;
 use crate::size_class::{self, NCLASSES};
 use crate::slab::{self, Pushed, FREE_KEY};
-use crate::stats::{bump, bump_locked, ZoneStats, GLOBAL};
+use crate::stats::{add_locked, bump, bump_locked, ZoneStats, GLOBAL};
 use crate::sync::{Busy, OwnerLock};
 use core::cell::UnsafeCell;
 use core::ptr;
@@ -519,11 +519,7 @@ impl Locked {
             let cap = slab::batch_cap(size_class::class_size(c));
             (*d).set_free(slab::push_run((*d).free(), run, slab_base(d), cap));
             (*d).set_used((used - run.len()) as u32);
-            let f = &self.z.stats.class[c].local_frees;
-            f.store(
-                f.load(Ordering::Relaxed).wrapping_add(run.len() as u64),
-                Ordering::Relaxed,
-            );
+            add_locked(&self.z.stats.class[c].local_frees, run.len());
             // The current slab needs nothing more, even when it becomes
             // empty. Looked at once for the run: the state left behind is
             // the same as after each chunk (`after_local_free` relists a

@@ -151,11 +151,7 @@ impl Locked {
             }
             (*s).set_free(f);
             (*s).set_used((*s).used() + n as u32);
-            let a = &self.z.stats.class[c].allocs;
-            a.store(
-                a.load(Ordering::Relaxed).wrapping_add(n as u64),
-                Ordering::Relaxed,
-            );
+            add_locked(&self.z.stats.class[c].allocs, n);
             n
         }
     }
