@@ -83,7 +83,7 @@ impl Locked {
             return;
         }
         self.drain_ring(c);
-        if cache::regear(self.idx, c, base) {
+        if cache::shrink_to(self.idx, c, base) {
             let inner = self.inner();
             // SAFETY: lock held; a short access to the zone's fields.
             unsafe { (*inner).grown -= (cap - base) * size_class::class_size(c) };
@@ -154,7 +154,82 @@ mod tests {
         }
         let grown = cache::capacity(zone, c);
         assert!(grown >= 1000, "capacity {grown} (base {base})");
+        assert!(
+            cache::resident_past_base(zone, c) > 0,
+            "a grown ring wrote no page past its base"
+        );
         crate::api::trim();
         assert_eq!(cache::capacity(zone, c), base);
+        assert_eq!(
+            cache::resident_past_base(zone, c),
+            0,
+            "a shrunk ring kept its pages"
+        );
+    }
+
+    /// In a lone child pinned to one CPU: a class that turned over more
+    /// chunks than its ring holds, and then sits idle while other classes
+    /// take new slabs, gives back its grown ring's pages, its stashed
+    /// chunks and its stash's array (a program done with one size holds
+    /// nothing for it).
+    #[test]
+    fn idle_class_gives_back_ring_and_stash() {
+        crate::alloc::ensure_init();
+        if !cache::on() {
+            eprintln!("no rseq: the cache stays off, nothing to test");
+            return;
+        }
+        crate::cache::tests::in_lone_child(idle_class);
+    }
+
+    fn idle_class() {
+        let ids = core_affinity::get_core_ids().unwrap_or_default();
+        let Some(id) = ids.first() else { return };
+        assert!(core_affinity::set_for_current(*id));
+        let zone = cpu::current_zone();
+        let stash = |c: usize| {
+            let z = lock_index(zone).expect("zone lock");
+            // SAFETY: lock held; a read of this class's field.
+            let a = unsafe { (*z.cz(c)).stash_arr };
+            (a, z.z.stashed(c))
+        };
+        let c = size_class::class_of(64);
+        let mut v = vec![ptr::null_mut::<u8>(); 6000];
+        for _ in 0..4 {
+            for b in v.iter_mut() {
+                *b = crate::alloc::malloc(64);
+                assert!(!b.is_null());
+            }
+            for &b in v.iter() {
+                crate::alloc::free(b);
+            }
+        }
+        assert!(
+            cache::capacity(zone, c) > cache::base_cap(c),
+            "the ring did not grow"
+        );
+        assert!(cache::resident_past_base(zone, c) > 0);
+        let (arr, n) = stash(c);
+        assert!(
+            arr != 0 && n > 0,
+            "nothing stashed (array {arr:#x}, {n} chunks)"
+        );
+        // Other work: 8 MiB of 1 KiB blocks, 64 new slabs of another class.
+        let big: Vec<*mut u8> = (0..8192).map(|_| crate::alloc::malloc(1024)).collect();
+        assert!(big.iter().all(|b| !b.is_null()));
+        assert_eq!(
+            cache::capacity(zone, c),
+            cache::base_cap(c),
+            "the idle ring kept its growth"
+        );
+        assert_eq!(
+            cache::resident_past_base(zone, c),
+            0,
+            "the idle ring kept its pages"
+        );
+        assert_eq!(stash(c), (0, 0), "the idle class kept its stash");
+        for b in big {
+            crate::alloc::free(b);
+        }
     }
 }

@@ -211,15 +211,14 @@ impl Locked {
     }
 
     /// Gives every chunk of class `c` that the zone's stash and this CPU's
-    /// ring hold back to its slab (an idle class: see `DRAIN_LOOKS`). The
-    /// ring is popped only if we run on the zone's CPU (`pop_bulk` checks);
-    /// its bulk count then moved, which is not the program's use: the
-    /// class's last look takes the new count.
+    /// ring hold back to its slab, and the stash's array back to the page
+    /// runs (an idle class: see `DRAIN_LOOKS`). The ring is popped only if
+    /// we run on the zone's CPU (`pop_bulk` checks); its bulk count then
+    /// moved, which is not the program's use: the class's last look takes
+    /// the new count.
     fn drain_class(&self, c: usize) {
         let cz = self.cz(c);
-        // SAFETY: lock held; a short access to this class's fields.
-        unsafe { (*cz).stash_low = u32::MAX };
-        self.trim_stash(c);
+        self.drop_stash(c);
         self.drain_ring(c);
         // SAFETY: as above.
         unsafe { (*cz).moves = cache::moves(self.idx, c) };
