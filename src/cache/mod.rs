@@ -213,10 +213,12 @@ pub fn regear(owner: usize, c: usize, cap: usize) -> bool {
 /// gone idle keeps no more memory than its base ring (glibc_simple, one
 /// size after the other, kept every size's grown ring resident: 232 KiB
 /// of a 3.5 MiB peak). Nothing reads a slot past the mask (every section
-/// masks its index), only a regear under the zone's lock, which the
-/// caller holds, could raise the mask again meanwhile, and a ring grown
-/// later writes each slot before it reads it, so the zero pages it then
-/// finds are never read as chunks.
+/// masks its index), and a ring grown later writes each slot before it
+/// reads it, so the zero pages it then finds are never read as chunks.
+/// The caller holds zone `owner`'s lock, as for every `regear`: then no
+/// regear can raise the mask again between ours and the purge (one that
+/// did would lose the chunks it let in past the old mask: a leak, never
+/// a chunk handed out twice, since a purged slot reads as null).
 pub fn shrink_to(owner: usize, c: usize, cap: usize) -> bool {
     if !regear(owner, c, cap) {
         return false;
