@@ -102,19 +102,31 @@ mod tests {
     /// the grown capacity back.
     #[test]
     fn full_stacks_grow_and_trim_shrinks_them() {
+        pinned_lone_child(grow_and_shrink);
+    }
+
+    /// Runs `f` in a lone child (`f` pins itself: `pin_first`); nothing if
+    /// the cache is off (no rseq).
+    fn pinned_lone_child(f: fn()) {
         crate::alloc::ensure_init();
         if !cache::on() {
             eprintln!("no rseq: the cache stays off, nothing to test");
             return;
         }
-        crate::cache::tests::in_lone_child(grow_and_shrink);
+        crate::cache::tests::in_lone_child(f);
+    }
+
+    /// Pins the caller to the first CPU; its zone, or None if there is no
+    /// CPU to pin to.
+    fn pin_first() -> Option<usize> {
+        let ids = core_affinity::get_core_ids().unwrap_or_default();
+        let id = ids.first()?;
+        assert!(core_affinity::set_for_current(*id));
+        Some(cpu::current_zone())
     }
 
     fn grow_and_shrink() {
-        let ids = core_affinity::get_core_ids().unwrap_or_default();
-        let Some(id) = ids.first() else { return };
-        assert!(core_affinity::set_for_current(*id));
-        let zone = cpu::current_zone();
+        let Some(zone) = pin_first() else { return };
         let malloc = |n| {
             let p = crate::alloc::malloc(n);
             assert!(!p.is_null());
@@ -174,19 +186,11 @@ mod tests {
     /// nothing for it).
     #[test]
     fn idle_class_gives_back_ring_and_stash() {
-        crate::alloc::ensure_init();
-        if !cache::on() {
-            eprintln!("no rseq: the cache stays off, nothing to test");
-            return;
-        }
-        crate::cache::tests::in_lone_child(idle_class);
+        pinned_lone_child(idle_class);
     }
 
     fn idle_class() {
-        let ids = core_affinity::get_core_ids().unwrap_or_default();
-        let Some(id) = ids.first() else { return };
-        assert!(core_affinity::set_for_current(*id));
-        let zone = cpu::current_zone();
+        let Some(zone) = pin_first() else { return };
         let stash = |c: usize| {
             let z = lock_index(zone).expect("zone lock");
             // SAFETY: lock held; a read of this class's field.
