@@ -37,10 +37,10 @@ unset SLABALLOC_STATS SLABALLOC_NOTIFY SLABALLOC_BACKGROUND
 
 if [ "$QUICK" = 1 ]; then
     N_PRODCONS=500000; N_FORK=50; N_CHURN=400; RECLAIM_MIB=150; SOAK_S=15; FUZZ_S=10
-    N_OWN_RSEQ=50000
+    N_OWN_RSEQ=50000; TRIM_S=1
 else
     N_PRODCONS=4000000; N_FORK=200; N_CHURN=2000; RECLAIM_MIB=400; SOAK_S=60; FUZZ_S=20
-    N_OWN_RSEQ=200000
+    N_OWN_RSEQ=200000; TRIM_S=2
 fi
 
 npass=0; nfail=0; nskip=0
@@ -57,7 +57,7 @@ have_so=0
 
 # ------------------------------------------------------------------ build
 built=()
-for t in conformance invalid_free sigfree sigsmall lines order prodcons fork_load churn reclaim exited oom soak own_rseq cold_text; do
+for t in conformance invalid_free sigfree sigsmall lines order prodcons fork_load churn reclaim exited trim_load oom soak own_rseq cold_text; do
     if $CC $CFLAGS -o "$build/$t" "$here/$t.c" -ldl >"$logs/build.$t.log" 2>&1; then
         built+=("$t")
     else
@@ -353,6 +353,15 @@ if is_built exited; then
     if need_so exited.slaballoc; then
         simple exited.slaballoc sa "$build/exited"
         grep '^exited:' "$logs/exited.slaballoc.log" | sed 's/^/    /'
+    fi
+fi
+
+# ------------------------------------------------------------------ trim_load
+if is_built trim_load; then
+    simple trim_load.glibc glibc "$build/trim_load" "$TRIM_S"
+    if need_so trim_load.slaballoc; then
+        simple trim_load.slaballoc sa "$build/trim_load" "$TRIM_S"
+        grep '^trim_load:' "$logs/trim_load.slaballoc.log" | sed 's/^/    /'
     fi
 fi
 
