@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static int g_fail __attribute__((unused));        /* number of failed checks */
@@ -138,6 +139,14 @@ static inline int pin_to(int idx)
 static inline void unpin(void)
 {
     pthread_setaffinity_np(pthread_self(), sizeof g_allowed_cpus, &g_allowed_cpus);
+}
+
+/* Seconds on the monotonic clock. */
+static inline double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* Resident set size in bytes from /proc/self/statm (no stdio, no malloc). */

@@ -49,12 +49,6 @@ static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
 static struct blk queue[QCAP];
 static size_t qhead, qlen;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static size_t rand_size(uint64_t *rng)
 {

@@ -27,7 +27,6 @@
 
 #include <malloc.h>
 #include <stdatomic.h>
-#include <time.h>
 
 #define MAXW 4
 #define WINDOW 3000
@@ -37,12 +36,6 @@
 static atomic_int stop;
 static int nworkers;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static size_t size_at(int k) { return (size_t)16 << (k % 7); } /* 16 .. 1024 */
 
