@@ -203,9 +203,15 @@ pub fn max_cap(c: usize) -> usize {
 /// (`zone::Locked::fill_cache`, `shrink_ring`). False (nothing changed) if
 /// the caller is elsewhere, the stack holds chunks, or the cache is off.
 pub fn regear(owner: usize, c: usize, cap: usize) -> bool {
+    let mask = (slots_used(c, cap) - 1) as u32;
     let cap = cap.clamp(1, max_cap(c));
-    let mask = (cap.next_power_of_two() - 1) as u32;
     owner_state(owner).is_some_and(|k| k.regear_owned(owner, c, cap as u32, mask))
+}
+
+/// The slots a class `c` stack of capacity `cap` uses: its mask plus one,
+/// the power of two at or above the capacity (clamped as `regear` does).
+fn slots_used(c: usize, cap: usize) -> usize {
+    cap.clamp(1, max_cap(c)).next_power_of_two()
 }
 
 /// `regear` down to `cap`, and on success the pages of the ring that lie
@@ -235,8 +241,7 @@ fn past_mask(owner: usize, c: usize, cap: usize) -> Option<(usize, usize)> {
     let k = owner_state(owner)?;
     let ps = crate::os::PAGE_SIZE;
     let slots = k.stack(owner, slot_of(c)) + HEADER;
-    let used = cap.clamp(1, max_cap(c)).next_power_of_two();
-    let from = (slots + used * 8).next_multiple_of(ps);
+    let from = (slots + slots_used(c, cap) * 8).next_multiple_of(ps);
     let to = (slots + max_cap(c) * 8) & !(ps - 1);
     (to > from).then_some((from, to))
 }
