@@ -57,7 +57,7 @@ have_so=0
 
 # ------------------------------------------------------------------ build
 built=()
-for t in conformance invalid_free sigfree sigsmall lines order prodcons fork_load churn reclaim exited trim_load oom soak own_rseq cold_text; do
+for t in conformance invalid_free sigfree sigsmall lines order prodcons fork_load churn reclaim exited trim_load starter oom soak own_rseq cold_text; do
     if $CC $CFLAGS -o "$build/$t" "$here/$t.c" -ldl >"$logs/build.$t.log" 2>&1; then
         built+=("$t")
     else
@@ -139,12 +139,15 @@ fi
 
 # ------------------------------------------------------------------ invalid_free
 if is_built invalid_free && need_so invalid_free.slaballoc; then
+    # the cases' small blocks from the starter heap, then from the slabs
     simple invalid_free.slaballoc sa "$build/invalid_free"
+    simple invalid_free.nostarter sa env SLABALLOC_STARTER=0 "$build/invalid_free"
     # rseq refused by the kernel: no per-CPU cache, every free reaches the
     # slab lists, so the forged-link case must abort too. (With glibc's rseq
     # merely off, slaballoc registers its own area and the cache is on.)
     [ "$no_rseq_ok" = 1 ] && need_so invalid_free.norseq && simple invalid_free.norseq sa \
-        env GLIBC_TUNABLES=glibc.pthread.rseq=0 INVALID_FREE_STRICT=1 "$build/no_rseq" "$build/invalid_free"
+        env GLIBC_TUNABLES=glibc.pthread.rseq=0 INVALID_FREE_STRICT=1 SLABALLOC_STARTER=0 \
+        "$build/no_rseq" "$build/invalid_free"
 fi
 
 # ------------------------------------------------------------------ sigfree
@@ -340,7 +343,9 @@ if [ -n "$so_cpu_ids" ] && [ -f "$so_cpu_ids" ]; then
     for t in conformance invalid_free prodcons churn lines; do
         is_built $t || continue
         arg=""; [ $t = churn ] && arg=$((N_CHURN / 4)); [ $t = prodcons ] && arg=$((N_PRODCONS / 4))
-        simple $t.cpu_ids cpu_ids "$build/$t" $arg
+        # invalid_free's remote cases forge slab batches: slab blocks only
+        pre=""; [ $t = invalid_free ] && pre="env SLABALLOC_STARTER=0"
+        simple $t.cpu_ids cpu_ids $pre "$build/$t" $arg
     done
 else
     skip cpu_ids "no CPU_IDS_SO library (make build-cpu-ids)"
@@ -362,6 +367,16 @@ if is_built trim_load; then
     if need_so trim_load.slaballoc; then
         simple trim_load.slaballoc sa "$build/trim_load" "$TRIM_S"
         grep '^trim_load:' "$logs/trim_load.slaballoc.log" | sed 's/^/    /'
+    fi
+fi
+
+# ------------------------------------------------------------------ starter
+if is_built starter; then
+    simple starter.glibc glibc "$build/starter"
+    if need_so starter.slaballoc; then
+        simple starter.slaballoc sa "$build/starter"
+        grep '^starter:' "$logs/starter.slaballoc.log" | sed 's/^/    /'
+        simple starter.nostarter sa env SLABALLOC_STARTER=0 "$build/starter"
     fi
 fi
 

@@ -103,6 +103,11 @@ typedef struct sa_totals {
   uint64_t mallocs;
   uint64_t frees;
   /**
+   * Of those, the starter heap's (`starter`: a process's first blocks).
+   */
+  uint64_t starter_mallocs;
+  uint64_t starter_frees;
+  /**
    * `SA_NOWAIT` allocations refused at a malloc type's limit.
    */
   uint64_t type_failures;

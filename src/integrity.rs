@@ -31,6 +31,8 @@ pub enum Block {
     Small(*mut Desc, usize),
     Large(*mut Desc),
     Huge,
+    /// A live block of the starter heap, of this class.
+    Starter(usize),
     Foreign,
 }
 
@@ -52,6 +54,18 @@ pub fn classify(p: *mut u8, what: &str) -> Block {
             }
             Block::Huge
         }
+        Lookup::Foreign if crate::starter::contains(p) => match crate::starter::find(p) {
+            crate::starter::Found::Live(c) => Block::Starter(c),
+            crate::starter::Found::Freed if what == "free" => {
+                crate::fmt::fatal_pointer(what, p, "double free")
+            }
+            crate::starter::Found::Freed => {
+                crate::fmt::fatal_pointer(what, p, "invalid pointer (a block already freed)")
+            }
+            crate::starter::Found::Bad => {
+                crate::fmt::fatal_pointer(what, p, "invalid pointer (not the start of a block)")
+            }
+        },
         Lookup::Foreign => Block::Foreign,
         Lookup::Invalid(why) => crate::fmt::fatal_pointer(what, p, why),
     }

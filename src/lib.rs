@@ -148,6 +148,7 @@ mod runs;
 mod shm;
 mod size_class;
 mod slab;
+mod starter;
 mod stats;
 mod sync;
 mod types;
@@ -208,8 +209,19 @@ unsafe impl core::alloc::GlobalAlloc for SlabAlloc {
 /// itself never depends on it (ld.so calls malloc before any constructor).
 #[ctor::ctor]
 fn slaballoc_init() {
-    alloc::ensure_init();
     config::load();
+    if !config::STARTER.load(core::sync::atomic::Ordering::Relaxed) {
+        starter::retire_now();
+    }
+    // The zones, the arena and the per-CPU caches start on the first
+    // malloc the starter heap does not serve (`starter`): a short process
+    // may never need them. What is configured to run from the start needs
+    // them now.
+    if config::PROF.load(core::sync::atomic::Ordering::Relaxed)
+        || config::BACKGROUND.load(core::sync::atomic::Ordering::Relaxed) == config::BG_EAGER
+    {
+        alloc::ensure_init();
+    }
     foreign::preload();
     prof::init(alloc::free);
     if config::STATS.load(core::sync::atomic::Ordering::Relaxed) != 0 {

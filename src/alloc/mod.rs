@@ -85,6 +85,7 @@ extern "C" fn fork_child() {
     crate::reclaim::fork_child();
     crate::prof::fork_child();
     crate::hook::fork_child();
+    crate::starter::fork_child();
 }
 
 // ---- malloc ----
@@ -161,12 +162,18 @@ fn fail() -> *mut u8 {
     ptr::null_mut()
 }
 
-/// A chunk of class `c`: from the current CPU's cache (lock-free, see
-/// `cache`), else from its zone. Null with ENOMEM on failure.
+/// A chunk of class `c` for memalign: from the current CPU's cache
+/// (lock-free, see `cache`), else from its zone, never from the starter
+/// heap (whose blocks are only 16-byte aligned). Null with ENOMEM on
+/// failure.
 #[inline(always)]
 fn alloc_small(c: usize) -> *mut u8 {
     // SAFETY: a stack offset.
-    unsafe { alloc_small_at(crate::cache::stack_offset(c)) }
+    let p = unsafe { crate::cache::pop(crate::cache::stack_offset(c)) };
+    if !p.is_null() {
+        return handed_out(p);
+    }
+    alloc_from_zone(c, false)
 }
 
 /// `alloc_small` of the class whose cache stack is at `coff`
@@ -194,10 +201,23 @@ fn handed_out(p: *mut u8) -> *mut u8 {
     p
 }
 
-/// A chunk of class `c` from the current CPU's zone (or a free one); the
-/// zone refills the CPU's cache while it holds the lock.
+/// malloc's miss: a block of class `c` from the starter heap while a short
+/// process lasts (`starter`: no zone, no arena, no cache block yet), else
+/// from the current CPU's zone.
 #[inline(never)]
 fn alloc_small_zone(c: usize) -> *mut u8 {
+    if let Some(p) = crate::starter::alloc(c) {
+        return p;
+    }
+    alloc_from_zone(c, true)
+}
+
+/// A chunk of class `c` from the current CPU's zone (or a free one); the
+/// zone refills the CPU's cache while it holds the lock. `unaligned`: the
+/// caller needs no more than 16-byte alignment (malloc), so that out of
+/// memory the starter heap's freed blocks may serve it.
+#[inline(never)]
+fn alloc_from_zone(c: usize, unaligned: bool) -> *mut u8 {
     // Before any zone lock: first-time init registers fork handlers, which
     // takes glibc's atfork lock.
     ensure_init();
@@ -206,7 +226,7 @@ fn alloc_small_zone(c: usize) -> *mut u8 {
             let p = z.take(c);
             if p.is_null() {
                 drop(z);
-                return alloc_small_retry(c);
+                return alloc_small_retry(c, unaligned);
             }
             z.count_malloc(c);
             if crate::cache::on() {
@@ -230,15 +250,21 @@ fn after_slow_path() {
 }
 
 /// Out of memory: empty slabs cached by zones and dirty page runs may still
-/// hold what the request needs. Give them back (no lock is held here), retry.
+/// hold what the request needs. Give them back (no lock is held here), retry;
+/// then (`unaligned`, see `alloc_from_zone`) the starter heap's freed blocks.
 #[cold]
-fn alloc_small_retry(c: usize) -> *mut u8 {
+fn alloc_small_retry(c: usize, unaligned: bool) -> *mut u8 {
     crate::reclaim::pass(true);
     if let Some(z) = zone::lock_current() {
         let p = z.alloc(c);
         if !p.is_null() {
             z.count_malloc(c);
             return handed_out(p);
+        }
+    }
+    if unaligned {
+        if let Some(p) = crate::starter::alloc_last_resort(c) {
+            return p;
         }
     }
     emergency(size_class::class_size(c), 16)
@@ -387,6 +413,7 @@ fn free_other(p: *mut u8) {
             large::free_huge(p as usize);
             after_slow_path();
         }
+        Block::Starter(c) => crate::starter::free(p, c),
         Block::Foreign => foreign::free(p),
     }
 }
@@ -490,7 +517,7 @@ pub fn usable_size(p: *mut u8) -> usize {
         return 0;
     }
     match classify(p, "malloc_usable_size") {
-        Block::Small(_, c) => size_class::class_size(c),
+        Block::Small(_, c) | Block::Starter(c) => size_class::class_size(c),
         // SAFETY: classify validated a live large run.
         Block::Large(d) => unsafe { large::large_usable(d) },
         Block::Huge => large::huge_usable(p as usize).unwrap_or(0),
@@ -520,7 +547,7 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
         return realloc_small(p, size, crate::cache::class_at(coff));
     }
     let usable = match classify(p, "realloc") {
-        Block::Small(_, c) => return realloc_small(p, size, c),
+        Block::Small(_, c) | Block::Starter(c) => return realloc_small(p, size, c),
         Block::Large(d) => {
             // SAFETY: classify validated a live large run, which we own.
             let u = unsafe { large::large_usable(d) };

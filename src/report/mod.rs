@@ -99,6 +99,9 @@ pub struct Totals {
     /// each): see `class_calls`.
     pub mallocs: u64,
     pub frees: u64,
+    /// Of those, the starter heap's (`starter`: a process's first blocks).
+    pub starter_mallocs: u64,
+    pub starter_frees: u64,
     /// `SA_NOWAIT` allocations refused at a malloc type's limit.
     pub type_failures: u64,
 }
@@ -111,8 +114,8 @@ pub struct Totals {
 /// twice: rare, and only ever more); a malloc or local free past the cache
 /// by the zone under its lock (`ClassStats::mallocs`, `frees`); a remote
 /// free when it reaches its slab (`remote_frees`: from an outbox, or
-/// directly). Frees still waiting in an outbox have no class yet; `totals`
-/// adds them.
+/// directly); a malloc or free of the starter heap's by it. Frees still
+/// waiting in an outbox have no class yet; `totals` adds them.
 #[inline(never)]
 #[cold]
 #[link_section = ".text_cold"]
@@ -129,8 +132,9 @@ pub fn class_calls() -> [(u64, u64); NCLASSES] {
     }
     for (c, o) in out.iter_mut().enumerate() {
         let (a, f) = crate::cache::hits(c);
-        o.0 = o.0.wrapping_add(a);
-        o.1 = o.1.wrapping_add(f);
+        let (sa, sf) = crate::starter::calls(c);
+        o.0 = o.0.wrapping_add(a).wrapping_add(sa);
+        o.1 = o.1.wrapping_add(f).wrapping_add(sf);
     }
     out
 }
@@ -238,7 +242,10 @@ pub fn totals() -> Totals {
     t.bytes_purged = runs.purged_bytes.load(Ordering::Relaxed) as u64;
     t.bytes_dirty = dirty;
     let small: u64 = classes().iter().map(|c| c.in_use * c.size).sum();
-    t.bytes_in_use = small + g.large_bytes.load(Ordering::Relaxed) as u64 + huge;
+    let (sm, sf, sbytes) = crate::starter::counts();
+    t.starter_mallocs = sm;
+    t.starter_frees = sf;
+    t.bytes_in_use = small + sbytes + g.large_bytes.load(Ordering::Relaxed) as u64 + huge;
     t.zones = crate::cpu::nzones() as u64;
     // Freed by the user, not yet back on their slabs' lists.
     t.remote_frees += crate::cache::in_outboxes();
@@ -257,7 +264,7 @@ pub fn totals() -> Totals {
 }
 
 /// The totals as `(key, value)` pairs, in report order.
-pub fn fields(t: &Totals) -> [(&'static str, u64); 33] {
+pub fn fields(t: &Totals) -> [(&'static str, u64); 35] {
     [
         ("zones", t.zones),
         ("mallocs", t.mallocs),
@@ -292,6 +299,8 @@ pub fn fields(t: &Totals) -> [(&'static str, u64); 33] {
         ("bytes_dirty", t.bytes_dirty),
         ("bytes_purged", t.bytes_purged),
         ("type_failures", t.type_failures),
+        ("starter_mallocs", t.starter_mallocs),
+        ("starter_frees", t.starter_frees),
     ]
 }
 

@@ -1,0 +1,632 @@
+//! The starter heap: a process's first small blocks, before any zone exists.
+//!
+//! A short process (`expr`, `sed`, a shell's `$(...)`) makes a few hundred
+//! mallocs of a dozen sizes and exits. Served by the zones, each size it
+//! touches costs a page of its CPU's cache block (the class's ring) and the
+//! first page of a 128 KiB slab, and the first malloc maps the arena and
+//! the cache blocks and reads the CPU count: `sed` took 59 page faults more
+//! than under glibc, and 0.22 ms more CPU time (2-CPU host). Here those
+//! first blocks come from one 64 KiB region in the library's `.bss`, packed
+//! one after the other like glibc's heap, each behind a 16-byte header; the
+//! zones start only when a request does not fit, after `OPS_MAX` mallocs,
+//! or for a block aligned beyond 16 bytes (never served here).
+//!
+//! * **Allocation** (`alloc`, from malloc's miss path): under a try-lock (a
+//!   busy lock, another thread's or a signal handler's own, sends the call
+//!   to the zones instead: no waiting, so nothing a signal or a fork can
+//!   leave stuck), a block from the class's free list, else the next bytes
+//!   of the region.
+//! * **Free** (`free`): lock-free. The header's state word goes from live to
+//!   free by compare-and-swap (a second free of the block fails it: a double
+//!   free, reported), then the block is pushed onto its class's list, a
+//!   Treiber stack linked through a side table (`NEXT`, one entry per 16
+//!   bytes), not through the block, so that a purged page loses no link.
+//!   Pops happen only under the lock, so a pop never races another pop: no
+//!   ABA.
+//! * **Identity**: word 0 of the header is the block's address xor a
+//!   per-process random key, so a pointer into the region that is not a
+//!   block start (or a block overwritten by an overflow) is reported, not
+//!   trusted; word 1 is the class and the live bit.
+//! * **Retirement**: once retired the region serves malloc no more (its
+//!   freed blocks wait on their lists: `alloc_last_resort` hands them out
+//!   when the zones find no memory), and each page goes back
+//!   (`MADV_DONTNEED`, under the lock) when no live block touches it any
+//!   more (a count per page), so a program keeps only the pages of its
+//!   first blocks that are still in use. A block popped from a purged page
+//!   gets its header written again.
+//!
+//! Blocks are 16-byte aligned (the region is page-aligned, headers and
+//! class sizes are multiples of 16), as malloc's are.
+
+use crate::os::PAGE_SIZE;
+use crate::size_class::{self, NCLASSES};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+/// Bytes of the region: `sed` ends with 33 KB in use, `expr` with 13 KB.
+pub const REGION_BYTES: usize = 64 * 1024;
+/// Largest class served (stdio's buffers are 4 KiB; a program that wants
+/// larger blocks is not short).
+pub const MAX_SIZE: usize = 8192;
+/// Mallocs served before the zones take over, whatever the region holds
+/// (`expr` makes 207, `sed` 291): a long-running program that happens to
+/// fit in the region still moves to the per-CPU caches, whose hits cost a
+/// few ns against this path's locked tens.
+pub const OPS_MAX: u32 = 512;
+/// Bytes of a block's header.
+const HDR: usize = 16;
+/// The region is full when less than this is left.
+const FULL: usize = 1024;
+/// Pages of the region, and its 16-byte units (block starts).
+const PAGES: usize = REGION_BYTES / PAGE_SIZE;
+const UNITS: usize = REGION_BYTES / 16;
+/// The end of a list (no unit index is this large).
+const NIL: u16 = u16::MAX;
+const _: () = assert!(REGION_BYTES.is_multiple_of(PAGE_SIZE) && UNITS <= NIL as usize);
+/// The state word's live bit (the class is above it).
+const LIVE: u64 = 1;
+
+#[repr(C, align(4096))]
+struct Region(UnsafeCell<[u8; REGION_BYTES]>);
+// SAFETY: the region's bytes are handed out under `LOCK` (`take`), each to
+// one block, and a block's header is written only by whoever owns the
+// block: the malloc that carves or pops it (under the lock), a free that
+// won the state CAS.
+unsafe impl Sync for Region {}
+
+static REGION: Region = Region(UnsafeCell::new([0; REGION_BYTES]));
+/// Held while a malloc takes a block or a page is purged; only ever
+/// try-locked.
+static LOCK: AtomicBool = AtomicBool::new(false);
+/// No more allocation for malloc (set under the lock; read without it).
+static RETIRED: AtomicBool = AtomicBool::new(false);
+/// Offset of the region's first unused byte (under the lock).
+static BUMP: AtomicUsize = AtomicUsize::new(0);
+/// Mallocs served so far (under the lock).
+static OPS: AtomicU32 = AtomicU32::new(0);
+/// The identity key: 0 until the first block (set under the lock, before
+/// the block is handed out, so every free of a block sees it).
+static KEY: AtomicU64 = AtomicU64::new(0);
+/// Class sizes of the live blocks, summed (for the report).
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+/// Live blocks touching each page (a block and its header may span two).
+static ON_PAGE: [AtomicU32; PAGES] = [const { AtomicU32::new(0) }; PAGES];
+/// Pages given back (under the lock); a pop that lands on one rewrites the
+/// block's header.
+static PURGED: AtomicU32 = AtomicU32::new(0);
+const _: () = assert!(PAGES <= 32);
+/// Mallocs and frees served, by class, for the report.
+static MALLOCS: [AtomicU64; NCLASSES] = [const { AtomicU64::new(0) }; NCLASSES];
+static FREES: [AtomicU64; NCLASSES] = [const { AtomicU64::new(0) }; NCLASSES];
+/// Each class's freed blocks (the unit index of the first), and the link
+/// of each freed block, by unit: written by the freeing thread before its
+/// push (Release), read by a pop after its Acquire load of the head.
+static FREE: [AtomicU16; NCLASSES] = [const { AtomicU16::new(NIL) }; NCLASSES];
+static NEXT: [AtomicU16; UNITS] = [const { AtomicU16::new(NIL) }; UNITS];
+
+#[inline(always)]
+fn base() -> usize {
+    REGION.0.get() as usize
+}
+
+#[inline(always)]
+fn unit(p: *mut u8) -> u16 {
+    ((p as usize - base()) / 16) as u16
+}
+
+#[inline(always)]
+fn at(u: u16) -> *mut u8 {
+    (base() + u as usize * 16) as *mut u8
+}
+
+/// True if `p` lies in the region (any byte of it).
+#[inline(always)]
+pub fn contains(p: *const u8) -> bool {
+    (p as usize).wrapping_sub(base()) < REGION_BYTES
+}
+
+/// A block of class `c` for malloc, or None: the region is retired, the
+/// class too large, the lock busy, or nothing left (which retires it).
+#[inline(always)]
+pub fn alloc(c: usize) -> Option<*mut u8> {
+    if RETIRED.load(Ordering::Relaxed) || size_class::class_size(c) > MAX_SIZE {
+        return None;
+    }
+    locked(|| take(c))
+}
+
+/// A freed block of class `c` from the retired region, for a malloc the
+/// zones could not serve (no memory to map): what the program gave back
+/// stays usable. None if there is none (or the lock is busy).
+#[cold]
+pub fn alloc_last_resort(c: usize) -> Option<*mut u8> {
+    if !RETIRED.load(Ordering::Acquire) || size_class::class_size(c) > MAX_SIZE {
+        return None;
+    }
+    locked(|| pop(c, KEY.load(Ordering::Relaxed)))
+}
+
+/// Runs `f` under the lock; None if the lock is busy or `f` finds nothing.
+#[inline(never)]
+fn locked(f: impl FnOnce() -> *mut u8) -> Option<*mut u8> {
+    // Acquire pairs with the Release below: the last holder's writes (the
+    // bump offset, popped lists, purged pages) are ours to read.
+    if LOCK
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        return None;
+    }
+    let p = f();
+    LOCK.store(false, Ordering::Release);
+    (!p.is_null()).then_some(p)
+}
+
+/// Takes a block of class `c` for malloc (lock held): a freed one, else
+/// new bytes; null once retired.
+fn take(c: usize) -> *mut u8 {
+    // Checked again under the lock: a malloc that saw the region open may
+    // get here after another retired it.
+    if RETIRED.load(Ordering::Relaxed) {
+        return core::ptr::null_mut();
+    }
+    let ops = OPS.load(Ordering::Relaxed) + 1;
+    OPS.store(ops, Ordering::Relaxed);
+    if ops > OPS_MAX {
+        retire();
+        return core::ptr::null_mut();
+    }
+    let mut key = KEY.load(Ordering::Relaxed);
+    if key == 0 {
+        key = crate::os::random_u64() | 1;
+        KEY.store(key, Ordering::Relaxed);
+    }
+    let p = pop(c, key);
+    if !p.is_null() {
+        return p;
+    }
+    let off = BUMP.load(Ordering::Relaxed);
+    let size = size_class::class_size(c);
+    if off + HDR + size > REGION_BYTES {
+        // A large block that does not fit goes to the zones and the region
+        // serves on; one that finds less than `FULL` left ends it.
+        if REGION_BYTES - off < FULL {
+            retire();
+        }
+        return core::ptr::null_mut();
+    }
+    BUMP.store(off + HDR + size, Ordering::Relaxed);
+    let p = (base() + off + HDR) as *mut u8;
+    hand_out(p, c, key);
+    p
+}
+
+/// Pops a freed block of class `c` (lock held), or null.
+fn pop(c: usize, key: u64) -> *mut u8 {
+    // Acquire pairs with the Release of `free`'s push: the link it wrote.
+    let mut head = FREE[c].load(Ordering::Acquire);
+    while head != NIL {
+        // Only pops (ours, under the lock) take blocks off the list, so
+        // `head` stays on it and its link is the one its push wrote.
+        let next = NEXT[head as usize].load(Ordering::Relaxed);
+        match FREE[c].compare_exchange(head, next, Ordering::Acquire, Ordering::Acquire) {
+            Ok(_) => {
+                let p = at(head);
+                hand_out(p, c, key);
+                return p;
+            }
+            // A free pushed meanwhile: try again from the new head.
+            Err(h) => head = h,
+        }
+    }
+    core::ptr::null_mut()
+}
+
+/// Writes the header of block `p` of class `c`, live, and counts it on its
+/// pages (lock held, so that a purge, also under the lock, sees the count).
+fn hand_out(p: *mut u8, c: usize, key: u64) {
+    // SAFETY: `p` is a block start of the region that is ours (carved or
+    // popped under the lock): its header is the 16 bytes before it.
+    unsafe {
+        *(p.sub(HDR) as *mut u64) = key ^ p as u64;
+        state_word(p).store(state(c, true), Ordering::Relaxed);
+    }
+    for pg in pages_of(p, c) {
+        ON_PAGE[pg].fetch_add(1, Ordering::Relaxed);
+        // In use again: when it empties, it goes back again.
+        PURGED.fetch_and(!(1u32 << pg), Ordering::Relaxed);
+    }
+    MALLOCS[c].fetch_add(1, Ordering::Relaxed);
+    LIVE_BYTES.fetch_add(size_class::class_size(c), Ordering::Relaxed);
+}
+
+/// The pages that the block at `p` of class `c` and its header touch.
+fn pages_of(p: *mut u8, c: usize) -> core::ops::RangeInclusive<usize> {
+    let off = p as usize - base();
+    ((off - HDR) / PAGE_SIZE)..=((off + size_class::class_size(c) - 1) / PAGE_SIZE)
+}
+
+/// The header's state word of the block at `p`.
+///
+/// # Safety
+/// `p - 8` lies in the region and is 8-byte aligned.
+#[inline(always)]
+unsafe fn state_word(p: *mut u8) -> &'static AtomicU64 {
+    // SAFETY: the caller's contract; the region lives as long as the process.
+    unsafe { &*(p.sub(8) as *const AtomicU64) }
+}
+
+#[inline(always)]
+fn state(c: usize, live: bool) -> u64 {
+    ((c as u64) << 1) | if live { LIVE } else { 0 }
+}
+
+/// No more allocation for malloc (lock held); the pages used that hold no
+/// live block go back at once, the others as their last block goes.
+#[cold]
+fn retire() {
+    // SeqCst here and in `free`: of a retirement and a free that empties a
+    // page at the same time, at least one sees the other's write.
+    RETIRED.store(true, Ordering::SeqCst);
+    let used = BUMP.load(Ordering::Relaxed).div_ceil(PAGE_SIZE);
+    for pg in 0..used {
+        purge_if_empty(pg);
+    }
+}
+
+/// Gives page `pg` back if no live block touches it (lock held). Its freed
+/// blocks stay on their lists (the links are in `NEXT`); a pop of one
+/// writes its header again. Until then a bad free there finds a zero
+/// header and is reported.
+fn purge_if_empty(pg: usize) {
+    let bit = 1u32 << pg;
+    if ON_PAGE[pg].load(Ordering::SeqCst) == 0 && PURGED.load(Ordering::Relaxed) & bit == 0 {
+        crate::os::purge((base() + pg * PAGE_SIZE) as *mut u8, PAGE_SIZE);
+        PURGED.fetch_or(bit, Ordering::Relaxed);
+    }
+}
+
+/// What a pointer into the region is.
+pub enum Found {
+    /// A live block of this class.
+    Live(usize),
+    /// A block already freed.
+    Freed,
+    /// Not the start of a block.
+    Bad,
+}
+
+/// Validates `p`, a pointer into the region (`contains`).
+pub fn find(p: *mut u8) -> Found {
+    let off = (p as usize) - base();
+    if off < HDR || !off.is_multiple_of(16) {
+        return Found::Bad;
+    }
+    // SAFETY: `p - 16 .. p` lies in the region (off >= 16), 8-byte aligned.
+    let (id, st) = unsafe {
+        (
+            *(p.sub(HDR) as *const u64),
+            state_word(p).load(Ordering::Acquire),
+        )
+    };
+    let key = KEY.load(Ordering::Relaxed);
+    let c = (st >> 1) as usize;
+    if key == 0 || id != key ^ p as u64 || c >= NCLASSES {
+        return Found::Bad;
+    }
+    if st & LIVE != 0 {
+        Found::Live(c)
+    } else {
+        Found::Freed
+    }
+}
+
+/// Frees `p`, a live block of class `c` (`find` said so); a second free
+/// racing this one fails the state CAS and is reported.
+pub fn free(p: *mut u8, c: usize) {
+    // SAFETY: `find` checked that `p` is a block start of the region.
+    let st = unsafe { state_word(p) };
+    if st
+        .compare_exchange(
+            state(c, true),
+            state(c, false),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .is_err()
+    {
+        crate::fmt::fatal_pointer("free", p, "double free");
+    }
+    FREES[c].fetch_add(1, Ordering::Relaxed);
+    LIVE_BYTES.fetch_sub(size_class::class_size(c), Ordering::Relaxed);
+    let u = unit(p);
+    let mut head = FREE[c].load(Ordering::Relaxed);
+    loop {
+        // Our block's link, ours to write: we won the state CAS.
+        NEXT[u as usize].store(head, Ordering::Relaxed);
+        // Release pairs with the Acquire of the pop: it reads the link.
+        match FREE[c].compare_exchange_weak(head, u, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(h) => head = h,
+        }
+    }
+    let mut emptied = false;
+    for pg in pages_of(p, c) {
+        // SeqCst: see `retire`.
+        emptied |= ON_PAGE[pg].fetch_sub(1, Ordering::SeqCst) == 1;
+    }
+    if emptied && RETIRED.load(Ordering::SeqCst) {
+        // Under the lock, so that no pop hands out a block there meanwhile
+        // (a busy lock leaves the page to a later free or to no one: at
+        // most this page stays resident).
+        let _ = locked(|| {
+            for pg in pages_of(p, c) {
+                purge_if_empty(pg);
+            }
+            core::ptr::null_mut()
+        });
+    }
+}
+
+/// Retires the region now (`SLABALLOC_STARTER=0`, read by the constructor):
+/// the blocks it made stay valid. With the lock busy (another thread in
+/// `take`), the flag alone: `take` checks it under the lock.
+#[cold]
+pub fn retire_now() {
+    let _ = locked(|| {
+        retire();
+        core::ptr::null_mut()
+    });
+    RETIRED.store(true, Ordering::SeqCst);
+}
+
+/// Fork, child: only this thread exists, so a lock another thread held is
+/// free (what it was doing is lost: at worst a block it popped stays out).
+pub fn fork_child() {
+    LOCK.store(false, Ordering::Relaxed);
+}
+
+/// The mallocs and frees of class `c` it served, for the report.
+pub fn calls(c: usize) -> (u64, u64) {
+    (
+        MALLOCS[c].load(Ordering::Relaxed),
+        FREES[c].load(Ordering::Relaxed),
+    )
+}
+
+/// The region's figures for the report: (mallocs, frees, bytes in use).
+pub fn counts() -> (u64, u64, u64) {
+    let (m, f) = (0..NCLASSES).fold((0u64, 0u64), |(m, f), c| {
+        let (a, b) = calls(c);
+        (m.wrapping_add(a), f.wrapping_add(b))
+    });
+    (m, f, LIVE_BYTES.load(Ordering::Relaxed) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::tests::in_lone_child;
+
+    /// The region as a new process finds it (a test child: the parent's
+    /// test threads may have used it, or held its lock at the fork).
+    fn reset() {
+        LOCK.store(false, Ordering::Relaxed);
+        RETIRED.store(false, Ordering::Relaxed);
+        BUMP.store(0, Ordering::Relaxed);
+        OPS.store(0, Ordering::Relaxed);
+        PURGED.store(0, Ordering::Relaxed);
+        for f in &FREE {
+            f.store(NIL, Ordering::Relaxed);
+        }
+        for n in &ON_PAGE {
+            n.store(0, Ordering::Relaxed);
+        }
+        crate::os::purge(base() as *mut u8, REGION_BYTES);
+    }
+
+    fn resident_pages() -> usize {
+        let mut v = [0u8; PAGES];
+        // SAFETY: the region is a page-aligned part of our `.bss`, mapped.
+        let r = unsafe { libc::mincore(base() as *mut libc::c_void, REGION_BYTES, v.as_mut_ptr()) };
+        assert_eq!(r, 0);
+        v.iter().filter(|&&b| b & 1 != 0).count()
+    }
+
+    /// Blocks come out 16-byte aligned, apart, valid; a freed one is found
+    /// freed and comes back first; the report counts them.
+    #[test]
+    fn serves_frees_and_reuses() {
+        in_lone_child(|| {
+            reset();
+            let c = size_class::class_of(24);
+            let d = size_class::class_of(1000);
+            let (m0, f0, _) = counts();
+            let p = alloc(c).expect("a block");
+            let q = alloc(d).expect("a block");
+            let r = alloc(c).expect("a block");
+            for &x in &[p, q, r] {
+                assert!(contains(x) && (x as usize).is_multiple_of(16));
+            }
+            assert!(q as usize >= p as usize + 32 + HDR && r as usize >= q as usize + 1024 + HDR);
+            assert!(matches!(find(p), Found::Live(k) if k == c));
+            assert!(matches!(find(q), Found::Live(k) if k == d));
+            // SAFETY: q is ours, 1024 bytes.
+            unsafe { core::ptr::write_bytes(q, 0xa5, 1024) };
+            assert!(
+                matches!(find(r), Found::Live(k) if k == c),
+                "q's bytes spilled into r"
+            );
+            free(p, c);
+            assert!(matches!(find(p), Found::Freed));
+            assert_eq!(alloc(c), Some(p), "the freed block comes back first");
+            for x in [p, r] {
+                free(x, c);
+            }
+            free(q, d);
+            let (m1, f1, live) = counts();
+            assert_eq!((m1 - m0, f1 - f0, live), (4, 4, 0));
+        });
+    }
+
+    /// Pointers into the region that are not block starts, and blocks whose
+    /// header was overwritten, are not trusted.
+    #[test]
+    fn finds_bad_pointers() {
+        in_lone_child(|| {
+            reset();
+            let c = size_class::class_of(64);
+            let p = alloc(c).expect("a block");
+            let q = alloc(c).expect("a block");
+            for bad in [
+                p.wrapping_add(16),
+                p.wrapping_add(8),
+                at(0),
+                p.wrapping_add(48),
+            ] {
+                assert!(
+                    matches!(find(bad), Found::Bad),
+                    "{bad:p} passed for a block"
+                );
+            }
+            // An overflow of p over q's header.
+            // SAFETY: p's 64 bytes and q's header, all ours.
+            unsafe { core::ptr::write_bytes(p, 0x11, 64 + HDR) };
+            assert!(matches!(find(q), Found::Bad));
+        });
+    }
+
+    /// After `OPS_MAX` mallocs the region serves malloc no more; pages with
+    /// no live block go back, the others when their last block is freed;
+    /// a freed block still serves a malloc the zones cannot.
+    #[test]
+    fn retires_purges_and_serves_last() {
+        in_lone_child(|| {
+            reset();
+            let c = size_class::class_of(512);
+            let mut v = [core::ptr::null_mut(); 64];
+            for x in v.iter_mut() {
+                *x = alloc(c).expect("a block");
+                // SAFETY: ours, 512 bytes.
+                unsafe { core::ptr::write_bytes(*x, 1, 512) };
+            }
+            assert_eq!(alloc_last_resort(c), None, "not before retirement");
+            let used = resident_pages();
+            assert!(
+                used >= 64 * (512 + HDR) / PAGE_SIZE,
+                "{used} pages resident"
+            );
+            let small = size_class::class_of(16);
+            for _ in 64..OPS_MAX {
+                let p = alloc(small).expect("a block");
+                free(p, small);
+            }
+            assert_eq!(alloc(small), None, "retired after OPS_MAX mallocs");
+            assert!(RETIRED.load(Ordering::Relaxed));
+            for &x in &v[..32] {
+                free(x, c);
+            }
+            let left = resident_pages();
+            assert!(
+                left < used && left <= 32 * (512 + HDR) / PAGE_SIZE + 2,
+                "{left} of {used}"
+            );
+            for &x in &v[32..] {
+                free(x, c);
+            }
+            assert_eq!(
+                resident_pages(),
+                0,
+                "every page back once its blocks are freed"
+            );
+            let p = alloc_last_resort(c).expect("a freed block");
+            assert!(matches!(find(p), Found::Live(k) if k == c));
+            // SAFETY: ours again, 512 bytes (the page reads as zero).
+            unsafe { core::ptr::write_bytes(p, 2, 512) };
+            free(p, c);
+        });
+    }
+
+    /// A block that does not fit goes elsewhere; a region that fills up
+    /// retires.
+    #[test]
+    fn retires_when_full() {
+        in_lone_child(|| {
+            reset();
+            let c = size_class::class_of(MAX_SIZE);
+            let mut n = 0;
+            while alloc(c).is_some() {
+                n += 1;
+            }
+            assert_eq!(n, REGION_BYTES / (MAX_SIZE + HDR));
+            assert!(!RETIRED.load(Ordering::Relaxed), "8 KiB left unused");
+            let k = size_class::class_of(1024 - HDR);
+            while alloc(k).is_some() {}
+            assert!(RETIRED.load(Ordering::Relaxed));
+            assert_eq!(alloc(size_class::class_of(16)), None);
+            assert!(BUMP.load(Ordering::Relaxed) > REGION_BYTES - FULL);
+        });
+    }
+
+    /// Threads share it: a busy lock sends a malloc elsewhere, frees never
+    /// wait, and no block is handed to two threads at once.
+    #[test]
+    fn threads_share_it() {
+        in_lone_child(|| {
+            reset();
+            let ts: std::vec::Vec<_> = (0..4u8)
+                .map(|t| {
+                    std::thread::spawn(move || {
+                        let c = size_class::class_of(48 + 16 * t as usize);
+                        let mut got = 0;
+                        for _ in 0..100 {
+                            if let Some(p) = alloc(c) {
+                                got += 1;
+                                // SAFETY: ours, at least 48 bytes.
+                                unsafe { core::ptr::write_bytes(p, t, 48) };
+                                std::thread::yield_now();
+                                // SAFETY: as above.
+                                let s = unsafe { core::slice::from_raw_parts(p, 48) };
+                                assert!(s.iter().all(|&b| b == t), "block shared");
+                                free(p, c);
+                            }
+                        }
+                        got
+                    })
+                })
+                .collect();
+            let got: usize = ts.into_iter().map(|t| t.join().unwrap()).sum();
+            assert!(got > 0 && got <= 400);
+            assert_eq!(counts().2, 0);
+        });
+    }
+
+    /// realloc, usable size and free know its blocks; aligned requests
+    /// never get one. (That malloc's misses come here first, the C test
+    /// `starter` checks: this process's caches may hold chunks already.)
+    #[test]
+    fn entry_points_know_it() {
+        in_lone_child(|| {
+            reset();
+            let p = alloc(size_class::class_of(100)).expect("a block");
+            assert!(contains(p));
+            assert_eq!(
+                crate::alloc::usable_size(p),
+                size_class::class_size(size_class::class_of(100))
+            );
+            // SAFETY: ours, 100 bytes.
+            unsafe { core::ptr::write_bytes(p, 7, 100) };
+            assert_eq!(crate::alloc::realloc(p, 60), p, "a shrink that fits stays");
+            let q = crate::alloc::realloc(p, 3000);
+            // SAFETY: the first 60 bytes moved with it.
+            assert!(unsafe { core::slice::from_raw_parts(q, 60) }
+                .iter()
+                .all(|&b| b == 7));
+            assert!(matches!(find(p), Found::Freed), "the old block was freed");
+            let a = crate::alloc::memalign(64, 64);
+            assert!(!contains(a) && (a as usize).is_multiple_of(64));
+            crate::alloc::free(q);
+            crate::alloc::free(a);
+        });
+    }
+}
