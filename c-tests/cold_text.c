@@ -10,7 +10,10 @@
  * fault in aligned 64 KiB windows, so the windows wholly inside the section
  * must have no page present; a call from a warm path into cold code (a
  * helper the section should not hold) maps them. As a control, the page of
- * `malloc` must be present.
+ * `malloc` must be present. And the code that did run (`.text` through the
+ * end of `.text_cold`) must have its present pages in one window: a `.text`
+ * that grew past its window maps the next one, cold code and all (48 KiB
+ * more in every process; the starter heap's first build did).
  *
  * Exit 0: pass; 1: fail; 77: skip (the library was linked without the
  * section, or loaded at an address not aligned to 64 KiB: glibc < 2.35). */
@@ -133,8 +136,8 @@ int main(void) {
         printf("skip: no sa_malloc: slaballoc is not loaded (run with LD_PRELOAD)\n");
         return 77;
     }
-    uint64_t addr, size;
-    if (!find_section(path, ".text_cold", &addr, &size)) {
+    uint64_t addr, size, taddr, tsize;
+    if (!find_section(path, ".text_cold", &addr, &size) || !find_section(path, ".text", &taddr, &tsize)) {
         printf("skip: %s has no .text_cold section (not linked by LLD)\n", path);
         return 77;
     }
@@ -158,7 +161,25 @@ int main(void) {
             mapped++;
         }
     }
+    /* the windows of the code with a page present */
+    uintptr_t first = 0, last = 0;
+    int nwin = 0;
+    for (uintptr_t va = (base + taddr) & ~4095UL; va < base + addr + size; va += 4096) {
+        if (present(pm, va) != 1) continue;
+        uintptr_t w = va / WINDOW;
+        if (!nwin || w != last) nwin++;
+        if (!first) first = w;
+        last = w;
+    }
     close(pm);
+    printf("code pages present in %d 64 KiB window(s); .text %#lx+%#lx\n", nwin, (unsigned long)taddr,
+           (unsigned long)tsize);
+    if (nwin > 1) {
+        printf("FAIL: the code every program runs spans %d windows (.text ends at %#lx): keep .text within "
+               "one window, move what only runs on request to .text_cold\n",
+               nwin, (unsigned long)(taddr + tsize));
+        return 1;
+    }
     printf("library %s at %#lx: .text_cold %#lx+%#lx; whole windows %#lx-%#lx: %d of %d pages present; malloc's page present: %d\n",
            path, (unsigned long)base, (unsigned long)addr, (unsigned long)size, (unsigned long)(from - base),
            (unsigned long)(to - base), mapped, pages, hot);

@@ -116,6 +116,7 @@ fn is(v: &[u8], word: &str) -> bool {
     v.eq_ignore_ascii_case(word.as_bytes())
 }
 
+#[link_section = ".text_cold"]
 fn flag(name: &CStr, default: &str) -> Option<bool> {
     let v = crate::os::getenv(name)?;
     if ["1", "yes", "on", "true"].iter().any(|w| is(v, w)) {
@@ -146,6 +147,25 @@ const KNOWN: [&[u8]; 14] = [
     b"SLABALLOC_PROF_SEED",
 ];
 
+/// True if the environment holds a `SLABALLOC_*` variable.
+fn any_set() -> bool {
+    extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    // SAFETY: `environ` is glibc's NULL-terminated array of NUL-terminated
+    // strings; we only read it, from the constructor, before main.
+    unsafe {
+        let mut e = environ;
+        while !e.is_null() && !(*e).is_null() {
+            if CStr::from_ptr(*e).to_bytes().starts_with(b"SLABALLOC_") {
+                return true;
+            }
+            e = e.add(1);
+        }
+    }
+    false
+}
+
 /// Warns about `SLABALLOC_*` variables we do not know (a typo would otherwise
 /// be silently ignored).
 fn warn_unknown() {
@@ -167,12 +187,23 @@ fn warn_unknown() {
     }
 }
 
-/// Reads the environment. Called from the library constructor.
+/// Reads the environment. Called from the library constructor: the parse
+/// (`parse`, in `.text_cold`) runs only where a `SLABALLOC_*` variable is
+/// set, so that a process with the defaults maps none of its code.
 pub fn load() {
     if crate::os::getauxval(libc::AT_SECURE) != 0 {
         LIVE.store(false, Ordering::Relaxed);
         return;
     }
+    if any_set() {
+        parse();
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[link_section = ".text_cold"]
+fn parse() {
     warn_unknown();
     if let Some(v) = crate::os::getenv(c"SLABALLOC_NOTIFY") {
         if is(v, "every") {
