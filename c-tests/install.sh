@@ -54,7 +54,7 @@ assert cache["bytes"] == int(m.group(3)), (cache, m.groups())
 assert cache["objects"] == 1500, cache
 assert types["bufs"]["bytes"] == 0 and types["bufs"]["failures"] == 1, types["bufs"]
 t = rep["totals"]
-assert t["local_frees"] + t["remote_frees"] + t["cache_frees"] >= 500, t
+assert t["local_frees"] + t["remote_frees"] + t["cache_frees"] + t["starter_frees"] >= 500, t
 print("types in JSON:", cache)
 PY
     then ok "$name"; else ko "$name" "report mismatch"; fi
