@@ -6,9 +6,9 @@
 //! first page of a 128 KiB slab, and the first malloc maps the arena and
 //! the cache blocks and reads the CPU count: `sed` took 59 page faults more
 //! than under glibc, and 0.22 ms more CPU time (2-CPU host). Here those
-//! first blocks come from one 64 KiB region in the library's `.bss`, packed
-//! one after the other like glibc's heap, each behind a 16-byte header; the
-//! zones start only when a request does not fit, after `OPS_MAX` mallocs,
+//! first blocks come from one 64 KiB region in the library's `.bss`,
+//! packed one after the other like glibc's heap, each behind a 16-byte
+//! header; the zones start only when a request does not fit, after `OPS_MAX` mallocs,
 //! or for a block aligned beyond 16 bytes (never served here).
 //!
 //! * **Allocation** (`alloc`, from malloc's miss path): under a try-lock (a
@@ -19,8 +19,9 @@
 //! * **Free** (`free`): lock-free. The header's state word goes from live to
 //!   free by compare-and-swap (a second free of the block fails it: a double
 //!   free, reported), then the block is pushed onto its class's list, a
-//!   Treiber stack linked through a side table (`NEXT`, one entry per 16
-//!   bytes), not through the block, so that a purged page loses no link.
+//!   Treiber stack linked through a side table after the region (`next`,
+//!   one u16 per 16 bytes), not through the block, so that a purged page
+//!   loses no link.
 //!   Pops happen only under the lock, so a pop never races another pop: no
 //!   ABA.
 //! * **Identity**: word 0 of the header is the block's address xor a
@@ -60,21 +61,34 @@ const FULL: usize = 1024;
 /// Pages of the region, and its 16-byte units (block starts).
 const PAGES: usize = REGION_BYTES / PAGE_SIZE;
 const UNITS: usize = REGION_BYTES / 16;
-/// The end of a list (no unit index is this large).
-const NIL: u16 = u16::MAX;
-const _: () = assert!(REGION_BYTES.is_multiple_of(PAGE_SIZE) && UNITS <= NIL as usize);
+/// The end of a list: unit 0, which no block starts at (a block starts
+/// after its header), so that the region's links start as zero memory.
+const NIL: u16 = 0;
+const _: () = assert!(REGION_BYTES.is_multiple_of(PAGE_SIZE) && UNITS <= u16::MAX as usize + 1);
 /// The state word's live bit (the class is above it).
 const LIVE: u64 = 1;
 
+/// The region and, after it, the side table of links (`UNITS` u16s): all
+/// zero, so in `.bss`, touched page by page as used. (Mapping it on the
+/// first malloc instead kept the library's image smaller, but cost a
+/// system call, and spent one of the mappings `SLABALLOC_FAIL_MAP_AFTER`
+/// allows, which changed what the OOM tests exercise: docs/experiments.md,
+/// nineteenth session.)
 #[repr(C, align(4096))]
-struct Region(UnsafeCell<[u8; REGION_BYTES]>);
+struct Region {
+    bytes: UnsafeCell<[u8; REGION_BYTES]>,
+    next: [AtomicU16; UNITS],
+}
 // SAFETY: the region's bytes are handed out under `LOCK` (`take`), each to
 // one block, and a block's header is written only by whoever owns the
 // block: the malloc that carves or pops it (under the lock), a free that
-// won the state CAS.
+// won the state CAS; the links are atomics.
 unsafe impl Sync for Region {}
 
-static REGION: Region = Region(UnsafeCell::new([0; REGION_BYTES]));
+static REGION: Region = Region {
+    bytes: UnsafeCell::new([0; REGION_BYTES]),
+    next: [const { AtomicU16::new(NIL) }; UNITS],
+};
 /// Held while a malloc takes a block or a page is purged; only ever
 /// try-locked.
 static LOCK: AtomicBool = AtomicBool::new(false);
@@ -102,11 +116,10 @@ static FREES: [AtomicU64; NCLASSES] = [const { AtomicU64::new(0) }; NCLASSES];
 /// of each freed block, by unit: written by the freeing thread before its
 /// push (Release), read by a pop after its Acquire load of the head.
 static FREE: [AtomicU16; NCLASSES] = [const { AtomicU16::new(NIL) }; NCLASSES];
-static NEXT: [AtomicU16; UNITS] = [const { AtomicU16::new(NIL) }; UNITS];
 
 #[inline(always)]
 fn base() -> usize {
-    REGION.0.get() as usize
+    REGION.bytes.get() as usize
 }
 
 #[inline(always)]
@@ -117,6 +130,12 @@ fn unit(p: *mut u8) -> u16 {
 #[inline(always)]
 fn at(u: u16) -> *mut u8 {
     (base() + u as usize * 16) as *mut u8
+}
+
+/// The link of the freed block at unit `u` (`u < UNITS`).
+#[inline(always)]
+fn next(u: u16) -> &'static AtomicU16 {
+    &REGION.next[u as usize]
 }
 
 /// True if `p` lies in the region (any byte of it).
@@ -208,7 +227,7 @@ fn pop(c: usize, key: u64) -> *mut u8 {
     while head != NIL {
         // Only pops (ours, under the lock) take blocks off the list, so
         // `head` stays on it and its link is the one its push wrote.
-        let next = NEXT[head as usize].load(Ordering::Relaxed);
+        let next = next(head).load(Ordering::Relaxed);
         match FREE[c].compare_exchange(head, next, Ordering::Acquire, Ordering::Acquire) {
             Ok(_) => {
                 let p = at(head);
@@ -275,7 +294,7 @@ fn retire() {
 }
 
 /// Gives page `pg` back if no live block touches it (lock held). Its freed
-/// blocks stay on their lists (the links are in `NEXT`); a pop of one
+/// blocks stay on their lists (the links are in the side table); a pop of one
 /// writes its header again. Until then a bad free there finds a zero
 /// header and is reported.
 fn purge_if_empty(pg: usize) {
@@ -343,7 +362,7 @@ pub fn free(p: *mut u8, c: usize) {
     let mut head = FREE[c].load(Ordering::Relaxed);
     loop {
         // Our block's link, ours to write: we won the state CAS.
-        NEXT[u as usize].store(head, Ordering::Relaxed);
+        next(u).store(head, Ordering::Relaxed);
         // Release pairs with the Acquire of the pop: it reads the link.
         match FREE[c].compare_exchange_weak(head, u, Ordering::Release, Ordering::Relaxed) {
             Ok(_) => break,
@@ -422,7 +441,8 @@ mod tests {
         for n in &ON_PAGE {
             n.store(0, Ordering::Relaxed);
         }
-        crate::os::purge(base() as *mut u8, REGION_BYTES);
+        // The region and its side table read as zero again.
+        crate::os::purge(base() as *mut u8, core::mem::size_of::<Region>());
     }
 
     fn resident_pages() -> usize {
