@@ -2,13 +2,13 @@
  *
  * [both allocators] Blocks made first (four of 8000 B, a hundred small
  * ones, a realloc'd string) keep their contents through everything that
- * follows: 600 more malloc/free pairs (past the starter heap's 512
- * mallocs), a fork whose child allocates and frees, four threads that
+ * follows: 1200 more malloc/free pairs (two windows of the starter heap's
+ * 512 mallocs, fast: it retires), a fork whose child allocates and frees, four threads that
  * allocate and free at once; realloc moves them intact, aligned_alloc
  * honours its alignment, malloc_usable_size covers the request.
  *
  * [slaballoc] While the starter heap serves, no arena is mapped
- * (sa_stats_get: bytes_mapped 0, starter_mallocs counting); after the 600
+ * (sa_stats_get: bytes_mapped 0, starter_mallocs counting); after the 1200
  * pairs the zones serve (bytes_mapped > 0). Once the four 8000-byte
  * blocks are freed, the pages only they covered are no longer resident
  * (mincore): the retired starter heap gives back what its blocks left.
@@ -128,11 +128,11 @@ int main(void)
     for (long t = 0; t < 4; t++)
         if (pthread_create(&th[t], NULL, churn, (void *)t)) DIE("pthread_create");
     for (int t = 0; t < 4; t++) pthread_join(th[t], NULL);
-    for (int i = 0; i < 600; i++) free(malloc(24 + (size_t)i % 200));
+    for (int i = 0; i < 1200; i++) free(malloc(24 + (size_t)i % 200));
 
     if (sa) {
         struct sa_stats *st = stats();
-        printf("starter: after 600 more pairs and the threads: starter_mallocs=%llu bytes_mapped=%llu\n",
+        printf("starter: after 1200 more pairs and the threads: starter_mallocs=%llu bytes_mapped=%llu\n",
                (unsigned long long)st->totals.starter_mallocs, (unsigned long long)st->totals.bytes_mapped);
         CHECK(st->totals.bytes_mapped > 0, "the zones never started");
     }
