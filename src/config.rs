@@ -147,28 +147,9 @@ const KNOWN: [&[u8]; 14] = [
     b"SLABALLOC_PROF_SEED",
 ];
 
-/// True if the environment holds a `SLABALLOC_*` variable.
-fn any_set() -> bool {
-    extern "C" {
-        static environ: *const *const libc::c_char;
-    }
-    // SAFETY: `environ` is glibc's NULL-terminated array of NUL-terminated
-    // strings; we only read it, from the constructor, before main.
-    unsafe {
-        let mut e = environ;
-        while !e.is_null() && !(*e).is_null() {
-            if CStr::from_ptr(*e).to_bytes().starts_with(b"SLABALLOC_") {
-                return true;
-            }
-            e = e.add(1);
-        }
-    }
-    false
-}
-
-/// Warns about `SLABALLOC_*` variables we do not know (a typo would otherwise
-/// be silently ignored).
-fn warn_unknown() {
+/// Calls `f` with the name of each `SLABALLOC_*` variable of the
+/// environment, until it returns false.
+fn each_ours(mut f: impl FnMut(&[u8]) -> bool) {
     extern "C" {
         static environ: *const *const libc::c_char;
     }
@@ -180,11 +161,32 @@ fn warn_unknown() {
             let s = CStr::from_ptr(*e).to_bytes();
             e = e.add(1);
             let name = s.split(|&b| b == b'=').next().unwrap_or(s);
-            if name.starts_with(b"SLABALLOC_") && !KNOWN.contains(&name) {
-                warn(&[b"unknown variable ", name, b" ignored"]);
+            if name.starts_with(b"SLABALLOC_") && !f(name) {
+                return;
             }
         }
     }
+}
+
+/// True if the environment holds a `SLABALLOC_*` variable.
+fn any_set() -> bool {
+    let mut any = false;
+    each_ours(|_| {
+        any = true;
+        false
+    });
+    any
+}
+
+/// Warns about `SLABALLOC_*` variables we do not know (a typo would otherwise
+/// be silently ignored).
+fn warn_unknown() {
+    each_ours(|name| {
+        if !KNOWN.contains(&name) {
+            warn(&[b"unknown variable ", name, b" ignored"]);
+        }
+        true
+    });
 }
 
 /// Reads the environment. Called from the library constructor: the parse
