@@ -46,10 +46,10 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Bytes of the region: `sed` ends with 33 KB in use, `expr` with 13 KB.
-pub const REGION_BYTES: usize = 64 * 1024;
+const REGION_BYTES: usize = 64 * 1024;
 /// Largest class served (stdio's buffers are 4 KiB; a program that wants
 /// larger blocks is not short).
-pub const MAX_SIZE: usize = 8192;
+const MAX_SIZE: usize = 8192;
 /// The region retires when `OPS_MAX` of its mallocs come within
 /// `WINDOW_MS` (`expr` makes 207 in all, `sed` 291): a program that
 /// allocates that fast belongs on the per-CPU caches, whose hits cost a few
@@ -58,8 +58,8 @@ pub const MAX_SIZE: usize = 8192;
 /// which its forks copy and then write-fault on, page by page, where the
 /// zones would have spread them over a ring and a slab page per class
 /// (shell_procs 1.25 -> 1.17 of glibc's time).
-pub const OPS_MAX: u32 = 512;
-pub const WINDOW_MS: u64 = 50;
+const OPS_MAX: u32 = 512;
+const WINDOW_MS: u64 = 50;
 /// Bytes of a block's header.
 const HDR: usize = 16;
 /// The region is full when less than this is left.
@@ -159,7 +159,7 @@ pub fn alloc(c: usize) -> Option<*mut u8> {
     if RETIRED.load(Ordering::Relaxed) || size_class::class_size(c) > MAX_SIZE {
         return None;
     }
-    locked(|| take(c))
+    locked(|| take(c)).filter(|p| !p.is_null())
 }
 
 /// A freed block of class `c` from the retired region, for a malloc the
@@ -170,12 +170,12 @@ pub fn alloc_last_resort(c: usize) -> Option<*mut u8> {
     if !RETIRED.load(Ordering::Acquire) || size_class::class_size(c) > MAX_SIZE {
         return None;
     }
-    locked(|| pop(c, KEY.load(Ordering::Relaxed)))
+    locked(|| pop(c, KEY.load(Ordering::Relaxed))).filter(|p| !p.is_null())
 }
 
-/// Runs `f` under the lock; None if the lock is busy or `f` finds nothing.
+/// Runs `f` under the lock; None if the lock is busy.
 #[inline(never)]
-fn locked(f: impl FnOnce() -> *mut u8) -> Option<*mut u8> {
+fn locked<T>(f: impl FnOnce() -> T) -> Option<T> {
     // Acquire pairs with the Release below: the last holder's writes (the
     // bump offset, popped lists, purged pages) are ours to read.
     if LOCK
@@ -184,9 +184,9 @@ fn locked(f: impl FnOnce() -> *mut u8) -> Option<*mut u8> {
     {
         return None;
     }
-    let p = f();
+    let r = f();
     LOCK.store(false, Ordering::Release);
-    (!p.is_null()).then_some(p)
+    Some(r)
 }
 
 /// Takes a block of class `c` for malloc (lock held): a freed one, else
@@ -403,7 +403,6 @@ pub fn free(p: *mut u8, c: usize) {
             for pg in pages_of(p, c) {
                 purge_if_empty(pg);
             }
-            core::ptr::null_mut()
         });
     }
 }
@@ -413,10 +412,7 @@ pub fn free(p: *mut u8, c: usize) {
 /// `take`), the flag alone: `take` checks it under the lock.
 #[cold]
 pub fn retire_now() {
-    let _ = locked(|| {
-        retire();
-        core::ptr::null_mut()
-    });
+    let _ = locked(retire);
     RETIRED.store(true, Ordering::SeqCst);
 }
 

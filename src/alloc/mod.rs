@@ -123,7 +123,7 @@ fn malloc_big(size: usize) -> *mut u8 {
             return malloc_small_profiled(size);
         }
         // SAFETY: `stack_of_size` gives a stack offset.
-        return unsafe { alloc_small_at(crate::cache::stack_of_size(size)) };
+        return unsafe { alloc_small_at(crate::cache::stack_of_size(size), true) };
     }
     alloc_big(size, PAGE_SIZE).0
 }
@@ -141,7 +141,7 @@ fn malloc_small_profiled(size: usize) -> *mut u8 {
         }
     }
     // SAFETY: `stack_of_size` gives a stack offset.
-    unsafe { alloc_small_at(crate::cache::stack_of_size(size)) }
+    unsafe { alloc_small_at(crate::cache::stack_of_size(size), true) }
 }
 
 /// A sampled small request: a page run of its own, recorded; None if there
@@ -169,27 +169,30 @@ fn fail() -> *mut u8 {
 #[inline(always)]
 fn alloc_small(c: usize) -> *mut u8 {
     // SAFETY: a stack offset.
-    let p = unsafe { crate::cache::pop(crate::cache::stack_offset(c)) };
-    if !p.is_null() {
-        return handed_out(p);
-    }
-    alloc_from_zone(c, false)
+    unsafe { alloc_small_at(crate::cache::stack_offset(c), false) }
 }
 
-/// `alloc_small` of the class whose cache stack is at `coff`
+/// A chunk of the class whose cache stack is at `coff`
 /// (`cache::stack_offset`): malloc looks that offset up from the size
-/// directly, one step less on the way to the pop.
+/// directly, one step less on the way to the pop. `unaligned`: the caller
+/// needs no more than 16-byte alignment (malloc, not memalign), so that the
+/// starter heap may serve it.
 ///
 /// # Safety
 /// `coff` is a stack offset (`stack_offset`, `stack_of_size`).
 #[inline(always)]
-unsafe fn alloc_small_at(coff: usize) -> *mut u8 {
+unsafe fn alloc_small_at(coff: usize, unaligned: bool) -> *mut u8 {
     // SAFETY: the contract.
     let p = unsafe { crate::cache::pop(coff) };
     if !p.is_null() {
         return handed_out(p);
     }
-    alloc_small_zone(crate::cache::class_at(coff))
+    let c = crate::cache::class_at(coff);
+    if unaligned {
+        alloc_small_zone(c)
+    } else {
+        alloc_from_zone(c, false)
+    }
 }
 
 /// A chunk on its way to the program: clears its free mark (word 1; every
