@@ -17,14 +17,21 @@
 //!   to the zones instead: no waiting, so nothing a signal or a fork can
 //!   leave stuck), a block from the class's free list, else the next bytes
 //!   of the region.
-//! * **Free** (`free`): lock-free. The header's state word goes from live to
-//!   free by compare-and-swap (a second free of the block fails it: a double
+//! * **Free** (`free`): lock-free. One atomic operation clears the header's
+//!   live bit and returns the old state (a block already free: a double
 //!   free, reported), then the block is pushed onto its class's list, a
 //!   Treiber stack linked through a side table after the region (`next`,
 //!   one u16 per 16 bytes), not through the block, so that a purged page
-//!   loses no link.
-//!   Pops happen only under the lock, so a pop never races another pop: no
-//!   ABA.
+//!   loses no link; the push's compare-and-swap also counts the free.
+//!   Only the lock holder takes from it, and takes the whole stack with one
+//!   swap onto a list of its own that it then pops with plain loads: no
+//!   pop races another, no ABA.
+//! * **Cost**: an atomic read-modify-write costs tens of cycles, and this
+//!   path serves a short process's every malloc, so it makes as few as it
+//!   can: malloc one (the lock), free two (the state, the push). The
+//!   counters malloc keeps are written under the lock with plain stores;
+//!   the live blocks on each page (for the purges) are counted only from
+//!   retirement on (`count_live`).
 //! * **Identity**: word 0 of the header is the block's address xor a
 //!   per-process random key, so a pointer into the region that is not a
 //!   block start (or a block overwritten by an overflow) is reported, not
@@ -33,9 +40,12 @@
 //!   freed blocks wait on their lists: `alloc_last_resort` hands them out
 //!   when the zones find no memory), and each page goes back
 //!   (`MADV_DONTNEED`, under the lock) when no live block touches it any
-//!   more (a count per page), so a program keeps only the pages of its
-//!   first blocks that are still in use. A block popped from a purged page
-//!   gets its header written again.
+//!   more, so a program keeps only the pages of its first blocks that are
+//!   still in use. Retirement walks the blocks (they lie one after the
+//!   other, each header naming its class) and marks each live one counted
+//!   in its state word, with a count on each page it touches; a free that
+//!   finds the mark takes the count off again. A block popped from a
+//!   purged page gets its header written again.
 //!
 //! Blocks are 16-byte aligned (the region is page-aligned, headers and
 //! class sizes are multiples of 16), as malloc's are.
@@ -45,8 +55,9 @@ use crate::size_class::{self, NCLASSES};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-/// Bytes of the region: `sed` ends with 33 KB in use, `expr` with 13 KB.
-const REGION_BYTES: usize = 64 * 1024;
+/// Bytes of the region: `sed` with two expressions needs 79 KB (with 64
+/// KiB it started the zones: 50 us more a run), `expr` 13 KB.
+const REGION_BYTES: usize = 128 * 1024;
 /// Largest class served (stdio's buffers are 4 KiB; a program that wants
 /// larger blocks is not short).
 const MAX_SIZE: usize = 8192;
@@ -71,8 +82,11 @@ const UNITS: usize = REGION_BYTES / 16;
 /// after its header), so that the region's links start as zero memory.
 const NIL: u16 = 0;
 const _: () = assert!(REGION_BYTES.is_multiple_of(PAGE_SIZE) && UNITS <= u16::MAX as usize + 1);
-/// The state word's live bit (the class is above it).
+/// The state word's live bit, and its counted bit (the block is in its
+/// pages' `ON_PAGE` counts); the class is above them.
 const LIVE: u64 = 1;
+const COUNTED: u64 = 2;
+const CLASS_SHIFT: u32 = 2;
 
 /// The region and, after it, the side table of links (`UNITS` u16s): all
 /// zero, so in `.bss`, touched page by page as used. (Mapping it on the
@@ -109,21 +123,29 @@ static SINCE: AtomicU64 = AtomicU64::new(0);
 /// The identity key: 0 until the first block (set under the lock, before
 /// the block is handed out, so every free of a block sees it).
 static KEY: AtomicU64 = AtomicU64::new(0);
-/// Class sizes of the live blocks, summed (for the report).
-static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
-/// Live blocks touching each page (a block and its header may span two).
+/// The live blocks are counted on their pages (`count_live` ran; under
+/// the lock).
+static COUNTING: AtomicBool = AtomicBool::new(false);
+/// Counted live blocks touching each page (a block and its header may span
+/// two), plus `PINNED` for a page never to be purged.
 static ON_PAGE: [AtomicU32; PAGES] = [const { AtomicU32::new(0) }; PAGES];
 /// Pages given back (under the lock); a pop that lands on one rewrites the
 /// block's header.
 static PURGED: AtomicU32 = AtomicU32::new(0);
 const _: () = assert!(PAGES <= 32);
-/// Mallocs and frees served, by class, for the report.
+const PINNED: u32 = 1 << 30;
+/// Mallocs served, by class, for the report (written under the lock).
 static MALLOCS: [AtomicU64; NCLASSES] = [const { AtomicU64::new(0) }; NCLASSES];
-static FREES: [AtomicU64; NCLASSES] = [const { AtomicU64::new(0) }; NCLASSES];
-/// Each class's freed blocks (the unit index of the first), and the link
-/// of each freed block, by unit: written by the freeing thread before its
-/// push (Release), read by a pop after its Acquire load of the head.
-static FREE: [AtomicU16; NCLASSES] = [const { AtomicU16::new(NIL) }; NCLASSES];
+/// Each class's freed blocks as pushed by `free`: the unit index of the
+/// first in the low `HEAD_BITS`, the frees of the class (for the report)
+/// above. The link of each freed block, by unit, is written by the freeing
+/// thread before its push (Release) and read by the lock holder after its
+/// Acquire swap of the head (`pop`).
+static FREE: [AtomicU64; NCLASSES] = [const { AtomicU64::new(NIL as u64) }; NCLASSES];
+const HEAD_BITS: u32 = 16;
+const HEAD: u64 = (1 << HEAD_BITS) - 1;
+/// Each class's blocks taken off `FREE` (under the lock).
+static TAKEN: [AtomicU16; NCLASSES] = [const { AtomicU16::new(NIL) }; NCLASSES];
 
 #[inline(always)]
 fn base() -> usize {
@@ -193,8 +215,10 @@ fn locked<T>(f: impl FnOnce() -> T) -> Option<T> {
 /// new bytes; null once retired.
 fn take(c: usize) -> *mut u8 {
     // Checked again under the lock: a malloc that saw the region open may
-    // get here after another retired it.
+    // get here after another retired it (or after `retire_now` found the
+    // lock busy: then its walk is still to do).
     if RETIRED.load(Ordering::Relaxed) {
+        retire();
         return core::ptr::null_mut();
     }
     let ops = OPS.load(Ordering::Relaxed) + 1;
@@ -241,43 +265,58 @@ fn coarse_ns() -> u64 {
     crate::os::clock_ns(libc::CLOCK_MONOTONIC_COARSE)
 }
 
-/// Pops a freed block of class `c` (lock held), or null.
+/// Pops a freed block of class `c` (lock held), or null: from the blocks
+/// taken off the freed stack, else the whole stack, taken with one swap.
 fn pop(c: usize, key: u64) -> *mut u8 {
-    // Acquire pairs with the Release of `free`'s push: the link it wrote.
-    let mut head = FREE[c].load(Ordering::Acquire);
-    while head != NIL {
-        // Only pops (ours, under the lock) take blocks off the list, so
-        // `head` stays on it and its link is the one its push wrote.
-        let next = next(head).load(Ordering::Relaxed);
-        match FREE[c].compare_exchange(head, next, Ordering::Acquire, Ordering::Acquire) {
-            Ok(_) => {
-                let p = at(head);
-                hand_out(p, c, key);
-                return p;
-            }
-            // A free pushed meanwhile: try again from the new head.
-            Err(h) => head = h,
+    let mut head = TAKEN[c].load(Ordering::Relaxed);
+    if head == NIL {
+        if FREE[c].load(Ordering::Relaxed) & HEAD == NIL as u64 {
+            return core::ptr::null_mut();
         }
+        // Acquire pairs with the Release of each push (the release
+        // sequence of the CASes on `FREE[c]`): the links they wrote. The
+        // count of frees stays.
+        head = (FREE[c].fetch_and(!HEAD, Ordering::Acquire) & HEAD) as u16;
     }
-    core::ptr::null_mut()
+    // Only we (under the lock) take blocks off, so the chain is ours and
+    // each link is the one its push wrote.
+    TAKEN[c].store(next(head).load(Ordering::Relaxed), Ordering::Relaxed);
+    let p = at(head);
+    hand_out(p, c, key);
+    p
 }
 
-/// Writes the header of block `p` of class `c`, live, and counts it on its
-/// pages (lock held, so that a purge, also under the lock, sees the count).
+/// Writes the header of block `p` of class `c`, live (and counted on its
+/// pages once they are counted: lock held, so that a purge, also under the
+/// lock, sees the count).
 fn hand_out(p: *mut u8, c: usize, key: u64) {
+    let counting = COUNTING.load(Ordering::Relaxed);
     // SAFETY: `p` is a block start of the region that is ours (carved or
     // popped under the lock): its header is the 16 bytes before it.
     unsafe {
         *(p.sub(HDR) as *mut u64) = key ^ p as u64;
-        state_word(p).store(state(c, true), Ordering::Relaxed);
+        let st = state(c, true) | if counting { COUNTED } else { 0 };
+        state_word(p).store(st, Ordering::Relaxed);
     }
+    if counting {
+        count_on_pages(p, c);
+    }
+    // Under the lock: a load and a store, no read-modify-write.
+    MALLOCS[c].store(MALLOCS[c].load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+/// Counts the live block `p` of class `c` on its pages (lock held; frees
+/// take counts off concurrently).
+fn count_on_pages(p: *mut u8, c: usize) {
     for pg in pages_of(p, c) {
         ON_PAGE[pg].fetch_add(1, Ordering::Relaxed);
-        // In use again: when it empties, it goes back again.
-        PURGED.fetch_and(!(1u32 << pg), Ordering::Relaxed);
+        // In use again: when it empties, it goes back again (only the
+        // lock holder changes `PURGED`).
+        let purged = PURGED.load(Ordering::Relaxed);
+        if purged & (1u32 << pg) != 0 {
+            PURGED.store(purged & !(1u32 << pg), Ordering::Relaxed);
+        }
     }
-    MALLOCS[c].fetch_add(1, Ordering::Relaxed);
-    LIVE_BYTES.fetch_add(size_class::class_size(c), Ordering::Relaxed);
 }
 
 /// The pages that the block at `p` of class `c` and its header touch.
@@ -298,19 +337,61 @@ unsafe fn state_word(p: *mut u8) -> &'static AtomicU64 {
 
 #[inline(always)]
 fn state(c: usize, live: bool) -> u64 {
-    ((c as u64) << 1) | if live { LIVE } else { 0 }
+    ((c as u64) << CLASS_SHIFT) | if live { LIVE } else { 0 }
 }
 
 /// No more allocation for malloc (lock held); the pages used that hold no
 /// live block go back at once, the others as their last block goes.
 #[cold]
 fn retire() {
-    // SeqCst here and in `free`: of a retirement and a free that empties a
-    // page at the same time, at least one sees the other's write.
-    RETIRED.store(true, Ordering::SeqCst);
+    RETIRED.store(true, Ordering::Relaxed);
+    count_live();
     let used = BUMP.load(Ordering::Relaxed).div_ceil(PAGE_SIZE);
     for pg in 0..used {
         purge_if_empty(pg);
+    }
+}
+
+/// Once (lock held): walks the blocks carved so far, header to header,
+/// and marks each live one counted (a compare-and-swap on its state word,
+/// which a concurrent free's clearing either precedes, and then the block
+/// is not counted, or follows, and then that free takes the count off),
+/// with a count on each page it touches. No page is purged before this,
+/// so every header below the bump offset is there; one that does not
+/// check out (an overflow from the block before it) ends the walk, and the
+/// pages from there on are pinned (never purged: their blocks, live or
+/// not, are not counted).
+fn count_live() {
+    if COUNTING.load(Ordering::Relaxed) {
+        return;
+    }
+    COUNTING.store(true, Ordering::Relaxed);
+    let key = KEY.load(Ordering::Relaxed);
+    let end = BUMP.load(Ordering::Relaxed);
+    let mut off = 0;
+    while off + HDR < end {
+        let p = (base() + off + HDR) as *mut u8;
+        // SAFETY: `p - 16 .. p` lies in the region below the bump offset,
+        // 16-byte aligned: a header that `take` wrote.
+        let (id, st) = unsafe { (*(p.sub(HDR) as *const u64), state_word(p)) };
+        let mut s = st.load(Ordering::Relaxed);
+        let c = (s >> CLASS_SHIFT) as usize;
+        if id != key ^ p as u64 || c >= NCLASSES {
+            for n in ON_PAGE.iter().skip(off / PAGE_SIZE) {
+                n.fetch_add(PINNED, Ordering::Relaxed);
+            }
+            return;
+        }
+        while s & LIVE != 0 {
+            match st.compare_exchange(s, s | COUNTED, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => {
+                    count_on_pages(p, c);
+                    break;
+                }
+                Err(now) => s = now,
+            }
+        }
+        off += HDR + size_class::class_size(c);
     }
 }
 
@@ -350,7 +431,7 @@ pub fn find(p: *mut u8) -> Found {
         )
     };
     let key = KEY.load(Ordering::Relaxed);
-    let c = (st >> 1) as usize;
+    let c = (st >> CLASS_SHIFT) as usize;
     if key == 0 || id != key ^ p as u64 || c >= NCLASSES {
         return Found::Bad;
     }
@@ -361,41 +442,36 @@ pub fn find(p: *mut u8) -> Found {
     }
 }
 
-/// Frees `p`, a live block of class `c` (`find` said so); a second free
-/// racing this one fails the state CAS and is reported.
+/// Frees `p`, a live block of class `c` (`find` said so); of two frees
+/// racing, the second finds the live bit clear and is reported.
 pub fn free(p: *mut u8, c: usize) {
     // SAFETY: `find` checked that `p` is a block start of the region.
     let st = unsafe { state_word(p) };
-    if st
-        .compare_exchange(
-            state(c, true),
-            state(c, false),
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        )
-        .is_err()
-    {
+    let old = st.fetch_and(!(LIVE | COUNTED), Ordering::AcqRel);
+    if old & LIVE == 0 {
         crate::fmt::fatal_pointer("free", p, "double free");
     }
-    FREES[c].fetch_add(1, Ordering::Relaxed);
-    LIVE_BYTES.fetch_sub(size_class::class_size(c), Ordering::Relaxed);
     let u = unit(p);
-    let mut head = FREE[c].load(Ordering::Relaxed);
+    let mut cur = FREE[c].load(Ordering::Relaxed);
     loop {
-        // Our block's link, ours to write: we won the state CAS.
-        next(u).store(head, Ordering::Relaxed);
-        // Release pairs with the Acquire of the pop: it reads the link.
-        match FREE[c].compare_exchange_weak(head, u, Ordering::Release, Ordering::Relaxed) {
+        // Our block's link, ours to write: we cleared its live bit.
+        next(u).store((cur & HEAD) as u16, Ordering::Relaxed);
+        // The head and the count of frees in one: (count + 1, u).
+        let new = (((cur >> HEAD_BITS) + 1) << HEAD_BITS) | u as u64;
+        // Release pairs with the Acquire swap of `pop`: it reads the link.
+        match FREE[c].compare_exchange_weak(cur, new, Ordering::Release, Ordering::Relaxed) {
             Ok(_) => break,
-            Err(h) => head = h,
+            Err(now) => cur = now,
         }
+    }
+    if old & COUNTED == 0 {
+        return;
     }
     let mut emptied = false;
     for pg in pages_of(p, c) {
-        // SeqCst: see `retire`.
-        emptied |= ON_PAGE[pg].fetch_sub(1, Ordering::SeqCst) == 1;
+        emptied |= ON_PAGE[pg].fetch_sub(1, Ordering::Relaxed) == 1;
     }
-    if emptied && RETIRED.load(Ordering::SeqCst) {
+    if emptied {
         // Under the lock, so that no pop hands out a block there meanwhile
         // (a busy lock leaves the page to a later free or to no one: at
         // most this page stays resident).
@@ -426,17 +502,17 @@ pub fn fork_child() {
 pub fn calls(c: usize) -> (u64, u64) {
     (
         MALLOCS[c].load(Ordering::Relaxed),
-        FREES[c].load(Ordering::Relaxed),
+        FREE[c].load(Ordering::Relaxed) >> HEAD_BITS,
     )
 }
 
 /// The region's figures for the report: (mallocs, frees, bytes in use).
 pub fn counts() -> (u64, u64, u64) {
-    let (m, f) = (0..NCLASSES).fold((0u64, 0u64), |(m, f), c| {
-        let (a, b) = calls(c);
-        (m.wrapping_add(a), f.wrapping_add(b))
-    });
-    (m, f, LIVE_BYTES.load(Ordering::Relaxed) as u64)
+    (0..NCLASSES).fold((0, 0, 0), |(m, f, b), c| {
+        let (a, d) = calls(c);
+        let live = a.saturating_sub(d) * size_class::class_size(c) as u64;
+        (m + a, f + d, b + live)
+    })
 }
 
 #[cfg(test)]
@@ -453,8 +529,15 @@ mod tests {
         OPS.store(0, Ordering::Relaxed);
         SINCE.store(0, Ordering::Relaxed);
         PURGED.store(0, Ordering::Relaxed);
+        COUNTING.store(false, Ordering::Relaxed);
         for f in &FREE {
-            f.store(NIL, Ordering::Relaxed);
+            f.store(NIL as u64, Ordering::Relaxed);
+        }
+        for t in &TAKEN {
+            t.store(NIL, Ordering::Relaxed);
+        }
+        for m in &MALLOCS {
+            m.store(0, Ordering::Relaxed);
         }
         for n in &ON_PAGE {
             n.store(0, Ordering::Relaxed);
