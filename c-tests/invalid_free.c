@@ -12,7 +12,7 @@
  * set (run.sh sets it for the rseq-off run, where every free goes to the slab
  * lists) the case must abort.
  *
- * A process's first small blocks come from the starter heap (src/starter.rs),
+ * A process's first small blocks come from the starter heap (src/starter/),
  * and so do those of these cases unless SLABALLOC_STARTER=0: run.sh runs the
  * test both ways. The two cases that forge slab internals (a free chunk's
  * link, a batch node) need slab blocks and are skipped with the starter on;

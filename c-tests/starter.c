@@ -1,4 +1,4 @@
-/* starter.c - a process's first blocks: the starter heap (src/starter.rs).
+/* starter.c - a process's first blocks: the starter heap (src/starter/).
  *
  * [both allocators] Blocks made first (four of 8000 B, a hundred small
  * ones, a realloc'd string) keep their contents through everything that
