@@ -15,6 +15,15 @@
  * that grew past its window maps the next one, cold code and all (48 KiB
  * more in every process; the starter heap's first build did).
  *
+ * `cold_text start`: a short process instead (a few dozen small blocks,
+ * free(NULL); all of it the starter heap's), then the pages present of the
+ * library's writable data from `.data` up to the large arrays (`.bss.big`:
+ * the zones, the starter heap's region): the small statics, which the
+ * linker must keep together on a few pages instead of spreading them
+ * between the large arrays (ffi/build.rs), and the page-region table's
+ * entry for the library's own address. At most 5: with the large arrays
+ * among them a process that only starts up touched 9.
+ *
  * Exit 0: pass; 1: fail; 77: skip (the library was linked without the
  * section, or loaded at an address not aligned to 64 KiB: glibc < 2.35). */
 #define _GNU_SOURCE
@@ -128,13 +137,63 @@ static int present(int pm, uintptr_t va) {
     return (int)(e >> 63);
 }
 
-int main(void) {
-    work();
+/* The pages present over `from`..`to` (page-aligned ends), listed. */
+static int present_pages(int pm, uintptr_t from, uintptr_t to, uintptr_t base) {
+    int n = 0;
+    for (uintptr_t va = from; va < to; va += 4096)
+        if (present(pm, va) == 1) {
+            if (n++ < 12) printf("present: library offset %#lx\n", (unsigned long)(va - base));
+        }
+    return n;
+}
+
+/* `start` mode: the writable pages a short process touches (see the top). */
+static int startup(int pm, const char *path, uintptr_t base) {
+    void *p[40];
+    for (int i = 0; i < 40; i++) {
+        p[i] = malloc(16 + 24 * i);
+        if (!p[i]) return 1;
+        memset(p[i], i, 16);
+    }
+    for (int i = 0; i < 40; i += 2) free(p[i]);
+    free(NULL);
+    uint64_t daddr, dsize, baddr, bsize;
+    if (!find_section(path, ".data", &daddr, &dsize) || !find_section(path, ".bss.big", &baddr, &bsize)) {
+        printf("skip: %s has no .bss.big section (not linked by LLD)\n", path);
+        return 77;
+    }
+    uintptr_t from = (base + daddr) & ~4095UL, to = (base + baddr) & ~4095UL;
+    int n = present_pages(pm, from, to, base);
+    printf("writable pages present from .data (%#lx) to .bss.big (%#lx): %d\n", (unsigned long)daddr,
+           (unsigned long)baddr, n);
+    if (n > 5) {
+        printf("FAIL: a short process touched %d pages of the library's small statics and page map (at most 5): "
+               "keep the large arrays out of .bss (#[link_section = \".bss.big...\"])\n",
+               n);
+        return 1;
+    }
+    for (int i = 1; i < 40; i += 2) free(p[i]);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    int start = argc > 1 && strcmp(argv[1], "start") == 0;
+    if (!start) work();
     char path[512];
     uintptr_t base;
     if (!find_lib(path, sizeof path, &base)) {
         printf("skip: no sa_malloc: slaballoc is not loaded (run with LD_PRELOAD)\n");
         return 77;
+    }
+    if (start) {
+        int pm = open("/proc/self/pagemap", O_RDONLY);
+        if (pm < 0) {
+            printf("skip: cannot read /proc/self/pagemap\n");
+            return 77;
+        }
+        int r = startup(pm, path, base);
+        close(pm);
+        return r;
     }
     uint64_t addr, size, taddr, tsize;
     if (!find_section(path, ".text_cold", &addr, &size) || !find_section(path, ".text", &taddr, &tsize)) {

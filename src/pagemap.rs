@@ -65,7 +65,13 @@ pub const KIND_FREE: u8 = 1;
 pub const KIND_SLAB: u8 = 2;
 pub const KIND_LARGE: u8 = 3;
 
+// Right after the small statics, in this order (`ffi/cold.ld`): the first
+// entries, which a lookup of NULL or of a low address reads, share the
+// statics' last page; the rest is read one page at a time, where arenas
+// and the library lie.
+#[link_section = ".bss.map.0regions"]
 static REGIONS: [AtomicU8; NREGIONS] = [const { AtomicU8::new(0) }; NREGIONS];
+#[link_section = ".bss.map.1arenas"]
 static ARENAS: [AtomicUsize; MAX_ARENAS] = [const { AtomicUsize::new(0) }; MAX_ARENAS];
 static NARENAS: AtomicUsize = AtomicUsize::new(0);
 

@@ -159,7 +159,10 @@ pub unsafe fn read_rseq_i32(off: isize, field: usize) -> i32 {
 /// One rseq critical section. The body runs between labels 3 (start) and 4
 /// (just after the committing store), sets `{ok}` to non-zero on success and
 /// leaves with `jmp 7f` to fail. The descriptor (`struct rseq_cs`) goes to
-/// section `__rseq_cs`; the abort handler (label 5, preceded by the signature
+/// `.data.rel.ro`, read-only once relocated (RELRO: nothing can rewrite
+/// where an abort jumps to), on the page the GOT's relocations copy
+/// anyway (in a section of its own, its 68 relocations made every
+/// process copy one more page of ours); the abort handler (label 5, preceded by the signature
 /// glibc registered) and the failure exit live out of line in
 /// `.text.unlikely`, so that the successful path runs straight through. The
 /// handler restarts from label 2. Numeric labels only, as the block is
@@ -190,7 +193,7 @@ macro_rules! rseq_section {
     };
     (@exit [$($exit:expr),*] $($body:expr),* ; $($operands:tt)*) => {
         core::arch::asm!(
-            ".pushsection __rseq_cs, \"aw\"",
+            ".pushsection .data.rel.ro.rseq_cs, \"aw\"",
             ".balign 32",
             "6:",
             ".long 0, 0",

@@ -102,9 +102,11 @@ struct Region {
 // SAFETY: the region's bytes are handed out under `LOCK` (`take`), each to
 // one block, and a block's header is written only by whoever owns the
 // block: the malloc that carves or pops it (under the lock), a free that
-// won the state CAS; the links are atomics.
+// cleared its live bit; the links are atomics.
 unsafe impl Sync for Region {}
 
+// With the other large arrays, past the small statics (`ffi/cold.ld`).
+#[link_section = ".bss.big.starter"]
 static REGION: Region = Region {
     bytes: UnsafeCell::new([0; REGION_BYTES]),
     next: [const { AtomicU16::new(NIL) }; UNITS],

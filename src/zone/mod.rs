@@ -170,6 +170,9 @@ impl Zone {
     }
 }
 
+/// Past the small statics (`ffi/cold.ld`): a process that never starts the
+/// zones touches none of its pages.
+#[link_section = ".bss.big.zones"]
 pub static ZONES: [Zone; cpu::MAX_ZONES] = [const { Zone::new() }; cpu::MAX_ZONES];
 
 #[inline(always)]
