@@ -21,8 +21,9 @@
  * the zones, the starter heap's region): the small statics, which the
  * linker must keep together on a few pages instead of spreading them
  * between the large arrays (ffi/build.rs), and the page-region table's
- * entry for the library's own address. At most 5: with the large arrays
- * among them a process that only starts up touched 9.
+ * entry for the library's own address. At most 5 (4 now): with the large
+ * arrays among them a process that only starts up touched 8, and pages of
+ * the starter heap's region besides.
  *
  * Exit 0: pass; 1: fail; 77: skip (the library was linked without the
  * section, or loaded at an address not aligned to 64 KiB: glibc < 2.35). */
