@@ -3,6 +3,14 @@
 //! never write through them; glibc's functions, found with
 //! `dlsym(RTLD_NEXT, ...)` outside any lock of ours, handle them, including
 //! reporting garbage exactly as they would without us.
+//!
+//! Each is looked up the first time it is needed, not at start-up: the
+//! three lookups cost every process 5 us and a page fault (a spawner
+//! alternating builds, docs/experiments.md), and most processes never meet
+//! a foreign pointer. A lookup from a signal handler could wait on the
+//! loader's lock, but so could the glibc function it finds, which takes
+//! glibc's malloc locks: freeing a foreign block in a signal handler was
+//! never safe, with or without the lookup.
 
 use crate::os;
 use crate::stats::GLOBAL;
@@ -21,13 +29,6 @@ fn resolve(slot: &AtomicPtr<libc::c_void>, name: &core::ffi::CStr) -> *mut libc:
     let f = os::next_symbol(name);
     slot.store(f, Ordering::Release);
     f
-}
-
-/// Resolves glibc's functions ahead of need (library constructor).
-pub fn preload() {
-    resolve(&FREE, c"free");
-    resolve(&USABLE, c"malloc_usable_size");
-    resolve(&INFO, c"mallinfo2");
 }
 
 /// The next allocator's function `name`, or None if there is none (a

@@ -222,7 +222,6 @@ fn slaballoc_init() {
     {
         alloc::ensure_init();
     }
-    foreign::preload();
     prof::init(alloc::free);
     if config::STATS.load(core::sync::atomic::Ordering::Relaxed) != 0 {
         report::keep_stderr();
