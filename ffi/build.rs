@@ -8,12 +8,17 @@
 //! * The code that runs only on request (functions marked
 //!   `#[link_section = ".text_cold"]`: reports, profile dumps, the live
 //!   view, error messages; about 45 KiB) last, after the PLT (`cold.ld`),
-//!   and segments aligned to 64 KiB (`-z max-page-size=65536`). The kernel
-//!   maps a file's pages around a fault in aligned 64 KiB windows
-//!   (`fault_around_bytes`), so a process that runs only the allocator's
-//!   code maps that one window of text instead of all of it (expr: 112 ->
-//!   64 KiB of the library's text resident). glibc >= 2.35 loads a library
-//!   at an address aligned to its segments' alignment.
+//!   and the code segment aligned to 64 KiB (its first section, `.init`,
+//!   in `cold.ld`). The kernel maps a file's pages around a fault in
+//!   aligned 64 KiB windows (`fault_around_bytes`), so a process that runs
+//!   only the allocator's code maps that one window of text instead of all
+//!   of it (expr: 112 -> 64 KiB of the library's text resident). glibc >=
+//!   2.35 loads a library at an address aligned to its segments' largest
+//!   alignment. The other segments keep 4 KiB pages
+//!   (`-z max-page-size=4096`): aligned to 64 KiB too (as they were until
+//!   the twentieth session), they left three holes that ld.so maps
+//!   `PROT_NONE` one call each, and every process paid 3-6 us more to load
+//!   and tear them down; now one hole is left, before the code.
 //! * The small statics first in the writable segment, then the page map's
 //!   tables (`.bss.map`, the page-region table first), then the large
 //!   arrays (`.bss.big`: the zones, the starter heap's region; `cold.ld`,
@@ -48,7 +53,7 @@ fn main() {
         format!("-Wl,--symbol-ordering-file={dir}/hot-symbols.txt"),
         "-Wl,--no-warn-symbol-ordering".to_string(),
         "-Wl,-z,separate-code".to_string(),
-        "-Wl,-z,max-page-size=65536".to_string(),
+        "-Wl,-z,max-page-size=4096".to_string(),
         format!("-Wl,-T,{dir}/cold.ld"),
     ] {
         println!("cargo:rustc-cdylib-link-arg={arg}");
