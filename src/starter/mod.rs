@@ -6,7 +6,7 @@
 //! first page of a 128 KiB slab, and the first malloc maps the arena and
 //! the cache blocks and reads the CPU count: `sed` took 59 page faults more
 //! than under glibc, and 0.22 ms more CPU time (2-CPU host). Here those
-//! first blocks come from one 64 KiB region in the library's `.bss`,
+//! first blocks come from one 256 KiB region in the library's `.bss`,
 //! packed one after the other like glibc's heap, each behind a 16-byte
 //! header; the zones start only when a request does not fit, when
 //! `OPS_MAX` mallocs come within `WINDOW_MS` (a program that allocates
@@ -55,21 +55,26 @@ use crate::size_class::{self, NCLASSES};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-/// Bytes of the region: `sed` with two expressions needs 79 KB (with 64
-/// KiB it started the zones: 50 us more a run), `expr` 13 KB.
-const REGION_BYTES: usize = 128 * 1024;
+/// Bytes of the region: `perl -e 1` needs 160 KB (24 blocks of 4 KiB
+/// among them), `sed` with two expressions 79 KB (with 64 KiB it started
+/// the zones: 50 us more a run), `expr` 13 KB. Pages no one touches cost
+/// nothing (`.bss`).
+const REGION_BYTES: usize = 256 * 1024;
 /// Largest class served (stdio's buffers are 4 KiB; a program that wants
 /// larger blocks is not short).
 const MAX_SIZE: usize = 8192;
 /// The region retires when `OPS_MAX` of its mallocs come within
-/// `WINDOW_MS` (`expr` makes 207 in all, `sed` 291): a program that
-/// allocates that fast belongs on the per-CPU caches, whose hits cost a few
-/// ns against this path's locked tens. One that allocates slowly stays (a
+/// `WINDOW_MS` (`expr` makes 207 in all, `sed` 464, `perl -e 1` 1131,
+/// `python3 -c pass` 1700-4000): a program that allocates that fast and
+/// that long belongs on the per-CPU caches, whose hits cost a few ns
+/// against this path's locked tens (4096 mallocs here cost it about 0.1
+/// ms once; starting the zones costs a process about as much, which
+/// `perl -e 1` paid when this was 512). One that allocates slowly stays (a
 /// shell between its commands, a daemon): its blocks stay on a few pages,
 /// which its forks copy and then write-fault on, page by page, where the
 /// zones would have spread them over a ring and a slab page per class
 /// (shell_procs 1.25 -> 1.17 of glibc's time).
-const OPS_MAX: u32 = 512;
+const OPS_MAX: u32 = 4096;
 const WINDOW_MS: u64 = 50;
 /// Bytes of a block's header.
 const HDR: usize = 16;
@@ -133,8 +138,8 @@ static COUNTING: AtomicBool = AtomicBool::new(false);
 static ON_PAGE: [AtomicU32; PAGES] = [const { AtomicU32::new(0) }; PAGES];
 /// Pages given back (under the lock); a pop that lands on one rewrites the
 /// block's header.
-static PURGED: AtomicU32 = AtomicU32::new(0);
-const _: () = assert!(PAGES <= 32);
+static PURGED: AtomicU64 = AtomicU64::new(0);
+const _: () = assert!(PAGES <= 64);
 const PINNED: u32 = 1 << 30;
 /// Mallocs served, by class, for the report (written under the lock).
 static MALLOCS: [AtomicU64; NCLASSES] = [const { AtomicU64::new(0) }; NCLASSES];
@@ -315,8 +320,8 @@ fn count_on_pages(p: *mut u8, c: usize) {
         // In use again: when it empties, it goes back again (only the
         // lock holder changes `PURGED`).
         let purged = PURGED.load(Ordering::Relaxed);
-        if purged & (1u32 << pg) != 0 {
-            PURGED.store(purged & !(1u32 << pg), Ordering::Relaxed);
+        if purged & (1u64 << pg) != 0 {
+            PURGED.store(purged & !(1u64 << pg), Ordering::Relaxed);
         }
     }
 }
@@ -402,7 +407,7 @@ fn count_live() {
 /// writes its header again. Until then a bad free there finds a zero
 /// header and is reported.
 fn purge_if_empty(pg: usize) {
-    let bit = 1u32 << pg;
+    let bit = 1u64 << pg;
     if ON_PAGE[pg].load(Ordering::SeqCst) == 0 && PURGED.load(Ordering::Relaxed) & bit == 0 {
         crate::os::purge((base() + pg * PAGE_SIZE) as *mut u8, PAGE_SIZE);
         PURGED.fetch_or(bit, Ordering::Relaxed);
