@@ -232,6 +232,50 @@ fn threads_share_it() {
     });
 }
 
+/// Retirement counts the live blocks while other threads free them: each
+/// free either clears a block the walk then skips, or finds it counted and
+/// takes the count off, so once every block is freed no page counts one
+/// (a count that went below zero would read as billions), and a page the
+/// last free emptied went back unless that free found the lock busy.
+#[test]
+fn retirement_races_frees() {
+    in_lone_child(|| {
+        for round in 0..20 {
+            reset();
+            let c = size_class::class_of(64);
+            let blocks: std::vec::Vec<usize> = (0..800)
+                .map(|_| alloc(c).expect("a block") as usize)
+                .collect();
+            let chunks: std::vec::Vec<std::vec::Vec<usize>> =
+                blocks.chunks(200).map(|b| b.to_vec()).collect();
+            let go = std::sync::Arc::new(std::sync::Barrier::new(5));
+            let ts: std::vec::Vec<_> = chunks
+                .into_iter()
+                .map(|mine| {
+                    let go = go.clone();
+                    std::thread::spawn(move || {
+                        go.wait();
+                        for p in mine {
+                            free(p as *mut u8, c);
+                        }
+                    })
+                })
+                .collect();
+            go.wait();
+            retire_now();
+            for t in ts {
+                t.join().unwrap();
+            }
+            assert!(COUNTING.load(Ordering::Relaxed), "round {round}: no walk");
+            for (pg, n) in ON_PAGE.iter().enumerate() {
+                let n = n.load(Ordering::Relaxed);
+                assert_eq!(n, 0, "round {round}: page {pg} still counts {n}");
+            }
+            assert_eq!(counts().2, 0, "round {round}: bytes still live");
+        }
+    });
+}
+
 /// realloc, usable size and free know its blocks; aligned requests
 /// never get one. (That malloc's misses come here first, the C test
 /// `starter` checks: this process's caches may hold chunks already.)
