@@ -18,12 +18,12 @@
  * `cold_text start`: a short process instead (a few dozen small blocks,
  * free(NULL); all of it the starter heap's), then the pages present of the
  * library's writable data from `.data` up to the large arrays (`.bss.big`:
- * the zones, the starter heap's region): the small statics, which the
- * linker must keep together on a few pages instead of spreading them
- * between the large arrays (ffi/build.rs), and the page-region table's
- * entry for the library's own address. At most 5 (4 now): with the large
- * arrays among them a process that only starts up touched 8, and pages of
- * the starter heap's region besides.
+ * the zones, the starter heap's region, the reclaimer's stack): the small
+ * statics, which the linker must keep together on a few pages instead of
+ * spreading them between the large arrays (ffi/build.rs), and the
+ * page-region table's entry for the library's own address. At most 5 (4
+ * now): with the large arrays among them a process that only starts up
+ * touched 8, and pages of the starter heap's region besides.
  *
  * Exit 0: pass; 1: fail; 77: skip (the library was linked without the
  * section, or loaded at an address not aligned to 64 KiB: glibc < 2.35). */

@@ -21,10 +21,11 @@
 //!   and tear them down; now one hole is left, before the code.
 //! * The small statics first in the writable segment, then the page map's
 //!   tables (`.bss.map`, the page-region table first), then the large
-//!   arrays (`.bss.big`: the zones, the starter heap's region; `cold.ld`,
-//!   `#[link_section]` on each). Left to the linker they lay between the
-//!   small ones, which then spread over five pages: a process that only
-//!   starts up touched each (`sed`: 5 page faults more; docs/experiments.md).
+//!   arrays (`.bss.big`: the zones, the starter heap's region, the
+//!   reclaimer's stack; `cold.ld`, `#[link_section]` on each). Left to the
+//!   linker they lay between the small ones, which then spread over five
+//!   pages: a process that only starts up touched each (`sed`: 5 page
+//!   faults more; docs/experiments.md).
 //!
 //! Those are LLD options: rustc links with its own LLD on x86-64 Linux since
 //! 1.90, so they are given only there.

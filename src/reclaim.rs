@@ -38,7 +38,7 @@
 
 use crate::stats::GLOBAL;
 use crate::{cpu, ring, runs::RUNS, zone};
-use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 const OFF: u8 = 0;
 const WANTED: u8 = 1;
@@ -48,13 +48,24 @@ const NEVER: u8 = 3;
 static STATE: AtomicU8 = AtomicU8::new(OFF);
 /// When the allocator started (`os::now_ms`).
 static BORN_MS: AtomicU64 = AtomicU64::new(0);
-/// The thread's stack: a page run of ours, taken at the first start and
-/// kept (0 until then). A stack that glibc mapped would add address space
-/// each time the thread starts, which a process at its `RLIMIT_AS` has
-/// not got (c-tests/oom.c: a huge block that fitted before no longer did),
-/// and would stay mapped in glibc's stack cache.
-static STACK: AtomicUsize = AtomicUsize::new(0);
-const STACK_PAGES: usize = 32;
+/// The thread's stack, in our `.bss` (with the other large arrays,
+/// `ffi/cold.ld`): its pages cost nothing until the thread runs. A stack
+/// that glibc mapped would add address space each time the thread starts,
+/// which a process at its `RLIMIT_AS` has not got (c-tests/oom.c: a huge
+/// block that fitted before no longer did), and would stay mapped in
+/// glibc's stack cache. (It was a page run of the arenas, taken at the
+/// first start: cut from whatever free run fitted, often in the middle of
+/// a program's large blocks, it split the run that a later block needed,
+/// and malloc_large then mapped a tenth arena and kept 12 % more memory
+/// resident, with 40 % more page faults: docs/experiments.md.)
+#[repr(C, align(4096))]
+struct Stack(core::cell::UnsafeCell<[u8; STACK_BYTES]>);
+// SAFETY: only the reclaimer thread touches the bytes, as its stack, and
+// one such thread exists at a time (`spawn` joins the last one first).
+unsafe impl Sync for Stack {}
+const STACK_BYTES: usize = 128 << 10;
+#[link_section = ".bss.big.reclaim_stack"]
+static STACK: Stack = Stack(core::cell::UnsafeCell::new([0; STACK_BYTES]));
 /// The last thread started, to be joined before its stack is used again
 /// (0: none, or none in this process since a fork). A `pthread_t`
 /// (a `u64` on Linux x86-64 and aarch64 with glibc).
@@ -159,24 +170,12 @@ fn spawn(f: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void) -> bool {
     if last != 0 {
         crate::os::join(last);
     }
-    let mut stack = STACK.load(Ordering::Relaxed);
-    if stack == 0 {
-        if let Some(r) = RUNS.alloc(STACK_PAGES, 1) {
-            // The run stays ours for good, of no kind: `lookup` calls a
-            // pointer into it "not allocated", and no free can take it.
-            stack = r.addr();
-            STACK.store(stack, Ordering::Relaxed);
-        }
-    }
-    if stack != 0 {
-        // SAFETY: the stack run is ours alone: the thread that used it
-        // before has been joined (or, after a fork, does not exist here).
-        if let Some(t) = unsafe {
-            crate::os::spawn_thread_on(f, stack as *mut u8, STACK_PAGES * crate::os::PAGE_SIZE)
-        } {
-            THREAD.store(t, Ordering::Release);
-            return true;
-        }
+    // SAFETY: the stack is ours alone: the thread that used it before has
+    // been joined (or, after a fork, does not exist here).
+    if let Some(t) = unsafe { crate::os::spawn_thread_on(f, STACK.0.get() as *mut u8, STACK_BYTES) }
+    {
+        THREAD.store(t, Ordering::Release);
+        return true;
     }
     crate::os::spawn_thread(f)
 }
