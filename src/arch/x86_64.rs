@@ -444,6 +444,24 @@ pub unsafe fn push_free_hot(owner: usize, coff: usize, p: *mut u8) -> bool {
 }
 
 impl Caches {
+    /// Adds `n` to the count at `at` (`BULK_POPS_AT`, `BULK_PUSHES_AT`) of
+    /// CPU `owner`'s class `c` stack, after a section that moved `n` chunks
+    /// in or out of it committed. Outside the section, so that a restart
+    /// cannot count twice: inside, an add before the committing store ran
+    /// again when the kernel restarted the section after it, and a batch's
+    /// chunks counted as moved by the zone but never by a malloc (the
+    /// report's `mallocs` fell short by a batch: c-tests/report.c, under
+    /// load). Atomic, since the thread may since run on another CPU, whose
+    /// sections never write these words.
+    fn count_bulk(&self, owner: usize, c: usize, at: usize, n: usize) {
+        let w = (self.base + (owner << CPU_SHIFT) + stack_offset(c) + at)
+            as *const core::sync::atomic::AtomicU64;
+        // SAFETY: CPU `owner` (< n) has a block in the mapping, and its
+        // class `c` stack's header holds the aligned u64 at `at`, written
+        // only by these atomic adds.
+        unsafe { (*w).fetch_add(n as u64, core::sync::atomic::Ordering::Relaxed) };
+    }
+
     /// Pushes `p` (class `c`, of zone `owner`) onto CPU `owner`'s stack if
     /// the caller runs there and it has room: one chunk of `push_bulk`, for
     /// the tests of the sections.
@@ -466,13 +484,16 @@ impl Caches {
         unsafe {
             rseq_stack!(
                 owned;
-                push_body!("add qword ptr [{q} + 32], 1\n");
+                push_body!("");
                 off = in(reg) self.off,
                 owner = in(reg) owner,
                 bc = in(reg) bc,
                 p = in(reg) p,
                 ok = out(reg) ok,
             );
+        }
+        if ok != 0 {
+            self.count_bulk(owner, c, BULK_PUSHES_AT, 1);
         }
         ok != 0
     }
@@ -490,13 +511,16 @@ impl Caches {
             unsafe {
                 rseq_stack!(
                     owned;
-                    pop_body!("add qword ptr [{q} + 24], 1\n");
+                    pop_body!("");
                     off = in(reg) self.off,
                     owner = in(reg) owner,
                     bc = in(reg) bc,
                     top = out(reg) _,
                     ok = out(reg) p,
                 );
+            }
+            if p != 0 {
+                self.count_bulk(owner, c, BULK_POPS_AT, 1);
             }
             return p as *mut u8;
         }
@@ -546,7 +570,6 @@ impl Caches {
                 "jb 9b",
                 "add {top}, {m}",
                 "mov {ok}, {top}",
-                "add qword ptr [{q} + 32], {m}",
                 "mov qword ptr [{q} + 8], {top}";
                 off = in(reg) self.off,
                 owner = in(reg) owner,
@@ -559,6 +582,9 @@ impl Caches {
                 i = out(reg) _,
                 ok = out(reg) ok,
             );
+        }
+        if ok != 0 {
+            self.count_bulk(owner, c, BULK_PUSHES_AT, m);
         }
         ok != 0
     }
@@ -646,7 +672,6 @@ impl Caches {
                 "cmp {i}, {ok}",
                 "jb 9b",
                 "add {top}, {ok}",
-                "add qword ptr [{q} + 24], {ok}",
                 "mov qword ptr [{q}], {top}";
                 off = in(reg) self.off,
                 owner = in(reg) owner,
@@ -658,6 +683,9 @@ impl Caches {
                 i = out(reg) _,
                 ok = out(reg) got,
             );
+        }
+        if got != 0 {
+            self.count_bulk(owner, c, BULK_POPS_AT, got);
         }
         got
     }
