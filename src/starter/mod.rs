@@ -302,8 +302,7 @@ fn hand_out(p: *mut u8, c: usize, key: u64) {
     // popped under the lock): its header is the 16 bytes before it.
     unsafe {
         *(p.sub(HDR) as *mut u64) = key ^ p as u64;
-        let st = state(c, true) | if counting { COUNTED } else { 0 };
-        state_word(p).store(st, Ordering::Relaxed);
+        state_word(p).store(live_state(c, counting), Ordering::Relaxed);
     }
     if counting {
         count_on_pages(p, c);
@@ -342,9 +341,11 @@ unsafe fn state_word(p: *mut u8) -> &'static AtomicU64 {
     unsafe { &*(p.sub(8) as *const AtomicU64) }
 }
 
+/// The state word of a live block of class `c`, counted on its pages or
+/// not.
 #[inline(always)]
-fn state(c: usize, live: bool) -> u64 {
-    ((c as u64) << CLASS_SHIFT) | if live { LIVE } else { 0 }
+fn live_state(c: usize, counted: bool) -> u64 {
+    ((c as u64) << CLASS_SHIFT) | LIVE | if counted { COUNTED } else { 0 }
 }
 
 /// No more allocation for malloc (lock held); the pages used that hold no
