@@ -162,10 +162,11 @@ pub unsafe fn read_rseq_i32(off: isize, field: usize) -> i32 {
 /// `.data.rel.ro`, read-only once relocated (RELRO: nothing can rewrite
 /// where an abort jumps to), on the page the GOT's relocations copy
 /// anyway (in a section of its own, its 68 relocations made every
-/// process copy one more page of ours); the abort handler (label 5, preceded by the signature
-/// glibc registered) and the failure exit live out of line in
-/// `.text.unlikely`, so that the successful path runs straight through. The
-/// handler restarts from label 2. Numeric labels only, as the block is
+/// process copy one more page of ours); the abort handler (label 5,
+/// preceded by the signature glibc registered) and the failure exit live
+/// out of line in `.text.unlikely`, so that the successful path runs
+/// straight through. The handler restarts from label 2. Numeric labels
+/// only, as the block is
 /// inlined in many places; none made of 0s and 1s alone, which Intel syntax
 /// reads as binary numbers.
 ///
