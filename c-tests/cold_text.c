@@ -186,12 +186,12 @@ int main(int argc, char **argv) {
         printf("skip: no sa_malloc: slaballoc is not loaded (run with LD_PRELOAD)\n");
         return 77;
     }
+    int pm = open("/proc/self/pagemap", O_RDONLY);
+    if (pm < 0) {
+        printf("skip: cannot read /proc/self/pagemap\n");
+        return 77;
+    }
     if (start) {
-        int pm = open("/proc/self/pagemap", O_RDONLY);
-        if (pm < 0) {
-            printf("skip: cannot read /proc/self/pagemap\n");
-            return 77;
-        }
         int r = startup(pm, path, base);
         close(pm);
         return r;
@@ -205,22 +205,11 @@ int main(int argc, char **argv) {
         printf("skip: %s loaded at %#lx, not aligned to 64 KiB\n", path, (unsigned long)base);
         return 77;
     }
-    int pm = open("/proc/self/pagemap", O_RDONLY);
-    if (pm < 0) {
-        printf("skip: cannot read /proc/self/pagemap\n");
-        return 77;
-    }
     void *m = dlsym(RTLD_DEFAULT, "malloc");
     int hot = m ? present(pm, (uintptr_t)m) : -1;
     uintptr_t from = (base + addr + WINDOW - 1) & ~(WINDOW - 1);
     uintptr_t to = (base + addr + size) & ~4095UL;
-    int mapped = 0, pages = 0;
-    for (uintptr_t va = from; va < to; va += 4096, pages++) {
-        if (present(pm, va) == 1) {
-            if (mapped < 8) printf("present: %#lx (section offset %#lx)\n", (unsigned long)va, (unsigned long)(va - base - addr));
-            mapped++;
-        }
-    }
+    int mapped = present_pages(pm, from, to, base), pages = to > from ? (int)((to - from) / 4096) : 0;
     /* the windows of the code with a page present */
     uintptr_t first = 0, last = 0;
     int nwin = 0;

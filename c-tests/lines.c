@@ -22,7 +22,7 @@
  * A process's first blocks come from the starter heap (src/starter/), which
  * packs them one after the other as glibc does, until 4096 mallocs come
  * within 50 ms; the checks are of the zones' carve, so the test first makes
- * that many (`retire_starter`). */
+ * that many (`fast_pairs`, common.h). */
 #include "common.h"
 
 #define LINE 64
@@ -40,19 +40,6 @@ static void *xmalloc(size_t n)
     if (!p)
         DIE("malloc(%zu) failed", n);
     return p;
-}
-
-/* Fast mallocs, enough for the starter heap to retire (each block written
- * and published: the compiler drops a bare free(malloc(n))). */
-static void *volatile g_sink;
-static void retire_starter(void)
-{
-    for (int i = 0; i < 9000; i++) {
-        char *p = xmalloc(24);
-        p[0] = (char)i;
-        g_sink = p;
-        free(p);
-    }
 }
 
 /* ---- sequential */
@@ -124,7 +111,7 @@ int main(void)
     int sa = slaballoc_loaded();
     if (pin_to(0) < 0)
         DIE("cannot pin to a CPU");
-    retire_starter();
+    fast_pairs(9000, 1); /* the starter heap retires */
     int seq = sequential();
     int hand = handoff();
     printf("lines: allocator=%s sequential: %d of %d successive pairs share a %d-byte line;"

@@ -67,9 +67,6 @@ static int resident_inside(char *p, size_t n)
     return r;
 }
 
-/* where the pairs' blocks escape to */
-static void *volatile g_sink;
-
 int main(void)
 {
     int sa = slaballoc_loaded();
@@ -112,16 +109,8 @@ int main(void)
         }
     }
 
-    /* fast mallocs: the starter heap retires within two of its windows
-     * (each block written and its address published: the compiler drops
-     * a bare free(malloc(n))) */
-    for (int i = 0; i < 9000; i++) {
-        char *p = malloc(24 + (size_t)i % 200);
-        CHECK(p != NULL, "malloc");
-        p[0] = (char)i;
-        g_sink = p;
-        free(p);
-    }
+    /* fast mallocs: the starter heap retires within two of its windows */
+    fast_pairs(9000, 200);
     if (sa) {
         struct sa_stats *st = stats();
         printf("starter: after 9000 more pairs: starter_mallocs=%llu bytes_mapped=%llu\n",
