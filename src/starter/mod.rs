@@ -172,7 +172,9 @@ fn at(u: u16) -> *mut u8 {
 /// The link of the freed block at unit `u` (`u < UNITS`).
 #[inline(always)]
 fn next(u: u16) -> &'static AtomicU16 {
-    &REGION.next[u as usize]
+    // (The modulo, free for a power of two, spares a bounds check and its
+    // panic path: `u < UNITS` already.)
+    &REGION.next[u as usize % UNITS]
 }
 
 /// True if `p` lies in the region (any byte of it).
@@ -275,6 +277,9 @@ fn coarse_ns() -> u64 {
 /// Pops a freed block of class `c` (lock held), or null: from the blocks
 /// taken off the freed stack, else the whole stack, taken with one swap.
 fn pop(c: usize, key: u64) -> *mut u8 {
+    // (Every caller's class is below `NCLASSES`; the modulo spares the
+    // indexing below its bounds checks and their panic path, as in `zone`.)
+    let c = c % NCLASSES;
     let mut head = TAKEN[c].load(Ordering::Relaxed);
     if head == NIL {
         if FREE[c].load(Ordering::Relaxed) & HEAD == NIL as u64 {
@@ -297,6 +302,7 @@ fn pop(c: usize, key: u64) -> *mut u8 {
 /// pages once they are counted: lock held, so that a purge, also under the
 /// lock, sees the count).
 fn hand_out(p: *mut u8, c: usize, key: u64) {
+    let c = c % NCLASSES;
     let counting = COUNTING.load(Ordering::Relaxed);
     // SAFETY: `p` is a block start of the region that is ours (carved or
     // popped under the lock): its header is the 16 bytes before it.
@@ -315,7 +321,7 @@ fn hand_out(p: *mut u8, c: usize, key: u64) {
 /// take counts off concurrently).
 fn count_on_pages(p: *mut u8, c: usize) {
     for pg in pages_of(p, c) {
-        ON_PAGE[pg].fetch_add(1, Ordering::Relaxed);
+        ON_PAGE[pg % PAGES].fetch_add(1, Ordering::Relaxed);
         // In use again: when it empties, it goes back again (only the
         // lock holder changes `PURGED`).
         let purged = PURGED.load(Ordering::Relaxed);
@@ -409,7 +415,8 @@ fn count_live() {
 /// header and is reported.
 fn purge_if_empty(pg: usize) {
     let bit = 1u64 << pg;
-    if ON_PAGE[pg].load(Ordering::SeqCst) == 0 && PURGED.load(Ordering::Relaxed) & bit == 0 {
+    if ON_PAGE[pg % PAGES].load(Ordering::SeqCst) == 0 && PURGED.load(Ordering::Relaxed) & bit == 0
+    {
         crate::os::purge((base() + pg * PAGE_SIZE) as *mut u8, PAGE_SIZE);
         PURGED.fetch_or(bit, Ordering::Relaxed);
     }
@@ -453,6 +460,7 @@ pub fn find(p: *mut u8) -> Found {
 /// Frees `p`, a live block of class `c` (`find` said so); of two frees
 /// racing, the second finds the live bit clear and is reported.
 pub fn free(p: *mut u8, c: usize) {
+    let c = c % NCLASSES;
     // SAFETY: `find` checked that `p` is a block start of the region.
     let st = unsafe { state_word(p) };
     let old = st.fetch_and(!(LIVE | COUNTED), Ordering::AcqRel);
@@ -477,7 +485,7 @@ pub fn free(p: *mut u8, c: usize) {
     }
     let mut emptied = false;
     for pg in pages_of(p, c) {
-        emptied |= ON_PAGE[pg].fetch_sub(1, Ordering::Relaxed) == 1;
+        emptied |= ON_PAGE[pg % PAGES].fetch_sub(1, Ordering::Relaxed) == 1;
     }
     if emptied {
         // Under the lock, so that no pop hands out a block there meanwhile
@@ -508,6 +516,7 @@ pub fn fork_child() {
 
 /// The mallocs and frees of class `c` it served, for the report.
 pub fn calls(c: usize) -> (u64, u64) {
+    let c = c % NCLASSES;
     (
         MALLOCS[c].load(Ordering::Relaxed),
         FREE[c].load(Ordering::Relaxed) >> HEAD_BITS,
