@@ -31,7 +31,7 @@ pub enum Block {
     Small(*mut Desc, usize),
     Large(*mut Desc),
     Huge,
-    /// A live block of the starter heap, of this class.
+    /// A live block of the starter heap, of this kind (`starter::block_size`).
     Starter(usize),
     Foreign,
 }

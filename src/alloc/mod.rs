@@ -125,7 +125,26 @@ fn malloc_big(size: usize) -> *mut u8 {
         // SAFETY: `stack_of_size` gives a stack offset.
         return unsafe { alloc_small_at(crate::cache::stack_of_size(size), true) };
     }
-    alloc_big(size, PAGE_SIZE).0
+    alloc_big_unaligned(size).0
+}
+
+/// A block above the size classes with malloc's alignment (16 bytes): from
+/// the starter heap while a short process lasts (`ls`'s `opendir` buffer,
+/// perl's first callocs: no arena, no zones), else as `alloc_big` gives it.
+/// Out of memory, the starter heap's freed big blocks may still serve it.
+fn alloc_big_unaligned(size: usize) -> (*mut u8, bool) {
+    if !crate::prof::on() {
+        if let Some(r) = crate::starter::alloc_big(size) {
+            return r;
+        }
+    }
+    let r = alloc_big(size, PAGE_SIZE);
+    if r.0.is_null() {
+        if let Some(p) = crate::starter::alloc_big_last_resort(size) {
+            return (p, false);
+        }
+    }
+    r
 }
 
 /// malloc of a small `size` while profiling (`cache::small_limit` is 0, so
@@ -357,7 +376,7 @@ pub fn calloc(n: usize, m: usize) -> *mut u8 {
         }
         return p;
     }
-    let (p, zeroed) = alloc_big(size, PAGE_SIZE);
+    let (p, zeroed) = alloc_big_unaligned(size);
     if !p.is_null() && !zeroed {
         os::memset(p, 0, size);
     }
@@ -520,7 +539,8 @@ pub fn usable_size(p: *mut u8) -> usize {
         return 0;
     }
     match classify(p, "malloc_usable_size") {
-        Block::Small(_, c) | Block::Starter(c) => size_class::class_size(c),
+        Block::Small(_, c) => size_class::class_size(c),
+        Block::Starter(k) => crate::starter::block_size(k),
         // SAFETY: classify validated a live large run.
         Block::Large(d) => unsafe { large::large_usable(d) },
         Block::Huge => large::huge_usable(p as usize).unwrap_or(0),
@@ -550,7 +570,8 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
         return realloc_small(p, size, crate::cache::class_at(coff));
     }
     let usable = match classify(p, "realloc") {
-        Block::Small(_, c) | Block::Starter(c) => return realloc_small(p, size, c),
+        Block::Small(_, c) => return realloc_small(p, size, c),
+        Block::Starter(k) => return realloc_within(p, size, crate::starter::block_size(k)),
         Block::Large(d) => {
             // SAFETY: classify validated a live large run, which we own.
             let u = unsafe { large::large_usable(d) };
@@ -599,10 +620,15 @@ pub fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     realloc_moving(p, size, usable)
 }
 
-/// realloc of `p`, a chunk of class `c`: the same block while `size` fits
-/// and we would not waste more than half of it, else a move.
+/// realloc of `p`, a chunk of class `c` (`realloc_within`).
 fn realloc_small(p: *mut u8, size: usize, c: usize) -> *mut u8 {
-    let u = size_class::class_size(c);
+    realloc_within(p, size, size_class::class_size(c))
+}
+
+/// realloc of `p`, a block of `u` bytes that does not grow in place: the
+/// same block while `size` fits and we would not waste more than half of
+/// it, else a move.
+fn realloc_within(p: *mut u8, size: usize, u: usize) -> *mut u8 {
     if size <= u && (size > u / 2 || u <= 32) {
         return p;
     }

@@ -257,8 +257,10 @@ pub fn totals() -> Totals {
     let (m, f) = class_calls().iter().fold((0u64, 0u64), |(m, f), c| {
         (m.wrapping_add(c.0), f.wrapping_add(c.1))
     });
-    t.mallocs = m + t.large_allocs + t.huge_allocs;
-    t.frees = f + crate::cache::in_outboxes() + t.large_frees + t.huge_frees;
+    // The starter heap's blocks above the size classes are in no class.
+    let (bm, bf) = crate::starter::big_calls();
+    t.mallocs = m + t.large_allocs + t.huge_allocs + bm;
+    t.frees = f + crate::cache::in_outboxes() + t.large_frees + t.huge_frees + bf;
     crate::types::for_each(|ty| t.type_failures += ty.failures);
     t
 }

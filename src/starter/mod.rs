@@ -11,6 +11,9 @@
 //! header; the zones start only when a request does not fit, when
 //! `OPS_MAX` mallocs come within `WINDOW_MS` (a program that allocates
 //! fast), or for a block aligned beyond 16 bytes (never served here).
+//! Blocks above the size classes up to `BIG_MAX` ("big" ones, `big`) come
+//! from the region too: a short process's first one (`ls`'s `opendir`
+//! buffer) would otherwise start the arena and the zones.
 //!
 //! * **Allocation** (`alloc`, from malloc's miss path): under a try-lock (a
 //!   busy lock, another thread's or a signal handler's own, sends the call
@@ -50,6 +53,9 @@
 //! Blocks are 16-byte aligned (the region is page-aligned, headers and
 //! class sizes are multiples of 16), as malloc's are.
 
+mod big;
+pub use big::{alloc_big, alloc_big_last_resort, big_calls};
+
 use crate::os::PAGE_SIZE;
 use crate::size_class::{self, NCLASSES};
 use core::cell::UnsafeCell;
@@ -60,9 +66,12 @@ use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicUsiz
 /// the zones: 50 us more a run), `expr` 13 KB. Pages no one touches cost
 /// nothing (`.bss`).
 const REGION_BYTES: usize = 256 * 1024;
-/// Largest class served (stdio's buffers are 4 KiB; a program that wants
-/// larger blocks is not short).
-const MAX_SIZE: usize = 8192;
+/// Largest block served. Blocks above the size classes ("big" ones: `ls`'s
+/// 32 KiB `opendir` buffer, perl's and python's 32 KiB callocs,
+/// libstdc++'s 72 KiB emergency pool, all made early) would otherwise
+/// start the arena and the zones, 40-70 us of a short process (`ls /`,
+/// `perl -e 1`, `gcc --version`, 2-CPU host).
+const BIG_MAX: usize = REGION_BYTES / 2;
 /// The region retires when `OPS_MAX` of its mallocs come within
 /// `WINDOW_MS` (`expr` makes 207 in all, `sed` 464, `perl -e 1` 1131,
 /// `python3 -c pass` 1700-4000): a program that allocates that fast and
@@ -92,6 +101,12 @@ const _: () = assert!(REGION_BYTES.is_multiple_of(PAGE_SIZE) && UNITS <= u16::MA
 const LIVE: u64 = 1;
 const COUNTED: u64 = 2;
 const CLASS_SHIFT: u32 = 2;
+/// A block's kind, as its state word holds it: a size class (below
+/// `NCLASSES`), or a big block of `k - NCLASSES` units of 16 bytes (above
+/// `SMALL_MAX`). Freed blocks wait on a list per class, and the big ones on
+/// one more, `BIG`.
+const BIG: usize = NCLASSES;
+const NLISTS: usize = NCLASSES + 1;
 
 /// The region and, after it, the side table of links (`UNITS` u16s): all
 /// zero, so in `.bss`, touched page by page as used. (Mapping it on the
@@ -141,18 +156,22 @@ static ON_PAGE: [AtomicU32; PAGES] = [const { AtomicU32::new(0) }; PAGES];
 static PURGED: AtomicU64 = AtomicU64::new(0);
 const _: () = assert!(PAGES <= 64);
 const PINNED: u32 = 1 << 30;
-/// Mallocs served, by class, for the report (written under the lock).
-static MALLOCS: [AtomicU64; NCLASSES] = [const { AtomicU64::new(0) }; NCLASSES];
-/// Each class's freed blocks as pushed by `free`: the unit index of the
-/// first in the low `HEAD_BITS`, the frees of the class (for the report)
+/// Mallocs served, by list (class, or `BIG`), for the report (written
+/// under the lock).
+static MALLOCS: [AtomicU64; NLISTS] = [const { AtomicU64::new(0) }; NLISTS];
+/// Each list's freed blocks as pushed by `free`: the unit index of the
+/// first in the low `HEAD_BITS`, the frees of the list (for the report)
 /// above. The link of each freed block, by unit, is written by the freeing
 /// thread before its push (Release) and read by the lock holder after its
-/// Acquire swap of the head (`pop`).
-static FREE: [AtomicU64; NCLASSES] = [const { AtomicU64::new(NIL as u64) }; NCLASSES];
+/// Acquire swap of the head (`pop`, `pop_big`).
+static FREE: [AtomicU64; NLISTS] = [const { AtomicU64::new(NIL as u64) }; NLISTS];
 const HEAD_BITS: u32 = 16;
 const HEAD: u64 = (1 << HEAD_BITS) - 1;
-/// Each class's blocks taken off `FREE` (under the lock).
-static TAKEN: [AtomicU16; NCLASSES] = [const { AtomicU16::new(NIL) }; NCLASSES];
+/// Each list's blocks taken off `FREE` (under the lock).
+static TAKEN: [AtomicU16; NLISTS] = [const { AtomicU16::new(NIL) }; NLISTS];
+/// Bytes of the live big blocks, for the report (their sizes vary, so the
+/// counts of `BIG` do not give them).
+static BIG_BYTES: AtomicU64 = AtomicU64::new(0);
 
 #[inline(always)]
 fn base() -> usize {
@@ -177,6 +196,32 @@ fn next(u: u16) -> &'static AtomicU16 {
     &REGION.next[u as usize % UNITS]
 }
 
+/// The size of a block of kind `k`.
+#[inline(always)]
+pub fn block_size(k: usize) -> usize {
+    if k < NCLASSES {
+        size_class::class_size(k)
+    } else {
+        (k - NCLASSES) * 16
+    }
+}
+
+/// The kind of a big block of `size` bytes.
+fn big_kind(size: usize) -> usize {
+    NCLASSES + size.div_ceil(16)
+}
+
+/// True if a state word's kind `k` is one this heap makes.
+fn valid_kind(k: usize) -> bool {
+    k < NCLASSES || (k > big_kind(size_class::SMALL_MAX) && k <= big_kind(BIG_MAX))
+}
+
+/// The list of kind `k` (its class, or `BIG`).
+#[inline(always)]
+fn list(k: usize) -> usize {
+    k.min(BIG)
+}
+
 /// True if `p` lies in the region (any byte of it).
 #[inline(always)]
 pub fn contains(p: *const u8) -> bool {
@@ -184,10 +229,10 @@ pub fn contains(p: *const u8) -> bool {
 }
 
 /// A block of class `c` for malloc, or None: the region is retired, the
-/// class too large, the lock busy, or nothing left (which retires it).
+/// lock busy, or nothing left (which retires it).
 #[inline(always)]
 pub fn alloc(c: usize) -> Option<*mut u8> {
-    if RETIRED.load(Ordering::Relaxed) || size_class::class_size(c) > MAX_SIZE {
+    if RETIRED.load(Ordering::Relaxed) {
         return None;
     }
     locked(|| take(c)).filter(|p| !p.is_null())
@@ -198,7 +243,7 @@ pub fn alloc(c: usize) -> Option<*mut u8> {
 /// stays usable. None if there is none (or the lock is busy).
 #[cold]
 pub fn alloc_last_resort(c: usize) -> Option<*mut u8> {
-    if !RETIRED.load(Ordering::Acquire) || size_class::class_size(c) > MAX_SIZE {
+    if !RETIRED.load(Ordering::Acquire) {
         return None;
     }
     locked(|| pop(c, KEY.load(Ordering::Relaxed))).filter(|p| !p.is_null())
@@ -223,12 +268,25 @@ fn locked<T>(f: impl FnOnce() -> T) -> Option<T> {
 /// Takes a block of class `c` for malloc (lock held): a freed one, else
 /// new bytes; null once retired.
 fn take(c: usize) -> *mut u8 {
+    let Some(key) = admit() else {
+        return core::ptr::null_mut();
+    };
+    let p = pop(c, key);
+    if !p.is_null() {
+        return p;
+    }
+    carve(c, key)
+}
+
+/// Counts a malloc (lock held) and gives the identity key, or None: the
+/// region is retired, or retires now (too many mallocs too fast).
+fn admit() -> Option<u64> {
     // Checked again under the lock: a malloc that saw the region open may
     // get here after another retired it (or after `retire_now` found the
     // lock busy: then its walk is still to do).
     if RETIRED.load(Ordering::Relaxed) {
         retire();
-        return core::ptr::null_mut();
+        return None;
     }
     let ops = OPS.load(Ordering::Relaxed) + 1;
     OPS.store(ops, Ordering::Relaxed);
@@ -238,7 +296,7 @@ fn take(c: usize) -> *mut u8 {
         let now = coarse_ns();
         if now.saturating_sub(SINCE.load(Ordering::Relaxed)) < WINDOW_MS * 1_000_000 {
             retire();
-            return core::ptr::null_mut();
+            return None;
         }
         // Slowly: a new window.
         OPS.store(1, Ordering::Relaxed);
@@ -249,12 +307,14 @@ fn take(c: usize) -> *mut u8 {
         key = crate::os::random_u64() | 1;
         KEY.store(key, Ordering::Relaxed);
     }
-    let p = pop(c, key);
-    if !p.is_null() {
-        return p;
-    }
+    Some(key)
+}
+
+/// A block of kind `k` from the region's unused bytes (lock held), or
+/// null: they are too few.
+fn carve(k: usize, key: u64) -> *mut u8 {
     let off = BUMP.load(Ordering::Relaxed);
-    let size = size_class::class_size(c);
+    let size = block_size(k);
     if off + HDR + size > REGION_BYTES {
         // A large block that does not fit goes to the zones and the region
         // serves on; one that finds less than `FULL` left ends it.
@@ -265,7 +325,7 @@ fn take(c: usize) -> *mut u8 {
     }
     BUMP.store(off + HDR + size, Ordering::Relaxed);
     let p = (base() + off + HDR) as *mut u8;
-    hand_out(p, c, key);
+    hand_out(p, k, key);
     p
 }
 
@@ -298,29 +358,33 @@ fn pop(c: usize, key: u64) -> *mut u8 {
     p
 }
 
-/// Writes the header of block `p` of class `c`, live (and counted on its
+/// Writes the header of block `p` of kind `k`, live (and counted on its
 /// pages once they are counted: lock held, so that a purge, also under the
 /// lock, sees the count).
-fn hand_out(p: *mut u8, c: usize, key: u64) {
-    let c = c % NCLASSES;
+fn hand_out(p: *mut u8, k: usize, key: u64) {
     let counting = COUNTING.load(Ordering::Relaxed);
     // SAFETY: `p` is a block start of the region that is ours (carved or
     // popped under the lock): its header is the 16 bytes before it.
     unsafe {
         *(p.sub(HDR) as *mut u64) = key ^ p as u64;
-        state_word(p).store(live_state(c, counting), Ordering::Relaxed);
+        state_word(p).store(live_state(k, counting), Ordering::Relaxed);
     }
     if counting {
-        count_on_pages(p, c);
+        count_on_pages(p, k);
     }
+    let l = list(k);
     // Under the lock: a load and a store, no read-modify-write.
-    MALLOCS[c].store(MALLOCS[c].load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    MALLOCS[l].store(MALLOCS[l].load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    if l == BIG {
+        // (Frees take off without the lock.)
+        BIG_BYTES.fetch_add(block_size(k) as u64, Ordering::Relaxed);
+    }
 }
 
-/// Counts the live block `p` of class `c` on its pages (lock held; frees
+/// Counts the live block `p` of kind `k` on its pages (lock held; frees
 /// take counts off concurrently).
-fn count_on_pages(p: *mut u8, c: usize) {
-    for pg in pages_of(p, c) {
+fn count_on_pages(p: *mut u8, k: usize) {
+    for pg in pages_of(p, k) {
         ON_PAGE[pg % PAGES].fetch_add(1, Ordering::Relaxed);
         // In use again: when it empties, it goes back again (only the
         // lock holder changes `PURGED`).
@@ -331,10 +395,10 @@ fn count_on_pages(p: *mut u8, c: usize) {
     }
 }
 
-/// The pages that the block at `p` of class `c` and its header touch.
-fn pages_of(p: *mut u8, c: usize) -> core::ops::RangeInclusive<usize> {
+/// The pages that the block at `p` of kind `k` and its header touch.
+fn pages_of(p: *mut u8, k: usize) -> core::ops::RangeInclusive<usize> {
     let off = p as usize - base();
-    ((off - HDR) / PAGE_SIZE)..=((off + size_class::class_size(c) - 1) / PAGE_SIZE)
+    ((off - HDR) / PAGE_SIZE)..=((off + block_size(k) - 1) / PAGE_SIZE)
 }
 
 /// The header's state word of the block at `p`.
@@ -347,11 +411,11 @@ unsafe fn state_word(p: *mut u8) -> &'static AtomicU64 {
     unsafe { &*(p.sub(8) as *const AtomicU64) }
 }
 
-/// The state word of a live block of class `c`, counted on its pages or
+/// The state word of a live block of kind `k`, counted on its pages or
 /// not.
 #[inline(always)]
-fn live_state(c: usize, counted: bool) -> u64 {
-    ((c as u64) << CLASS_SHIFT) | LIVE | if counted { COUNTED } else { 0 }
+fn live_state(k: usize, counted: bool) -> u64 {
+    ((k as u64) << CLASS_SHIFT) | LIVE | if counted { COUNTED } else { 0 }
 }
 
 /// No more allocation for malloc (lock held); the pages used that hold no
@@ -389,8 +453,8 @@ fn count_live() {
         // 16-byte aligned: a header that `take` wrote.
         let (id, st) = unsafe { (*(p.sub(HDR) as *const u64), state_word(p)) };
         let mut s = st.load(Ordering::Relaxed);
-        let c = (s >> CLASS_SHIFT) as usize;
-        if id != key ^ p as u64 || c >= NCLASSES {
+        let k = (s >> CLASS_SHIFT) as usize;
+        if id != key ^ p as u64 || !valid_kind(k) {
             for n in ON_PAGE.iter().skip(off / PAGE_SIZE) {
                 n.fetch_add(PINNED, Ordering::Relaxed);
             }
@@ -399,13 +463,13 @@ fn count_live() {
         while s & LIVE != 0 {
             match st.compare_exchange(s, s | COUNTED, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => {
-                    count_on_pages(p, c);
+                    count_on_pages(p, k);
                     break;
                 }
                 Err(now) => s = now,
             }
         }
-        off += HDR + size_class::class_size(c);
+        off += HDR + block_size(k);
     }
 }
 
@@ -424,7 +488,7 @@ fn purge_if_empty(pg: usize) {
 
 /// What a pointer into the region is.
 pub enum Found {
-    /// A live block of this class.
+    /// A live block of this kind (`block_size`).
     Live(usize),
     /// A block already freed.
     Freed,
@@ -446,36 +510,39 @@ pub fn find(p: *mut u8) -> Found {
         )
     };
     let key = KEY.load(Ordering::Relaxed);
-    let c = (st >> CLASS_SHIFT) as usize;
-    if key == 0 || id != key ^ p as u64 || c >= NCLASSES {
+    let k = (st >> CLASS_SHIFT) as usize;
+    if key == 0 || id != key ^ p as u64 || !valid_kind(k) {
         return Found::Bad;
     }
     if st & LIVE != 0 {
-        Found::Live(c)
+        Found::Live(k)
     } else {
         Found::Freed
     }
 }
 
-/// Frees `p`, a live block of class `c` (`find` said so); of two frees
+/// Frees `p`, a live block of kind `k` (`find` said so); of two frees
 /// racing, the second finds the live bit clear and is reported.
-pub fn free(p: *mut u8, c: usize) {
-    let c = c % NCLASSES;
+pub fn free(p: *mut u8, k: usize) {
+    let l = list(k);
     // SAFETY: `find` checked that `p` is a block start of the region.
     let st = unsafe { state_word(p) };
     let old = st.fetch_and(!(LIVE | COUNTED), Ordering::AcqRel);
     if old & LIVE == 0 {
         crate::fmt::fatal_pointer("free", p, "double free");
     }
+    if l == BIG {
+        BIG_BYTES.fetch_sub(block_size(k) as u64, Ordering::Relaxed);
+    }
     let u = unit(p);
-    let mut cur = FREE[c].load(Ordering::Relaxed);
+    let mut cur = FREE[l].load(Ordering::Relaxed);
     loop {
         // Our block's link, ours to write: we cleared its live bit.
         next(u).store((cur & HEAD) as u16, Ordering::Relaxed);
         // The head and the count of frees in one: (count + 1, u).
         let new = (((cur >> HEAD_BITS) + 1) << HEAD_BITS) | u as u64;
         // Release pairs with the Acquire swap of `pop`: it reads the link.
-        match FREE[c].compare_exchange_weak(cur, new, Ordering::Release, Ordering::Relaxed) {
+        match FREE[l].compare_exchange_weak(cur, new, Ordering::Release, Ordering::Relaxed) {
             Ok(_) => break,
             Err(now) => cur = now,
         }
@@ -484,7 +551,7 @@ pub fn free(p: *mut u8, c: usize) {
         return;
     }
     let mut emptied = false;
-    for pg in pages_of(p, c) {
+    for pg in pages_of(p, k) {
         emptied |= ON_PAGE[pg % PAGES].fetch_sub(1, Ordering::Relaxed) == 1;
     }
     if emptied {
@@ -492,7 +559,7 @@ pub fn free(p: *mut u8, c: usize) {
         // (a busy lock leaves the page to a later free or to no one: at
         // most this page stays resident).
         let _ = locked(|| {
-            for pg in pages_of(p, c) {
+            for pg in pages_of(p, k) {
                 purge_if_empty(pg);
             }
         });
@@ -525,7 +592,9 @@ pub fn calls(c: usize) -> (u64, u64) {
 
 /// The region's figures for the report: (mallocs, frees, bytes in use).
 pub fn counts() -> (u64, u64, u64) {
-    (0..NCLASSES).fold((0, 0, 0), |(m, f, b), c| {
+    let (m, f) = big_calls();
+    let big = (m, f, BIG_BYTES.load(Ordering::Relaxed));
+    (0..NCLASSES).fold(big, |(m, f, b), c| {
         let (a, d) = calls(c);
         let live = a.saturating_sub(d) * size_class::class_size(c) as u64;
         (m + a, f + d, b + live)

@@ -23,6 +23,7 @@ fn reset() {
     for m in &MALLOCS {
         m.store(0, Ordering::Relaxed);
     }
+    BIG_BYTES.store(0, Ordering::Relaxed);
     for n in &ON_PAGE {
         n.store(0, Ordering::Relaxed);
     }
@@ -184,12 +185,12 @@ fn slow_programs_keep_it() {
 fn retires_when_full() {
     in_lone_child(|| {
         reset();
-        let c = size_class::class_of(MAX_SIZE);
+        let c = size_class::class_of(8192);
         let mut n = 0;
         while alloc(c).is_some() {
             n += 1;
         }
-        assert_eq!(n, REGION_BYTES / (MAX_SIZE + HDR));
+        assert_eq!(n, REGION_BYTES / (8192 + HDR));
         assert!(!RETIRED.load(Ordering::Relaxed), "8 KiB left unused");
         let k = size_class::class_of(1024 - HDR);
         while alloc(k).is_some() {}
@@ -273,6 +274,72 @@ fn retirement_races_frees() {
             }
             assert_eq!(counts().2, 0, "round {round}: bytes still live");
         }
+    });
+}
+
+/// Blocks above the size classes: new bytes read as zero; a freed one
+/// serves a request of at least half its size and keeps its size, and
+/// calloc clears it; none above `BIG_MAX`; the report counts their bytes;
+/// realloc moves them; retirement walks past them, their pages go back
+/// once freed, and a freed one still serves a malloc the arena cannot.
+#[test]
+fn serves_big_blocks() {
+    in_lone_child(|| {
+        reset();
+        let small = size_class::class_of(100);
+        let a = alloc(small).expect("a block");
+        let (p, zeroed) = alloc_big(40_000).expect("a big block");
+        assert!(zeroed && contains(p) && (p as usize).is_multiple_of(16));
+        let Found::Live(k) = find(p) else {
+            panic!("{p:p} not live")
+        };
+        assert_eq!(block_size(k), 40_000);
+        assert_eq!(alloc_big(BIG_MAX + 1), None);
+        let (q, _) = alloc_big(20_000).expect("a big block");
+        assert!(q as usize >= p as usize + 40_000 + HDR);
+        let live = block_size(small) + 40_000 + 20_000;
+        assert_eq!(counts().2, live as u64);
+        // SAFETY: ours, 40,000 bytes.
+        unsafe { core::ptr::write_bytes(p, 3, 40_000) };
+        free(p, k);
+        assert!(matches!(find(p), Found::Freed));
+        let (r, zeroed) = alloc_big(17_000).expect("a big block");
+        assert!(r != p && zeroed, "a block over twice the request is kept");
+        let z = crate::alloc::calloc(1, 24_000);
+        assert_eq!(z, p, "the freed block serves");
+        assert!(matches!(find(p), Found::Live(j) if j == k), "its size kept");
+        assert_eq!(crate::alloc::usable_size(p), 40_000);
+        // SAFETY: ours, 24,000 bytes.
+        assert!(unsafe { core::slice::from_raw_parts(p, 24_000) }
+            .iter()
+            .all(|&b| b == 0));
+        // SAFETY: as above.
+        unsafe { core::ptr::write_bytes(p, 9, 24_000) };
+        let m = crate::alloc::realloc(p, 60_000);
+        assert!(contains(m) && m != p && matches!(find(p), Found::Freed));
+        // SAFETY: the first 24,000 bytes moved with it.
+        assert!(unsafe { core::slice::from_raw_parts(m, 24_000) }
+            .iter()
+            .all(|&b| b == 9));
+        retire_now();
+        assert!(
+            ON_PAGE.iter().all(|n| n.load(Ordering::Relaxed) < PINNED),
+            "the walk got past the big blocks"
+        );
+        for (x, j) in [(a, small), (q, big_kind(20_000)), (r, big_kind(17_000))] {
+            free(x, j);
+        }
+        crate::alloc::free(m);
+        assert_eq!(counts().2, 0);
+        assert_eq!(resident_pages(), 0, "every page back");
+        assert_eq!(alloc_big(20_000), None, "retired");
+        assert_eq!(alloc_big_last_resort(100_000), None, "none that large");
+        let l = alloc_big_last_resort(20_000).expect("a freed big block");
+        assert!(matches!(find(l), Found::Live(j) if block_size(j) >= 20_000));
+        // SAFETY: ours again, 20,000 bytes.
+        unsafe { core::ptr::write_bytes(l, 4, 20_000) };
+        crate::alloc::free(l);
+        assert_eq!(counts().2, 0);
     });
 }
 
