@@ -185,12 +185,12 @@ fn slow_programs_keep_it() {
 fn retires_when_full() {
     in_lone_child(|| {
         reset();
-        let c = size_class::class_of(8192);
+        let c = size_class::class_of(MAX_SIZE);
         let mut n = 0;
         while alloc(c).is_some() {
             n += 1;
         }
-        assert_eq!(n, REGION_BYTES / (8192 + HDR));
+        assert_eq!(n, REGION_BYTES / (MAX_SIZE + HDR));
         assert!(!RETIRED.load(Ordering::Relaxed), "8 KiB left unused");
         let k = size_class::class_of(1024 - HDR);
         while alloc(k).is_some() {}
