@@ -180,7 +180,7 @@ fn slow_programs_keep_it() {
 }
 
 /// A block that does not fit goes elsewhere; a region that fills up
-/// retires.
+/// retires, and so does one that a big block does not fit.
 #[test]
 fn retires_when_full() {
     in_lone_child(|| {
@@ -197,6 +197,13 @@ fn retires_when_full() {
         assert!(RETIRED.load(Ordering::Relaxed));
         assert_eq!(alloc(size_class::class_of(16)), None);
         assert!(BUMP.load(Ordering::Relaxed) > REGION_BYTES - FULL);
+        reset();
+        assert!(alloc_big(BIG_MAX).is_some());
+        assert_eq!(alloc_big(BIG_MAX), None);
+        assert!(
+            RETIRED.load(Ordering::Relaxed),
+            "a big block that does not fit ends it"
+        );
     });
 }
 
