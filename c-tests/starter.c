@@ -1,7 +1,9 @@
 /* starter.c - a process's first blocks: the starter heap (src/starter/).
  *
  * [both allocators] Blocks made first (four of 8000 B, a hundred small
- * ones, a realloc'd string) keep their contents through everything that
+ * ones, a realloc'd string, a 32 KiB calloc above the size classes, as
+ * ls's opendir buffer and perl's first callocs are, realloc'd to 50,000 B)
+ * keep their contents through everything that
  * follows: 9000 malloc/free pairs (two windows of the starter heap's
  * 4096 mallocs, fast: it retires), a fork whose child allocates and frees, four threads that
  * allocate and free at once; realloc moves them intact, aligned_alloc
@@ -26,6 +28,7 @@
 #define NBIG 4
 #define BIG 8000
 #define NSMALL 100
+#define DIRBUF 32768
 
 static int (*p_stats_get)(struct sa_stats *, size_t);
 
@@ -96,6 +99,14 @@ int main(void)
         memcpy(s + n, s, n + 1);
     }
     CHECK(strlen(s) == 16 * 64 && strncmp(s + 16 * 63, "the starter heap", 16) == 0, "realloc lost bytes");
+    char *dir = calloc(1, DIRBUF);
+    CHECK(dir != NULL && (uintptr_t)dir % 16 == 0, "calloc(1, %d)", DIRBUF);
+    size_t nz = 0;
+    for (size_t i = 0; i < DIRBUF; i++) nz += dir[i] != 0;
+    CHECK(nz == 0, "calloc's block has %zu bytes that are not zero", nz);
+    fill(dir, DIRBUF, 300);
+    dir = realloc(dir, 50000);
+    CHECK(dir != NULL && intact(dir, DIRBUF, 300), "realloc of the %d B block lost bytes", DIRBUF);
     if (sa) {
         struct sa_stats *st = stats();
         printf("starter: after the first blocks: starter_mallocs=%llu bytes_mapped=%llu\n",
@@ -141,6 +152,7 @@ int main(void)
         CHECK(intact(small[i], 8 + (size_t)i * 13 % 400, 200 + (uint64_t)i), "small block %d damaged", i);
     for (int i = 0; i < NBIG; i++) CHECK(intact(big[i], BIG, 100 + (uint64_t)i), "big block %d damaged", i);
     CHECK(strncmp(s, "the starter heap", 16) == 0, "the realloc'd string damaged");
+    CHECK(intact(dir, DIRBUF, 300), "the %d B block damaged", DIRBUF);
 
     int inside = 0;
     size_t usable[NBIG];
@@ -154,6 +166,7 @@ int main(void)
 
     for (int i = 0; i < NSMALL; i++) free(small[i]);
     free(s);
+    free(dir);
     free(al);
     printf("starter: %s\n", g_fail ? "FAILED" : "ok");
     return g_fail ? 1 : 0;
