@@ -7,7 +7,8 @@
 //! -> 36, `gcc --version` 83 -> 38. Their sizes vary, so their freed
 //! blocks wait on one list, `BIG`, searched first fit; a block is never
 //! split, and keeps its size (its kind) when it serves a smaller request.
-//! One that does not fit retires the region (`carve`).
+//! They have the region's second part to themselves (`part`); one that
+//! does not fit there ends the big blocks (`BIG_OFF`), not the small ones.
 
 use super::*;
 
@@ -16,17 +17,18 @@ use super::*;
 /// block is above `BIG_MAX`, or does not fit).
 #[inline(never)]
 pub fn alloc_big(size: usize) -> Option<(*mut u8, bool)> {
-    if RETIRED.load(Ordering::Relaxed) || size > BIG_MAX {
+    if RETIRED.load(Ordering::Relaxed) || BIG_OFF.load(Ordering::Relaxed) || size > BIG_MAX {
         return None;
     }
     locked(|| take_big(size)).filter(|r| !r.0.is_null())
 }
 
-/// A freed big block from the retired region, for a malloc of `size` the
-/// arena could not serve (no memory to map), as `alloc_last_resort`.
+/// A freed big block, for a malloc of `size` the arena could not serve
+/// (no memory to map), as `alloc_last_resort`; also once the region serves
+/// big blocks no more (retired, or `BIG_OFF`).
 #[cold]
 pub fn alloc_big_last_resort(size: usize) -> Option<*mut u8> {
-    if !RETIRED.load(Ordering::Acquire) || size > BIG_MAX {
+    if size > BIG_MAX {
         return None;
     }
     locked(|| pop_big(big_kind(size), KEY.load(Ordering::Relaxed))).filter(|p| !p.is_null())
@@ -61,7 +63,7 @@ fn take_big(size: usize) -> (*mut u8, bool) {
 /// Pops a freed big block (lock held) of at least kind `k`'s size and at
 /// most twice it, or null. Blocks are not split: the block keeps its size.
 /// The blocks pushed since the last look go in front of the taken list,
-/// which is searched first fit (it holds at most `REGION_BYTES / SMALL_MAX`
+/// which is searched first fit (it holds at most `BIG_PART / SMALL_MAX`
 /// blocks).
 fn pop_big(k: usize, key: u64) -> *mut u8 {
     if FREE[BIG].load(Ordering::Relaxed) & HEAD != NIL as u64 {

@@ -61,11 +61,23 @@ use crate::size_class::{self, NCLASSES};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-/// Bytes of the region: `perl -e 1` needs 160 KB (24 blocks of 4 KiB
-/// among them), `sed` with two expressions 79 KB (with 64 KiB it started
-/// the zones: 50 us more a run), `expr` 13 KB. Pages no one touches cost
-/// nothing (`.bss`).
-const REGION_BYTES: usize = 256 * 1024;
+/// Bytes of the region's two parts: the small blocks in the first, the big
+/// ones in the second, each carved from its start by a bump offset of its
+/// own, so that big blocks take no room from small ones (python's first
+/// four, 128 + 25 + 51 + 32 KiB, filled a shared region, and its small
+/// blocks went to the zones 670 mallocs earlier: 49 more page faults a
+/// run). Small: `perl -e 1` needs 160 KB (24 blocks of 4 KiB among them),
+/// `sed` with two expressions 79 KB (with 64 KiB it started the zones: 50
+/// us more a run), `expr` 13 KB. Big: a short program makes one or two
+/// (`sort` 79 KB, `grep` 100 KB, `make` 64 KiB, `gcc` 72 + 64 KiB; `du`
+/// one 32 KiB block after another, each reusing the last); a program that
+/// makes more (python: 128 KiB, then buffers for each file it reads) does
+/// better on the arena, which splits and merges its free runs (with a big
+/// part of 256 KiB python's file reads took 54 more page faults). Pages no
+/// one touches cost nothing (`.bss`).
+const SMALL_PART: usize = 256 * 1024;
+const BIG_PART: usize = 160 * 1024;
+const REGION_BYTES: usize = SMALL_PART + BIG_PART;
 /// Largest class served (stdio's buffers are 4 KiB). The classes above,
 /// from the zones: served here, `glibc_simple`'s one early 12.8 KiB block
 /// cost it 32 more page faults and 128 KiB more peak RSS (the zones
@@ -76,7 +88,7 @@ const MAX_SIZE: usize = 8192;
 /// libstdc++'s 72 KiB emergency pool, all made early) would otherwise
 /// start the arena and the zones, 40-70 us of a short process (`ls /`,
 /// `perl -e 1`, `gcc --version`, 2-CPU host).
-const BIG_MAX: usize = REGION_BYTES / 2;
+const BIG_MAX: usize = 128 * 1024;
 /// The region retires when `OPS_MAX` of its mallocs come within
 /// `WINDOW_MS` (`expr` makes 207 in all, `sed` 464, `perl -e 1` 1131,
 /// `python3 -c pass` 1700-4000): a program that allocates that fast and
@@ -92,7 +104,7 @@ const OPS_MAX: u32 = 4096;
 const WINDOW_MS: u64 = 50;
 /// Bytes of a block's header.
 const HDR: usize = 16;
-/// The region is full when less than this is left.
+/// The small part is full when less than this is left.
 const FULL: usize = 1024;
 /// Pages of the region, and its 16-byte units (block starts).
 const PAGES: usize = REGION_BYTES / PAGE_SIZE;
@@ -141,8 +153,12 @@ static REGION: Region = Region {
 static LOCK: AtomicBool = AtomicBool::new(false);
 /// No more allocation for malloc (set under the lock; read without it).
 static RETIRED: AtomicBool = AtomicBool::new(false);
-/// Offset of the region's first unused byte (under the lock).
+/// Offset of the first unused byte of the small part, and of the big part
+/// (from its start; under the lock).
 static BUMP: AtomicUsize = AtomicUsize::new(0);
+static BIG_BUMP: AtomicUsize = AtomicUsize::new(0);
+/// No more big blocks: one did not fit (set under the lock).
+static BIG_OFF: AtomicBool = AtomicBool::new(false);
 /// Mallocs served in the current window, and when it began (ns of
 /// `CLOCK_MONOTONIC_COARSE`, a vDSO read); under the lock.
 static OPS: AtomicU32 = AtomicU32::new(0);
@@ -158,8 +174,7 @@ static COUNTING: AtomicBool = AtomicBool::new(false);
 static ON_PAGE: [AtomicU32; PAGES] = [const { AtomicU32::new(0) }; PAGES];
 /// Pages given back (under the lock); a pop that lands on one rewrites the
 /// block's header.
-static PURGED: AtomicU64 = AtomicU64::new(0);
-const _: () = assert!(PAGES <= 64);
+static PURGED: [AtomicU64; PAGES.div_ceil(64)] = [const { AtomicU64::new(0) }; PAGES.div_ceil(64)];
 const PINNED: u32 = 1 << 30;
 /// Mallocs served, by list (class, or `BIG`), for the report (written
 /// under the lock).
@@ -315,24 +330,39 @@ fn admit() -> Option<u64> {
     Some(key)
 }
 
-/// A block of kind `k` from the region's unused bytes (lock held), or
-/// null: they are too few.
+/// The start of the region's small part or big part, its length, and its
+/// bump offset.
+fn part(big: bool) -> (usize, usize, &'static AtomicUsize) {
+    if big {
+        (SMALL_PART, BIG_PART, &BIG_BUMP)
+    } else {
+        (0, SMALL_PART, &BUMP)
+    }
+}
+
+/// A block of kind `k` from its part's unused bytes (lock held), or null:
+/// they are too few.
 fn carve(k: usize, key: u64) -> *mut u8 {
-    let off = BUMP.load(Ordering::Relaxed);
+    let big = k >= NCLASSES;
+    let (start, len, bump) = part(big);
+    let used = bump.load(Ordering::Relaxed);
     let size = block_size(k);
-    if off + HDR + size > REGION_BYTES {
-        // A block that does not fit goes to the zones and the region serves
-        // on; one that finds less than `FULL` left ends it, and so does a
-        // big one: a program that wants more big blocks than the region
-        // holds is not a short one (`midsize`, 16 KiB - 1 MiB blocks, had
-        // 575 of them served here, each through the lock).
-        if REGION_BYTES - off < FULL || k >= NCLASSES {
+    if used + HDR + size > len {
+        // A block that does not fit goes to the zones (or the arena) and
+        // the region serves on; a small one that finds less than `FULL`
+        // left ends it; a big one ends the big blocks: a program that wants
+        // more of them than the part holds is not a short one (`midsize`,
+        // blocks of 16 KiB - 1 MiB, had 575 of them served here, each
+        // through the lock).
+        if big {
+            BIG_OFF.store(true, Ordering::Relaxed);
+        } else if len - used < FULL {
             retire();
         }
         return core::ptr::null_mut();
     }
-    BUMP.store(off + HDR + size, Ordering::Relaxed);
-    let p = (base() + off + HDR) as *mut u8;
+    bump.store(used + HDR + size, Ordering::Relaxed);
+    let p = (base() + start + used + HDR) as *mut u8;
     hand_out(p, k, key);
     p
 }
@@ -396,9 +426,10 @@ fn count_on_pages(p: *mut u8, k: usize) {
         ON_PAGE[pg % PAGES].fetch_add(1, Ordering::Relaxed);
         // In use again: when it empties, it goes back again (only the
         // lock holder changes `PURGED`).
-        let purged = PURGED.load(Ordering::Relaxed);
-        if purged & (1u64 << pg) != 0 {
-            PURGED.store(purged & !(1u64 << pg), Ordering::Relaxed);
+        let (word, bit) = purged(pg);
+        let was = word.load(Ordering::Relaxed);
+        if was & bit != 0 {
+            word.store(was & !bit, Ordering::Relaxed);
         }
     }
 }
@@ -432,29 +463,39 @@ fn live_state(k: usize, counted: bool) -> u64 {
 fn retire() {
     RETIRED.store(true, Ordering::Relaxed);
     count_live();
-    let used = BUMP.load(Ordering::Relaxed).div_ceil(PAGE_SIZE);
-    for pg in 0..used {
-        purge_if_empty(pg);
+    for big in [false, true] {
+        let (start, _, bump) = part(big);
+        let end = (start + bump.load(Ordering::Relaxed)).div_ceil(PAGE_SIZE);
+        for pg in start / PAGE_SIZE..end {
+            purge_if_empty(pg);
+        }
     }
 }
 
-/// Once (lock held): walks the blocks carved so far, header to header,
-/// and marks each live one counted (a compare-and-swap on its state word,
+/// Once (lock held): walks the blocks carved so far in each part, header
+/// to header, and marks each live one counted (a compare-and-swap on its state word,
 /// which a concurrent free's clearing either precedes, and then the block
 /// is not counted, or follows, and then that free takes the count off),
 /// with a count on each page it touches. No page is purged before this,
 /// so every header below the bump offset is there; one that does not
-/// check out (an overflow from the block before it) ends the walk, and the
-/// pages from there on are pinned (never purged: their blocks, live or
-/// not, are not counted).
+/// check out (an overflow from the block before it) ends the part's walk,
+/// and the part's pages from there on are pinned (never purged: their
+/// blocks, live or not, are not counted).
 fn count_live() {
     if COUNTING.load(Ordering::Relaxed) {
         return;
     }
     COUNTING.store(true, Ordering::Relaxed);
+    count_live_in(false);
+    count_live_in(true);
+}
+
+/// `count_live` of the small part or the big part.
+fn count_live_in(big: bool) {
     let key = KEY.load(Ordering::Relaxed);
-    let end = BUMP.load(Ordering::Relaxed);
-    let mut off = 0;
+    let (start, len, bump) = part(big);
+    let end = start + bump.load(Ordering::Relaxed);
+    let mut off = start;
     while off + HDR < end {
         let p = (base() + off + HDR) as *mut u8;
         // SAFETY: `p - 16 .. p` lies in the region below the bump offset,
@@ -463,7 +504,8 @@ fn count_live() {
         let mut s = st.load(Ordering::Relaxed);
         let k = (s >> CLASS_SHIFT) as usize;
         if id != key ^ p as u64 || !valid_kind(k) {
-            for n in ON_PAGE.iter().skip(off / PAGE_SIZE) {
+            let pages = ON_PAGE.iter().take((start + len).div_ceil(PAGE_SIZE));
+            for n in pages.skip(off / PAGE_SIZE) {
                 n.fetch_add(PINNED, Ordering::Relaxed);
             }
             return;
@@ -486,12 +528,16 @@ fn count_live() {
 /// writes its header again. Until then a bad free there finds a zero
 /// header and is reported.
 fn purge_if_empty(pg: usize) {
-    let bit = 1u64 << pg;
-    if ON_PAGE[pg % PAGES].load(Ordering::SeqCst) == 0 && PURGED.load(Ordering::Relaxed) & bit == 0
-    {
+    let (word, bit) = purged(pg);
+    if ON_PAGE[pg % PAGES].load(Ordering::SeqCst) == 0 && word.load(Ordering::Relaxed) & bit == 0 {
         crate::os::purge((base() + pg * PAGE_SIZE) as *mut u8, PAGE_SIZE);
-        PURGED.fetch_or(bit, Ordering::Relaxed);
+        word.fetch_or(bit, Ordering::Relaxed);
     }
+}
+
+/// Page `pg`'s word of `PURGED`, and its bit there.
+fn purged(pg: usize) -> (&'static AtomicU64, u64) {
+    (&PURGED[(pg / 64) % PURGED.len()], 1 << (pg % 64))
 }
 
 /// What a pointer into the region is.

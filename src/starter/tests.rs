@@ -10,9 +10,13 @@ fn reset() {
     LOCK.store(false, Ordering::Relaxed);
     RETIRED.store(false, Ordering::Relaxed);
     BUMP.store(0, Ordering::Relaxed);
+    BIG_BUMP.store(0, Ordering::Relaxed);
+    BIG_OFF.store(false, Ordering::Relaxed);
     OPS.store(0, Ordering::Relaxed);
     SINCE.store(0, Ordering::Relaxed);
-    PURGED.store(0, Ordering::Relaxed);
+    for w in &PURGED {
+        w.store(0, Ordering::Relaxed);
+    }
     COUNTING.store(false, Ordering::Relaxed);
     for f in &FREE {
         f.store(NIL as u64, Ordering::Relaxed);
@@ -179,31 +183,37 @@ fn slow_programs_keep_it() {
     });
 }
 
-/// A block that does not fit goes elsewhere; a region that fills up
-/// retires, and so does one that a big block does not fit.
+/// A block that does not fit goes elsewhere; a region whose small part
+/// fills up retires; a big block that does not fit in the big part ends
+/// the big ones only.
 #[test]
 fn retires_when_full() {
     in_lone_child(|| {
         reset();
+        // A big block first: it takes no room from the small ones.
+        assert!(alloc_big(BIG_MAX).is_some());
         let c = size_class::class_of(MAX_SIZE);
         let mut n = 0;
         while alloc(c).is_some() {
             n += 1;
         }
-        assert_eq!(n, REGION_BYTES / (MAX_SIZE + HDR));
+        assert_eq!(n, SMALL_PART / (MAX_SIZE + HDR));
         assert!(!RETIRED.load(Ordering::Relaxed), "8 KiB left unused");
         let k = size_class::class_of(1024 - HDR);
         while alloc(k).is_some() {}
         assert!(RETIRED.load(Ordering::Relaxed));
         assert_eq!(alloc(size_class::class_of(16)), None);
-        assert!(BUMP.load(Ordering::Relaxed) > REGION_BYTES - FULL);
+        assert!(BUMP.load(Ordering::Relaxed) > SMALL_PART - FULL);
         reset();
-        assert!(alloc_big(BIG_MAX).is_some());
-        assert_eq!(alloc_big(BIG_MAX), None);
-        assert!(
-            RETIRED.load(Ordering::Relaxed),
-            "a big block that does not fit ends it"
+        assert!(alloc_big(BIG_MAX).is_some() && alloc_big(BIG_PART - BIG_MAX - 2 * HDR).is_some());
+        assert_eq!(alloc_big(BIG_MAX), None, "the big part is full");
+        assert_eq!(
+            alloc_big(20_000),
+            None,
+            "a big block that does not fit ends them"
         );
+        assert!(!RETIRED.load(Ordering::Relaxed), "not the small ones");
+        assert!(alloc(size_class::class_of(MAX_SIZE)).is_some());
     });
 }
 
