@@ -1,4 +1,4 @@
-//! The starter heap: a process's first small blocks, before any zone exists.
+//! The starter heap: a process's first blocks, before any zone exists.
 //!
 //! A short process (`expr`, `sed`, a shell's `$(...)`) makes a few hundred
 //! mallocs of a dozen sizes and exits. Served by the zones, each size it
@@ -6,14 +6,14 @@
 //! first page of a 128 KiB slab, and the first malloc maps the arena and
 //! the cache blocks and reads the CPU count: `sed` took 59 page faults more
 //! than under glibc, and 0.22 ms more CPU time (2-CPU host). Here those
-//! first blocks come from one 256 KiB region in the library's `.bss`,
+//! first blocks come from a region in the library's `.bss` (256 KiB),
 //! packed one after the other like glibc's heap, each behind a 16-byte
 //! header; the zones start only when a request does not fit, when
 //! `OPS_MAX` mallocs come within `WINDOW_MS` (a program that allocates
 //! fast), or for a block aligned beyond 16 bytes (never served here).
 //! Blocks above the size classes up to `BIG_MAX` ("big" ones, `big`) come
-//! from the region too: a short process's first one (`ls`'s `opendir`
-//! buffer) would otherwise start the arena and the zones.
+//! from a second part of the region (160 KiB): a short process's first one
+//! (`ls`'s `opendir` buffer) would otherwise start the arena and the zones.
 //!
 //! * **Allocation** (`alloc`, from malloc's miss path): under a try-lock (a
 //!   busy lock, another thread's or a signal handler's own, sends the call
