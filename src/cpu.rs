@@ -302,8 +302,8 @@ pub fn current_zone() -> usize {
 /// "0,2-5", ...): the highest id + 1, so that sparse ids inside a cpuset fit.
 pub fn possible_cpus() -> usize {
     let mut buf = [0u8; 256];
-    let n = crate::os::read_small_file(c"/sys/devices/system/cpu/possible", &mut buf);
-    parse_cpu_list(&buf[..n]).unwrap_or_else(|| {
+    let list = crate::os::read_small_file(c"/sys/devices/system/cpu/possible", &mut buf);
+    parse_cpu_list(list).unwrap_or_else(|| {
         // SAFETY: sysconf has no preconditions.
         let c = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
         if c > 0 {

@@ -376,7 +376,9 @@ pub fn write_all(fd: i32, mut buf: &[u8]) {
             }
             return;
         }
-        buf = &buf[n as usize..];
+        // (`get`: the kernel wrote at most `buf.len()`, and this spares
+        // the slicing a panic path.)
+        buf = buf.get(n as usize..).unwrap_or_default();
     }
 }
 
@@ -407,22 +409,25 @@ pub fn getauxval(key: libc::c_ulong) -> libc::c_ulong {
 }
 
 /// Reads up to `buf.len()` bytes of a small file (procfs / sysfs) with plain
-/// system calls. Returns the byte count, or 0 on failure.
-pub fn read_small_file(path: &core::ffi::CStr, buf: &mut [u8]) -> usize {
+/// system calls. Returns the bytes read (none on failure).
+pub fn read_small_file<'a>(path: &core::ffi::CStr, buf: &'a mut [u8]) -> &'a [u8] {
     // SAFETY: path is NUL-terminated; buf is valid for its length.
-    unsafe {
+    let n = unsafe {
         let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
         if fd < 0 {
-            return 0;
+            return &[];
         }
         let n = libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len());
         libc::close(fd);
-        if n < 0 {
-            0
-        } else {
-            n as usize
-        }
-    }
+        n.max(0) as usize
+    };
+    read_part(buf, n)
+}
+
+/// The first `n` bytes of `buf`, which a read filled (`get`: the kernel
+/// wrote at most `buf.len()`, and this spares the slicing a panic path).
+fn read_part(buf: &[u8], n: usize) -> &[u8] {
+    buf.get(..n).unwrap_or_default()
 }
 
 /// A random 64-bit value from the kernel (the AT_RANDOM bytes as fallback).
@@ -616,15 +621,16 @@ pub fn open_read(path: &core::ffi::CStr) -> i32 {
     unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }
 }
 
-/// Reads into `buf`, retrying on EINTR; 0 at the end or on an error.
-pub fn read(fd: i32, buf: &mut [u8]) -> usize {
+/// Reads into `buf`, retrying on EINTR; returns the bytes read (none at
+/// the end or on an error).
+pub fn read(fd: i32, buf: &mut [u8]) -> &[u8] {
     loop {
         // SAFETY: buf is valid for writes of its length.
         let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
         if n < 0 && errno() == libc::EINTR {
             continue;
         }
-        return n.max(0) as usize;
+        return read_part(buf, n.max(0) as usize);
     }
 }
 

@@ -247,11 +247,18 @@ fn remove_dead(dir: &CStr, me: u32) {
             return;
         }
         let n = libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len());
+        // (Clamped, and records too short for a name end the scan: every
+        // index below is then provably in bounds, with no panic path.)
+        let n = if n > 0 {
+            (n as usize).min(buf.len())
+        } else {
+            0
+        };
         let mut at = 0usize;
         let mut seen = 0;
-        while n > 0 && at + 19 < n as usize && seen < SCAN {
+        while at + 19 < n && seen < SCAN {
             let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
-            if reclen == 0 || at + reclen > n as usize {
+            if reclen < 20 || at + reclen > n {
                 break;
             }
             let name = &buf[at + 19..at + reclen];
@@ -263,6 +270,7 @@ fn remove_dead(dir: &CStr, me: u32) {
             seen += 1;
             if pid != me
                 && pid > 0
+                && name.len() < 16
                 && libc::kill(pid as libc::pid_t, 0) != 0
                 && crate::os::errno() == libc::ESRCH
             {

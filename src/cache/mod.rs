@@ -82,9 +82,15 @@ pub fn enable(c: usize) {
     } else {
         size_class::class_size(c - 1) / 16 + 1
     };
-    let entries = &STACK_BY_SIZE[first..=size_class::class_size(c) / 16];
+    // (Always there: `get` spares the slicing its panic path.)
+    let Some(entries) = STACK_BY_SIZE.get(first..=size_class::class_size(c) / 16) else {
+        return;
+    };
     let off = stack_offset(c) as u32;
-    if entries[0].load(Ordering::Relaxed) != off {
+    if entries
+        .first()
+        .is_some_and(|e| e.load(Ordering::Relaxed) != off)
+    {
         for e in entries.iter().rev() {
             e.store(off, Ordering::Relaxed);
         }

@@ -87,7 +87,7 @@ pub(super) fn write_dump(t: &Table, kind: Kind) -> bool {
             .str(" [1: ")
             .u64(s.size as u64)
             .str("] @");
-        for &f in &s.frames[..s.nframes] {
+        for &f in s.frames.iter().take(s.nframes) {
             o.buf.str(" ").hex(f as u64);
         }
         o.buf.str("\n");
@@ -108,11 +108,11 @@ fn copy_maps(fd: i32) {
     }
     let mut page = [0u8; 4096];
     loop {
-        let n = os::read(src, &mut page);
-        if n == 0 {
+        let got = os::read(src, &mut page);
+        if got.is_empty() {
             break;
         }
-        os::write_all(fd, &page[..n]);
+        os::write_all(fd, got);
     }
     os::close(src);
 }

@@ -81,7 +81,7 @@ use crate::fmt::parse_u64 as parse;
 /// `VmHWM:    1234 kB` in a `/proc/*/status` text, in bytes.
 fn vm_hwm(s: &[u8]) -> Option<u64> {
     let at = s.windows(6).position(|w| w == b"VmHWM:")?;
-    let rest = &s[at + 6..];
+    let rest = s.get(at + 6..)?;
     let line = rest.split(|&b| b == b'\n').next()?;
     let digits = line
         .split(|&b| b == b' ' || b == b'\t')
@@ -96,12 +96,11 @@ fn vm_hwm(s: &[u8]) -> Option<u64> {
 pub fn memory(t: &super::Totals) -> Memory {
     let mut m = Memory::default();
     let mut buf = [0u8; 2048];
-    let n = crate::os::read_small_file(c"/proc/self/statm", &mut buf);
-    if let Some(pages) = nth_number(&buf[..n], 1) {
+    if let Some(pages) = nth_number(crate::os::read_small_file(c"/proc/self/statm", &mut buf), 1) {
         m.resident = pages * crate::os::PAGE_SIZE as u64;
     }
-    let n = crate::os::read_small_file(c"/proc/self/status", &mut buf);
-    m.resident_peak = vm_hwm(&buf[..n]).unwrap_or(0).max(m.resident);
+    let status = crate::os::read_small_file(c"/proc/self/status", &mut buf);
+    m.resident_peak = vm_hwm(status).unwrap_or(0).max(m.resident);
     m.committed = t.bytes_committed;
     m.reserved = t.bytes_reserved;
     m.metadata = (crate::pagemap::narenas() * crate::pagemap::META_PAGES * crate::os::PAGE_SIZE)

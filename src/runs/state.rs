@@ -30,7 +30,9 @@ pub(super) struct State {
 
 pub(super) fn bin_of(n: usize) -> usize {
     if n <= EXACT_BINS {
-        n - 1
+        // (Saturating: a run has pages, and this way the bins' indexing
+        // needs no bounds check, nor its panic path.)
+        n.saturating_sub(1)
     } else {
         // 65..128 -> 64, 129..256 -> 65, ...
         let b = EXACT_BINS + (usize::BITS - (n - 1).leading_zeros()) as usize - 7;
@@ -94,7 +96,11 @@ impl Bins {
             while mask != 0 {
                 let b = mask.trailing_zeros() as usize;
                 mask &= mask - 1;
-                let mut d = self.heads[b];
+                // (Only bins below NBINS are ever set in the mask.)
+                let Some(&first) = self.heads.get(b) else {
+                    break;
+                };
+                let mut d = first;
                 while !d.is_null() {
                     let size = (*d).npages();
                     let (_, head) = pagemap::desc_home(d);
@@ -205,9 +211,12 @@ impl State {
         }
     }
 
-    /// Unfiles free run `d` and clears its descriptor.
+    /// Unfiles free run `d` and clears its descriptor. Not inlined: its
+    /// callers (seven places in the zones' sweep alone) stay small, and the
+    /// code every program runs within its 64 KiB window (`cold_text`).
     /// # Safety
     /// `d` is a filed free-run head; page lock held.
+    #[inline(never)]
     pub(super) unsafe fn unlink(&mut self, d: *mut Desc) -> (usize, bool) {
         // SAFETY: the caller upholds the contract in `# Safety` above.
         unsafe {

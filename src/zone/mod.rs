@@ -544,7 +544,8 @@ impl Locked {
             }
             // SAFETY: a chunk in this CPU's cache is a live (cached)
             // chunk of one of this zone's slabs; we hold the lock.
-            unsafe { self.free_local_all(&buf[..n]) };
+            // (`n` fits `buf`; the `min` spares the slicing its panic path.)
+            unsafe { self.free_local_all(&buf[..n.min(buf.len())]) };
         }
     }
 

@@ -72,9 +72,10 @@ pub(super) unsafe fn free_remote_list(d: *mut Desc, head: *mut u8, tail: *mut u8
         let (owner, c) = owner_class(d, head);
         let gen = (*d).gen() & !INFO_MSG;
         let me = zone(cpu::current_zone());
-        me.stats.class[c]
-            .remote_frees
-            .fetch_add(n, Ordering::Relaxed);
+        // (`get`: `c` is a class, and this spares the index a panic path.)
+        if let Some(s) = me.stats.class.get(c) {
+            s.remote_frees.fetch_add(n, Ordering::Relaxed);
+        }
         match slab::remote_push_list(d, head, tail, n as usize) {
             Pushed::MustNotify => notify(me, owner, Msg { slab: d, gen }, true),
             Pushed::Quiet => {
@@ -236,7 +237,9 @@ pub fn flush_outbox() -> usize {
     // live slab, now ours, and a live slab's chunks lie in its range and no
     // other live slab's. A group's chunks are of its slab: the first was
     // looked up (`slab_of`), the others lie in its range.
-    for &q in &buf[..n] {
+    // (`n` is at most `CAP_MAX`; the `min` spares the slicing its panic
+    // path.)
+    for &q in &buf[..n.min(cache::CAP_MAX)] {
         let u = (q >> UNIT_SHIFT) % MEMO;
         let m = memo[u] as usize % SLOTS;
         let g = &mut tab[m];

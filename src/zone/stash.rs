@@ -175,10 +175,12 @@ impl Locked {
                 }
                 None => {
                     let mut buf = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
-                    let got = cache::pop_bulk(self.idx, c, &mut buf[..b]);
+                    // (The `min`s: both are within `buf` already, and this
+                    // spares the slicing its panic path.)
+                    let got = cache::pop_bulk(self.idx, c, &mut buf[..b.min(cache::BATCH_MAX)]);
                     // The popped chunks are free chunks of this zone's slabs
                     // that nothing else references; we hold the lock.
-                    self.free_local_all(&buf[..got]);
+                    self.free_local_all(&buf[..got.min(cache::BATCH_MAX)]);
                     got
                 }
             };
