@@ -64,11 +64,7 @@ fn take_big(size: usize) -> (*mut u8, bool) {
 /// most twice it, or null. Blocks are not split: the block keeps its size.
 /// The blocks pushed since the last look go in front of the taken list,
 /// which is searched first fit (it holds at most `BIG_PART / SMALL_MAX`
-/// blocks). Cold: only a program that frees a big block and makes another
-/// runs it (the code every program runs stays in one 64 KiB window:
-/// `c-tests/cold_text.c`).
-#[inline(never)]
-#[link_section = ".text_cold"]
+/// blocks).
 fn pop_big(k: usize, key: u64) -> *mut u8 {
     if FREE[BIG].load(Ordering::Relaxed) & HEAD != NIL as u64 {
         // Acquire: as in `pop`, the links the pushes wrote.
