@@ -54,7 +54,7 @@ else
     ko config.case_insensitive "$(head -c 600 "$tmp/err")"
 fi
 # Good values: no warning.
-run SLABALLOC_STATS=0 SLABALLOC_BACKGROUND=1 SLABALLOC_NOTIFY=every SLABALLOC_DIRTY_MAX_MB=64 SLABALLOC_LIVE=1 SLABALLOC_DECAY=0.5 SLABALLOC_STARTER=0
+run SLABALLOC_STATS=0 SLABALLOC_BACKGROUND=1 SLABALLOC_NOTIFY=every SLABALLOC_DIRTY_MAX_MB=64 SLABALLOC_LIVE=1 SLABALLOC_DECAY=0.5 SLABALLOC_STARTER=0 SLABALLOC_HUGEPAGES=0
 [ ! -s "$tmp/err" ] && ok config.good_values || ko config.good_values "$(cat "$tmp/err")"
 bad_decay=""
 for d in 0 10 off never 2.125; do

@@ -57,7 +57,7 @@ have_so=0
 
 # ------------------------------------------------------------------ build
 built=()
-for t in conformance invalid_free sigfree sigsmall lines order prodcons fork_load churn reclaim exited trim_load starter oom soak own_rseq cold_text; do
+for t in conformance invalid_free sigfree sigsmall lines order prodcons fork_load churn reclaim exited trim_load starter hugepages oom soak own_rseq cold_text; do
     if $CC $CFLAGS -o "$build/$t" "$here/$t.c" -ldl >"$logs/build.$t.log" 2>&1; then
         built+=("$t")
     else
@@ -382,6 +382,16 @@ if is_built starter; then
         simple starter.slaballoc sa "$build/starter"
         grep '^starter:' "$logs/starter.slaballoc.log" | sed 's/^/    /'
         simple starter.nostarter sa env SLABALLOC_STARTER=0 "$build/starter"
+    fi
+fi
+
+# ------------------------------------------------------------------ hugepages
+if is_built hugepages; then
+    simple hugepages.glibc glibc "$build/hugepages"
+    if need_so hugepages.slaballoc; then
+        simple hugepages.slaballoc sa "$build/hugepages"
+        grep '^hugepages:' "$logs/hugepages.slaballoc.log" | sed 's/^/    /'
+        simple hugepages.off sa env SLABALLOC_HUGEPAGES=0 "$build/hugepages" off
     fi
 fi
 

@@ -28,6 +28,9 @@ pub static LIVE: AtomicBool = AtomicBool::new(true);
 /// `SLABALLOC_STARTER=0`: the starter heap serves no malloc after start-up
 /// (see `starter`; the blocks it made before the constructor stay valid).
 pub static STARTER: AtomicBool = AtomicBool::new(true);
+/// `SLABALLOC_HUGEPAGES=0`: no block on transparent huge pages (see
+/// `large::HUGE_RUN_MIN`).
+pub static HUGEPAGES: AtomicBool = AtomicBool::new(true);
 /// `SLABALLOC_STATS_FILE`: where the exit-time report goes (a pattern, see
 /// `report::expand_pattern`); a copy of the value, `STATS_FILE_LEN` bytes
 /// (0: stderr). Written once by the constructor, before any reader.
@@ -130,12 +133,13 @@ fn flag(name: &CStr, default: &str) -> Option<bool> {
 }
 
 /// Every variable we read; any other `SLABALLOC_*` name gets a warning.
-const KNOWN: [&[u8]; 14] = [
+const KNOWN: [&[u8]; 15] = [
     b"SLABALLOC_NOTIFY",
     b"SLABALLOC_STATS",
     b"SLABALLOC_STATS_FILE",
     b"SLABALLOC_LIVE",
     b"SLABALLOC_STARTER",
+    b"SLABALLOC_HUGEPAGES",
     b"SLABALLOC_BACKGROUND",
     b"SLABALLOC_DECAY",
     b"SLABALLOC_DIRTY_MAX_MB",
@@ -270,6 +274,9 @@ fn parse() {
     }
     if let Some(b) = flag(c"SLABALLOC_STARTER", "1") {
         STARTER.store(b, Ordering::Relaxed);
+    }
+    if let Some(b) = flag(c"SLABALLOC_HUGEPAGES", "1") {
+        HUGEPAGES.store(b, Ordering::Relaxed);
     }
     if let Some(v) = crate::os::getenv(c"SLABALLOC_DIRTY_MAX_MB") {
         match parse_u64(v) {

@@ -163,11 +163,32 @@ pub fn purge(p: *mut u8, len: usize) {
     set_errno(e);
 }
 
+/// Bytes of a transparent huge page (x86_64, and aarch64 with 4 KiB pages).
+pub const HUGE_PAGE: usize = 2 << 20;
+
+/// Advises the kernel to back `[p, p + len)`, whole pages of our own
+/// mapping, with transparent huge pages (`on`: `MADV_HUGEPAGE`) or never
+/// (`MADV_NOHUGEPAGE`). Best effort: a kernel without them refuses, and
+/// nothing changes.
+pub fn advise_huge(p: *mut u8, len: usize, on: bool) {
+    let e = errno();
+    let advice = if on {
+        libc::MADV_HUGEPAGE
+    } else {
+        libc::MADV_NOHUGEPAGE
+    };
+    // SAFETY: advice only: it changes no byte of the range.
+    unsafe { libc::madvise(p as *mut libc::c_void, len, advice) };
+    set_errno(e);
+}
+
 /// Replaces `[p, p + len)` of our own mapping with fresh zero pages: a new
 /// anonymous mapping in place (`MAP_FIXED`), which the kernel merges with
-/// the neighbouring parts of the arena again. Undoes the split that
-/// `move_pages` leaves behind (moved pages keep a mapping of their own).
-/// Best effort: on failure the range stays mapped as it was.
+/// the neighbouring parts of the arena again (advised, as the arena is,
+/// never to take huge pages: a mapping's advice must match its
+/// neighbours' for it to merge). Undoes the split that `move_pages`
+/// leaves behind (moved pages keep a mapping of their own). Best effort:
+/// on failure the range stays mapped as it was.
 pub fn remap_fresh(p: *mut u8, len: usize) {
     let e = errno();
     // SAFETY: the range is whole pages of our own anonymous mapping and holds
@@ -183,6 +204,7 @@ pub fn remap_fresh(p: *mut u8, len: usize) {
         );
     }
     set_errno(e);
+    advise_huge(p, len, false);
 }
 
 /// Resizes a mapping in place (no move). Returns false if the kernel refuses.

@@ -427,6 +427,11 @@ impl State {
             if base == 0 {
                 return false;
             }
+            // No transparent huge pages in the arena but where a large
+            // block asks for them (`large::alloc_large`): where the system
+            // gives them to every mapping, a slab's first page would bring
+            // in a whole 2 MiB.
+            os::advise_huge(base as *mut u8, ARENA_SIZE, false);
             if !os::commit(base as *mut u8, META_PAGES * PAGE_SIZE)
                 || !pagemap::register_arena(base)
             {
