@@ -473,10 +473,10 @@ fn retire() {
 }
 
 /// Once (lock held): walks the blocks carved so far in each part, header
-/// to header, and marks each live one counted (a compare-and-swap on its state word,
-/// which a concurrent free's clearing either precedes, and then the block
-/// is not counted, or follows, and then that free takes the count off),
-/// with a count on each page it touches. No page is purged before this,
+/// to header, and marks each live one counted (a compare-and-swap on its
+/// state word, which a concurrent free's clearing either precedes, and
+/// then the block is not counted, or follows, and then that free takes the
+/// count off), with a count on each page it touches. No page is purged before this,
 /// so every header below the bump offset is there; one that does not
 /// check out (an overflow from the block before it) ends the part's walk,
 /// and the part's pages from there on are pinned (never purged: their
