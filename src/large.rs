@@ -42,11 +42,12 @@ const HUGE_RUN_MIN: usize = 2 * os::HUGE_PAGE;
 /// kernel gives them to its whole 2 MiB pages), or takes the advice back
 /// (whatever `SLABALLOC_HUGEPAGES` says: a block made before the
 /// constructor read it may have had it); nothing for a block below
-/// `HUGE_RUN_MIN`, nor advice with `SLABALLOC_HUGEPAGES=0`. The advice covers the whole block, not only
-/// its whole 2 MiB pages: the block is then one kernel mapping, which
-/// `mremap` can move (`move_large`, `realloc_huge`: a range over several
-/// mappings it refuses, and the block was copied instead; under
-/// `SLABALLOC_FAIL_MAP_AFTER=10` that copy's new mapping failed).
+/// `HUGE_RUN_MIN`, nor advice with `SLABALLOC_HUGEPAGES=0`. The advice
+/// covers the whole block, not only its whole 2 MiB pages: the block is
+/// then one kernel mapping, which `mremap` can move (`move_large`,
+/// `realloc_huge`: a range over several mappings it refuses, and the block
+/// was copied instead; under `SLABALLOC_FAIL_MAP_AFTER=10` that copy's new
+/// mapping failed).
 fn advise_block(p: usize, len: usize, on: bool) {
     if len < HUGE_RUN_MIN || (on && !crate::config::HUGEPAGES.load(Ordering::Relaxed)) {
         return;
