@@ -34,12 +34,10 @@ pub fn alloc_big_last_resort(size: usize) -> Option<*mut u8> {
     locked(|| pop_big(big_kind(size), KEY.load(Ordering::Relaxed))).filter(|p| !p.is_null())
 }
 
-/// The big blocks' mallocs and frees, for the report.
+/// The big blocks' mallocs and frees, for the report (they are in no
+/// class).
 pub fn big_calls() -> (u64, u64) {
-    (
-        MALLOCS[BIG].load(Ordering::Relaxed),
-        FREE[BIG].load(Ordering::Relaxed) >> HEAD_BITS,
-    )
+    calls(BIG)
 }
 
 /// Takes a big block of `size` bytes (lock held): a freed one, else new

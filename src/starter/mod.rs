@@ -635,12 +635,13 @@ pub fn fork_child() {
     LOCK.store(false, Ordering::Relaxed);
 }
 
-/// The mallocs and frees of class `c` it served, for the report.
-pub fn calls(c: usize) -> (u64, u64) {
-    let c = c % NCLASSES;
+/// The mallocs and frees of list `l` it served (a class, or `BIG`), for
+/// the report.
+pub fn calls(l: usize) -> (u64, u64) {
+    let l = l % NLISTS;
     (
-        MALLOCS[c].load(Ordering::Relaxed),
-        FREE[c].load(Ordering::Relaxed) >> HEAD_BITS,
+        MALLOCS[l].load(Ordering::Relaxed),
+        FREE[l].load(Ordering::Relaxed) >> HEAD_BITS,
     )
 }
 
