@@ -10,7 +10,7 @@
  *   - resident KiB by kind of mapping (/proc/self/smaps): libc, ld.so, the
  *     library named in RSS_PROBE_LIB (default "slaballoc"), [heap],
  *     anonymous, other;
- *   - for each slaballoc arena (an anonymous mapping of exactly 64 MiB), the
+ *   - for each slaballoc arena (64 MiB from a mapping on a 64 MiB boundary), the
  *     resident KiB of its metadata pages (the first 538) and of its page runs
  *     (mincore), and with RSS_PROBE_SLABS=1 the resident pages of each
  *     32-page block of runs;
@@ -86,7 +86,9 @@ static void arenas(void) {
     if (!slurp("/proc/self/maps")) return;
     for (char *l = buf; *l;) {
         unsigned long a, b;
-        if (sscanf(l, "%lx-%lx", &a, &b) == 2 && b - a == ARENA_SIZE &&
+        /* An arena starts on a 64 MiB boundary; its reserve and commit
+         * split it into several mappings, all of which mincore covers. */
+        if (sscanf(l, "%lx-%lx", &a, &b) == 2 && (a & (ARENA_SIZE - 1)) == 0 &&
             mincore((void *)a, ARENA_SIZE, vec) == 0) {
             long meta = 0, runs = 0;
             for (unsigned long i = 0; i < ARENA_PAGES; i++)
