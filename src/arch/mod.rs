@@ -7,7 +7,8 @@
 //! * `RSEQ_SIG`, and `Caches` with the restartable sequences of the per-CPU
 //!   cache (pop, push, bulk moves), on the layout of `cache_layout`.
 //!
-//! x86-64 has them all (`x86_64.rs`). Elsewhere `generic.rs` gives the same
+//! x86-64 has them all (`x86_64.rs`, the zone's sections in
+//! `x86_64/bulk.rs`). Elsewhere `generic.rs` gives the same
 //! functions without rseq: the thread id from `pthread_self`, no rseq area,
 //! sections that always fail, so the cache stays off and every malloc takes
 //! its zone's lock. This is the one place with an architecture `cfg`.
