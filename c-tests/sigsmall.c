@@ -13,7 +13,12 @@
  * chunk handed to two owners at once (a section that ran unarmed and was
  * interrupted) shows as a mismatch. Batches of 1-64 blocks, freed in
  * allocation order, in reverse, or half by another thread (remote frees).
- * Prints "sigsmall: ok" and exits 0 on success. */
+ * Prints "sigsmall: ok" and exits 0 on success. A worker that has not
+ * finished 30 s after the storm ends is a hang: the test names it, what it
+ * was doing (its batches so far, and whether a signal handler was running
+ * on it) and aborts, so that a core (where enabled) shows where it waits,
+ * rather than sitting out the harness's timeout with an empty log. */
+#define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -31,6 +36,11 @@ static const size_t sizes[] = {16, 32, 48, 64, 96, 128, 256, 512};
 static volatile sig_atomic_t stop = 0;
 static volatile long nsig = 0;
 static volatile int failed = 0;
+/* Per worker, for the hang report: batches done, and the depth of signal
+ * handlers running on it (written by the worker and its own handler). */
+static volatile unsigned long progress[THREADS];
+static volatile int in_handler[THREADS];
+static __thread int my_id = -1;
 
 static void tag(uint64_t *p, size_t n, uint64_t t)
 {
@@ -47,6 +57,8 @@ static void handler(int s)
 {
     (void)s;
     nsig++;
+    int me = my_id;
+    if (me >= 0) in_handler[me]++;
     uint64_t *h[4];
     size_t n = sizes[nsig % NSIZES];
     uint64_t t = 0x5151000000000000ull | (uint64_t)nsig;
@@ -59,6 +71,7 @@ static void handler(int s)
         if (!check(h[i], n, t + (uint64_t)i)) failed = 2;
         free(h[i]);
     }
+    if (me >= 0) in_handler[me]--;
 }
 
 /* A hand-off slot per thread pair: blocks one thread allocates and the next
@@ -74,6 +87,7 @@ static struct {
 static void *worker(void *arg)
 {
     int id = (int)(intptr_t)arg;
+    my_id = id;
     uint64_t *b[BATCH];
     uint64_t tg[BATCH];
     unsigned r = 12345u + (unsigned)id * 7919u;
@@ -116,6 +130,7 @@ static void *worker(void *arg)
             }
             free(b[i]);
         }
+        progress[id]++;
     }
     return 0;
 }
@@ -141,7 +156,20 @@ int main(int argc, char **argv)
         clock_gettime(CLOCK_MONOTONIC, &now);
     } while ((now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) * 1e-9 < secs);
     stop = 1;
-    for (int i = 0; i < THREADS; i++) pthread_join(t[i], 0);
+    for (int i = 0; i < THREADS; i++) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 30;
+        if (pthread_timedjoin_np(t[i], 0, &dl) != 0) {
+            printf("sigsmall: HANG: worker %d did not finish 30 s after the storm "
+                   "(batches %lu, signal handlers running on it %d, failed %d, "
+                   "signals %ld)\n", i, progress[i], in_handler[i], failed, (long)nsig);
+            for (int k = 0; k < THREADS; k++)
+                printf("sigsmall:   worker %d: batches %lu, in handler %d\n", k, progress[k], in_handler[k]);
+            fflush(stdout);
+            abort();
+        }
+    }
     for (int i = 0; i < THREADS; i++)
         for (int k = 0; k < box[i].count; k++) {
             if (!check(box[i].p[k], box[i].n[k], box[i].t[k])) failed = 6;
