@@ -97,10 +97,10 @@ pub fn malloc(size: usize) -> *mut u8 {
     // while the heap profiler samples): the same one compare as against a
     // constant, in the cache line the pop reads anyway, and the only test
     // of the cache's state malloc makes.
-    if size < crate::cache::small_limit() {
+    if crate::cache::below_small_limit(size) {
         // Every path out of the cache hit is a tail call: the fast path sets
         // up no stack frame.
-        // SAFETY: size < small_limit() <= SMALL_MAX + 1, so the index is in
+        // SAFETY: size < the small limit <= SMALL_MAX + 1, so the index is in
         // the table, whose entries are stack offsets; the limit is not 0,
         // so the cache is on.
         unsafe {

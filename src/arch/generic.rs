@@ -114,3 +114,11 @@ pub unsafe fn check_mul_below(e: *const u64, p: usize) -> bool {
         .wrapping_sub(w[0].load(Relaxed))
         < w[2].load(Relaxed)
 }
+
+/// True if `size` is below `ROOT.small_limit` (see the x86-64 version).
+#[inline(always)]
+pub fn below_small_limit(size: usize) -> bool {
+    size < crate::cache_layout::ROOT
+        .small_limit
+        .load(core::sync::atomic::Ordering::Acquire)
+}

@@ -29,6 +29,31 @@ use crate::cache_layout::{
 const ROOT_ID_FIELD_AT: usize = core::mem::offset_of!(CacheRoot, id_field);
 const ROOT_CPUS_AT: usize = core::mem::offset_of!(CacheRoot, cpus);
 const ROOT_BASE_AT: usize = core::mem::offset_of!(CacheRoot, base);
+const ROOT_LIMIT_AT: usize = core::mem::offset_of!(CacheRoot, small_limit);
+
+/// True if `size` is below `ROOT.small_limit` (malloc's one test of the
+/// cache's state, `cache::below_small_limit`): one compare with the limit
+/// in memory, where the compiler, which does not fold an atomic load into
+/// a compare, spent a move.
+#[inline(always)]
+pub fn below_small_limit(size: usize) -> bool {
+    // SAFETY: reads one word of `ROOT` (a plain load acquires on x86-64,
+    // as `small_limit`'s Acquire load would) and writes only the flags.
+    unsafe {
+        core::arch::asm!(
+            "cmp {s}, qword ptr [rip + {g} + {at}]",
+            "jae {no}",
+            s = in(reg) size,
+            g = sym ROOT,
+            at = const ROOT_LIMIT_AT,
+            no = label {
+                return false;
+            },
+            options(nostack, readonly),
+        );
+    }
+    true
+}
 const _: () = assert!(
     slot_offset(OUTBOX) == 0,
     "the free section's xor names the outbox"

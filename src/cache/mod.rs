@@ -105,11 +105,11 @@ pub fn stack_of_size(size: usize) -> usize {
     STACK_BY_SIZE[size_class::size_index(size)].load(Ordering::Relaxed) as usize
 }
 
-/// `stack_of_size` for a size below `small_limit()`, without the clamp
+/// `stack_of_size` for a size below the small limit, without the clamp
 /// that a limit read from memory would otherwise cost malloc.
 ///
 /// # Safety
-/// `size <= SMALL_MAX` (true of any size below `small_limit()`).
+/// `size <= SMALL_MAX` (true of any size below the small limit).
 #[inline(always)]
 pub unsafe fn stack_of_small(size: usize) -> usize {
     // SAFETY: for size <= SMALL_MAX (a multiple of 16) the index is at most
@@ -124,18 +124,20 @@ pub unsafe fn stack_of_small(size: usize) -> usize {
 /// Bytes a class stack may hold, roughly: its capacity is this over the size.
 const CLASS_BUDGET: usize = 16 * 1024;
 
-/// Requests below this take malloc's cache hit path: `SMALL_MAX + 1` once
-/// the cache is on, 0 until then, where the cache stays off, and while the
-/// heap profiler samples (`prof`). A malloc below it runs the pop section
-/// with no test of its own for a cache that is off, and every other malloc
+/// True if `size` is below the *small limit*: requests below it take
+/// malloc's cache hit path. The limit is `SMALL_MAX + 1` once the cache is
+/// on, 0 until then, where the cache stays off, and while the heap
+/// profiler samples (`prof`). A malloc below it runs the pop section with
+/// no test of its own for a cache that is off, and every other malloc
 /// takes the branch it already has to `alloc::malloc_big`, which serves
 /// small sizes too. Never above `SMALL_MAX + 1` (`stack_of_small` relies on
 /// it). In the root's cache line, so that malloc's size test reads no
-/// other. Acquire: pairs with the Release store in `init`, after the
-/// root's other fields (a plain load on x86).
+/// other; one compare with the word in memory (`arch::below_small_limit`).
+/// Acquire: pairs with the Release store in `init`, after the root's other
+/// fields (a plain load on x86).
 #[inline(always)]
-pub fn small_limit() -> usize {
-    G.small_limit.load(Ordering::Acquire)
+pub fn below_small_limit(size: usize) -> bool {
+    crate::arch::below_small_limit(size)
 }
 
 /// True while the heap profiler samples: `small_limit` stays 0.
@@ -342,7 +344,7 @@ pub unsafe fn pop(coff: usize) -> *mut u8 {
 /// `pop` for malloc's hit path: no test for a cache that is off.
 ///
 /// # Safety
-/// The caller read a non-zero `small_limit()` (so the cache is on), and
+/// The caller found its size below the small limit (so the cache is on), and
 /// `coff` is a stack offset (`stack_of_small`).
 #[inline(always)]
 pub unsafe fn pop_on(coff: usize) -> *mut u8 {

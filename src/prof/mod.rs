@@ -12,7 +12,7 @@
 //! pprof and `tools/slabprof` apply to the dumps.
 //!
 //! **No cost when off.** The small-size test at the top of `malloc` compares
-//! against `cache::small_limit()` (a word in the cache line the fast path
+//! against the small limit (`cache::below_small_limit`: a word in the cache line the fast path
 //! reads anyway) instead of a constant. With profiling on that limit is 0:
 //! every malloc takes the branch it already has to `malloc_big`, which sends
 //! small sizes here (one predictable branch, no new instruction on the hit
