@@ -37,8 +37,10 @@ const ROOT_LIMIT_AT: usize = core::mem::offset_of!(CacheRoot, small_limit);
 /// a compare, spent a move.
 #[inline(always)]
 pub fn below_small_limit(size: usize) -> bool {
-    // SAFETY: reads one word of `ROOT` (a plain load acquires on x86-64,
-    // as `small_limit`'s Acquire load would) and writes only the flags.
+    // SAFETY: reads one word of `ROOT` and writes only the flags. Acquire,
+    // as `small_limit`'s load was: on x86-64 a plain load acquires, and the
+    // block, declared neither `readonly` nor `nomem`, is a compiler barrier
+    // too, so no later access of the caller's moves above it.
     unsafe {
         core::arch::asm!(
             "cmp {s}, qword ptr [rip + {g} + {at}]",
@@ -49,11 +51,12 @@ pub fn below_small_limit(size: usize) -> bool {
             no = label {
                 return false;
             },
-            options(nostack, readonly),
+            options(nostack),
         );
     }
     true
 }
+
 const _: () = assert!(
     slot_offset(OUTBOX) == 0,
     "the free section's xor names the outbox"
