@@ -38,9 +38,11 @@ const ROOT_LIMIT_AT: usize = core::mem::offset_of!(CacheRoot, small_limit);
 #[inline(always)]
 pub fn below_small_limit(size: usize) -> bool {
     // SAFETY: reads one word of `ROOT` and writes only the flags. Acquire,
-    // as `small_limit`'s load was: on x86-64 a plain load acquires, and the
-    // block, declared neither `readonly` nor `nomem`, is a compiler barrier
-    // too, so no later access of the caller's moves above it.
+    // as a load of the field with `Ordering::Acquire` would be (it pairs
+    // with `cache::init`'s store of the limit): on x86-64 a plain load
+    // acquires, and the block, declared neither `readonly` nor `nomem`, is
+    // a compiler barrier too, so no later access of the caller's moves
+    // above it.
     unsafe {
         core::arch::asm!(
             "cmp {s}, qword ptr [rip + {g} + {at}]",

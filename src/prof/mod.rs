@@ -12,11 +12,11 @@
 //! pprof and `tools/slabprof` apply to the dumps.
 //!
 //! **No cost when off.** The small-size test at the top of `malloc` compares
-//! against the small limit (`cache::below_small_limit`: a word in the cache line the fast path
-//! reads anyway) instead of a constant. With profiling on that limit is 0:
-//! every malloc takes the branch it already has to `malloc_big`, which sends
-//! small sizes here (one predictable branch, no new instruction on the hit
-//! path when off).
+//! against the small limit (`cache::below_small_limit`: a word in the cache
+//! line the fast path reads anyway) instead of a constant. With profiling on
+//! that limit is 0: every malloc takes the branch it already has to
+//! `malloc_big`, which sends small sizes here (one predictable branch, no
+//! new instruction on the hit path when off).
 //!
 //! **Free knows cheaply.** A sampled small allocation is served as a page
 //! run of its own (a *large* block, as tcmalloc gives sampled objects spans
