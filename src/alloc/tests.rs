@@ -1,6 +1,7 @@
 //! malloc and free through the whole allocator: every class, realloc
-//! across classes and into large and huge blocks, calloc, alignment, and
-//! remote frees from another thread.
+//! across classes and into large and huge blocks, calloc, alignment,
+//! remote frees from another thread, and user data that looks like a
+//! freed chunk's mark.
 
 use super::*;
 
@@ -206,5 +207,39 @@ fn remote_frees_from_another_thread() {
         let p = malloc(64);
         assert!(!p.is_null());
         free(p);
+    }
+}
+
+/// A chunk whose word 1 holds the free mark as user data is not a freed
+/// chunk: free's hit path sends it to `check_double_free`, which finds it
+/// in no cache, stash or free list, and frees it as usual; the class goes
+/// on serving mallocs.
+#[test]
+fn user_data_equal_to_the_free_mark() {
+    ensure_init();
+    let key = FREE_KEY.load(Ordering::Relaxed);
+    for size in [16usize, 48, 256, 4096] {
+        // A chunk of a zone's slab (not the starter heap's), which free's
+        // hit path takes.
+        let mut p = malloc(size);
+        for _ in 0..10_000 {
+            if pagemap::chunk_fast(p as usize).is_some() {
+                break;
+            }
+            let q = malloc(size);
+            free(p);
+            p = q;
+        }
+        assert!(pagemap::chunk_fast(p as usize).is_some(), "no slab chunk");
+        unsafe { *(p as *mut u64).add(1) = key };
+        free(p);
+        for _ in 0..1000 {
+            let q = malloc(size);
+            assert!(!q.is_null());
+            // Handed out again, a chunk carries no mark.
+            assert_ne!(unsafe { *(q as *const u64).add(1) }, key);
+            unsafe { core::ptr::write_bytes(q, 0x5a, size) };
+            free(q);
+        }
     }
 }
