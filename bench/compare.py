@@ -18,9 +18,9 @@ from the preloaded library, else that allocator's runs are FAIL).
 Workloads: the C programs bench/workloads/NAME.c (built into bench/build/;
 conventions in common.h: argv[1] = scale, argv[2] = threads, contents verified
 before every free, one `workload= threads= ops= seconds=` line): nine of our
-own (mixed .. churn) and seven modelled on the classic mimalloc-bench programs
-(malloc_large, cfrac_like, glibc_simple, xmalloc_like, sh6_like, sh8_like,
-larson_like);
+own (mixed .. churn) and eight modelled on the classic mimalloc-bench programs
+(malloc_large, cfrac_like, glibc_simple, xmalloc_like, xmalloc_deep, sh6_like,
+sh8_like, larson_like);
 plus two whole-process "command" workloads, python_malloc (CPython with
 PYTHONMALLOC=malloc on bench/workloads/python_malloc.py) and shell_procs
 (bench/workloads/shell_procs.sh: thousands of short processes, all under the
@@ -89,7 +89,8 @@ PEERS_BUILD = os.path.join(BUILD, "peers")
 # scratch). All but the COMMANDS are C programs in bench/workloads/NAME.c.
 WORKLOADS = ["mixed", "shortlived", "midsize", "large_realloc", "malloc_large", "threads_noshare",
              "prodcons", "server", "falseshare", "churn",
-             "cfrac_like", "glibc_simple", "xmalloc_like", "sh6_like", "sh8_like", "larson_like",
+             "cfrac_like", "glibc_simple", "xmalloc_like", "xmalloc_deep", "sh6_like", "sh8_like",
+             "larson_like",
              "python_malloc", "shell_procs"]
 
 

@@ -19,7 +19,7 @@ out=bench/build/device
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/lib"
 workloads="mixed shortlived midsize threads_noshare prodcons server falseshare churn
-           cfrac_like glibc_simple xmalloc_like sh6_like sh8_like larson_like"
+           cfrac_like glibc_simple xmalloc_like xmalloc_deep sh6_like sh8_like larson_like"
 for w in $workloads; do
     cp "bench/build/$w" "$out/bin/"
 done
@@ -46,7 +46,7 @@ python3 bench/tools/sweep.py --bin "$here/bin" "${libs[@]}" --rounds "$rounds" \
     --scale "$scale" --csv "$o/compare.csv" $workloads > "$o/compare.txt"
 python3 bench/tools/sweep.py --bin "$here/bin" "${libs[@]}" --rounds 1 --scale 0.25 \
     --threads 1,2,4,8,16 --csv "$o/scaling.csv" \
-    threads_noshare larson_like xmalloc_like server sh8_like prodcons > "$o/scaling.txt"
+    threads_noshare larson_like xmalloc_like xmalloc_deep server sh8_like prodcons > "$o/scaling.txt"
 EOF
 } > "$out/run.sh"
 du -sh "$out"
