@@ -13,6 +13,8 @@ const RAMP_STEPS: u8 = 5;
 /// Buckets of `group_by_page`: pages are grouped by their number modulo
 /// this (a batch of at most `cache::BATCH_MAX` chunks spans a few pages).
 const PAGE_BUCKETS: usize = 64;
+// `grouped` keeps the buckets it has seen in a u64.
+const _: () = assert!(PAGE_BUCKETS <= 64);
 
 /// Refills of classes above this go in as they came, ungrouped: their
 /// chunks take a page per four or fewer, and their batches (at most 16)
@@ -211,13 +213,37 @@ impl Locked {
             (*inner).mixed = m.saturating_sub(1);
             m
         };
-        if mixed == 0 || size_class::class_size(c) > GROUP_MAX_SIZE {
+        if mixed == 0 || size_class::class_size(c) > GROUP_MAX_SIZE || grouped(batch) {
             return f(batch);
         }
         let mut order = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
         let n = group_by_page(batch, &mut order);
         f(order.get(..n).unwrap_or_default())
     }
+}
+
+/// True if `got` holds each page's chunks together already (no page
+/// bucket comes back once the batch has left it), which `group_by_page`
+/// would copy as they are: one pass with the buckets seen in a register.
+/// Remote frees that came back in the order their chunks went out (a
+/// consumer that frees a producer's blocks in the order they were made)
+/// are grouped; the counting sort then cost a quarter of the producer's
+/// refills, its count bytes read back right after each increment
+/// (`xmalloc_deep` pinned, one producer and one consumer: 0.83 of the time).
+fn grouped(got: &[*mut u8]) -> bool {
+    let mut seen = 0u64;
+    let mut last = usize::MAX;
+    for &q in got {
+        let b = (q as usize >> PAGE_SHIFT) % PAGE_BUCKETS;
+        if b != last {
+            if seen & (1 << b) != 0 {
+                return false;
+            }
+            seen |= 1 << b;
+            last = b;
+        }
+    }
+    true
 }
 
 /// Copies `got` into `out` grouped by page (page number modulo
@@ -335,6 +361,36 @@ mod tests {
                 seq.windows(2)
                     .all(|w| w[0] / CACHE_LINE != w[1] / CACHE_LINE),
                 "class {c} ({size} B): two chunks in a row share a line"
+            );
+        }
+    }
+
+    /// `grouped` says yes exactly when the grouping would change nothing:
+    /// batches whose pages (buckets) each come in one stretch, and no for
+    /// one whose page comes back after another.
+    #[test]
+    fn grouped_batches_are_left_as_they_are() {
+        let page = |p: usize, k: usize| ((0x7100_0000 + p) * PAGE_SIZE + 64 * k) as *mut u8;
+        let mut out = [ptr::null_mut(); cache::BATCH_MAX];
+        // In order, reversed, pages in any order but each in one stretch;
+        // and two whose bucket recurs (page 1, then 2, then 1 again; page
+        // 65 shares page 1's bucket).
+        let runs: [&[(usize, usize)]; 5] = [
+            &[(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (3, 5)],
+            &[(3, 5), (2, 1), (2, 0), (1, 2), (1, 1), (1, 0)],
+            &[(7, 3), (7, 1), (2, 9), (5, 0), (5, 2)],
+            &[(1, 0), (2, 0), (1, 1)],
+            &[(1, 0), (2, 0), (65, 1)],
+        ];
+        for (i, run) in runs.iter().enumerate() {
+            let got: Vec<*mut u8> = run.iter().map(|&(p, k)| page(p, k)).collect();
+            let n = group_by_page(&got, &mut out);
+            let unchanged = out[..n] == got[..];
+            assert_eq!(grouped(&got), i < 3, "batch {i}");
+            assert_eq!(
+                grouped(&got),
+                unchanged,
+                "batch {i}: the check and the sort disagree"
             );
         }
     }
