@@ -17,7 +17,7 @@
 //! the descriptor nor anything the owner writes.
 //!
 //! Each CPU owns a **zone** ([`zone`]): per size class, the slab being carved,
-//! the slabs with free chunks, and one cached empty slab. A thread allocates
+//! the slabs with free chunks, and empty slabs kept whole. A thread allocates
 //! from the zone of the CPU it runs on ([`cpu`]: read inline from glibc's rseq
 //! area), under that zone's lock ([`sync`]); the lock is almost never
 //! contended, and when it is (the holder was preempted, or a signal handler

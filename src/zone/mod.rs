@@ -2,7 +2,8 @@
 //!
 //! A zone holds, per size class, the slab being carved (`cur`), the slabs with
 //! free chunks (`partial`), notified slabs still short of the hysteresis
-//! threshold (`waiting`) and one cached empty slab; plus the zone's event ring.
+//! threshold (`waiting`) and up to 1 MiB of empty slabs kept whole (`empty`);
+//! plus the zone's event ring.
 //! Everything in a zone belongs to whoever holds its lock: normally a thread
 //! running on that CPU, but also the reclaimer, `malloc_trim`, or a thread
 //! whose own zone was busy. Remote CPUs never take it: they free onto a slab's
@@ -13,7 +14,9 @@
 //! owner collects it and puts it on `partial` (or on `waiting` if fewer than
 //! `wake_threshold` chunks came back, so that a slab does not ping-pong between
 //! full and one-free, which would bring back one message per free) -> all
-//! chunks free: cached as the class's empty slab, or returned to the page runs.
+//! chunks free: kept whole on the class's `empty` list (its free list, carve
+//! pointer and open pages as they are, so that it goes out again with no new
+//! carve), or returned to the page runs.
 
 use crate::cache;
 use crate::cpu;
@@ -64,6 +67,8 @@ struct ClassZone {
     partial: *mut Desc,
     waiting: *mut Desc,
     empty: *mut Desc,
+    /// Slabs on `empty` (at most `slabs::empty_keep`).
+    nempty: u8,
     /// Refills of the CPU's cache so far (saturating at `RAMP_STEPS`): the
     /// slow start of `fill_batch`.
     fills: u8,
@@ -149,6 +154,7 @@ impl Zone {
                     partial: ptr::null_mut(),
                     waiting: ptr::null_mut(),
                     empty: ptr::null_mut(),
+                    nempty: 0,
                     fills: 0,
                     wants: false,
                     want_pops: 0,

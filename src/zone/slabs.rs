@@ -1,7 +1,8 @@
 //! A zone's slabs over their life: collecting remote chunks, releasing
 //! empty slabs, finding the next slab to carve when the current one runs
-//! dry (from `waiting`, `partial`, the cached empty slab, or a new one from
-//! the page runs), handling the ring's messages, and the periodic sweep.
+//! dry (from `waiting`, `partial`, the empty slabs kept whole, or a new one
+//! from the page runs), handling the ring's messages, and the periodic
+//! sweep.
 //! Every method runs with the zone's lock held (`Locked`).
 
 use super::*;
@@ -32,6 +33,16 @@ const DRAIN_LOOKS: u8 = 12;
 /// (151 -> 156) and `sh -c` none, and shell_procs' time is unchanged (5
 /// runs each; 4 MiB until the stacks could grow).
 const SHED_MIN_PAGES: usize = (2 << 20) / crate::os::PAGE_SIZE;
+
+/// Bytes of empty slabs a class keeps whole per zone (`release`; at least
+/// one slab): 8 slabs of the classes up to 1 KiB, 1 of 16 KiB chunks.
+const EMPTY_KEEP_BYTES: usize = 1 << 20;
+
+/// How many empty slabs class `c` keeps whole per zone.
+fn empty_keep(c: usize) -> usize {
+    let slab = size_class::SLAB_PAGES[c % NCLASSES] as usize * crate::os::PAGE_SIZE;
+    (EMPTY_KEEP_BYTES / slab).max(1)
+}
 
 impl Locked {
     /// One zone's share of a reclaim pass (`reclaim::pass`): handles its
@@ -111,8 +122,9 @@ impl Locked {
         }
     }
 
-    /// Takes `d` off whatever list it is on and gives it up: cached as the
-    /// class's empty slab, or returned to the page runs.
+    /// Takes `d` off whatever list it is on and gives it up: kept whole on
+    /// the class's `empty` list while it holds fewer than `empty_keep`, else
+    /// returned to the page runs.
     pub(super) unsafe fn release(&self, d: *mut Desc) {
         // SAFETY: the caller upholds the contract in `# Safety` above.
         unsafe {
@@ -126,21 +138,51 @@ impl Locked {
             }
             // Stale messages naming this slab must not match any more.
             (*d).next_gen();
-            if (*cz).empty.is_null() {
-                let (base, head) = pagemap::desc_home(d);
-                pagemap::close_slab_pages(base, head, (*d).npages());
-                (*d).set_free(ptr::null_mut());
-                (*d).set_bump(slab_base(d) as *mut u8);
-                (*d).set_state(ST_EMPTY);
-                (*cz).empty = d;
-                GLOBAL.slabs_cached.fetch_add(1, Ordering::Relaxed);
+            if ((*cz).nempty as usize) < empty_keep(c) {
+                self.keep_empty(c, d);
             } else {
                 destroy(d);
             }
         }
     }
 
-    /// Reclaims the cached empty slabs of every class, and the current slabs
+    /// Keeps the empty slab `d` of class `c` (on no list, its generation
+    /// moved on) whole: its free list and carve pointer stay, and so do its
+    /// open pages, so that its next use hands its chunks out without carving
+    /// (writing) every line of its pages again.
+    ///
+    /// # Safety
+    /// `d` is an empty slab of ours, on no list.
+    unsafe fn keep_empty(&self, c: usize, d: *mut Desc) {
+        // SAFETY: the caller upholds the contract in `# Safety` above.
+        unsafe {
+            let cz = self.cz(c);
+            (*d).set_state(ST_EMPTY);
+            list_push(ptr::addr_of_mut!((*cz).empty), d);
+            (*cz).nempty += 1;
+            GLOBAL.slabs_cached.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes the most recently kept empty slab of class `c` off its list
+    /// (null: none).
+    fn take_empty(&self, c: usize) -> *mut Desc {
+        let c = c % NCLASSES;
+        let cz = self.cz(c);
+        // SAFETY: lock held; the list's members are our empty slabs.
+        unsafe {
+            let d = (*cz).empty;
+            if d.is_null() {
+                return d;
+            }
+            list_remove(ptr::addr_of_mut!((*cz).empty), d);
+            (*cz).nempty -= 1;
+            GLOBAL.slabs_cached.fetch_sub(1, Ordering::Relaxed);
+            d
+        }
+    }
+
+    /// Reclaims the empty slabs kept whole of every class, and the current slabs
     /// that are empty (reclaimer, malloc_trim).
     pub fn release_empties(&self) {
         self.release_empties_but(NCLASSES, true);
@@ -191,10 +233,11 @@ impl Locked {
             }
             // SAFETY: lock held; slabs on our lists are ours.
             unsafe {
-                if !(*cz).empty.is_null() {
-                    let d = (*cz).empty;
-                    (*cz).empty = ptr::null_mut();
-                    GLOBAL.slabs_cached.fetch_sub(1, Ordering::Relaxed);
+                loop {
+                    let d = self.take_empty(c);
+                    if d.is_null() {
+                        break;
+                    }
                     destroy(d);
                 }
                 let s = (*cz).cur;
@@ -269,8 +312,8 @@ impl Locked {
     }
 
     /// Picks the next slab for class `c`: a partial one, a waiting one that
-    /// reached the threshold, the cached empty one, the fullest-of-free waiting
-    /// one, or a new one. The result is on no list.
+    /// reached the threshold, an empty one kept whole, the fullest-of-free
+    /// waiting one, or a new one. The result is on no list.
     pub(super) unsafe fn next_slab(&self, c: usize) -> *mut Desc {
         // SAFETY: the caller upholds the contract in `# Safety` above.
         unsafe {
@@ -300,10 +343,8 @@ impl Locked {
                 list_remove(ptr::addr_of_mut!((*cz).partial), d);
                 return d;
             }
-            if !(*cz).empty.is_null() {
-                let d = (*cz).empty;
-                (*cz).empty = ptr::null_mut();
-                GLOBAL.slabs_cached.fetch_sub(1, Ordering::Relaxed);
+            let d = self.take_empty(c);
+            if !d.is_null() {
                 return d;
             }
             // Any waiting slab with free chunks beats mapping more memory.
@@ -335,9 +376,9 @@ impl Locked {
             for k in 0..NCLASSES {
                 self.trim_stash(k);
             }
-            // And the empty slabs (the cached one, an empty current one) of
-            // the classes idle since the last new slab go back to the page
-            // runs, where this one takes their pages, already resident,
+            // And the empty slabs (those kept whole, an empty current one)
+            // of the classes idle since the last new slab go back to the
+            // page runs, where this one takes their pages, already resident,
             // instead of new ones: each class kept up to two empty slabs
             // (glibc_simple, one size after the other: peak RSS 6.5 -> 5.7
             // MiB). A class in use keeps its own.
@@ -519,7 +560,10 @@ impl Locked {
 }
 
 /// Gives a slab's pages back to the page runs. Counted on the owner zone,
-/// whose lock the caller holds.
+/// whose lock the caller holds. (Out of line: its callers loop over
+/// slabs, and each inlined copy of the page runs' free cost `.text` its
+/// 64 KiB window, `c-tests/cold_text.c`.)
+#[inline(never)]
 pub(super) unsafe fn destroy(d: *mut Desc) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
@@ -550,6 +594,94 @@ fn adopt_idle(me: usize) {
         }
         if let Some(z) = try_lock_index(i) {
             z.tend(false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slab whose chunks all come back is kept whole (its free list, carve
+    /// pointer and open pages as they were), up to `empty_keep` of them per
+    /// class; the next slab the class needs is a kept one, which hands its
+    /// chunks out again with no new carve; and `release_empties` gives them
+    /// all back.
+    #[test]
+    fn empty_slabs_are_kept_whole_and_reused() {
+        crate::alloc::ensure_init();
+        // A zone no CPU of a test machine uses, and no other test.
+        let z = lock_index(cpu::MAX_ZONES - 4).expect("zone free");
+        let c = size_class::class_of(1024);
+        let cap = size_class::capacity(c);
+        let keep = empty_keep(c);
+        // keep + 1 slabs in full, and one chunk of the next, so that none
+        // of the first keep + 1 is the current slab.
+        let mut slabs: Vec<(*mut Desc, Vec<*mut u8>)> = Vec::new();
+        for _ in 0..(keep + 1) * cap + 1 {
+            let p = z.alloc(c);
+            assert!(!p.is_null());
+            let d = slab_of(p);
+            match slabs.last_mut() {
+                Some((s, v)) if *s == d => v.push(p),
+                _ => slabs.push((d, vec![p])),
+            }
+        }
+        assert_eq!(slabs.len(), keep + 2);
+        let key = FREE_KEY.load(Ordering::Relaxed);
+        for (_, v) in &slabs[..=keep] {
+            assert_eq!(v.len(), cap);
+            // SAFETY: lock held; live chunks of this zone's slabs, each
+            // marked as free marks them, given back once.
+            unsafe {
+                for &p in v {
+                    *(p as *mut u64).add(1) = key;
+                }
+                z.free_local_all(v);
+            }
+        }
+        // SAFETY: lock held; short reads of this class's fields and of the
+        // kept slabs.
+        unsafe {
+            let cz = z.cz(c);
+            assert_eq!((*cz).nempty as usize, keep, "kept more than empty_keep");
+            // The newest first; the one past the bound went back.
+            let mut d = (*cz).empty;
+            for (s, v) in slabs[..keep].iter().rev() {
+                assert_eq!(d, *s);
+                assert_eq!((*d).state(), ST_EMPTY);
+                assert_eq!((*d).used(), 0);
+                assert_eq!((*d).bump(), (*d).end(), "kept slab reset for a new carve");
+                assert!(!(*d).free().is_null());
+                assert!(
+                    pagemap::open_page(v[0] as usize).is_some(),
+                    "kept slab's pages closed"
+                );
+                d = (*d).next();
+            }
+            // (The one past the bound is not on the list; its pages may
+            // serve a test running beside this one by now.)
+            assert!(d.is_null());
+        }
+        // The current slab's last chunks, then a kept slab's: no carve.
+        let (cur, _) = slabs[keep + 1];
+        let mut p = z.alloc(c);
+        while slab_of(p) == cur {
+            p = z.alloc(c);
+        }
+        let (newest, _) = slabs[keep - 1];
+        assert_eq!(slab_of(p), newest, "not the newest kept slab");
+        // SAFETY: lock held; `newest` is our current slab now.
+        unsafe {
+            assert_eq!((*newest).state(), ST_CUR);
+            assert_eq!((*newest).bump(), (*newest).end(), "carved again");
+            assert_eq!((*z.cz(c)).nempty as usize, keep - 1);
+        }
+        z.release_empties();
+        // SAFETY: as above.
+        unsafe {
+            assert_eq!((*z.cz(c)).nempty, 0);
+            assert!((*z.cz(c)).empty.is_null());
         }
     }
 }
