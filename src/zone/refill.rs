@@ -184,9 +184,9 @@ impl Locked {
 impl Locked {
     /// Calls `f` with `batch` (chunks of class `c` on their way into the
     /// cache: a refill's, or the stash's) grouped by page
-    /// (`group_by_page`) if the class is at most `GROUP_MAX_SIZE` and the
-    /// zone has lately collected other CPUs' frees (`MIXED_FILLS`), else
-    /// as it is.
+    /// (`group_by_page`) if the class is at most `GROUP_MAX_SIZE`, the
+    /// zone has lately collected other CPUs' frees (`MIXED_FILLS`) and the
+    /// batch is not grouped already (`grouped`), else as it is.
     ///
     /// Chunks freed on the CPU that allocated them come back in the order
     /// they were freed (the cache, the stash and the slabs' free lists
