@@ -26,6 +26,11 @@ for sym in malloc free calloc realloc reallocarray posix_memalign aligned_alloc 
     nm -D --defined-only "$so" | awk '{print $3}' | grep -qx "$sym" || missing="$missing $sym"
 done
 [ -z "$missing" ] && ok symbols.exported || ko symbols.exported "missing:$missing"
+# C++'s operator new and delete, all twenty forms (x86-64: ffi/src/cxx.rs).
+if [ "$(uname -m)" = x86_64 ]; then
+    n=$(nm -D --defined-only "$so" | awk '{print $3}' | grep -cE '^_Z(nw|na|dl|da)')
+    [ "$n" = 20 ] && ok symbols.cxx || ko symbols.cxx "$n of 20 forms of operator new and delete"
+fi
 
 # Malformed values: one warning each, defaults apply, output unchanged.
 run SLABALLOC_STATS=bogus SLABALLOC_BACKGROUND=2 SLABALLOC_NOTIFY=sometimes \

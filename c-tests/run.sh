@@ -150,6 +150,45 @@ if is_built invalid_free && need_so invalid_free.slaballoc; then
         "$build/no_rseq" "$build/invalid_free"
 fi
 
+# ------------------------------------------------------------------ C++ operators
+# operator new and delete (ffi/src/cxx.rs, x86-64): the standard's semantics
+# under glibc and under slaballoc (out of memory: the new-handler, then
+# std::bad_alloc or null), every form ours when preloaded or linked, and the
+# heap profiler's stacks unwinding through our operator new to the caller.
+CXX=${CXX:-c++}
+if ! command -v "$CXX" >/dev/null 2>&1; then
+    skip cxx "no C++ compiler ($CXX)"
+elif [ "$(uname -m)" != x86_64 ]; then
+    skip cxx "the C++ operators are exported on x86-64 only"
+elif ! $CXX -O1 -g -Wall -o "$build/cxx" "$here/cxx.cc" -ldl >"$logs/build.cxx.log" 2>&1; then
+    fail build.cxx
+else
+    simple cxx.glibc glibc "$build/cxx"
+    if need_so cxx.slaballoc; then
+        simple cxx.slaballoc sa "$build/cxx" sa
+        if $CXX -O1 -g -Wall -o "$build/cxx.linked" "$here/cxx.cc" -L"$libdir" -lslaballoc \
+            -Wl,-rpath,"$libdir" -ldl >"$logs/build.cxx.linked.log" 2>&1; then
+            simple cxx.linked glibc "$build/cxx.linked" sa
+        else
+            fail build.cxx.linked
+        fi
+        slabprof=${SLABPROF:-$root/target/tools/slabprof}
+        cdir=$build/cxx.prof
+        rm -rf "$cdir"; mkdir -p "$cdir"
+        if [ ! -x "$slabprof" ] && ! (cd "$root" && cargo build --profile tools --quiet -p slabprof) \
+            >"$logs/build.slabprof.log" 2>&1; then
+            fail build.slabprof
+        elif run cxx.prof sa env SLABALLOC_PROF=1 SLABALLOC_PROF_SEED=42 \
+            SLABALLOC_PROF_PREFIX="$cdir/p" "$build/cxx" prof &&
+            "$slabprof" --top 0 "$cdir"/p.*.heap >>"$logs/cxx.prof.log" 2>&1 &&
+            grep -A1 'allocation site$' "$logs/cxx.prof.log" | tail -1 | grep -q 'hold_cxx (cxx.cc:'; then
+            pass cxx.prof
+        else
+            fail cxx.prof "the first site is not hold_cxx"
+        fi
+    fi
+fi
+
 # ------------------------------------------------------------------ sigfree
 if is_built sigfree && need_so sigfree.slaballoc; then
     simple sigfree.slaballoc sa "$build/sigfree"

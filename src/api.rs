@@ -79,6 +79,15 @@ pub fn fatal(why: &str) -> ! {
     crate::fmt::fatal(why)
 }
 
+/// The next definition of the C symbol `name` after this library (for the
+/// C++ operators: the C++ runtime's, which run the new-handler loop and
+/// throw `std::bad_alloc`), or null where there is none or the lookup found
+/// our own. Takes the loader's lock; may allocate on its error paths, so
+/// the caller holds no allocator lock.
+pub fn next_definition(name: &core::ffi::CStr) -> *mut core::ffi::c_void {
+    crate::foreign::next_definition(name)
+}
+
 /// Writes the live sampled heap now (`SLABALLOC_PROF=1`): a file named by
 /// `SLABALLOC_PROF_PREFIX`, the pid and a sequence number. False if
 /// profiling is off or the file could not be written. Takes no allocator

@@ -42,6 +42,14 @@ fn next(slot: &AtomicPtr<libc::c_void>, name: &core::ffi::CStr) -> Option<*mut l
     (!f.is_null() && !os::same_object(f as *const (), here)).then_some(f)
 }
 
+/// `next` without a cache: the next definition of `name`, or null.
+#[cold]
+#[link_section = ".text_cold"]
+pub fn next_definition(name: &core::ffi::CStr) -> *mut libc::c_void {
+    let slot = AtomicPtr::new(ptr::null_mut());
+    next(&slot, name).unwrap_or(ptr::null_mut())
+}
+
 /// Checks that `p`, which is not in our memory, may belong to the next
 /// allocator: there is one, and it has ever held memory (glibc's
 /// `mallinfo2`: bytes in its arenas or in mmapped chunks). Otherwise no

@@ -330,6 +330,9 @@ pub unsafe extern "C" fn sa_stats_print_cb(
 #[cfg(feature = "override")]
 pub use overrides::*;
 
+#[cfg(all(feature = "override", target_arch = "x86_64"))]
+mod cxx;
+
 #[cfg(feature = "override")]
 mod overrides {
     use super::*;
