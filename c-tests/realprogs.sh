@@ -235,6 +235,61 @@ else
     skip gcc "not installed"
 fi
 
+# ---------------------------------------------------------------- c++
+# A C++ compile (cc1plus, as, ld) and the program it builds, both under the
+# library: STL containers, strings, shared pointers and an exception, through
+# the library's operator new and delete (ffi/src/cxx.rs).
+if have c++; then
+    n=200000; [ "$QUICK" = 1 ] && n=40000
+    cat >"$work/prog.cc" <<EOF
+#include <algorithm>
+#include <cstdio>
+#include <list>
+#include <map>
+#include <memory>
+#include <new>
+#include <string>
+#include <unordered_map>
+#include <vector>
+struct Node { std::shared_ptr<Node> l, r; long v; };
+static std::shared_ptr<Node> tree(int d, long &k) {
+    if (!d) return nullptr;
+    auto n = std::make_shared<Node>();
+    n->v = k++; n->l = tree(d - 1, k); n->r = tree(d - 1, k);
+    return n;
+}
+static long sum(const std::shared_ptr<Node> &n) { return n ? n->v + sum(n->l) + sum(n->r) : 0; }
+int main() {
+    unsigned long x = 12345, h = 0;
+    std::map<std::string, std::vector<int>> m;
+    std::unordered_map<unsigned long, std::string> u;
+    std::list<std::string> l;
+    for (int i = 0; i < $n; i++) {
+        x = x * 6364136223846793005ul + 1442695040888963407ul;
+        std::string w = "w" + std::to_string(x >> 50);
+        m[w].push_back(i);
+        u[x % 4099] += w.substr(0, 1 + i % 3);
+        l.push_back(w);
+        if (l.size() > 1000) l.pop_front();
+    }
+    for (auto &kv : m) h = h * 31 + kv.first.size() + kv.second.size();
+    std::vector<std::string> keys;
+    for (auto &kv : u) keys.push_back(kv.second.substr(0, 8));
+    std::sort(keys.begin(), keys.end());
+    for (auto &k : keys) for (char c : k) h = h * 131 + (unsigned char)c;
+    long k = 0, total = 0;
+    for (int r = 0; r < 20; r++) total += sum(tree(14, k));
+    int caught = 0;
+    try { volatile size_t huge = (size_t)1 << 62; (void)::operator new(huge); } catch (const std::bad_alloc &) { caught = 1; }
+    std::printf("%zu %zu %zu %lu %ld %d\n", m.size(), u.size(), l.size(), h, total, caught);
+    return 0;
+}
+EOF
+    run_both cxx sh -c "c++ -O1 -o prog '$work/prog.cc' && ./prog"
+else
+    skip cxx "no C++ compiler"
+fi
+
 # ---------------------------------------------------------------- perl
 if have perl; then
     lines=300000; [ "$QUICK" = 1 ] && lines=50000
