@@ -4,7 +4,7 @@
 # A failing `make build` does not stop the comparison: slaballoc is
 # then simply left out (or tested in whatever state target/release has).
 #
-#   make compare          full comparison, 18 workloads x 7 allocators x 5 runs (~12 min on 2 cores)
+#   make compare          full comparison, 20 workloads x 7 allocators x 5 runs (~20 min on 2 cores)
 #   make idle-rss         resident size after freeing 800 MiB and idling, per allocator
 #                         (bench/idle_rss.sh -> bench/results/idle_rss.md)
 #   make compare QUICK=1  1 run, scale 0.2 (~30 s, plus apt-get and peer builds the first time)

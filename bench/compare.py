@@ -55,6 +55,7 @@ Environment / options (options win):
                        one run; never counted as a peer)
     NO_INSTALL=1       never call apt-get (also not for cmake in bench/peers/build.sh)
     CC=cc              C compiler
+    CXX=c++            C++ compiler (the C++ workloads: left out without one)
 A workload that exits non-zero (content mismatch, crash, timeout, output
 different from glibc's) under an allocator is shown as FAIL in the tables.
 """
@@ -86,11 +87,12 @@ PEERS_BUILD = os.path.join(BUILD, "peers")
 
 # Order matters: it is the table/chart order. The first nine are ours; the
 # rest are modelled on the classic mimalloc-bench programs (written from
-# scratch). All but the COMMANDS are C programs in bench/workloads/NAME.c.
+# scratch). All but the COMMANDS are programs in bench/workloads/: NAME.c,
+# or NAME.cc for the C++ ones (built with $CXX, left out without one).
 WORKLOADS = ["mixed", "shortlived", "midsize", "large_realloc", "malloc_large", "threads_noshare",
              "prodcons", "server", "falseshare", "churn",
              "cfrac_like", "glibc_simple", "xmalloc_like", "xmalloc_deep", "sh6_like", "sh8_like",
-             "larson_like",
+             "larson_like", "cxx_objects",
              "python_malloc", "shell_procs"]
 
 
@@ -145,19 +147,33 @@ def warn(msg):
 
 # ---------------------------------------------------------------- building
 
-def build(cc):
+def workload_source(w):
+    """bench/workloads/W.cc for a C++ workload, else W.c."""
+    cxx_src = os.path.join(WL_DIR, w + ".cc")
+    return cxx_src if os.path.exists(cxx_src) else os.path.join(WL_DIR, w + ".c")
+
+
+def build(cc, cxx):
+    """Builds the workloads and tools; returns the workloads left out (C++
+    ones without a C++ compiler)."""
     os.makedirs(BUILD, exist_ok=True)
     headers = [os.path.join(WL_DIR, h) for h in os.listdir(WL_DIR) if h.endswith(".h")]
-    srcs = [(os.path.join(WL_DIR, w + ".c"), w) for w in WORKLOADS if w not in COMMANDS]
+    srcs = [(workload_source(w), w) for w in WORKLOADS if w not in COMMANDS]
+    left_out = set()
     srcs += [(os.path.join(TOOLS_DIR, "probe.c"), "probe"),
              (os.path.join(TOOLS_DIR, "hotloop.c"), "hotloop"),
              (os.path.join(TOOLS_DIR, "runner.c"), "runner")]
     for src, name in srcs:
+        compiler = cxx if src.endswith(".cc") else cc
+        if not compiler:
+            warn(f"no C++ compiler (CXX): workload {name} left out")
+            left_out.add(name)
+            continue
         out = os.path.join(BUILD, name)
         newest = max([os.path.getmtime(src)] + [os.path.getmtime(h) for h in headers])
         if os.path.exists(out) and os.path.getmtime(out) >= newest:
             continue
-        cmd = [cc, "-O2", "-pthread", "-Wall", "-o", out, src, "-lm"]
+        cmd = [compiler, "-O2", "-pthread", "-Wall", "-o", out, src, "-lm"]
         if name == "runner":   # static: keeps its own RSS out of ru_maxrss
             cmd.insert(1, "-static")
         log("  " + " ".join(cmd))
@@ -168,6 +184,7 @@ def build(cc):
             r = subprocess.run(cmd)
         if r.returncode != 0:
             sys.exit(f"compare.py: failed to build {name}")
+    return left_out
 
 
 # ---------------------------------------------------------------- allocators
@@ -773,7 +790,9 @@ def main():
     started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
     t_start = time.monotonic()
     log("compare.py: building workloads")
-    build(os.environ.get("CC", "cc"))
+    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    left_out = build(os.environ.get("CC", "cc"), cxx)
+    workloads = [w for w in workloads if w not in left_out]
     log("compare.py: allocators")
     checked = setup_allocators(wanted, args.no_install, args.slaballoc)
     allocs = [c[0] for c in checked]

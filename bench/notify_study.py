@@ -99,7 +99,7 @@ def main():
     so = os.environ.get("SLABALLOC_SO", os.path.join(compare.ROOT, "target", "release", "libslaballoc.so"))
     out_md = os.path.join(compare.RESULTS, "notify.md")
     os.makedirs(compare.RESULTS, exist_ok=True)
-    compare.build(os.environ.get("CC", "cc"))
+    compare.build(os.environ.get("CC", "cc"), os.environ.get("CXX") or shutil.which("c++"))
     if not os.path.exists(so):
         msg = f"# Notification study\n\nNot run: `{so}` does not exist (run `make build`).\n"
         open(out_md, "w").write(msg)

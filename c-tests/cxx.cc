@@ -10,6 +10,8 @@
  *   sa             also: all twenty forms resolve into libslaballoc (the
  *                  program's operator new is ours, not the C++ runtime's), and
  *                  the double delete is reported by slaballoc.
+ *   static         as sa, for a program linked with libslaballoc.a: the forms
+ *                  resolve into the program itself.
  *   prof           hold_cxx holds most of the live bytes at exit through
  *                  operator new (run.sh reads the heap profile: its stacks
  *                  must unwind through our operator new to the caller).
@@ -187,8 +189,12 @@ static void double_delete(bool sa) {
     fprintf(stderr, "double delete reported: %.*s", (int)strcspn(buf, "\n") + 1, buf);
 }
 
-/* Every form resolves into libslaballoc. */
-static void ours(void) {
+/* Every form resolves into libslaballoc (or, linked statically, into the
+ * program itself, where main is). */
+static void ours(bool linked_static) {
+    Dl_info self;
+    const char *want = "slaballoc";
+    if (linked_static && dladdr((void *)&ours, &self) && self.dli_fname) want = self.dli_fname;
     void *fns[] = {
         (void *)static_cast<void *(*)(size_t)>(&::operator new),
         (void *)static_cast<void *(*)(size_t)>(&::operator new[]),
@@ -214,12 +220,12 @@ static void ours(void) {
     int n = 0;
     for (void *f : fns) {
         Dl_info di;
-        bool in = dladdr(f, &di) && di.dli_fname && strstr(di.dli_fname, "slaballoc");
+        bool in = dladdr(f, &di) && di.dli_fname && strstr(di.dli_fname, want);
         CHECK(in, "form %d resolves to %s (%s)", n, di.dli_fname ? di.dli_fname : "?",
               di.dli_sname ? di.dli_sname : "?");
         n++;
     }
-    fprintf(stderr, "%d forms of new and delete in libslaballoc\n", n);
+    fprintf(stderr, "%d forms of new and delete in %s\n", n, want);
 }
 
 /* For the heap profile: most of the live bytes at exit, through new. */
@@ -231,9 +237,10 @@ __attribute__((noinline)) static char *hold_cxx(void) {
 __attribute__((noinline)) static void *small_cxx(void) { return ::operator new(40); }
 
 int main(int argc, char **argv) {
-    bool sa = false, prof = false;
+    bool sa = false, prof = false, linked_static = false;
     for (int i = 1; i < argc; i++) {
-        sa |= !strcmp(argv[i], "sa");
+        linked_static |= !strcmp(argv[i], "static");
+        sa |= !strcmp(argv[i], "sa") || linked_static;
         prof |= !strcmp(argv[i], "prof");
     }
     if (prof) {
@@ -246,7 +253,7 @@ int main(int argc, char **argv) {
     forms();
     out_of_memory();
     double_delete(sa);
-    if (sa) ours();
+    if (sa) ours(linked_static);
     printf("cxx: %s\n", failures ? "FAILED" : "ok");
     return failures != 0;
 }

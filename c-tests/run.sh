@@ -118,6 +118,21 @@ simple() {
     if run "$@"; then pass "$name"; else fail "$name" "exit $?"; fi
 }
 need_so() { if [ "$have_so" = 1 ]; then return 0; fi; skip "$1" "no $so"; return 1; }
+# need_slabprof: $slabprof (tools/slabprof, which reads heap profiles) is
+# there or built now; a failed build is reported once
+slabprof=${SLABPROF:-$root/target/tools/slabprof}
+slabprof_state=""
+need_slabprof() {
+    if [ -z "$slabprof_state" ]; then
+        slabprof_state=ok
+        if [ ! -x "$slabprof" ] && ! (cd "$root" && cargo build --profile tools --quiet -p slabprof) \
+            >"$logs/build.slabprof.log" 2>&1; then
+            slabprof_state=failed
+            fail build.slabprof
+        fi
+    fi
+    [ "$slabprof_state" = ok ]
+}
 
 # ------------------------------------------------------------------ conformance
 if is_built conformance; then
@@ -172,12 +187,16 @@ else
         else
             fail build.cxx.linked
         fi
-        slabprof=${SLABPROF:-$root/target/tools/slabprof}
+        if [ -f "$ar" ] && $CXX -O1 -g -Wall -rdynamic -o "$build/cxx.static" "$here/cxx.cc" "$ar" \
+            -lpthread -ldl >"$logs/build.cxx.static.log" 2>&1; then
+            simple cxx.static glibc "$build/cxx.static" static
+        else
+            fail build.cxx.static "linking libslaballoc.a failed"
+        fi
         cdir=$build/cxx.prof
         rm -rf "$cdir"; mkdir -p "$cdir"
-        if [ ! -x "$slabprof" ] && ! (cd "$root" && cargo build --profile tools --quiet -p slabprof) \
-            >"$logs/build.slabprof.log" 2>&1; then
-            fail build.slabprof
+        if ! need_slabprof; then
+            skip cxx.prof "no slabprof"
         elif run cxx.prof sa env SLABALLOC_PROF=1 SLABALLOC_PROF_SEED=42 \
             SLABALLOC_PROF_PREFIX="$cdir/p" "$build/cxx" prof &&
             "$slabprof" --top 0 "$cdir"/p.*.heap >>"$logs/cxx.prof.log" 2>&1 &&
@@ -489,12 +508,10 @@ fi
 # samples on every run (each thread's generator is seeded in thread order).
 # tools/slabprof reads the dumps: top table, flame graph, pprof.
 if [ "$have_so" = 1 ]; then
-    slabprof=${SLABPROF:-$root/target/tools/slabprof}
     pdir=$build/prof.out
     rm -rf "$pdir"; mkdir -p "$pdir"
-    if [ ! -x "$slabprof" ] && ! (cd "$root" && cargo build --profile tools --quiet -p slabprof) \
-        >"$logs/build.slabprof.log" 2>&1; then
-        fail build.slabprof
+    if ! need_slabprof; then
+        skip prof "no slabprof"
     elif ! $CC -O1 -g -pthread -Wall -o "$build/prof" "$here/prof.c" -ldl >"$logs/build.prof.log" 2>&1; then
         fail build.prof
     elif ! run prof.off sa env SLABALLOC_PROF_PREFIX="$pdir/off" "$build/prof" ||
@@ -567,9 +584,14 @@ fi
 # contents of every block it frees: run them all at a small scale.
 if [ "$have_so" = 1 ]; then
     wl_ok=1
-    for f in "$here"/../bench/workloads/*.c; do
-        w=$(basename "$f" .c)
-        if ! $CC -O2 -pthread -Wall -o "$build/wl_$w" "$f" -lm >"$logs/build.wl_$w.log" 2>&1; then
+    for f in "$here"/../bench/workloads/*.c "$here"/../bench/workloads/*.cc; do
+        w=$(basename "${f%.c*}")
+        comp=$CC
+        case $f in *.cc)
+            comp=$CXX
+            command -v "$comp" >/dev/null 2>&1 || { skip "bench_workloads.$w" "no C++ compiler"; continue; } ;;
+        esac
+        if ! $comp -O2 -pthread -Wall -o "$build/wl_$w" "$f" -lm >"$logs/build.wl_$w.log" 2>&1; then
             fail "bench_workloads.build.$w"; wl_ok=0; continue
         fi
         run "wl_$w" sa "$build/wl_$w" 0.05 || { fail "bench_workloads.$w" "exit $?"; wl_ok=0; }

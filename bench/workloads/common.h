@@ -10,7 +10,9 @@
  */
 #ifndef BENCH_COMMON_H
 #define BENCH_COMMON_H
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -163,7 +165,7 @@ static inline void report(const char *wl, int threads, uint64_t ops, double secs
  * `threads_noshare` (one private table per thread). */
 typedef struct { void *p; size_t n; uint64_t t; } slot_t;
 static inline void slot_table_run(const char *wl, uint64_t seed, int slots, uint64_t ops) {
-    slot_t *tab = calloc((size_t)slots, sizeof(slot_t));
+    slot_t *tab = (slot_t *)calloc((size_t)slots, sizeof(slot_t));
     rng_t r; rng_seed(&r, seed);
     for (uint64_t i = 0; i < ops; i++) {
         slot_t *s = &tab[rng_below(&r, slots)];
