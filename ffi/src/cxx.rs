@@ -80,7 +80,10 @@ const NAMES: [&CStr; 8] = [
     c"_ZnamSt11align_val_tRKSt9nothrow_t",
 ];
 
-/// Each form's fallback, once found (0 until its first failure).
+/// Each form's fallback, once found (0 until its first failure). The
+/// Release store in `fallback` publishes the address it looked up; the
+/// Acquire load there pairs with it. Two first failures at once both look
+/// the same symbol up and store the same address.
 static NEXT: [AtomicUsize; 8] = [const { AtomicUsize::new(0) }; 8];
 
 /// The allocation of the plain forms (the stubs call it).
@@ -96,6 +99,8 @@ extern "C" fn alloc_aligned(size: usize, align: usize) -> Ptr {
 }
 
 /// A `nothrow` form's fallback where no C++ runtime follows us.
+#[cold]
+#[link_section = ".text_cold"]
 extern "C" fn null_new() -> Ptr {
     core::ptr::null_mut()
 }
@@ -104,6 +109,7 @@ extern "C" fn null_new() -> Ptr {
 /// definition of the form. Never null: without one, a `nothrow` form gets
 /// `null_new`, and a throwing form ends the process here.
 #[cold]
+#[link_section = ".text_cold"]
 extern "C" fn fallback(which: u32) -> usize {
     let w = which as usize % NAMES.len();
     let f = NEXT[w].load(Ordering::Acquire);
@@ -130,6 +136,18 @@ extern "C" fn fallback(which: u32) -> usize {
 /// stack 16-byte aligned at it: one push for the forms of one argument,
 /// three for the others (`rdx`, where a form has no third argument, is
 /// saved for the alignment). The fallback's call keeps all three.
+///
+/// Soundness of the naked body (the attribute is `unsafe`): it follows the
+/// System V ABI by hand. It touches only `rdi`, `rsi`, `rdx` (the
+/// arguments, restored before the jump) and `rax` (the result), none of
+/// them callee-saved; every push has its pop on both paths, so `ret`
+/// returns to the caller and the jump leaves the stack as the caller
+/// made it, the fallback then seeing the original arguments and return
+/// address; at each `call` the stack is 16-byte aligned (8 on entry, plus
+/// one or three pushes); `alloc_plain`, `alloc_aligned` and `fallback`
+/// are `extern "C"`. The CFI directives describe each push and pop, so
+/// that an unwinder (the heap profiler's `backtrace()`) can step out of
+/// the stub from within `$alloc`.
 macro_rules! new_form {
     ($name:ident($($arg:ident: $ty:ty),*), $which:literal, $alloc:ident,
      [$($save:literal),*], [$($restore:literal),*]) => {

@@ -7,7 +7,8 @@
 //! `target/release/libslaballoc.so` and `libslaballoc.a`.
 //!
 //! The unprefixed family (`malloc`, `free`, ..., glibc's `__libc_*` aliases and
-//! extras) is exported with the default `override` feature. The prefixed API
+//! extras) is exported with the default `override` feature, and with it, on
+//! x86-64, C++'s `operator new` and `operator delete` (module `cxx`). The prefixed API
 //! (`sa_malloc`, ...) is always exported and declared in `include/slaballoc.h`
 //! (generated from this file: `make header`).
 //!
