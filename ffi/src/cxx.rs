@@ -38,21 +38,47 @@ use slaballoc::api;
 
 // ---- operator delete: free ----
 
+/// The deletes whose only argument is the pointer are `free` itself (the
+/// compiler gives them its address: one copy of the code).
+#[no_mangle]
+pub extern "C" fn _ZdlPv(p: Ptr) {
+    free_impl(p)
+}
+
+#[no_mangle]
+pub extern "C" fn _ZdaPv(p: Ptr) {
+    free_impl(p)
+}
+
+/// `free`'s body under a local name, for the stubs below to jump to
+/// directly (an exported name would go through the PLT).
+extern "C" fn free_target(p: Ptr) {
+    free_impl(p)
+}
+
+/// The deletes with more arguments (a size, an alignment, a `nothrow`
+/// tag) jump to `free` with the pointer where it came (`rdi`): a copy of
+/// free's code each, as Rust would make for their other signatures, cost
+/// 1 KiB of text and a page more of every process's mapped file.
+///
+/// Soundness of the naked body (the attribute is `unsafe`): one direct
+/// jump, with the stack and every register as the caller left them, to an
+/// `extern "C"` function whose first argument is the pointer; the extra
+/// arguments are ignored. No frame, and no unwind table: the jump is the
+/// only instruction, and `free` returns straight to the caller.
 macro_rules! deletes {
     ($($name:ident($($arg:ident: $ty:ty),*);)*) => {
         $(
             #[no_mangle]
+            #[unsafe(naked)]
             pub extern "C" fn $name(p: Ptr $(, $arg: $ty)*) {
-                $(let _ = $arg;)*
-                free_impl(p)
+                core::arch::naked_asm!("jmp {free}", free = sym free_target)
             }
         )*
     };
 }
 
 deletes! {
-    _ZdlPv();
-    _ZdaPv();
     _ZdlPvm(size: usize);
     _ZdaPvm(size: usize);
     _ZdlPvRKSt9nothrow_t(tag: Ptr);
@@ -67,24 +93,44 @@ deletes! {
 
 // ---- operator new: malloc, else the runtime's ----
 
-/// The eight forms of `operator new`; a stub passes its index to
-/// `fallback`. The `nothrow` forms are 2, 3, 6 and 7.
-const NAMES: [&CStr; 8] = [
-    c"_Znwm",
-    c"_Znam",
-    c"_ZnwmRKSt9nothrow_t",
-    c"_ZnamRKSt9nothrow_t",
-    c"_ZnwmSt11align_val_t",
-    c"_ZnamSt11align_val_t",
-    c"_ZnwmSt11align_val_tRKSt9nothrow_t",
-    c"_ZnamSt11align_val_tRKSt9nothrow_t",
-];
+/// The eight forms of `operator new`: form `w` is the scalar (`_Znw...`)
+/// or, for odd `w`, the array (`_Zna...`) form of name `w / 2` here
+/// (NUL-terminated one after the other; the `nothrow` forms are 2, 3, 6
+/// and 7). Only the scalar names are stored, and none as a `&CStr` table:
+/// 120 bytes less of read-only data and relocations kept the library's
+/// first segment at seven pages, all of which every process maps.
+const NAMES: &[u8] = b"_Znwm\0_ZnwmRKSt9nothrow_t\0_ZnwmSt11align_val_t\0\
+_ZnwmSt11align_val_tRKSt9nothrow_t\0";
+const FORMS: usize = 8;
+
+/// Writes the name of form `w` (< FORMS) into `buf`, NUL-terminated.
+fn form_name(w: usize, buf: &mut [u8; 40]) -> &CStr {
+    let mut start = 0;
+    let mut k = 0;
+    for (i, &b) in NAMES.iter().enumerate() {
+        if b == 0 {
+            if k == w / 2 {
+                break;
+            }
+            k += 1;
+            start = i + 1;
+        }
+    }
+    let name = NAMES.get(start..).unwrap_or(&[]);
+    for (d, &c) in buf.iter_mut().zip(name) {
+        *d = c;
+    }
+    if w % 2 == 1 {
+        buf[3] = b'a';
+    }
+    CStr::from_bytes_until_nul(buf).unwrap_or(c"")
+}
 
 /// Each form's fallback, once found (0 until its first failure). The
 /// Release store in `fallback` publishes the address it looked up; the
 /// Acquire load there pairs with it. Two first failures at once both look
 /// the same symbol up and store the same address.
-static NEXT: [AtomicUsize; 8] = [const { AtomicUsize::new(0) }; 8];
+static NEXT: [AtomicUsize; FORMS] = [const { AtomicUsize::new(0) }; FORMS];
 
 /// The allocation of the plain forms (the stubs call it).
 extern "C" fn alloc_plain(size: usize) -> Ptr {
@@ -111,19 +157,18 @@ extern "C" fn null_new() -> Ptr {
 #[cold]
 #[link_section = ".text_cold"]
 extern "C" fn fallback(which: u32) -> usize {
-    let w = which as usize % NAMES.len();
+    let w = which as usize % FORMS;
     let f = NEXT[w].load(Ordering::Acquire);
     if f != 0 {
         return f;
     }
-    let mut f = api::next_definition(NAMES[w]) as usize;
+    let mut name = [0u8; 40];
+    let mut f = api::next_definition(form_name(w, &mut name)) as usize;
     if f == 0 {
         if matches!(w, 2 | 3 | 6 | 7) {
             f = null_new as *const () as usize;
         } else {
-            api::fatal(
-                "operator new: out of memory, and no C++ runtime after slaballoc to throw std::bad_alloc",
-            );
+            api::fatal("operator new: out of memory, and no C++ runtime to throw std::bad_alloc");
         }
     }
     NEXT[w].store(f, Ordering::Release);
