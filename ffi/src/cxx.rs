@@ -5,9 +5,9 @@
 //! them a C++ program's `new` runs the C++ runtime's `operator new`, which
 //! calls `malloc` through two PLT jumps, and its `delete` the runtime's
 //! `operator delete`, which calls `free`: mimalloc-bench's `alloc-test`
-//! (one thread) ran 0.931 of that time with `new` and `delete` straight
-//! into the allocator, `larson` 0.969 (docs/experiments.md, twenty-seventh
-//! session).
+//! ran 0.952 (one thread) and 0.965 (two) of that time with `new` and
+//! `delete` straight into the allocator, our `cxx_objects` 0.956
+//! (docs/experiments.md, twenty-seventh session).
 //!
 //! * Every `operator delete` is `free` (the sized and aligned forms too:
 //!   the free map finds a block's class and start from the pointer alone),
