@@ -585,6 +585,7 @@ fi
 if [ "$have_so" = 1 ]; then
     wl_ok=1
     for f in "$here"/../bench/workloads/*.c "$here"/../bench/workloads/*.cc; do
+        [ -e "$f" ] || continue
         w=$(basename "${f%.c*}")
         comp=$CC
         case $f in *.cc)

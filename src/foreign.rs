@@ -37,17 +37,22 @@ fn resolve(slot: &AtomicPtr<libc::c_void>, name: &core::ffi::CStr) -> *mut libc:
 #[cold]
 #[link_section = ".text_cold"]
 fn next(slot: &AtomicPtr<libc::c_void>, name: &core::ffi::CStr) -> Option<*mut libc::c_void> {
-    let f = resolve(slot, name);
+    not_ours(resolve(slot, name))
+}
+
+/// `f`, a looked-up function, unless it is null or in our own object.
+#[inline(always)]
+fn not_ours(f: *mut libc::c_void) -> Option<*mut libc::c_void> {
     let here = next as fn(_, _) -> _ as *const ();
     (!f.is_null() && !os::same_object(f as *const (), here)).then_some(f)
 }
 
-/// `next` without a cache: the next definition of `name`, or null.
-#[cold]
-#[link_section = ".text_cold"]
+/// `next` without a cache (the caller keeps its own): the next definition
+/// of `name`, or null. Inlined into its caller (the C++ operators'
+/// fallback, which is cold itself).
+#[inline(always)]
 pub fn next_definition(name: &core::ffi::CStr) -> *mut libc::c_void {
-    let slot = AtomicPtr::new(ptr::null_mut());
-    next(&slot, name).unwrap_or(ptr::null_mut())
+    not_ours(os::next_symbol(name)).unwrap_or(ptr::null_mut())
 }
 
 /// Checks that `p`, which is not in our memory, may belong to the next
