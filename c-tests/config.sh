@@ -30,6 +30,12 @@ done
 if [ "$(uname -m)" = x86_64 ]; then
     n=$(nm -D --defined-only "$so" | awk '{print $3}' | grep -cE '^_Z(nw|na|dl|da)')
     [ "$n" = 20 ] && ok symbols.cxx || ko symbols.cxx "$n of 20 forms of operator new and delete"
+    # free's address carries only C names (free, sa_free, ...): a profiler
+    # names a C program's frees after it, not `operator delete[]`.
+    at=$(nm -D --defined-only "$so" | awk '$3 == "free" {print $1}')
+    others=$(nm -D --defined-only "$so" | awk -v a="$at" '$1 == a {print $3}' | grep -vxE 'free|cfree|__libc_free|sa_free|sa_kfree')
+    [ -n "$at" ] && [ -z "$others" ] && ok symbols.free_named \
+        || ko symbols.free_named "free's address also named:" $others
 fi
 
 # Malformed values: one warning each, defaults apply, output unchanged.

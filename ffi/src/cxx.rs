@@ -31,54 +31,18 @@
 //! Only on x86-64, where the stubs are written; elsewhere the runtime's
 //! operators call our `malloc` and `free`, as before.
 
-use super::{free_impl, memalign_impl, out, Ptr};
+use super::{memalign_impl, out, Ptr};
 use core::ffi::CStr;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use slaballoc::api;
 
 // ---- operator delete: free ----
 
-/// The deletes whose only argument is the pointer are `free` itself (the
-/// compiler gives them its address: one copy of the code).
-#[no_mangle]
-pub extern "C" fn _ZdlPv(p: Ptr) {
-    free_impl(p)
-}
-
-#[no_mangle]
-pub extern "C" fn _ZdaPv(p: Ptr) {
-    free_impl(p)
-}
-
-/// `free`'s body under a local name, for the stubs below to jump to
-/// directly (an exported name would go through the PLT).
-extern "C" fn free_target(p: Ptr) {
-    free_impl(p)
-}
-
-/// The deletes with more arguments (a size, an alignment, a `nothrow`
-/// tag) jump to `free` with the pointer where it came (`rdi`): a copy of
-/// free's code each, as Rust would make for their other signatures, cost
-/// 1 KiB of text and a page more of every process's mapped file.
-///
-/// Soundness of the naked body (the attribute is `unsafe`): one direct
-/// jump, with the stack and every register as the caller left them, to an
-/// `extern "C"` function whose first argument is the pointer; the extra
-/// arguments are ignored. No frame, and no unwind table: the jump is the
-/// only instruction, and `free` returns straight to the caller.
-macro_rules! deletes {
-    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {
-        $(
-            #[no_mangle]
-            #[unsafe(naked)]
-            pub extern "C" fn $name(p: Ptr $(, $arg: $ty)*) {
-                core::arch::naked_asm!("jmp {free}", free = sym free_target)
-            }
-        )*
-    };
-}
-
-deletes! {
+// Every form jumps to `free` (`jumps_to_free!`): the two of one argument
+// too, so that `free`'s address keeps its own name in profiles.
+jumps_to_free! {
+    _ZdlPv();
+    _ZdaPv();
     _ZdlPvm(size: usize);
     _ZdaPvm(size: usize);
     _ZdlPvRKSt9nothrow_t(tag: Ptr);

@@ -331,6 +331,40 @@ pub unsafe extern "C" fn sa_stats_print_cb(
 #[cfg(feature = "override")]
 pub use overrides::*;
 
+/// `free`'s body under a local name, for the stubs of `jumps_to_free!` to
+/// jump to directly (an exported name would go through the PLT).
+#[cfg(all(feature = "override", target_arch = "x86_64"))]
+extern "C" fn free_target(p: Ptr) {
+    free_impl(p)
+}
+
+/// Exports functions that free their first argument and ignore the rest
+/// (a size, an alignment, C++'s `nothrow` tag): each is one direct jump to
+/// `free`, with the pointer where it came (`rdi`). Rust would make a copy
+/// of free's code for each other signature (255 bytes each, in the hot
+/// code's pages); and a name of its own keeps `free`'s address for `free`
+/// and `sa_free`, so that profilers and debuggers name it so (with C++'s
+/// `operator delete` at free's address, `perf` named every `free` of a C
+/// program `operator delete[]`).
+///
+/// Soundness of the naked body (the attribute is `unsafe`): one direct
+/// jump, with the stack and every register as the caller left them, to an
+/// `extern "C"` function whose first argument is the pointer; the extra
+/// arguments are ignored. No frame, and no unwind table: the jump is the
+/// only instruction, and `free` returns straight to the caller.
+#[cfg(all(feature = "override", target_arch = "x86_64"))]
+macro_rules! jumps_to_free {
+    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(
+            #[no_mangle]
+            #[unsafe(naked)]
+            pub extern "C" fn $name(p: Ptr $(, $arg: $ty)*) {
+                core::arch::naked_asm!("jmp {free}", free = sym $crate::free_target)
+            }
+        )*
+    };
+}
+
 #[cfg(all(feature = "override", target_arch = "x86_64"))]
 mod cxx;
 
@@ -357,8 +391,6 @@ mod overrides {
         fn free(p: Ptr) = free_impl(p);
         fn __libc_free(p: Ptr) = free_impl(p);
         fn cfree(p: Ptr) = free_impl(p);
-        fn free_sized(p: Ptr, _size: usize) = free_impl(p);
-        fn free_aligned_sized(p: Ptr, _align: usize, _size: usize) = free_impl(p);
         fn calloc(n: usize, size: usize) -> Ptr = out(alloc::calloc(n, size));
         fn __libc_calloc(n: usize, size: usize) -> Ptr = out(alloc::calloc(n, size));
         fn realloc(p: Ptr, size: usize) -> Ptr = out(alloc::realloc(p as *mut u8, size));
@@ -372,6 +404,20 @@ mod overrides {
         fn pvalloc(size: usize) -> Ptr = pvalloc_impl(size);
         fn __libc_pvalloc(size: usize) -> Ptr = pvalloc_impl(size);
         fn malloc_usable_size(p: Ptr) -> usize = alloc::usable_size(p as *mut u8);
+    }
+
+    // C23's sized frees: the size and alignment are not checked (the free
+    // map knows the block's class from the pointer alone).
+    #[cfg(target_arch = "x86_64")]
+    jumps_to_free! {
+        free_sized(size: usize);
+        free_aligned_sized(align: usize, size: usize);
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    export! {
+        fn free_sized(p: Ptr, _size: usize) = free_impl(p);
+        fn free_aligned_sized(p: Ptr, _align: usize, _size: usize) = free_impl(p);
     }
 
     /// # Safety
