@@ -2,7 +2,7 @@
 //! apart, and the dirty runs' age order (see the module's header); the
 //! operations that keep it (`Runs` takes the lock and calls them).
 
-use super::{watermark, Run, COMMIT_STEP, RUNS};
+use super::{watermark, MapPages, Run, COMMIT_STEP, RUNS};
 use crate::config::{DECAY_MS, DECAY_NEVER, DIRTY_MAX_PAGES};
 use crate::os::{self, PAGE_SIZE};
 use crate::pagemap::{self, Desc, ARENA_PAGES, ARENA_SIZE, KIND_FREE, KIND_NONE, META_PAGES};
@@ -447,7 +447,7 @@ impl State {
         }
     }
 
-    pub(super) unsafe fn take(&mut self, n: usize, align: usize) -> Option<Run> {
+    pub(super) unsafe fn take(&mut self, n: usize, align: usize, map: MapPages) -> Option<Run> {
         // SAFETY: the caller upholds the contract in `# Safety` above.
         unsafe {
             let (d, start, dirty) = if let Some((d, s)) = self.dirty.find(n, align) {
@@ -477,7 +477,7 @@ impl State {
                     before,
                 );
             }
-            map_run(base, start, n, true);
+            map_run(base, start, n, map == MapPages::Every);
             let nd = pagemap::desc(base, start);
             (*nd).set_npages(n);
             Some(Run {

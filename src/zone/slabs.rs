@@ -388,6 +388,7 @@ impl Locked {
             let Some(r) = RUNS.alloc(
                 size_class::SLAB_PAGES[c] as usize,
                 size_class::slab_align_pages(c),
+                crate::runs::MapPages::Every,
             ) else {
                 return ptr::null_mut();
             };

@@ -56,7 +56,11 @@ impl Locked {
         // SAFETY: lock held; a short access to this class's fields.
         unsafe {
             if (*cz).stash_arr == 0 {
-                let r = crate::runs::RUNS.alloc(Self::array_pages(c), 1)?;
+                let r = crate::runs::RUNS.alloc(
+                    Self::array_pages(c),
+                    1,
+                    crate::runs::MapPages::Ends,
+                )?;
                 // The run's kind stays KIND_NONE: a free of a pointer into
                 // it is reported like any pointer to memory not allocated.
                 (*cz).stash_arr = r.addr();
