@@ -91,12 +91,6 @@ int main(int argc, char **argv)
     if (shuffled) {
         alloc_thread(NULL);
         peak = rss_bytes();
-        /* The reclaimer starts lazily only in a process older than 100 ms
-         * (src/reclaim.rs, MIN_AGE_MS); the QUICK size (150 MiB) is
-         * allocated in less than that here, and its frees then found the
-         * process too young: RSS stayed at the peak. The age rule is not
-         * what this test is about. */
-        usleep(150 * 1000);
         free_thread(NULL);
     } else {
         if (pthread_create(&a, NULL, alloc_thread, NULL)) DIE("pthread_create");

@@ -18,9 +18,12 @@
 //!
 //! By default it is started lazily, the first time a free finds memory to
 //! give back (a run left dirty, a full per-CPU cache spilling into the
-//! zone) in a process that has lived for `MIN_AGE_MS` and holds at least
-//! `LAZY_MIN_PAGES` (64 MiB) committed: a program that never frees, is done
-//! within that time, or keeps a small heap never has the thread. A pass
+//! zone) in a process that holds at least `LAZY_MIN_PAGES` (64 MiB)
+//! committed: a program that never frees or keeps a small heap never has
+//! the thread. (A minimum age of 100 ms was a condition too: a process
+//! that made and freed its 150 MiB within it, then went quiet, kept all
+//! of it resident, with no slow path left to start the thread: one run in
+//! three of `c-tests/reclaim.c` on a fast host.) A pass
 //! that is not forced leaves busy zones alone (`Zone::quiet_since_last_look`):
 //! taking the lock of a zone whose owner is working sends the owner to
 //! another zone. It is started
@@ -46,8 +49,6 @@ const RUNNING: u8 = 2;
 /// `SLABALLOC_BACKGROUND=0`: no thread, ever.
 const NEVER: u8 = 3;
 static STATE: AtomicU8 = AtomicU8::new(OFF);
-/// When the allocator started (`os::now_ms`).
-static BORN_MS: AtomicU64 = AtomicU64::new(0);
 /// The thread's stack, in our `.bss` (with the other large arrays,
 /// `ffi/cold.ld`): its pages cost nothing until the thread runs. A stack
 /// that glibc mapped would add address space each time the thread starts,
@@ -83,14 +84,6 @@ const PERIOD_MS: u64 = 250;
 /// A lazily started thread ends after this many passes in a row found
 /// nothing to give back and nothing dirty waiting.
 const QUIET_PASSES: u32 = 4;
-/// A process younger than this does not get the thread yet.
-const MIN_AGE_MS: u64 = 100;
-
-/// Start-up (`alloc::ensure_init`): the process's age starts now.
-pub fn init() {
-    BORN_MS.store(crate::os::now_ms(), Ordering::Relaxed);
-}
-
 /// `SLABALLOC_BACKGROUND=0` (constructor): never start the thread.
 pub fn disable() {
     STATE.store(NEVER, Ordering::Relaxed);
@@ -131,11 +124,8 @@ pub fn start_now() {
 
 #[cold]
 fn start(eager: bool) {
-    // (The lazy start's other condition, `LAZY_MIN_PAGES`, is tested by
-    // the caller, `after_slow_path`.)
-    if !eager && crate::os::now_ms().saturating_sub(BORN_MS.load(Ordering::Relaxed)) < MIN_AGE_MS {
-        return;
-    }
+    // (The lazy start's condition, `LAZY_MIN_PAGES`, is tested by the
+    // caller, `after_slow_path`.)
     // The ending thread's own frees (glibc's thread exit) ask again: it
     // must not start its successor on the stack it still runs on.
     let last = THREAD.load(Ordering::Acquire);

@@ -47,7 +47,6 @@ fn init_slow() {
         Ok(_) => {
             crate::cpu::init();
             crate::cache::init();
-            crate::reclaim::init();
             FREE_KEY.store(os::random_u64() | 0x8000_0000_0000_0001, Ordering::Relaxed);
             INIT.store(INIT_DONE, Ordering::Release);
             os::atfork(fork_prepare, fork_parent, fork_child);
