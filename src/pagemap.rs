@@ -551,26 +551,29 @@ pub fn lookup(ptr: usize) -> Lookup {
     }
     let head = map_slot(base, page).load(Ordering::Relaxed) as usize;
     if head < META_PAGES || head > page {
-        return inside_run(base, page);
+        return Lookup::Invalid(inside_run(base, page));
     }
     let d = desc(base, head);
     // SAFETY: d is a descriptor slot of a registered arena (type-stable).
     let (kind, npages) = unsafe { ((*d).kind(), (*d).npages()) };
     if page >= head + npages || kind == KIND_NONE {
-        return inside_run(base, page);
+        return Lookup::Invalid(inside_run(base, page));
     }
-    classify(d, kind, page == head && ptr & (PAGE_SIZE - 1) == 0)
-}
-
-/// What a pointer into the run of head descriptor `d` (of kind `kind`) is;
-/// `at_head`: it is the run's first byte.
-fn classify(d: *mut Desc, kind: u8, at_head: bool) -> Lookup {
     match kind {
         KIND_SLAB => Lookup::Slab(d),
-        KIND_LARGE if at_head => Lookup::Large(d),
-        KIND_LARGE => Lookup::Invalid("pointer into the middle of a large block"),
-        KIND_FREE => Lookup::Invalid("pointer to freed memory (double free?)"),
-        _ => Lookup::Invalid("pointer to memory that is not allocated"),
+        KIND_LARGE if page == head && ptr & (PAGE_SIZE - 1) == 0 => Lookup::Large(d),
+        _ => Lookup::Invalid(inside(kind)),
+    }
+}
+
+/// What a pointer inside a run of kind `kind` (not a slab's, nor a large
+/// block's start) points into.
+#[inline(always)]
+fn inside(kind: u8) -> &'static str {
+    match kind {
+        KIND_LARGE => "pointer into the middle of a large block",
+        KIND_FREE => "pointer to freed memory (double free?)",
+        _ => "pointer to memory that is not allocated",
     }
 }
 
@@ -583,19 +586,19 @@ fn classify(d: *mut Desc, kind: u8, at_head: bool) -> Lookup {
 /// what the pointer points into. Only on the way to an error report.
 #[cold]
 #[inline(never)]
-fn inside_run(base: usize, page: usize) -> Lookup {
+fn inside_run(base: usize, page: usize) -> &'static str {
     for q in (META_PAGES..=page).rev() {
         let d = desc(base, q);
         // SAFETY: d is a descriptor slot of a registered arena (type-stable).
         let (kind, npages) = unsafe { ((*d).kind(), (*d).npages()) };
         if kind != KIND_NONE {
             if page < q + npages && kind != KIND_SLAB {
-                return classify(d, kind, false);
+                return inside(kind);
             }
             break;
         }
     }
-    Lookup::Invalid("pointer to memory that was never allocated")
+    "pointer to memory that was never allocated"
 }
 
 #[cfg(test)]
