@@ -116,10 +116,10 @@ impl Bins {
     }
 }
 
-/// Sets the page map for pages `[head, head+n)` to `head` (all of them, or just
-/// the two ends for a free run).
-pub(super) fn map_run(base: usize, head: usize, n: usize, all: bool) {
-    if all {
+/// Sets the page map for pages `[head, head+n)` to `head`: all of them, or
+/// just the two ends (a free run, a large block, a stash array: `MapPages`).
+pub(super) fn map_run(base: usize, head: usize, n: usize, map: MapPages) {
+    if map == MapPages::Every {
         for p in head..head + n {
             pagemap::map_slot(base, p).store(head as u16, Ordering::Relaxed);
         }
@@ -167,7 +167,7 @@ impl State {
             (*d).set_npages(n);
             (*d).set_state(dirty as u8);
             (*d).set_kind(KIND_FREE);
-            map_run(base, head, n, false);
+            map_run(base, head, n, MapPages::Ends);
             self.bins(dirty).push(d, n);
             self.free_pages += n;
             if dirty {
@@ -477,7 +477,7 @@ impl State {
                     before,
                 );
             }
-            map_run(base, start, n, map == MapPages::Every);
+            map_run(base, start, n, map);
             let nd = pagemap::desc(base, start);
             (*nd).set_npages(n);
             Some(Run {
