@@ -98,6 +98,27 @@ static void case_double_large(void)
     free(OPAQUE(p));
 }
 
+/* A 32 KiB block: its zone keeps it after the first free (src/zone/bigs.rs),
+ * marked cached, so the second free must still be caught. */
+static void case_double_large_kept(void)
+{
+    char *p = OPAQUE(malloc(32768));
+    memset(p, 1, 32768);
+    report(p);
+    free(p);
+    free(OPAQUE(p));
+}
+
+/* A pointer into the second page of a kept (freed) 32 KiB block. */
+static void case_interior_large_kept(void)
+{
+    char *p = OPAQUE(malloc(32768));
+    memset(p, 1, 32768);
+    free(p);
+    report(p + 4096);
+    free(OPAQUE(p + 4096));
+}
+
 /* Two adjacent large blocks; the right one's run merges into the left one's
  * free run, then the right one is freed again. */
 static void case_double_large_merged(void)
@@ -337,6 +358,8 @@ static const struct tcase cases[] = {
     {"double free with 400 other frees in between", case_double_between},
     {"double free of a 1 MiB block", case_double_large},
     {"double free of a large block merged into its free neighbour", case_double_large_merged},
+    {"double free of a 32 KiB block (kept for reuse by its CPU's zone)", case_double_large_kept},
+    {"interior pointer into a freed 32 KiB block that its zone keeps", case_interior_large_kept},
     {"write after free into a free chunk's link, then malloc", case_write_after_free, 1, 0, 1},
     {"write after free into a batch node's carried address, then mallocs", case_write_into_node, 0, 1, 1},
     {"free of a stack address", case_foreign_stack},

@@ -27,6 +27,7 @@ use crate::pagemap::{
 };
 use crate::runs::{MapPages, MAX_RUN_PAGES, RUNS};
 use crate::stats::GLOBAL;
+use crate::{cpu, zone};
 use core::sync::atomic::Ordering;
 
 /// Smallest request that may be a huge block.
@@ -73,9 +74,27 @@ pub fn fits_run(size: usize, align: usize) -> bool {
     size <= MAX_RUN_PAGES * PAGE_SIZE && align <= MAX_RUN_PAGES * PAGE_SIZE / 2
 }
 
-/// A large block: returns (pointer, reads-as-zero) or null.
+/// A large block of `size` bytes at page alignment `align` from the runs
+/// the current CPU's zone keeps (`zone/bigs.rs`), if it has one of that
+/// size and the zone is free now: no page lock, no global counter. Its
+/// memory is dirty. With it, whether the caller should run the slow-path
+/// hooks this time (`Locked::big_tick`).
+#[inline(always)]
+pub fn alloc_kept(size: usize, align: usize) -> Option<(*mut u8, bool)> {
+    let pages = size.div_ceil(PAGE_SIZE).max(1);
+    if pages > zone::BIG_PAGES {
+        return None;
+    }
+    let z = zone::try_lock_index(cpu::current_zone())?;
+    let p = z.take_large(pages, (align / PAGE_SIZE).max(1))?;
+    Some((p, z.big_tick()))
+}
+
+/// A large block from the page runs: returns (pointer, reads-as-zero) or
+/// null.
 pub fn alloc_large(size: usize, align: usize) -> (*mut u8, bool) {
     let pages = size.div_ceil(PAGE_SIZE).max(1);
+    let align_pages = (align / PAGE_SIZE).max(1);
     // Counted before the run is taken, taken back if none is: a
     // lock-prefixed add after `RUNS.alloc` waited for the stores the page
     // lock's work left in flight (the descriptors of the run and of the
@@ -84,7 +103,7 @@ pub fn alloc_large(size: usize, align: usize) -> (*mut u8, bool) {
     GLOBAL
         .large_bytes
         .fetch_add(pages * PAGE_SIZE, Ordering::Relaxed);
-    let Some(r) = RUNS.alloc(pages, (align / PAGE_SIZE).max(1), MapPages::Ends) else {
+    let Some(r) = RUNS.alloc(pages, align_pages, MapPages::Ends) else {
         GLOBAL.large_allocs.fetch_sub(1, Ordering::Relaxed);
         GLOBAL
             .large_bytes
@@ -109,18 +128,35 @@ pub unsafe fn large_usable(d: *const Desc) -> usize {
     unsafe { (*d).npages() * PAGE_SIZE }
 }
 
+/// Frees a large block: kept by the current CPU's zone if it is small
+/// enough and the zone is free now, else given back to the page runs.
+/// Returns whether the caller should run the slow-path hooks: always after
+/// the page runs, now and then after a kept run (`Locked::big_tick`).
+///
 /// # Safety
 /// `d` is the head descriptor of a live large run that the caller frees.
-pub unsafe fn free_large(d: *mut Desc) {
+pub unsafe fn free_large(d: *mut Desc) -> bool {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
         let (base, head) = pagemap::desc_home(d);
         let n = (*d).npages();
+        let moved = (*d).state() == LARGE_MOVED;
+        if n <= zone::BIG_PAGES && !moved {
+            if let Some(z) = zone::try_lock_index(cpu::current_zone()) {
+                let out = z.put_large(d);
+                let tick = z.big_tick();
+                drop(z);
+                if let Some(o) = out {
+                    zone::release_cached(o);
+                }
+                return tick;
+            }
+        }
         GLOBAL.large_frees.fetch_add(1, Ordering::Relaxed);
         GLOBAL
             .large_bytes
             .fetch_sub(n * PAGE_SIZE, Ordering::Relaxed);
-        if (*d).state() == LARGE_MOVED {
+        if moved {
             // Pages moved here by `move_large` sit in a mapping of their own:
             // map the run afresh so that it merges back into the arena (this
             // bounds the process's mappings by its live moved blocks).
@@ -130,6 +166,7 @@ pub unsafe fn free_large(d: *mut Desc) {
             advise_block(pagemap::page_addr(base, head), n * PAGE_SIZE, false);
             RUNS.free(base, head, n);
         }
+        true
     }
 }
 

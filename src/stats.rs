@@ -54,6 +54,13 @@ pub struct ZoneStats {
     pub futex_wakes: AtomicU64,
     pub refills: AtomicU64,
     pub detaches: AtomicU64,
+    /// Large blocks served from the zone's kept runs (`zone/bigs.rs`),
+    /// frees the zone kept, and the bytes it keeps now: the program's
+    /// large mallocs and frees are these and `Global`'s, which counts only
+    /// the blocks that come from and go back to the page runs.
+    pub big_hits: AtomicU64,
+    pub big_kept: AtomicU64,
+    pub big_bytes: AtomicU64,
 }
 
 impl ZoneStats {
@@ -69,6 +76,9 @@ impl ZoneStats {
             futex_wakes: AtomicU64::new(0),
             refills: AtomicU64::new(0),
             detaches: AtomicU64::new(0),
+            big_hits: AtomicU64::new(0),
+            big_kept: AtomicU64::new(0),
+            big_bytes: AtomicU64::new(0),
         }
     }
 
@@ -106,6 +116,15 @@ pub fn add_locked(c: &AtomicU64, n: usize) {
     );
 }
 
+/// `add_locked` of `-n`.
+#[inline(always)]
+pub fn sub_locked(c: &AtomicU64, n: usize) {
+    c.store(
+        c.load(Ordering::Relaxed).wrapping_sub(n as u64),
+        Ordering::Relaxed,
+    );
+}
+
 /// Increment of a counter other threads may update too.
 #[inline(always)]
 pub fn bump(c: &AtomicU64) {
@@ -116,6 +135,9 @@ pub fn bump(c: &AtomicU64) {
 pub struct Global {
     pub slabs_live: AtomicUsize,
     pub slabs_cached: AtomicUsize,
+    /// Large blocks taken from and given back to the page runs, and the
+    /// bytes of those out of them now: the ones zones keep included
+    /// (`ZoneStats::big_*`).
     pub large_allocs: AtomicU64,
     pub large_frees: AtomicU64,
     pub large_bytes: AtomicUsize,

@@ -320,6 +320,12 @@ fn alloc_big(size: usize, align: usize) -> (*mut u8, bool) {
 /// small requests (a run of their own: any `size` is fine).
 fn alloc_big_raw(size: usize, align: usize) -> (*mut u8, bool) {
     ensure_init();
+    if let Some((p, tick)) = large::alloc_kept(size, align) {
+        if tick {
+            after_slow_path();
+        }
+        return (p, false);
+    }
     after_slow_path();
     if size > MAX_REQUEST {
         return (fail(), false);
@@ -424,8 +430,9 @@ fn free_other(p: *mut u8) {
                 return; // parked: freed later (see `prof`)
             }
             // SAFETY: classify validated a live large run.
-            unsafe { large::free_large(d) };
-            after_slow_path();
+            if unsafe { large::free_large(d) } {
+                after_slow_path();
+            }
         }
         Block::Huge => {
             if crate::prof::on() && !crate::prof::on_free(p) {

@@ -198,6 +198,7 @@ pub fn cpu(i: usize) -> CpuTotals {
 pub fn totals() -> Totals {
     let mut t = Totals::default();
     let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let (mut big_hits, mut big_kept, mut big_bytes) = (0u64, 0u64, 0u64);
     for i in 0..crate::cpu::nzones() {
         let s = &crate::zone::zone(i).stats;
         let c = cpu(i);
@@ -213,10 +214,15 @@ pub fn totals() -> Totals {
         t.futex_wakes += r(&s.futex_wakes);
         t.refills += c.refills;
         t.detaches += r(&s.detaches);
+        big_hits += r(&s.big_hits);
+        big_kept += r(&s.big_kept);
+        big_bytes += r(&s.big_bytes);
     }
     let g = &GLOBAL;
-    t.large_allocs = r(&g.large_allocs);
-    t.large_frees = r(&g.large_frees);
+    // Large blocks: those the page runs handed out and took back, and
+    // those the zones kept and handed out again (`zone/bigs.rs`).
+    t.large_allocs = r(&g.large_allocs).wrapping_add(big_hits);
+    t.large_frees = r(&g.large_frees).wrapping_add(big_kept);
     t.huge_allocs = r(&g.huge_allocs);
     t.huge_frees = r(&g.huge_frees);
     t.futex_waits = r(&g.futex_waits);
@@ -245,7 +251,8 @@ pub fn totals() -> Totals {
     let (sm, sf, sbytes) = crate::starter::counts();
     t.starter_mallocs = sm;
     t.starter_frees = sf;
-    t.bytes_in_use = small + sbytes + g.large_bytes.load(Ordering::Relaxed) as u64 + huge;
+    let large = (g.large_bytes.load(Ordering::Relaxed) as u64).saturating_sub(big_bytes);
+    t.bytes_in_use = small + sbytes + large + huge;
     t.zones = crate::cpu::nzones() as u64;
     // Freed by the user, not yet back on their slabs' lists.
     t.remote_frees += crate::cache::in_outboxes();

@@ -26,18 +26,20 @@ use crate::ring::{Msg, Posted, Ring};
 use crate::runs::RUNS;
 use crate::size_class::{self, NCLASSES};
 use crate::slab::{self, Pushed, FREE_KEY};
-use crate::stats::{add_locked, bump, bump_locked, ZoneStats, GLOBAL};
+use crate::stats::{add_locked, bump, bump_locked, sub_locked, ZoneStats, GLOBAL};
 use crate::sync::{Busy, OwnerLock};
 use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+mod bigs;
 mod grow;
 mod refill;
 mod remote;
 mod slabs;
 mod stash;
 
+pub use bigs::{release_cached, MAX_PAGES as BIG_PAGES};
 pub use remote::{any_ring_has_work, flush_outbox, free_remote_batched, owner_class};
 use remote::{carried, corrupt_node, slab_of};
 
@@ -105,6 +107,12 @@ struct Inner {
     /// (`refill::MIXED_FILLS`): set whenever a slab's remote chunks are
     /// collected.
     mixed: u32,
+    /// Freed large runs kept for this CPU (`bigs.rs`), oldest first, and
+    /// their sizes in pages (read by the search instead of the runs'
+    /// descriptors).
+    bigs: [usize; bigs::SLOTS],
+    big_pages: [u8; bigs::SLOTS],
+    nbigs: u8,
 }
 
 /// The fields every use of the zone touches come first and the ring's cells
@@ -167,6 +175,9 @@ impl Zone {
                 refills: 0,
                 grown: 0,
                 mixed: 0,
+                bigs: [0; bigs::SLOTS],
+                big_pages: [0; bigs::SLOTS],
+                nbigs: 0,
             }),
             rescan: AtomicBool::new(false),
             stats: ZoneStats::new(),
@@ -564,6 +575,7 @@ impl Locked {
             self.shrink_ring(c);
         }
         self.drain_stash();
+        self.drain_large();
     }
 }
 

@@ -55,6 +55,7 @@ impl Locked {
         if force || idle {
             self.sweep();
             self.release_empties();
+            self.drain_large();
         }
         idle
     }

@@ -1,0 +1,156 @@
+//! A few freed large blocks kept per zone, for the CPU that freed them.
+//!
+//! Large blocks (above the size classes) are page runs of the one page-run
+//! allocator behind the page lock (`runs`), whose bins hand the run freed
+//! last out first, to whichever CPU asks next. A block freed on one CPU and
+//! asked for again on another then comes with its lines in the freeing
+//! core's cache: in `xmalloc_deep` (producers fill a 32 KiB array of
+//! pointers that consumers on the other CPU read and free) the producer got
+//! the very array a consumer had just freed in 45-90 % of its requests, and
+//! the stores into it were two thirds of the producer's own time. Every
+//! peer keeps such blocks per thread or per CPU (snmalloc's size classes
+//! reach 64 KiB, jemalloc's thread cache 32 KiB, tcmalloc's per-CPU caches
+//! 256 KiB).
+//!
+//! So a zone keeps up to `SLOTS` freed runs of at most `MAX_PAGES` pages,
+//! newest on top: a free of such a block on this zone's CPU files it here
+//! (the oldest goes back to the page runs when all slots are taken), and a
+//! request of exactly its size on this CPU takes it back. Both only *try*
+//! the zone lock (never wait for it, never from a signal handler that
+//! interrupted its own zone's holder): a busy zone sends the block to the
+//! page runs as before. A cached run is marked `KIND_CACHED`, so a second
+//! `free` of it is reported as a double free, and neighbours freed to the
+//! page runs do not merge with it. The reclaimer gives an idle zone's
+//! cached runs back with its empty slabs (`tend`), `malloc_trim` all.
+
+use super::*;
+use crate::pagemap::{KIND_CACHED, KIND_LARGE};
+
+/// Runs a zone keeps.
+pub const SLOTS: usize = 4;
+/// Largest run kept, in pages (64 KiB).
+pub const MAX_PAGES: usize = 16;
+const _: () = assert!(MAX_PAGES <= u8::MAX as usize);
+/// Kept-run mallocs and frees per run of the slow-path hooks (`big_tick`).
+const TICK: u64 = 64;
+
+impl Locked {
+    /// Takes a kept run of exactly `n` pages whose first page is a
+    /// multiple of `align` pages (a power of two), newest first, and hands
+    /// it out as a large block: its address.
+    #[inline(always)]
+    pub fn take_large(&self, n: usize, align: usize) -> Option<*mut u8> {
+        // SAFETY: zone lock held; the first `nbigs` slots hold live kept
+        // run heads, ours alone. (Indexes modulo `SLOTS`: no bounds
+        // checks, no panic path.)
+        unsafe {
+            let inner = &mut *self.inner();
+            let len = usize::from(inner.nbigs);
+            for i in (0..len).rev() {
+                if usize::from(inner.big_pages[i % SLOTS]) != n {
+                    continue;
+                }
+                let d = inner.bigs[i % SLOTS] as *mut Desc;
+                let (base, head) = pagemap::desc_home(d);
+                if head & align.wrapping_sub(1) != 0 {
+                    continue;
+                }
+                for j in i..len - 1 {
+                    inner.bigs[j % SLOTS] = inner.bigs[(j + 1) % SLOTS];
+                    inner.big_pages[j % SLOTS] = inner.big_pages[(j + 1) % SLOTS];
+                }
+                inner.nbigs -= 1;
+                (*d).set_state(0);
+                // Release: pairs with the Acquire in `pagemap::lookup`.
+                (*d).set_kind(KIND_LARGE);
+                let st = &self.z.stats;
+                bump_locked(&st.big_hits);
+                sub_locked(&st.big_bytes, n * PAGE_SIZE);
+                return Some(pagemap::page_addr(base, head) as *mut u8);
+            }
+            None
+        }
+    }
+
+    /// Keeps the freed large run `d` (at most `MAX_PAGES`); returns the
+    /// oldest kept run when every slot was taken, which the caller gives to
+    /// the page runs (`release_cached`).
+    ///
+    /// # Safety
+    /// `d` is the head of a large run the caller frees, not moved.
+    #[inline(always)]
+    pub unsafe fn put_large(&self, d: *mut Desc) -> Option<*mut Desc> {
+        // SAFETY: zone lock held; the caller upholds the contract.
+        unsafe {
+            (*d).set_kind(KIND_CACHED);
+            let n = (*d).npages();
+            let st = &self.z.stats;
+            bump_locked(&st.big_kept);
+            add_locked(&st.big_bytes, n * PAGE_SIZE);
+            let inner = &mut *self.inner();
+            let len = usize::from(inner.nbigs);
+            if len < SLOTS {
+                inner.bigs[len % SLOTS] = d as usize;
+                inner.big_pages[len % SLOTS] = n as u8;
+                inner.nbigs += 1;
+                return None;
+            }
+            let old = inner.bigs[0] as *mut Desc;
+            sub_locked(&st.big_bytes, usize::from(inner.big_pages[0]) * PAGE_SIZE);
+            for j in 0..SLOTS - 1 {
+                inner.bigs[j] = inner.bigs[j + 1];
+                inner.big_pages[j] = inner.big_pages[j + 1];
+            }
+            inner.bigs[SLOTS - 1] = d as usize;
+            inner.big_pages[SLOTS - 1] = n as u8;
+            Some(old)
+        }
+    }
+
+    /// True once in `TICK` of the zone's large mallocs and frees that its
+    /// kept runs served: those take no slow path, whose hooks (the live
+    /// view's poll, the reclaimer's start) a program that only turns over
+    /// kept runs would otherwise never run.
+    #[inline(always)]
+    pub fn big_tick(&self) -> bool {
+        let st = &self.z.stats;
+        let n =
+            (st.big_hits.load(Ordering::Relaxed)).wrapping_add(st.big_kept.load(Ordering::Relaxed));
+        n % TICK == 0
+    }
+
+    /// Gives every kept run back to the page runs.
+    #[inline(always)]
+    pub fn drain_large(&self) {
+        // SAFETY: zone lock held; the first `nbigs` slots hold live kept
+        // run heads, which leave the slots before they go.
+        unsafe {
+            let inner = &mut *self.inner();
+            while inner.nbigs > 0 {
+                inner.nbigs -= 1;
+                let d = inner.bigs[usize::from(inner.nbigs) % SLOTS] as *mut Desc;
+                sub_locked(&self.z.stats.big_bytes, (*d).npages() * PAGE_SIZE);
+                release_cached(d);
+            }
+        }
+    }
+}
+
+/// Gives the kept run `d` to the page runs. The program's free of it was
+/// counted when the zone kept it (`big_kept`); here only the bytes.
+///
+/// # Safety
+/// `d` is a kept run that no zone slot holds any more.
+#[inline(always)]
+pub unsafe fn release_cached(d: *mut Desc) {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let (base, head) = pagemap::desc_home(d);
+        let n = (*d).npages();
+        GLOBAL
+            .large_bytes
+            .fetch_sub(n * PAGE_SIZE, Ordering::Relaxed);
+        (*d).set_kind(KIND_LARGE);
+        RUNS.free(base, head, n);
+    }
+}
