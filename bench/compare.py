@@ -17,8 +17,8 @@ from the preloaded library, else that allocator's runs are FAIL).
 
 Workloads: the C programs bench/workloads/NAME.c (built into bench/build/;
 conventions in common.h: argv[1] = scale, argv[2] = threads, contents verified
-before every free, one `workload= threads= ops= seconds=` line): nine of our
-own (mixed .. churn) and eight modelled on the classic mimalloc-bench programs
+before every free, one `workload= threads= ops= seconds=` line): ten of our
+own (mixed .. churn, buffers among them) and eight modelled on the classic mimalloc-bench programs
 (malloc_large, cfrac_like, glibc_simple, xmalloc_like, xmalloc_deep, sh6_like,
 sh8_like, larson_like);
 plus two whole-process "command" workloads, python_malloc (CPython with
@@ -85,11 +85,11 @@ RESULTS = os.path.join(HERE, "results")
 PEERS_DIR = os.path.join(HERE, "peers")
 PEERS_BUILD = os.path.join(BUILD, "peers")
 
-# Order matters: it is the table/chart order. The first nine are ours; the
-# rest are modelled on the classic mimalloc-bench programs (written from
-# scratch). All but the COMMANDS are programs in bench/workloads/: NAME.c,
+# Order matters: it is the table/chart order. mixed .. churn are ours (but
+# malloc_large); it and the rest are modelled on the classic mimalloc-bench
+# programs (written from scratch). All but the COMMANDS are programs in bench/workloads/: NAME.c,
 # or NAME.cc for the C++ ones (built with $CXX, left out without one).
-WORKLOADS = ["mixed", "shortlived", "midsize", "large_realloc", "malloc_large", "threads_noshare",
+WORKLOADS = ["mixed", "shortlived", "midsize", "buffers", "large_realloc", "malloc_large", "threads_noshare",
              "prodcons", "server", "falseshare", "churn",
              "cfrac_like", "glibc_simple", "xmalloc_like", "xmalloc_deep", "sh6_like", "sh8_like",
              "larson_like", "cxx_objects",

@@ -74,6 +74,23 @@ pub fn fits_run(size: usize, align: usize) -> bool {
     size <= MAX_RUN_PAGES * PAGE_SIZE && align <= MAX_RUN_PAGES * PAGE_SIZE / 2
 }
 
+/// The pages of the run that holds a large block of `size` bytes: whole
+/// pages, and from 9 to 16 pages an even number, so that the blocks a zone
+/// keeps (`zone/bigs.rs`, at most 16 pages) come in eight sizes from 16 to
+/// 64 KiB (5, 6, 7, 8, 10, 12, 14, 16 pages: at most 12 % more than asked)
+/// and a freed one fits the next request of about its size. Exact sizes
+/// made a kept run fit a request of 16-64 KiB drawn at random too rarely
+/// to matter (`buffers`: 0.66 s against snmalloc's 0.08).
+#[inline(always)]
+fn run_pages(size: usize) -> usize {
+    let n = size.div_ceil(PAGE_SIZE).max(1);
+    if n > 8 && n <= zone::BIG_PAGES {
+        n.next_multiple_of(2)
+    } else {
+        n
+    }
+}
+
 /// A large block of `size` bytes at page alignment `align` from the runs
 /// the current CPU's zone keeps (`zone/bigs.rs`), if it has one of that
 /// size and the zone is free now: no page lock, no global counter. Its
@@ -81,7 +98,7 @@ pub fn fits_run(size: usize, align: usize) -> bool {
 /// hooks this time (`Locked::big_tick`).
 #[inline(always)]
 pub fn alloc_kept(size: usize, align: usize) -> Option<(*mut u8, bool)> {
-    let pages = size.div_ceil(PAGE_SIZE).max(1);
+    let pages = run_pages(size);
     if pages > zone::BIG_PAGES {
         return None;
     }
@@ -93,7 +110,7 @@ pub fn alloc_kept(size: usize, align: usize) -> Option<(*mut u8, bool)> {
 /// A large block from the page runs: returns (pointer, reads-as-zero) or
 /// null.
 pub fn alloc_large(size: usize, align: usize) -> (*mut u8, bool) {
-    let pages = size.div_ceil(PAGE_SIZE).max(1);
+    let pages = run_pages(size);
     let align_pages = (align / PAGE_SIZE).max(1);
     // Counted before the run is taken, taken back if none is: a
     // lock-prefixed add after `RUNS.alloc` waited for the stores the page

@@ -18,7 +18,7 @@ cd "$(dirname "$0")/../.."
 out=bench/build/device
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/lib"
-workloads="mixed shortlived midsize threads_noshare prodcons server falseshare churn
+workloads="mixed shortlived midsize buffers threads_noshare prodcons server falseshare churn
            cfrac_like glibc_simple xmalloc_like xmalloc_deep sh6_like sh8_like larson_like"
 for w in $workloads; do
     cp "bench/build/$w" "$out/bin/"

@@ -244,13 +244,14 @@ fn user_data_equal_to_the_free_mark() {
     }
 }
 
-/// A zone keeps up to four freed large runs of at most 16 pages for its
-/// CPU (`zone/bigs.rs`): a kept run reads as freed memory (a second free is
-/// a double free), comes back only for a request of its size and
-/// alignment, newest first, and the oldest goes back to the page runs when
-/// a fifth comes.
+/// A zone keeps up to `BIG_SLOTS` freed large runs of at most 16 pages
+/// for its CPU (`zone/bigs.rs`): a kept run reads as freed memory (a second
+/// free is a double free), comes back only for a request of its alignment
+/// and of its size or up to a quarter less, the best fit and newest first,
+/// and the oldest goes back to the page runs when one more comes.
 #[test]
 fn zones_keep_freed_large_runs() {
+    use zone::BIG_SLOTS as N;
     ensure_init();
     let head = |p: *mut u8| match pagemap::lookup(p as usize) {
         pagemap::Lookup::Large(d) => d,
@@ -263,39 +264,42 @@ fn zones_keep_freed_large_runs() {
     // Held throughout: no other thread uses this zone's slots meanwhile.
     let z = zone::lock_index(crate::cpu::nzones() - 1).expect("zone lock");
     z.drain_large();
-    // Two runs of 9 pages, then one each of 10 to 12.
-    let pages = [9, 9, 10, 11, 12];
-    let p: [*mut u8; 5] =
+    // Two runs of 10 pages, then 12, 14, 16, 12, ... (from 9 pages on,
+    // runs have an even number: `large::run_pages`).
+    let pages: [usize; N + 1] =
+        core::array::from_fn(|i| if i < 2 { 10 } else { [12, 14, 16][(i - 2) % 3] });
+    let p: [*mut u8; N + 1] =
         core::array::from_fn(|i| large::alloc_large(pages[i] * PAGE_SIZE, PAGE_SIZE).0);
     let d = p.map(head);
     unsafe {
-        for i in 0..4 {
+        for i in 0..N {
             assert!(z.put_large(d[i]).is_none());
             assert!(freed(p[i]) && freed(p[i].add(PAGE_SIZE)));
         }
-        // Nothing of 13 pages, nor at an alignment the 12-page run lacks.
-        assert!(z.take_large(13, 1).is_none());
-        let misaligned = (p[3] as usize / PAGE_SIZE).trailing_zeros();
-        assert!(z.take_large(11, 2 << misaligned).is_none());
-        // The newest of the two 9-page runs first.
-        assert_eq!(z.take_large(9, 1), Some(p[1]));
-        assert_eq!(head(p[1]), d[1]);
-        assert!(z.put_large(d[1]).is_none());
-        // A fifth pushes the oldest out, still marked freed until released.
-        assert_eq!(z.put_large(d[4]), Some(d[0]));
+        // Nothing for 4 pages, nor at an alignment the 16-page runs lack.
+        assert!(z.take_large(4, 1).is_none());
+        let tz = |q: *mut u8| (q as usize / PAGE_SIZE).trailing_zeros();
+        assert!(z.take_large(16, 2 << tz(p[4]).max(tz(p[7]))).is_none());
+        // The newest of the two 10-page runs first, for 10 pages and for 9
+        // (a quarter more at most).
+        for ask in [10, 9] {
+            assert_eq!(z.take_large(ask, 1), Some(p[1]));
+            assert_eq!(head(p[1]), d[1]);
+            assert!(z.put_large(d[1]).is_none());
+        }
+        // One more pushes the oldest out, still marked freed until released.
+        assert_eq!(z.put_large(d[N]), Some(d[0]));
         assert!(freed(p[0]));
-        assert_eq!(z.take_large(9, 1), Some(p[1]));
-        assert!(z.take_large(9, 1).is_none());
-        let back = [
-            z.take_large(10, 1),
-            z.take_large(11, 1),
-            z.take_large(12, 1),
-        ];
-        assert_eq!(back, [Some(p[2]), Some(p[3]), Some(p[4])]);
+        assert_eq!(z.take_large(10, 1), Some(p[1]));
+        assert!(z.take_large(8, 1).is_none());
+        // The rest, newest first for each size.
+        for i in (2..=N).rev() {
+            assert_eq!(z.take_large(pages[i], 1), Some(p[i]), "run {i}");
+        }
         drop(z);
         zone::release_cached(d[0]);
         assert!(freed(p[0]));
-        // The other four are live large blocks again, freed the usual way
+        // The others are live large blocks again, freed the usual way
         // (which may keep them in the caller's zone).
         for &q in &p[1..] {
             free(q);

@@ -39,6 +39,8 @@ mod remote;
 mod slabs;
 mod stash;
 
+#[cfg(test)]
+pub use bigs::SLOTS as BIG_SLOTS;
 pub use bigs::{release_cached, MAX_PAGES as BIG_PAGES};
 pub use remote::{any_ring_has_work, flush_outbox, free_remote_batched, owner_class};
 use remote::{carried, corrupt_node, slab_of};
