@@ -160,13 +160,8 @@ pub unsafe fn free_large(d: *mut Desc) -> bool {
         let moved = (*d).state() == LARGE_MOVED;
         if n <= zone::BIG_PAGES && !moved {
             if let Some(z) = zone::try_lock_index(cpu::current_zone()) {
-                let out = z.put_large(d);
-                let tick = z.big_tick();
-                drop(z);
-                if let Some(o) = out {
-                    zone::release_cached(o);
-                }
-                return tick;
+                z.put_large(d);
+                return z.big_tick();
             }
         }
         GLOBAL.large_frees.fetch_add(1, Ordering::Relaxed);

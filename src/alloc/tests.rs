@@ -244,11 +244,12 @@ fn user_data_equal_to_the_free_mark() {
     }
 }
 
-/// A zone keeps up to `BIG_SLOTS` freed large runs of at most 16 pages
-/// for its CPU (`zone/bigs.rs`): a kept run reads as freed memory (a second
-/// free is a double free), comes back only for a request of its alignment
-/// and of its size or up to a quarter less, the best fit and newest first,
-/// and the oldest goes back to the page runs when one more comes.
+/// A zone keeps up to `BIG_SLOTS` freed large runs of at most 16 pages,
+/// 128 pages in all, for its CPU (`zone/bigs.rs`): a kept run reads as
+/// freed memory (a second free is a double free), comes back only for a
+/// request of its alignment and of its size or up to a quarter less, the
+/// best fit and newest first, and the oldest go back to the page runs when
+/// the slots or the pages run out.
 #[test]
 fn zones_keep_freed_large_runs() {
     use zone::BIG_SLOTS as N;
@@ -261,48 +262,59 @@ fn zones_keep_freed_large_runs() {
         matches!(pagemap::lookup(p as usize),
                  pagemap::Lookup::Invalid(m) if m.contains("freed memory"))
     };
+    let run = |pages: usize| large::alloc_large(pages * PAGE_SIZE, PAGE_SIZE).0;
     // Held throughout: no other thread uses this zone's slots meanwhile.
     let z = zone::lock_index(crate::cpu::nzones() - 1).expect("zone lock");
     z.drain_large();
-    // Two runs of 10 pages, then 12, 14, 16, 12, ... (from 9 pages on,
-    // runs have an even number: `large::run_pages`).
+    // Two runs of 5 pages, then 6, 7, 8, 6, ...: 108 pages for 16 slots.
     let pages: [usize; N + 1] =
-        core::array::from_fn(|i| if i < 2 { 10 } else { [12, 14, 16][(i - 2) % 3] });
-    let p: [*mut u8; N + 1] =
-        core::array::from_fn(|i| large::alloc_large(pages[i] * PAGE_SIZE, PAGE_SIZE).0);
+        core::array::from_fn(|i| if i < 2 { 5 } else { [6, 7, 8][(i - 2) % 3] });
+    let p = pages.map(run);
     let d = p.map(head);
     unsafe {
         for i in 0..N {
-            assert!(z.put_large(d[i]).is_none());
+            z.put_large(d[i]);
             assert!(freed(p[i]) && freed(p[i].add(PAGE_SIZE)));
         }
-        // Nothing for 4 pages, nor at an alignment the 16-page runs lack.
-        assert!(z.take_large(4, 1).is_none());
-        let tz = |q: *mut u8| (q as usize / PAGE_SIZE).trailing_zeros();
-        assert!(z.take_large(16, 2 << tz(p[4]).max(tz(p[7]))).is_none());
-        // The newest of the two 10-page runs first, for 10 pages and for 9
+        // Nothing for 2 pages, nor at an alignment the 8-page runs lack.
+        assert!(z.take_large(2, 1).is_none());
+        let tz = (0..N)
+            .filter(|&i| pages[i] == 8)
+            .map(|i| (p[i] as usize / PAGE_SIZE).trailing_zeros())
+            .max()
+            .unwrap_or(0);
+        assert!(z.take_large(8, 2 << tz).is_none());
+        // The newest of the two 5-page runs first, for 5 pages and for 4
         // (a quarter more at most).
-        for ask in [10, 9] {
+        for ask in [5, 4] {
             assert_eq!(z.take_large(ask, 1), Some(p[1]));
             assert_eq!(head(p[1]), d[1]);
-            assert!(z.put_large(d[1]).is_none());
+            z.put_large(d[1]);
         }
-        // One more pushes the oldest out, still marked freed until released.
-        assert_eq!(z.put_large(d[N]), Some(d[0]));
+        // One more pushes the oldest out to the page runs.
+        z.put_large(d[N]);
         assert!(freed(p[0]));
-        assert_eq!(z.take_large(10, 1), Some(p[1]));
-        assert!(z.take_large(8, 1).is_none());
+        assert_eq!(z.take_large(5, 1), Some(p[1]));
+        assert!(z.take_large(3, 1).is_none());
         // The rest, newest first for each size.
         for i in (2..=N).rev() {
             assert_eq!(z.take_large(pages[i], 1), Some(p[i]), "run {i}");
         }
+        // Nine runs of 16 pages pass the 128 pages: the first goes.
+        let q: [*mut u8; 9] = [16; 9].map(run);
+        for &b in &q {
+            z.put_large(head(b));
+        }
+        assert!(freed(q[0]));
+        for i in (1..9).rev() {
+            assert_eq!(z.take_large(16, 1), Some(q[i]));
+        }
+        assert!(z.take_large(16, 1).is_none());
         drop(z);
-        zone::release_cached(d[0]);
-        assert!(freed(p[0]));
         // The others are live large blocks again, freed the usual way
         // (which may keep them in the caller's zone).
-        for &q in &p[1..] {
-            free(q);
+        for &b in p[1..].iter().chain(&q[1..]) {
+            free(b);
         }
     }
 }

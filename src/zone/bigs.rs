@@ -2,35 +2,42 @@
 //!
 //! Large blocks (above the size classes) are page runs of the one page-run
 //! allocator behind the page lock (`runs`), whose bins hand the run freed
-//! last out first, to whichever CPU asks next. A block freed on one CPU and
-//! asked for again on another then comes with its lines in the freeing
-//! core's cache: in `xmalloc_deep` (producers fill a 32 KiB array of
-//! pointers that consumers on the other CPU read and free) the producer got
-//! the very array a consumer had just freed in 45-90 % of its requests, and
-//! the stores into it were two thirds of the producer's own time. Every
-//! peer keeps such blocks per thread or per CPU (snmalloc's size classes
-//! reach 64 KiB, jemalloc's thread cache 32 KiB, tcmalloc's per-CPU caches
-//! 256 KiB).
+//! last out first, to whichever CPU asks next, and each malloc and free of
+//! one made lock-prefixed adds on process-wide counters. Two threads
+//! turning over 16-64 KiB buffers paid for both: 330 ns a buffer in
+//! `buffers` against snmalloc's 42 (the page lock's contention, the
+//! counters' lines moving between the cores), and a buffer freed on one
+//! CPU went out next to the other with its lines in the freeing core's
+//! cache (in `xmalloc_deep` the producer got the 32 KiB batch array a
+//! consumer had just freed in 45-90 % of its requests). Every peer keeps
+//! such blocks per thread or per CPU (snmalloc's size classes reach 64 KiB,
+//! jemalloc's thread cache 32 KiB, tcmalloc's per-CPU caches 256 KiB).
 //!
 //! So a zone keeps up to `SLOTS` freed runs of at most `MAX_PAGES` pages,
-//! newest on top: a free of such a block on this zone's CPU files it here
+//! oldest first: a free of such a block on this zone's CPU files it here
 //! (the oldest goes back to the page runs when all slots are taken), and a
-//! request of exactly its size on this CPU takes it back. Both only *try*
-//! the zone lock (never wait for it, never from a signal handler that
+//! request on this CPU of its size or up to a quarter less takes it back
+//! (the best fit, the newest of those; `large::run_pages` gives runs of 9
+//! to 16 pages an even size, so that sizes repeat). Both only *try* the
+//! zone lock (never wait for it, never from a signal handler that
 //! interrupted its own zone's holder): a busy zone sends the block to the
-//! page runs as before. A cached run is marked `KIND_CACHED`, so a second
+//! page runs as before. A kept run is marked `KIND_CACHED`, so a second
 //! `free` of it is reported as a double free, and neighbours freed to the
-//! page runs do not merge with it. The reclaimer gives an idle zone's
-//! cached runs back with its empty slabs (`tend`), `malloc_trim` all.
+//! page runs do not merge with it. Counted in the zone's statistics (the
+//! process-wide large-block counters count the page runs' traffic). The
+//! reclaimer gives an idle zone's kept runs back with its empty slabs
+//! (`tend`), `malloc_trim` all.
 
 use super::*;
 use crate::pagemap::{KIND_CACHED, KIND_LARGE};
 
-/// Runs a zone keeps.
-pub const SLOTS: usize = 8;
+/// Runs a zone keeps, and their pages at most (512 KiB; a run that would
+/// pass it pushes the oldest out).
+pub const SLOTS: usize = 16;
+const BUDGET_PAGES: usize = 128;
 /// Largest run kept, in pages (64 KiB).
 pub const MAX_PAGES: usize = 16;
-const _: () = assert!(MAX_PAGES <= u8::MAX as usize);
+const _: () = assert!(MAX_PAGES <= u8::MAX as usize && MAX_PAGES <= BUDGET_PAGES);
 /// Kept-run mallocs and frees per run of the slow-path hooks (`big_tick`).
 const TICK: u64 = 64;
 
@@ -74,6 +81,7 @@ impl Locked {
                 inner.big_pages[j % SLOTS] = inner.big_pages[(j + 1) % SLOTS];
             }
             inner.nbigs -= 1;
+            inner.big_total -= best_pages as u16;
             // (Its state is 0 already: moved runs are never kept.)
             // Release: pairs with the Acquire in `pagemap::lookup`.
             (*d).set_kind(KIND_LARGE);
@@ -85,15 +93,18 @@ impl Locked {
         }
     }
 
-    /// Keeps the freed large run `d` (at most `MAX_PAGES`); returns the
-    /// oldest kept run when every slot was taken, which the caller gives to
-    /// the page runs (`release_cached`).
+    /// Keeps the freed large run `d` (at most `MAX_PAGES`), giving the
+    /// oldest kept runs to the page runs while every slot is taken or the
+    /// kept runs would pass `BUDGET_PAGES` (the page lock under the zone
+    /// lock, the order the locks are always taken in).
     ///
     /// # Safety
     /// `d` is the head of a large run the caller frees, not moved.
     #[inline(always)]
-    pub unsafe fn put_large(&self, d: *mut Desc) -> Option<*mut Desc> {
-        // SAFETY: zone lock held; the caller upholds the contract.
+    pub unsafe fn put_large(&self, d: *mut Desc) {
+        // SAFETY: zone lock held; the caller upholds the contract, and the
+        // first `nbigs` slots hold live kept run heads, ours alone.
+        // (Indexes modulo `SLOTS`: no bounds checks, no panic path.)
         unsafe {
             (*d).set_kind(KIND_CACHED);
             let n = (*d).npages();
@@ -101,22 +112,23 @@ impl Locked {
             bump_locked(&st.big_kept);
             add_locked(&st.big_bytes, n * PAGE_SIZE);
             let inner = &mut *self.inner();
-            let len = usize::from(inner.nbigs);
-            if len < SLOTS {
-                inner.bigs[len % SLOTS] = d as usize;
-                inner.big_pages[len % SLOTS] = n as u8;
-                inner.nbigs += 1;
-                return None;
+            let mut len = usize::from(inner.nbigs).min(SLOTS);
+            while len > 0 && (len == SLOTS || usize::from(inner.big_total) + n > BUDGET_PAGES) {
+                let old = inner.bigs[0] as *mut Desc;
+                let m = inner.big_pages[0];
+                sub_locked(&st.big_bytes, usize::from(m) * PAGE_SIZE);
+                inner.big_total -= u16::from(m);
+                for j in 0..len - 1 {
+                    inner.bigs[j % SLOTS] = inner.bigs[(j + 1) % SLOTS];
+                    inner.big_pages[j % SLOTS] = inner.big_pages[(j + 1) % SLOTS];
+                }
+                len -= 1;
+                release_cached(old);
             }
-            let old = inner.bigs[0] as *mut Desc;
-            sub_locked(&st.big_bytes, usize::from(inner.big_pages[0]) * PAGE_SIZE);
-            for j in 0..SLOTS - 1 {
-                inner.bigs[j] = inner.bigs[j + 1];
-                inner.big_pages[j] = inner.big_pages[j + 1];
-            }
-            inner.bigs[SLOTS - 1] = d as usize;
-            inner.big_pages[SLOTS - 1] = n as u8;
-            Some(old)
+            inner.bigs[len % SLOTS] = d as usize;
+            inner.big_pages[len % SLOTS] = n as u8;
+            inner.big_total += n as u16;
+            inner.nbigs = (len + 1) as u8;
         }
     }
 
@@ -139,6 +151,7 @@ impl Locked {
         // run heads, which leave the slots before they go.
         unsafe {
             let inner = &mut *self.inner();
+            inner.big_total = 0;
             while inner.nbigs > 0 {
                 inner.nbigs -= 1;
                 let d = inner.bigs[usize::from(inner.nbigs) % SLOTS] as *mut Desc;

@@ -3,7 +3,8 @@
 //! A zone holds, per size class, the slab being carved (`cur`), the slabs with
 //! free chunks (`partial`), notified slabs still short of the hysteresis
 //! threshold (`waiting`) and up to 1 MiB of empty slabs kept whole (`empty`);
-//! plus the zone's event ring.
+//! plus the zone's event ring, and a few freed large runs kept for its CPU
+//! (`bigs.rs`).
 //! Everything in a zone belongs to whoever holds its lock: normally a thread
 //! running on that CPU, but also the reclaimer, `malloc_trim`, or a thread
 //! whose own zone was busy. Remote CPUs never take it: they free onto a slab's
@@ -39,9 +40,9 @@ mod remote;
 mod slabs;
 mod stash;
 
+pub use bigs::MAX_PAGES as BIG_PAGES;
 #[cfg(test)]
 pub use bigs::SLOTS as BIG_SLOTS;
-pub use bigs::{release_cached, MAX_PAGES as BIG_PAGES};
 pub use remote::{any_ring_has_work, flush_outbox, free_remote_batched, owner_class};
 use remote::{carried, corrupt_node, slab_of};
 
@@ -114,6 +115,8 @@ struct Inner {
     /// descriptors).
     bigs: [usize; bigs::SLOTS],
     big_pages: [u8; bigs::SLOTS],
+    /// Their pages in all (at most `bigs::BUDGET_PAGES`).
+    big_total: u16,
     nbigs: u8,
 }
 
@@ -179,6 +182,7 @@ impl Zone {
                 mixed: 0,
                 bigs: [0; bigs::SLOTS],
                 big_pages: [0; bigs::SLOTS],
+                big_total: 0,
                 nbigs: 0,
             }),
             rescan: AtomicBool::new(false),
