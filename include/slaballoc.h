@@ -111,6 +111,12 @@ typedef struct sa_totals {
    * `SA_NOWAIT` allocations refused at a malloc type's limit.
    */
   uint64_t type_failures;
+  /**
+   * Bytes of freed large blocks the zones keep for reuse
+   * (`zone/bigs.rs`): committed, not in use. (Not among `fields`: the
+   * text report's memory lines show it.)
+   */
+  uint64_t large_kept;
 } sa_totals;
 
 /**

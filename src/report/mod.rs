@@ -104,6 +104,10 @@ pub struct Totals {
     pub starter_frees: u64,
     /// `SA_NOWAIT` allocations refused at a malloc type's limit.
     pub type_failures: u64,
+    /// Bytes of freed large blocks the zones keep for reuse
+    /// (`zone/bigs.rs`): committed, not in use. (Not among `fields`: the
+    /// text report's memory lines show it.)
+    pub large_kept: u64,
 }
 
 /// The program's mallocs and frees of each class, cache hits included.
@@ -253,6 +257,7 @@ pub fn totals() -> Totals {
     t.starter_frees = sf;
     let large = (g.large_bytes.load(Ordering::Relaxed) as u64).saturating_sub(big_bytes);
     t.bytes_in_use = small + sbytes + large + huge;
+    t.large_kept = big_bytes;
     t.zones = crate::cpu::nzones() as u64;
     // Freed by the user, not yet back on their slabs' lists.
     t.remote_frees += crate::cache::in_outboxes();

@@ -65,6 +65,14 @@ pub(super) fn report_text(t: &Totals, sink: &mut dyn FnMut(&[u8])) {
     );
     sink(
         h(
+            "large kept",
+            t.large_kept,
+            "freed large blocks zones keep for reuse",
+        )
+        .bytes(),
+    );
+    sink(
+        h(
             "metadata",
             m.metadata,
             "page maps, descriptors, zones, cache blocks (reserved)",
