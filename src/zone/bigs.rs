@@ -25,8 +25,8 @@
 //! `free` of it is reported as a double free, and neighbours freed to the
 //! page runs do not merge with it. Counted in the zone's statistics (the
 //! process-wide large-block counters count the page runs' traffic). The
-//! reclaimer gives an idle zone's kept runs back with its empty slabs
-//! (`tend`), `malloc_trim` all.
+//! reclaimer's sweep of a quiet zone gives its kept runs back when none
+//! was taken or filed since the sweep before (`tend`), `malloc_trim` all.
 
 use super::*;
 use crate::pagemap::{KIND_CACHED, KIND_LARGE};
@@ -123,6 +123,10 @@ impl Locked {
                     inner.big_pages[j % SLOTS] = inner.big_pages[(j + 1) % SLOTS];
                 }
                 len -= 1;
+                // The slots are whole again before the page lock is taken
+                // (a fork from a signal handler here leaves the child
+                // consistent slots).
+                inner.nbigs = len as u8;
                 release_cached(old);
             }
             inner.bigs[len % SLOTS] = d as usize;
@@ -138,10 +142,29 @@ impl Locked {
     /// kept runs would otherwise never run.
     #[inline(always)]
     pub fn big_tick(&self) -> bool {
+        self.big_calls().is_multiple_of(TICK)
+    }
+
+    /// Kept-run mallocs and frees so far (a sum of the zone's counters).
+    fn big_calls(&self) -> u64 {
         let st = &self.z.stats;
-        let n =
-            (st.big_hits.load(Ordering::Relaxed)).wrapping_add(st.big_kept.load(Ordering::Relaxed));
-        n.is_multiple_of(TICK)
+        st.big_hits
+            .load(Ordering::Relaxed)
+            .wrapping_add(st.big_kept.load(Ordering::Relaxed))
+    }
+
+    /// True if no kept run was taken or filed since the last call (the
+    /// reclaimer's sweep then gives them back: `tend`). Its own test, not
+    /// the zone's small-class one: a zone busy with small blocks would
+    /// otherwise keep its runs for good, and one that only turns over
+    /// large blocks would lose them on every sweep.
+    pub(super) fn bigs_idle_since_last_look(&self) -> bool {
+        let n = self.big_calls();
+        // SAFETY: zone lock held.
+        let inner = unsafe { &mut *self.inner() };
+        let idle = inner.big_look == n;
+        inner.big_look = n;
+        idle
     }
 
     /// Gives every kept run back to the page runs.
@@ -163,7 +186,10 @@ impl Locked {
 }
 
 /// Gives the kept run `d` to the page runs. The program's free of it was
-/// counted when the zone kept it (`big_kept`); here only the bytes.
+/// counted when the zone kept it (`big_kept`); here only the bytes. Its
+/// kind stays `KIND_CACHED` until the page runs file it (`release` clears
+/// it): a late second free meanwhile is still reported, never taken for a
+/// live block.
 ///
 /// # Safety
 /// `d` is a kept run that no zone slot holds any more.
@@ -176,7 +202,6 @@ pub unsafe fn release_cached(d: *mut Desc) {
         GLOBAL
             .large_bytes
             .fetch_sub(n * PAGE_SIZE, Ordering::Relaxed);
-        (*d).set_kind(KIND_LARGE);
         RUNS.free(base, head, n);
     }
 }

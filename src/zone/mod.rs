@@ -118,6 +118,8 @@ struct Inner {
     /// Their pages in all (at most `bigs::BUDGET_PAGES`).
     big_total: u16,
     nbigs: u8,
+    /// `big_calls` at the reclaimer's last look (`bigs_idle_since_last_look`).
+    big_look: u64,
 }
 
 /// The fields every use of the zone touches come first and the ring's cells
@@ -142,13 +144,18 @@ pub struct Zone {
 unsafe impl Sync for Zone {}
 
 impl Zone {
-    /// True if the zone allocated nothing since the reclaimer's previous
-    /// look, read without its lock (a sum of its counters): the reclaimer
+    /// True if the zone allocated nothing (nor took or kept a large run)
+    /// since the reclaimer's previous look, read without its lock (a sum
+    /// of its counters): the reclaimer
     /// leaves a busy zone alone rather than take the lock its owner needs
     /// (a busy owner that finds its zone locked goes to another zone, which
     /// turns its frees remote and spreads its memory).
     pub fn quiet_since_last_look(&self) -> bool {
-        let a = self.stats.allocs();
+        let st = &self.stats;
+        let a = st
+            .allocs()
+            .wrapping_add(st.big_hits.load(Ordering::Relaxed))
+            .wrapping_add(st.big_kept.load(Ordering::Relaxed));
         self.look.swap(a, Ordering::Relaxed) == a
     }
 
@@ -184,6 +191,7 @@ impl Zone {
                 big_pages: [0; bigs::SLOTS],
                 big_total: 0,
                 nbigs: 0,
+                big_look: 0,
             }),
             rescan: AtomicBool::new(false),
             stats: ZoneStats::new(),

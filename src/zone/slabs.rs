@@ -55,6 +55,8 @@ impl Locked {
         if force || idle {
             self.sweep();
             self.release_empties();
+        }
+        if force || self.bigs_idle_since_last_look() {
             self.drain_large();
         }
         idle
