@@ -45,9 +45,9 @@ impl Locked {
     /// Takes the smallest kept run of `n` to `n + n / 4` pages (at least
     /// one more) whose first page is a multiple of `align` pages (a power
     /// of two), the newest of those, and hands it out as a large block:
-    /// its address. (Exact sizes only: a request met a kept run of its size
-    /// in about half of `buffers`' requests; the block keeps the run's
-    /// pages, at most a quarter more than asked, as a size class would.)
+    /// its address. (With exact sizes only, a request met a kept run of its
+    /// size too rarely in `buffers`; the block keeps the run's pages, at
+    /// most a quarter more than asked, as a size class would.)
     #[inline(always)]
     pub fn take_large(&self, n: usize, align: usize) -> Option<*mut u8> {
         // SAFETY: zone lock held; the first `nbigs` slots hold live kept
@@ -75,13 +75,7 @@ impl Locked {
             if best == SLOTS {
                 return None;
             }
-            let d = inner.bigs[best % SLOTS] as *mut Desc;
-            for j in best..len - 1 {
-                inner.bigs[j % SLOTS] = inner.bigs[(j + 1) % SLOTS];
-                inner.big_pages[j % SLOTS] = inner.big_pages[(j + 1) % SLOTS];
-            }
-            inner.nbigs -= 1;
-            inner.big_total -= best_pages as u16;
+            let d = inner.remove_big(best);
             // (Its state is 0 already: moved runs are never kept.)
             // Release: pairs with the Acquire in `pagemap::lookup`.
             (*d).set_kind(KIND_LARGE);
@@ -112,27 +106,22 @@ impl Locked {
             bump_locked(&st.big_kept);
             add_locked(&st.big_bytes, n * PAGE_SIZE);
             let inner = &mut *self.inner();
-            let mut len = usize::from(inner.nbigs).min(SLOTS);
-            while len > 0 && (len == SLOTS || usize::from(inner.big_total) + n > BUDGET_PAGES) {
-                let old = inner.bigs[0] as *mut Desc;
-                let m = inner.big_pages[0];
-                sub_locked(&st.big_bytes, usize::from(m) * PAGE_SIZE);
-                inner.big_total -= u16::from(m);
-                for j in 0..len - 1 {
-                    inner.bigs[j % SLOTS] = inner.bigs[(j + 1) % SLOTS];
-                    inner.big_pages[j % SLOTS] = inner.big_pages[(j + 1) % SLOTS];
-                }
-                len -= 1;
+            // `big_bytes` holds the kept runs' pages (this one's included).
+            while inner.nbigs > 0
+                && (usize::from(inner.nbigs) == SLOTS
+                    || st.big_bytes.load(Ordering::Relaxed) as usize > BUDGET_PAGES * PAGE_SIZE)
+            {
                 // The slots are whole again before the page lock is taken
                 // (a fork from a signal handler here leaves the child
                 // consistent slots).
-                inner.nbigs = len as u8;
+                let old = inner.remove_big(0);
+                sub_locked(&st.big_bytes, (*old).npages() * PAGE_SIZE);
                 release_cached(old);
             }
-            inner.bigs[len % SLOTS] = d as usize;
-            inner.big_pages[len % SLOTS] = n as u8;
-            inner.big_total += n as u16;
-            inner.nbigs = (len + 1) as u8;
+            let len = usize::from(inner.nbigs) % SLOTS;
+            inner.bigs[len] = d as usize;
+            inner.big_pages[len] = n as u8;
+            inner.nbigs += 1;
         }
     }
 
@@ -174,7 +163,6 @@ impl Locked {
         // run heads, which leave the slots before they go.
         unsafe {
             let inner = &mut *self.inner();
-            inner.big_total = 0;
             while inner.nbigs > 0 {
                 inner.nbigs -= 1;
                 let d = inner.bigs[usize::from(inner.nbigs) % SLOTS] as *mut Desc;
@@ -182,6 +170,21 @@ impl Locked {
                 release_cached(d);
             }
         }
+    }
+}
+
+impl Inner {
+    /// Takes slot `i` (below `nbigs`) out of the kept runs, the later ones
+    /// moving down: its run.
+    fn remove_big(&mut self, i: usize) -> *mut Desc {
+        let len = usize::from(self.nbigs);
+        let d = self.bigs[i % SLOTS] as *mut Desc;
+        for j in i..len.saturating_sub(1) {
+            self.bigs[j % SLOTS] = self.bigs[(j + 1) % SLOTS];
+            self.big_pages[j % SLOTS] = self.big_pages[(j + 1) % SLOTS];
+        }
+        self.nbigs -= 1;
+        d
     }
 }
 
@@ -194,7 +197,7 @@ impl Locked {
 /// # Safety
 /// `d` is a kept run that no zone slot holds any more.
 #[inline(always)]
-pub unsafe fn release_cached(d: *mut Desc) {
+unsafe fn release_cached(d: *mut Desc) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {
         let (base, head) = pagemap::desc_home(d);

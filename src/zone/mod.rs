@@ -115,8 +115,6 @@ struct Inner {
     /// descriptors).
     bigs: [usize; bigs::SLOTS],
     big_pages: [u8; bigs::SLOTS],
-    /// Their pages in all (at most `bigs::BUDGET_PAGES`).
-    big_total: u16,
     nbigs: u8,
     /// `big_calls` at the reclaimer's last look (`bigs_idle_since_last_look`).
     big_look: u64,
@@ -189,7 +187,6 @@ impl Zone {
                 mixed: 0,
                 bigs: [0; bigs::SLOTS],
                 big_pages: [0; bigs::SLOTS],
-                big_total: 0,
                 nbigs: 0,
                 big_look: 0,
             }),
