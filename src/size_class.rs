@@ -154,15 +154,19 @@ impl ClassInfo {
         (off as u64).wrapping_mul(self.mul) < self.below
     }
 }
-/// Class of a request, indexed by `(size + 15) / 16`.
-static CLASS_INDEX: [u8; SMALL_MAX / 16 + 1] = build_index();
 /// Pages per slab of each class.
 pub static SLAB_PAGES: [u16; NCLASSES] = build_pages();
 
-/// The class serving `size` (must be <= SMALL_MAX).
-#[inline(always)]
+/// The class serving `size` (must be <= SMALL_MAX): the smallest whose
+/// size is at least `size` rounded up to 16, as `build_index` says, by a
+/// binary search of the sizes. Only memalign and the tests ask (malloc
+/// reads its stack from `cache::stack_of_size`): a table by size, 1 KiB in
+/// every process's first page of ours, was not worth it.
 pub fn class_of(size: usize) -> usize {
-    CLASS_INDEX[size_index(size)] as usize
+    let want = size_index(size) * 16;
+    CLASS_SIZE
+        .partition_point(|&s| (s as usize) < want)
+        .min(NCLASSES - 1)
 }
 
 /// The index of `size` (at most `SMALL_MAX`) in the tables by size
@@ -286,6 +290,14 @@ mod tests {
 
     #[test]
     fn aligned_classes() {
+        let index = build_index();
+        for size in 0..=SMALL_MAX {
+            assert_eq!(
+                class_of(size),
+                index[size_index(size)] as usize,
+                "size {size}"
+            );
+        }
         assert_eq!(class_for_aligned(100, 64), Some(class_of(128)));
         let c = class_for_aligned(1, 4096).unwrap();
         assert_eq!(class_size(c) % 4096, 0);
