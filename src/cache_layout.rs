@@ -56,11 +56,27 @@ pub const CAP_AT: usize = 16;
 pub const MASK_AT: usize = 20;
 pub const BULK_POPS_AT: usize = 24;
 pub const BULK_PUSHES_AT: usize = 32;
-/// Stacks per CPU block. Slot 0 is the outbox, class c is slot c + 1
-/// (`slot_of`).
+/// Stacks per CPU block before the large rings. Slot 0 is the outbox,
+/// class c is slot c + 1 (`slot_of`).
 pub const CLASS_SLOTS: usize = NCLASSES + 1;
+/// Rings of freed large blocks per CPU block, one per kept run size
+/// (`large::ring_of`): slots `CLASS_SLOTS ..`, after the classes' stacks
+/// (`large_slot`).
+pub const LARGE_RINGS: usize = 8;
+/// The run sizes (pages) of the large rings, by ring: large blocks of up
+/// to 64 KiB are runs of these sizes (`large::run_pages`).
+pub const LARGE_RING_PAGES: [usize; LARGE_RINGS] = [5, 6, 7, 8, 10, 12, 14, 16];
+/// Stacks per CPU block, all told.
+pub const NSLOTS: usize = CLASS_SLOTS + LARGE_RINGS;
 
-/// Slots of stack `slot`'s ring (see `RING_BYTES`).
+/// The slot of large ring `r` (below `LARGE_RINGS`).
+#[inline(always)]
+pub const fn large_slot(r: usize) -> usize {
+    CLASS_SLOTS + r % LARGE_RINGS
+}
+
+/// Slots of stack `slot`'s ring (see `RING_BYTES`; the large rings have
+/// the fewest).
 pub const fn ring_slots(slot: usize) -> usize {
     if slot == OUTBOX || slot >= CLASS_SLOTS {
         return RING_MIN;
@@ -92,13 +108,13 @@ const fn stack_bytes(slot: usize) -> usize {
 /// 2048-slot stack is four pages and a line, so each starts a line further
 /// into its page), and all of them together span 32 pages of the block
 /// (the old 2 KiB blocks: 19; smallest-first straddled pages).
-const fn build_offsets() -> [u32; CLASS_SLOTS + 1] {
-    let mut t = [0u32; CLASS_SLOTS + 1];
+const fn build_offsets() -> [u32; NSLOTS + 1] {
+    let mut t = [0u32; NSLOTS + 1];
     let mut at = stack_bytes(OUTBOX);
     let mut ring = RING_MAX;
     while ring >= RING_MIN {
         let mut s = 0;
-        while s < CLASS_SLOTS {
+        while s < NSLOTS {
             if s != OUTBOX && ring_slots(s) == ring {
                 t[s] = at as u32;
                 at += stack_bytes(s);
@@ -108,12 +124,12 @@ const fn build_offsets() -> [u32; CLASS_SLOTS + 1] {
         ring /= 2;
     }
     // The end of the last stack: the bytes a block uses.
-    t[CLASS_SLOTS] = at as u32;
+    t[NSLOTS] = at as u32;
     t
 }
 const _: () = assert!(build_offsets()[OUTBOX] == 0);
 
-static OFFSETS: [u32; CLASS_SLOTS + 1] = build_offsets();
+static OFFSETS: [u32; NSLOTS + 1] = build_offsets();
 
 /// Where each block keeps its *idle headers*: one stack header per class
 /// (`HEADER` bytes each, on a page of their own after the stacks), always
@@ -125,7 +141,7 @@ static OFFSETS: [u32; CLASS_SLOTS + 1] = build_offsets();
 /// one. A pop there finds it empty and falls through to the zone
 /// (`class_at` knows the class from the offset).
 pub const IDLE_AT: usize =
-    (build_offsets()[CLASS_SLOTS] as usize).next_multiple_of(crate::os::PAGE_SIZE);
+    (build_offsets()[NSLOTS] as usize).next_multiple_of(crate::os::PAGE_SIZE);
 const USED: usize = IDLE_AT + NCLASSES * HEADER;
 
 /// The offset of class `c`'s idle header (see `IDLE_AT`).
@@ -152,7 +168,7 @@ pub const fn slot_of(c: usize) -> usize {
 /// The offset of stack `slot` in a CPU's block.
 #[inline(always)]
 pub const fn slot_offset(slot: usize) -> usize {
-    OFFSETS[slot % CLASS_SLOTS] as usize
+    OFFSETS[slot % NSLOTS] as usize
 }
 
 /// The offset of class `c`'s stack in a CPU's block: what `push_free`
@@ -162,11 +178,11 @@ pub const fn stack_offset(c: usize) -> usize {
     OFFSETS[slot_of(c)] as usize
 }
 
-/// The class of the stack that starts in each KiB of a block: every stack
-/// spans more than a KiB (`RING_MIN` slots), so no two start in the same
-/// one.
-const fn build_class_by_kib() -> [u8; CPU_STRIDE >> 10] {
-    let mut t = [0u8; CPU_STRIDE >> 10];
+/// The class of the stack that starts in each KiB of a block, up to the
+/// idle headers: every stack spans more than a KiB (`RING_MIN` slots), so
+/// no two start in the same one.
+const fn build_class_by_kib() -> [u8; STACKS_KIB] {
+    let mut t = [0u8; STACKS_KIB];
     let mut c = 0;
     while c < NCLASSES {
         t[stack_offset(c) >> 10] = c as u8;
@@ -176,7 +192,9 @@ const fn build_class_by_kib() -> [u8; CPU_STRIDE >> 10] {
 }
 const _: () = assert!(stack_bytes(OUTBOX) > 1024 && NCLASSES <= 256);
 
-static CLASS_BY_KIB: [u8; CPU_STRIDE >> 10] = build_class_by_kib();
+/// KiB of a block that hold stacks (the idle headers start past them).
+const STACKS_KIB: usize = IDLE_AT >> 10;
+static CLASS_BY_KIB: [u8; STACKS_KIB] = build_class_by_kib();
 
 /// The class whose stack or idle header is at `off` (a `stack_offset` or
 /// an `idle_offset`; another value gives some class below `NCLASSES`): a
@@ -186,7 +204,7 @@ pub fn class_at(off: usize) -> usize {
     if off >= IDLE_AT {
         return (off - IDLE_AT) / HEADER % NCLASSES;
     }
-    CLASS_BY_KIB[(off >> 10) % (CPU_STRIDE >> 10)] as usize
+    CLASS_BY_KIB[(off >> 10) % STACKS_KIB] as usize
 }
 
 /// The class slot that serves as each CPU's *outbox*: chunks of other CPUs'

@@ -21,13 +21,14 @@
 //! when it is freed, so the arena's pages, which never take huge pages
 //! otherwise (`runs`), serve slabs again as before.
 
+use crate::cache_layout::{LARGE_RINGS, LARGE_RING_PAGES};
 use crate::os::{self, PAGE_SIZE};
 use crate::pagemap::{
-    self, Desc, ARENA_SIZE, KIND_LARGE, REGION_HUGE, REGION_HUGE_TAIL, REGION_NONE,
+    self, Desc, ARENA_SIZE, KIND_CACHED, KIND_LARGE, REGION_HUGE, REGION_HUGE_TAIL, REGION_NONE,
 };
 use crate::runs::{MapPages, MAX_RUN_PAGES, RUNS};
 use crate::stats::GLOBAL;
-use crate::{cpu, zone};
+use crate::{cache, cpu, zone};
 use core::sync::atomic::Ordering;
 
 /// Smallest request that may be a huge block.
@@ -83,7 +84,12 @@ pub fn fits_run(size: usize, align: usize) -> bool {
 /// to matter (`buffers`: 0.66 s against snmalloc's 0.08).
 #[inline(always)]
 fn run_pages(size: usize) -> usize {
-    let n = size.div_ceil(PAGE_SIZE).max(1);
+    run_pages_of(size.div_ceil(PAGE_SIZE).max(1))
+}
+
+/// `run_pages` of a size of `n` whole pages.
+#[inline(always)]
+const fn run_pages_of(n: usize) -> usize {
     if n > 8 && n <= zone::BIG_PAGES {
         n.next_multiple_of(2)
     } else {
@@ -91,20 +97,144 @@ fn run_pages(size: usize) -> usize {
     }
 }
 
+/// The large ring (`cache/large.rs`) of the runs that `run_pages` makes of
+/// `n` pages, `n` up to 16 (one compare, no table): `LARGE_RINGS` or more
+/// for sizes no ring keeps (below 5 pages, above 16). A run of exactly
+/// `n` pages belongs there only if `n` is one of `LARGE_RING_PAGES`
+/// (`ring_of_run`): `grow_large` makes runs of odd sizes too.
+#[inline(always)]
+const fn ring_index(n: usize) -> usize {
+    if n <= 8 {
+        n.wrapping_sub(5)
+    } else {
+        (n - 1) / 2
+    }
+}
+
+/// The large ring that keeps runs of exactly `n` pages, if one does.
+#[inline(always)]
+const fn ring_of_run(n: usize) -> Option<usize> {
+    let r = ring_index(n);
+    if r < LARGE_RINGS && (n <= 8 || n.is_multiple_of(2)) {
+        Some(r)
+    } else {
+        None
+    }
+}
+const _: () = {
+    let mut n = 1;
+    while n <= 64 {
+        let r = ring_index(n);
+        if n >= 5 && n <= zone::BIG_PAGES {
+            assert!(r < LARGE_RINGS && LARGE_RING_PAGES[r] == run_pages_of(n));
+        } else {
+            assert!(r >= LARGE_RINGS);
+        }
+        if let Some(r) = ring_of_run(n) {
+            assert!(LARGE_RING_PAGES[r] == n);
+        }
+        n += 1;
+    }
+};
+
+use zone::KEPT_TICK as TICK;
+
 /// A large block of `size` bytes at page alignment `align` from the runs
-/// the current CPU's zone keeps (`zone/bigs.rs`), if it has one of that
-/// size and the zone is free now: no page lock, no global counter. Its
-/// memory is dirty. With it, whether the caller should run the slow-path
-/// hooks this time (`Locked::big_tick`).
+/// kept for the current CPU, if it has one of that size or up to a quarter
+/// more: its large rings first (`alloc_from_ring`), then its zone's kept
+/// runs if the zone is free now (`zone/bigs.rs`). Its memory is dirty.
+/// With it, whether the caller should run the slow-path hooks this time
+/// (`TICK`).
 #[inline(always)]
 pub fn alloc_kept(size: usize, align: usize) -> Option<(*mut u8, bool)> {
     let pages = run_pages(size);
     if pages > zone::BIG_PAGES {
         return None;
     }
+    if align <= PAGE_SIZE {
+        if let Some(r) = ring_for(size) {
+            if let Some(hit) = pop_ring_cold(r).or_else(|| pop_ring_cold(r + 1)) {
+                return Some(hit);
+            }
+        }
+    }
     let z = zone::try_lock_index(cpu::current_zone())?;
     let p = z.take_large(pages, (align / PAGE_SIZE).max(1))?;
     Some((p, z.big_tick()))
+}
+
+/// A large block of `size` bytes (above the size classes) from the
+/// current CPU's large rings (`cache/large.rs`: no lock, no atomic
+/// instruction): a run of its size, else of the next (at most a quarter
+/// more, as the zone's best fit allows). Its memory is dirty. With it,
+/// whether the caller should run the slow-path hooks this time (`TICK`).
+/// Malloc's first try for a size above the classes; its one pop is
+/// inlined there, the others (`pop_ring_cold`, also `alloc_kept`'s) are
+/// not: each copy of a section adds two relocations to every process's
+/// first page of ours.
+#[inline(always)]
+pub fn alloc_from_ring(size: usize) -> Option<(*mut u8, bool)> {
+    let r = ring_for(size)?;
+    pop_ring(r).or_else(|| pop_ring_cold(r + 1))
+}
+
+/// The large ring of a request of `size` bytes (above the size classes),
+/// if one keeps runs of its size.
+#[inline(always)]
+fn ring_for(size: usize) -> Option<usize> {
+    let r = ring_index((size - 1) / PAGE_SIZE + 1);
+    (r < LARGE_RINGS).then_some(r)
+}
+
+/// `pop_ring`, out of line.
+#[inline(never)]
+fn pop_ring_cold(r: usize) -> Option<(*mut u8, bool)> {
+    pop_ring(r)
+}
+
+/// A run from the current CPU's large ring `r` (none past the last),
+/// marked a live large block again, and whether to tick.
+#[inline(always)]
+fn pop_ring(r: usize) -> Option<(*mut u8, bool)> {
+    if r >= LARGE_RINGS {
+        return None;
+    }
+    let (p, pops) = cache::large_pop(r);
+    if p.is_null() {
+        return None;
+    }
+    let d = pagemap::slab_desc_fast(p as usize);
+    // SAFETY: a run in a large ring is a kept run's first page, whose page
+    // map entry names its head descriptor; popped, it is ours alone.
+    // Release: pairs with the Acquire in `pagemap::lookup`.
+    unsafe { (*d).set_kind(KIND_LARGE) };
+    Some((p, pops.is_multiple_of(TICK)))
+}
+
+/// Keeps the freed large run `d` in the current CPU's large ring of its
+/// size, if there is one and it has room: whether to tick, or None (the
+/// caller frees it another way: `free_large`). Free's first try for a
+/// large block.
+///
+/// # Safety
+/// `d` is the head descriptor of a live large run that the caller frees.
+#[inline(always)]
+pub unsafe fn free_to_ring(d: *mut Desc) -> Option<bool> {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe {
+        let r = ring_of_run((*d).npages())?;
+        if (*d).state() == LARGE_MOVED {
+            return None;
+        }
+        // Marked before the push: once pushed, another thread on this CPU
+        // may pop it and mark it live. A run the ring refuses stays so
+        // marked on its way to the zone or the page runs, which take it
+        // either way.
+        (*d).set_kind(KIND_CACHED);
+        let (base, head) = pagemap::desc_home(d);
+        let pushes = cache::large_push(r, pagemap::page_addr(base, head) as *mut u8);
+        (pushes != 0).then_some(pushes.is_multiple_of(TICK))
+    }
 }
 
 /// A large block from the page runs: returns (pointer, reads-as-zero) or
@@ -145,10 +275,11 @@ pub unsafe fn large_usable(d: *const Desc) -> usize {
     unsafe { (*d).npages() * PAGE_SIZE }
 }
 
-/// Frees a large block: kept by the current CPU's zone if it is small
-/// enough and the zone is free now, else given back to the page runs.
-/// Returns whether the caller should run the slow-path hooks: always after
-/// the page runs, now and then after a kept run (`Locked::big_tick`).
+/// Frees a large block that no large ring took (`free_to_ring`): kept by
+/// the current CPU's zone if it is small enough and the zone is free now,
+/// else given back to the page runs. Returns whether the caller should run
+/// the slow-path hooks: always after the page runs, once in `TICK` kept
+/// runs.
 ///
 /// # Safety
 /// `d` is the head descriptor of a live large run that the caller frees.

@@ -124,6 +124,16 @@ fn malloc_big(size: usize) -> *mut u8 {
         // SAFETY: `stack_of_size` gives a stack offset.
         return unsafe { alloc_small_at(crate::cache::stack_of_size(size), true) };
     }
+    // A run freed on this CPU, first (the profiler counts every large
+    // request: `alloc_big`).
+    if !crate::prof::on() {
+        if let Some((p, tick)) = large::alloc_from_ring(size) {
+            if tick {
+                after_slow_path();
+            }
+            return p;
+        }
+    }
     alloc_big_unaligned(size).0
 }
 
@@ -429,8 +439,10 @@ fn free_other(p: *mut u8) {
             if crate::prof::on() && !crate::prof::on_free(p) {
                 return; // parked: freed later (see `prof`)
             }
-            // SAFETY: classify validated a live large run.
-            if unsafe { large::free_large(d) } {
+            // SAFETY: classify validated a live large run, which this
+            // free gives up.
+            let tick = unsafe { large::free_to_ring(d).unwrap_or_else(|| large::free_large(d)) };
+            if tick {
                 after_slow_path();
             }
         }

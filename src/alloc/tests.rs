@@ -318,3 +318,68 @@ fn zones_keep_freed_large_runs() {
         }
     }
 }
+
+/// In a lone child pinned to one CPU: a freed block of 20-64 KiB goes to
+/// that CPU's large ring of its run size (marked freed: a second free is a
+/// double free) and a malloc of its size takes it back, oldest first; a
+/// size whose ring is empty takes a run of the next size; what a full ring
+/// refuses goes to the zone's kept runs; `malloc_trim` empties the rings.
+#[test]
+fn cpus_keep_freed_large_runs_in_rings() {
+    ensure_init();
+    if !crate::cache::on() {
+        eprintln!("no rseq: the cache stays off, nothing to test");
+        return;
+    }
+    crate::cache::tests::in_lone_child(large_rings);
+}
+
+fn large_rings() {
+    let ids = core_affinity::get_core_ids().unwrap_or_default();
+    let Some(id) = ids.first() else { return };
+    assert!(core_affinity::set_for_current(*id));
+    let freed = |p: *mut u8| {
+        matches!(pagemap::lookup(p as usize),
+                 pagemap::Lookup::Invalid(m) if m.contains("freed memory"))
+    };
+    let live = |p: *mut u8| matches!(pagemap::lookup(p as usize), pagemap::Lookup::Large(_));
+    // A ring has no room until its CPU's first refused push: one run
+    // through it first. Then bytes in the rings, less what other CPUs'
+    // rings held at the fork (`trim` empties only this CPU's).
+    for _ in 0..2 {
+        free(memalign(PAGE_SIZE, 32768));
+    }
+    crate::api::trim();
+    let others = crate::cache::large_totals().bytes as usize;
+    let kept = || crate::cache::large_totals().bytes as usize - others;
+    // 32 KiB: eight pages. Sixteen freed: the ring keeps `cap` of them.
+    // (Page-aligned, so that the starter heap does not serve them; what
+    // the rings hold serves both.)
+    let v: Vec<*mut u8> = (0..16).map(|_| memalign(PAGE_SIZE, 32768)).collect();
+    for &p in &v {
+        assert!(live(p));
+        free(p);
+        assert!(freed(p), "a kept run reads as live");
+    }
+    let cap = kept() / 32768;
+    assert!((1..16).contains(&cap), "the 8-page ring kept {cap} runs");
+    // The ring hands out its oldest first.
+    for (i, &p) in v.iter().take(cap).enumerate() {
+        let q = malloc(32768 - 100);
+        assert_eq!(q, p, "ring run {i}");
+        assert!(live(q));
+    }
+    assert_eq!(kept(), 0);
+    // 28 KiB (seven pages): its ring is empty, the 8-page ring's run serves.
+    free(v[0]);
+    assert_eq!(kept(), 32768);
+    assert_eq!(malloc(28 * 1024), v[0]);
+    assert_eq!(usable_size(v[0]), 32768);
+    for &p in v.iter().take(cap) {
+        free(p);
+    }
+    assert_eq!(kept(), cap * 32768);
+    crate::api::trim();
+    assert_eq!(kept(), 0, "trim left runs in the rings");
+    assert!(freed(v[0]), "a run given back reads as live");
+}

@@ -60,6 +60,12 @@ pub unsafe fn pop_hot(_coff: usize) -> *mut u8 {
 
 /// # Safety
 /// None needed here (the contract of the x86-64 section).
+pub unsafe fn pop_hot_tail(_coff: usize) -> (*mut u8, u64) {
+    (core::ptr::null_mut(), 0)
+}
+
+/// # Safety
+/// None needed here (the contract of the x86-64 section).
 pub unsafe fn push_free_hot(_owner: usize, _coff: usize, _p: *mut u8) -> bool {
     false
 }
@@ -89,6 +95,10 @@ impl Caches {
 
     pub fn push_here(&self, _slot: usize, _p: *mut u8) -> bool {
         false
+    }
+
+    pub fn push_here_head(&self, _slot: usize, _p: *mut u8) -> u64 {
+        0
     }
 
     pub fn take_here(&self, _slot: usize, _buf: &mut [usize; CAP_MAX]) -> usize {

@@ -394,7 +394,21 @@ const _: () = assert!(BULK_POPS_AT == 24 && BULK_PUSHES_AT == 32 && HEADER == 64
 /// caller read a non-zero `small_limit`, which `init` stores last).
 #[inline(always)]
 pub unsafe fn pop_hot(coff: usize) -> *mut u8 {
+    // SAFETY: the caller upholds the contract in `# Safety` above.
+    unsafe { pop_hot_tail(coff).0 }
+}
+
+/// `pop_hot`, and the stack's tail after the pop (its pops so far, bulk
+/// ones included; unset when the pop fails): what the large rings count
+/// their pops by (`cache::large_pop`). Malloc's hit path drops it, and
+/// with it the register.
+///
+/// # Safety
+/// As for `pop_hot`.
+#[inline(always)]
+pub unsafe fn pop_hot_tail(coff: usize) -> (*mut u8, u64) {
     let p: usize;
+    let tail: u64;
     // SAFETY: the section reads this thread's rseq area (fs:[off]) and
     // the cache block of the CPU it runs on, which is mapped (`cpu <
     // cpus`, compared unsigned so that an unregistered area's -1/-2
@@ -422,12 +436,12 @@ pub unsafe fn pop_hot(coff: usize) -> *mut u8 {
             ));
             off = in(reg) ROOT.off.load(core::sync::atomic::Ordering::Relaxed),
             k = in(reg) coff,
-            top = out(reg) _,
+            top = out(reg) tail,
             pf = out(reg) _,
             ok = out(reg) p,
         );
     }
-    p as *mut u8
+    (p as *mut u8, tail)
 }
 
 /// Pushes `p`, for `free`, onto the class stack at `coff` of the CPU

@@ -21,7 +21,9 @@
 //! architectures) the cache stays off and every request takes the zone lock
 //! as before.
 //!
-//! **Invariant: a CPU's cache holds only chunks of slabs its own zone owns.**
+//! **Invariant: a CPU's cache holds only chunks of slabs its own zone owns**
+//! (its class stacks; the outbox and the large rings, `large.rs`, hold
+//! chunks and runs of anyone's).
 //! A free pushes a chunk only if the section finds it running on the chunk's
 //! owner CPU (the check is inside the section, so a migration restarts it);
 //! a chunk of another CPU's slab still goes onto that slab's remote list with
@@ -46,8 +48,9 @@
 use crate::arch::Caches;
 pub use crate::cache_layout::{class_at, stack_offset, CAP_MAX, OUTBOX};
 use crate::cache_layout::{
-    idle_offset, ring_slots, slot_of, slot_offset, BULK_POPS_AT, BULK_PUSHES_AT, CAP_AT,
-    CLASS_SLOTS, CPU_STRIDE, HEADER, HEAD_AT, MASK_AT, ROOT as G, TAIL_AT,
+    idle_offset, large_slot, ring_slots, slot_of, slot_offset, BULK_POPS_AT, BULK_PUSHES_AT,
+    CAP_AT, CPU_STRIDE, HEADER, HEAD_AT, LARGE_RINGS, LARGE_RING_PAGES, MASK_AT, NSLOTS, ROOT as G,
+    TAIL_AT,
 };
 use crate::cpu;
 use crate::size_class::{self, NCLASSES};
@@ -152,9 +155,9 @@ pub fn stop_small_path() {
     G.small_limit.store(0, Ordering::SeqCst);
 }
 
-const fn build_caps() -> [u32; CLASS_SLOTS] {
-    let mut t = [0u32; CLASS_SLOTS];
-    t[OUTBOX] = CAP_MAX as u32;
+const fn build_caps() -> [u8; NSLOTS] {
+    let mut t = [0u8; NSLOTS];
+    t[OUTBOX] = CAP_MAX as u8;
     let mut c = 0;
     while c < NCLASSES {
         // (Half the budget above 1 KiB until the zones had stashes: the
@@ -169,19 +172,37 @@ const fn build_caps() -> [u32; CLASS_SLOTS] {
             CLASS_BUDGET
         } / size;
         t[slot_of(c)] = if n > CAP_MAX {
-            CAP_MAX as u32
+            CAP_MAX as u8
         } else if n < 1 {
             1
         } else {
-            n as u32
+            n as u8
         };
         c += 1;
+    }
+    let mut r = 0;
+    while r < LARGE_RINGS {
+        let n = LARGE_RING_BUDGET / (LARGE_RING_PAGES[r] * crate::os::PAGE_SIZE);
+        t[large_slot(r)] = if n < 1 {
+            1
+        } else if n > CAP_MAX {
+            CAP_MAX as u8
+        } else {
+            n as u8
+        };
+        r += 1;
     }
     t
 }
 
-/// Capacity of each stack, by slot (0 past the last class).
-static CAPS: [u32; CLASS_SLOTS] = build_caps();
+/// Bytes of runs a large ring may hold, roughly: its capacity is this
+/// over its run size (at least one).
+const LARGE_RING_BUDGET: usize = 128 * 1024;
+
+/// Capacity of each stack, by slot: bytes (at most `CAP_MAX`), the
+/// table is in every process's first page of ours.
+static CAPS: [u8; NSLOTS] = build_caps();
+const _: () = assert!(CAP_MAX <= u8::MAX as usize);
 
 /// The most chunks a refill or a flush moves (`batch`).
 pub const BATCH_MAX: usize = CAP_MAX.div_ceil(2);
@@ -514,10 +535,19 @@ pub fn outbox_push(p: *mut u8) -> bool {
 /// Sets the capacity of the current CPU's outbox (0, no room, until then).
 /// Called on every flush of a full outbox; its capacity never changes.
 pub fn prepare_outbox() {
+    prepare_here(OUTBOX);
+}
+
+/// Sets the capacity of stack `slot` of the CPU the caller runs on, if it
+/// is still 0 (a stack that no zone prepares or regears: the outbox, the
+/// large rings). A thread that has moved on meanwhile prepares another
+/// CPU's stack, with the same value its own thread would store.
+#[inline(always)]
+fn prepare_here(slot: usize) {
     if let Some(k) = state() {
         if let Some(cpu) = cpu::rseq_id(k.off) {
-            if cpu < k.n as usize && k.cap(cpu, OUTBOX) == 0 {
-                k.prepare(cpu, OUTBOX);
+            if cpu < k.n as usize && k.cap(cpu, slot) == 0 {
+                k.prepare(cpu, slot);
             }
         }
     }
@@ -546,7 +576,7 @@ impl Caches {
                     &*((q + MASK_AT) as *const AtomicU32),
                 )
             };
-            let c = CAPS[slot % CLASS_SLOTS];
+            let c = u32::from(CAPS[slot % NSLOTS]);
             // The mask first: a section that reads the capacity (which
             // lets a push in) reads the mask after it (Release/Acquire
             // order; plain moves on x86, where loads keep their order).
@@ -619,6 +649,9 @@ impl Caches {
         })
     }
 }
+
+mod large;
+pub use large::{large_pop, large_push, large_take, large_totals};
 
 #[cfg(test)]
 pub(crate) mod tests;

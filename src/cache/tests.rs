@@ -50,7 +50,8 @@ fn capacities() {
 /// capacity uses (header and masked slots) never straddles a page.
 #[test]
 fn layout() {
-    let mut spans: Vec<(usize, usize)> = (0..CLASS_SLOTS)
+    use crate::cache_layout::{large_slot, LARGE_RINGS, NSLOTS};
+    let mut spans: Vec<(usize, usize)> = (0..NSLOTS)
         .map(|s| (slot_offset(s), slot_offset(s) + HEADER + ring_slots(s) * 8))
         .collect();
     spans.sort();
@@ -64,6 +65,17 @@ fn layout() {
     assert!(idle_offset(NCLASSES - 1) + HEADER <= CPU_STRIDE);
     assert_eq!(CPU_STRIDE, 512 * 1024);
     assert_eq!(slot_offset(OUTBOX), 0);
+    // The large rings: after the classes' stacks, each in one page.
+    for r in 0..LARGE_RINGS {
+        let at = slot_offset(large_slot(r));
+        let used = HEADER + CAPS[large_slot(r)].next_power_of_two() as usize * 8;
+        assert!(at > stack_offset(NCLASSES - 1) && ring_slots(large_slot(r)) == 128);
+        assert_eq!(
+            at / 4096,
+            (at + used - 1) / 4096,
+            "large ring {r} straddles a page"
+        );
+    }
     for c in 0..NCLASSES {
         let size = size_class::class_size(c);
         let slots = max_cap(c);
@@ -237,7 +249,7 @@ fn sections_on_private_caches() {
     // on an empty ring the capacity and the mask change together, the
     // ring then holds exactly the new capacity, oldest first, its head
     // and tail wrapping round the slots in use; and back again.
-    let base = CAPS[slot_of(c)];
+    let base = u32::from(CAPS[slot_of(c)]);
     let big = (max_cap(c) as u32).min(256);
     assert!(big > base);
     assert!(k.push_owned(cpu, c, 0x1000 as *mut u8));

@@ -222,9 +222,14 @@ pub fn totals() -> Totals {
         big_kept += r(&s.big_kept);
         big_bytes += r(&s.big_bytes);
     }
+    let rings = crate::cache::large_totals();
+    big_hits = big_hits.wrapping_add(rings.hits);
+    big_kept = big_kept.wrapping_add(rings.kept);
+    big_bytes += rings.bytes;
     let g = &GLOBAL;
     // Large blocks: those the page runs handed out and took back, and
-    // those the zones kept and handed out again (`zone/bigs.rs`).
+    // those kept for a CPU and handed out again (`zone/bigs.rs`,
+    // `cache/large.rs`).
     t.large_allocs = r(&g.large_allocs).wrapping_add(big_hits);
     t.large_frees = r(&g.large_frees).wrapping_add(big_kept);
     t.huge_allocs = r(&g.huge_allocs);

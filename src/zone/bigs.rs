@@ -13,6 +13,11 @@
 //! such blocks per thread or per CPU (snmalloc's size classes reach 64 KiB,
 //! jemalloc's thread cache 32 KiB, tcmalloc's per-CPU caches 256 KiB).
 //!
+//! The CPU's large rings (`cache/large.rs`) come first, without a lock;
+//! a zone keeps what they refuse, serves what they cannot (aligned
+//! requests, a cache that is off), and gives them back on `malloc_trim`
+//! (`drain_large_rings`).
+//!
 //! So a zone keeps up to `SLOTS` freed runs of at most `MAX_PAGES` pages,
 //! oldest first: a free of such a block on this zone's CPU files it here
 //! (the oldest goes back to the page runs when all slots are taken), and a
@@ -38,8 +43,11 @@ const BUDGET_PAGES: usize = 128;
 /// Largest run kept, in pages (64 KiB).
 pub const MAX_PAGES: usize = 16;
 const _: () = assert!(MAX_PAGES <= u8::MAX as usize && MAX_PAGES <= BUDGET_PAGES);
-/// Kept-run mallocs and frees per run of the slow-path hooks (`big_tick`).
-const TICK: u64 = 64;
+/// Kept-run mallocs and frees per run of the slow-path hooks: those take
+/// no slow path, whose hooks (the live view's poll, the reclaimer's start)
+/// a program that only turns over kept runs would otherwise never run
+/// (here and in the large rings: `large::alloc_from_ring`).
+pub const TICK: u64 = 64;
 
 impl Locked {
     /// Takes the smallest kept run of `n` to `n + n / 4` pages (at least
@@ -173,6 +181,24 @@ impl Locked {
     }
 }
 
+/// Gives the runs of the large rings of the CPU the caller runs on back
+/// to the page runs (`cache/large.rs`; `malloc_trim`).
+#[cold]
+#[inline(never)]
+#[link_section = ".text_cold"]
+pub fn drain_large_rings() {
+    let mut buf = [0usize; cache::CAP_MAX];
+    for r in 0..crate::cache_layout::LARGE_RINGS {
+        let n = cache::large_take(r, &mut buf);
+        for &p in buf.iter().take(n) {
+            // SAFETY: a run taken from a large ring is a kept run's first
+            // page (its page map entry names its head descriptor), now
+            // ours alone and in no slot.
+            unsafe { release_cached(pagemap::slab_desc_fast(p)) };
+        }
+    }
+}
+
 impl Inner {
     /// Takes slot `i` (below `nbigs`) out of the kept runs, the later ones
     /// moving down: its run.
@@ -196,7 +222,7 @@ impl Inner {
 ///
 /// # Safety
 /// `d` is a kept run that no zone slot holds any more.
-#[inline(always)]
+#[inline(never)]
 unsafe fn release_cached(d: *mut Desc) {
     // SAFETY: the caller upholds the contract in `# Safety` above.
     unsafe {

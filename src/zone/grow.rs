@@ -74,7 +74,9 @@ impl Locked {
 
     /// Gives a grown class `c` stack its base capacity back, its chunks
     /// back to their slabs first, if the caller runs on this zone's CPU:
-    /// a class gone idle keeps no more than any other.
+    /// a class gone idle keeps no more than any other. Out of line: the
+    /// loop of `drain_cache` over the classes calls it once for each.
+    #[inline(never)]
     pub(super) fn shrink_ring(&self, c: usize) {
         let c = c % NCLASSES;
         let cap = self.ring_cap(c);

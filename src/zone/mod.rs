@@ -40,9 +40,11 @@ mod remote;
 mod slabs;
 mod stash;
 
+pub use bigs::drain_large_rings;
 pub use bigs::MAX_PAGES as BIG_PAGES;
 #[cfg(test)]
 pub use bigs::SLOTS as BIG_SLOTS;
+pub use bigs::TICK as KEPT_TICK;
 pub use remote::{any_ring_has_work, flush_outbox, free_remote_batched, owner_class};
 use remote::{carried, corrupt_node, slab_of};
 
@@ -562,7 +564,9 @@ impl Locked {
     }
 
     /// Gives every chunk of class `c` in this zone's CPU's ring back to its
-    /// slab, if the caller runs on that CPU (`pop_bulk` checks).
+    /// slab, if the caller runs on that CPU (`pop_bulk` checks). Out of
+    /// line, like `shrink_ring`.
+    #[inline(never)]
     pub(super) fn drain_ring(&self, c: usize) {
         let mut buf = [ptr::null_mut::<u8>(); cache::BATCH_MAX];
         loop {
@@ -580,6 +584,8 @@ impl Locked {
     /// Gives every cached and stashed chunk of this zone back to its slab
     /// (the cache only if the caller runs on the zone's CPU: `malloc_trim`,
     /// reclaim before ENOMEM).
+    #[inline(never)]
+    #[link_section = ".text_cold"]
     pub fn drain_cache(&self) {
         for c in 0..NCLASSES {
             self.drain_ring(c);
@@ -587,6 +593,7 @@ impl Locked {
         }
         self.drain_stash();
         self.drain_large();
+        drain_large_rings();
     }
 }
 

@@ -228,7 +228,10 @@ impl Locked {
     }
 
     /// Gives every stashed chunk back to its slab, and the arrays back to
-    /// the page runs (`malloc_trim`, reclaim before ENOMEM).
+    /// the page runs (`malloc_trim`, reclaim before ENOMEM). Out of line,
+    /// in the cold text: `drain_cache` inlined it with what it calls.
+    #[inline(never)]
+    #[link_section = ".text_cold"]
     pub(super) fn drain_stash(&self) {
         for c in 0..NCLASSES {
             self.drop_stash(c);

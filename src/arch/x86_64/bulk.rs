@@ -263,8 +263,16 @@ impl Caches {
     /// Pushes `p` onto stack `slot` of the CPU the caller runs on.
     #[inline(always)]
     pub fn push_here(&self, slot: usize, p: *mut u8) -> bool {
+        self.push_here_head(slot, p) != 0
+    }
+
+    /// `push_here`, returning the stack's head after the push (its
+    /// pushes so far, never 0), or 0 if it refused `p`: what the large
+    /// rings count their pushes by (`cache::large_push`).
+    #[inline(always)]
+    pub fn push_here_head(&self, slot: usize, p: *mut u8) -> u64 {
         let bc = self.base + slot_offset(slot);
-        let ok: usize;
+        let ok: u64;
         // SAFETY: as in `pop`: the block of the CPU the section runs on
         // (`cpu < n`), whose head cannot change before the committing
         // store without a restart; an aborted slot write lies outside
@@ -280,10 +288,13 @@ impl Caches {
                 ok = out(reg) ok,
             );
         }
-        ok != 0
+        ok
     }
 
     /// Moves all of stack `slot` of the CPU the caller runs on into `buf`.
+    /// Out of line: one copy of the section for the outbox and the large
+    /// rings (each copy is two relocations in every process).
+    #[inline(never)]
     pub fn take_here(&self, slot: usize, buf: &mut [usize; CAP_MAX]) -> usize {
         let bc = self.base + slot_offset(slot);
         let got: usize;
