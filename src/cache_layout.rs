@@ -26,10 +26,12 @@ use core::sync::atomic::{AtomicIsize, AtomicU32, AtomicUsize};
 ///   the capacity, so that a ring touches only the slots its capacity
 ///   needs, however many it has);
 /// * 24-31 and 32-39, the chunks taken out and put in other than by malloc
-///   and free (refills, flushes, outbox drains; u64s), which those
-///   sections bump before their commit: the hits are `tail` and `head`
-///   less them (`cache::hits`), so malloc's and free's sections count
-///   nothing of their own;
+///   and free (refills, flushes, outbox and large-ring drains; u64s),
+///   which those sections' callers add after their commit (atomic adds:
+///   a section restarted after an add of its own counted twice): the
+///   hits are `tail` and `head` less them (`cache::hits`), so malloc's
+///   and free's sections count nothing of their own (the outbox's and
+///   the large rings' pushes, all of one kind, are their head);
 /// * 64 on, the slots: `ring_slots` of them.
 pub const HEADER: usize = 64;
 /// The most chunks a stack starts with room for (and the outbox's room):

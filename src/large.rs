@@ -144,14 +144,14 @@ use zone::KEPT_TICK as TICK;
 /// more: its large rings first (`alloc_from_ring`), then its zone's kept
 /// runs if the zone is free now (`zone/bigs.rs`). Its memory is dirty.
 /// With it, whether the caller should run the slow-path hooks this time
-/// (`TICK`).
+/// (`TICK`). `rings`: false if the caller tried the rings already (malloc).
 #[inline(always)]
-pub fn alloc_kept(size: usize, align: usize) -> Option<(*mut u8, bool)> {
+pub fn alloc_kept(size: usize, align: usize, rings: bool) -> Option<(*mut u8, bool)> {
     let pages = run_pages(size);
     if pages > zone::BIG_PAGES {
         return None;
     }
-    if align <= PAGE_SIZE {
+    if rings && align <= PAGE_SIZE {
         if let Some(r) = ring_for(size) {
             if let Some(hit) = pop_ring_cold(r).or_else(|| pop_ring_cold(r + 1)) {
                 return Some(hit);

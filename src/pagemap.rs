@@ -64,7 +64,8 @@ pub const KIND_NONE: u8 = 0;
 pub const KIND_FREE: u8 = 1;
 pub const KIND_SLAB: u8 = 2;
 pub const KIND_LARGE: u8 = 3;
-/// A freed large block a zone keeps for reuse (`zone/bigs.rs`).
+/// A freed large block kept for reuse, by a CPU's large rings
+/// (`cache/large.rs`) or its zone (`zone/bigs.rs`).
 pub const KIND_CACHED: u8 = 5;
 
 // Right after the small statics, in this order (`ffi/cold.ld`): the first

@@ -125,8 +125,10 @@ fn malloc_big(size: usize) -> *mut u8 {
         return unsafe { alloc_small_at(crate::cache::stack_of_size(size), true) };
     }
     // A run freed on this CPU, first (the profiler counts every large
-    // request: `alloc_big`).
-    if !crate::prof::on() {
+    // request: `alloc_big`). What follows tries the rings only if this
+    // did not.
+    let rings_tried = !crate::prof::on();
+    if rings_tried {
         if let Some((p, tick)) = large::alloc_from_ring(size) {
             if tick {
                 after_slow_path();
@@ -134,20 +136,21 @@ fn malloc_big(size: usize) -> *mut u8 {
             return p;
         }
     }
-    alloc_big_unaligned(size).0
+    alloc_big_unaligned(size, !rings_tried).0
 }
 
 /// A block above the size classes with malloc's alignment (16 bytes): from
 /// the starter heap while a short process lasts (`ls`'s `opendir` buffer,
 /// perl's first callocs: no arena, no zones), else as `alloc_big` gives it.
 /// Out of memory, the starter heap's freed big blocks may still serve it.
-fn alloc_big_unaligned(size: usize) -> (*mut u8, bool) {
+/// `rings`: the large rings may serve it (the caller has not tried them).
+fn alloc_big_unaligned(size: usize, rings: bool) -> (*mut u8, bool) {
     if !crate::prof::on() {
         if let Some(r) = crate::starter::alloc_big(size) {
             return r;
         }
     }
-    let r = alloc_big(size, PAGE_SIZE);
+    let r = alloc_big(size, PAGE_SIZE, rings);
     if r.0.is_null() {
         if let Some(p) = crate::starter::alloc_big_last_resort(size) {
             return (p, false);
@@ -176,7 +179,7 @@ fn malloc_small_profiled(size: usize) -> *mut u8 {
 /// is no page run (the caller then serves it as usual, unsampled).
 #[cold]
 fn sampled_small(size: usize, align: usize) -> Option<*mut u8> {
-    let (p, _) = alloc_big_raw(size.max(1), align);
+    let (p, _) = alloc_big_raw(size.max(1), align, true);
     if p.is_null() {
         return None;
     }
@@ -317,9 +320,9 @@ fn emergency(size: usize, align: usize) -> *mut u8 {
 
 /// Requests above the size classes: page runs, or huge mappings. Returns
 /// (pointer, reads-as-zero); sets ENOMEM on failure. Counted by the heap
-/// profiler while it samples.
-fn alloc_big(size: usize, align: usize) -> (*mut u8, bool) {
-    let r = alloc_big_raw(size, align);
+/// profiler while it samples. `rings`: as for `alloc_big_unaligned`.
+fn alloc_big(size: usize, align: usize, rings: bool) -> (*mut u8, bool) {
+    let r = alloc_big_raw(size, align, rings);
     if crate::prof::on() && !r.0.is_null() && crate::prof::tick(size) {
         crate::prof::record(r.0, size);
     }
@@ -328,9 +331,9 @@ fn alloc_big(size: usize, align: usize) -> (*mut u8, bool) {
 
 /// `alloc_big` without the profiler; also serves the profiler's sampled
 /// small requests (a run of their own: any `size` is fine).
-fn alloc_big_raw(size: usize, align: usize) -> (*mut u8, bool) {
+fn alloc_big_raw(size: usize, align: usize, rings: bool) -> (*mut u8, bool) {
     ensure_init();
-    if let Some((p, tick)) = large::alloc_kept(size, align) {
+    if let Some((p, tick)) = large::alloc_kept(size, align, rings) {
         if tick {
             after_slow_path();
         }
@@ -375,7 +378,7 @@ pub fn memalign(align: usize, size: usize) -> *mut u8 {
     if size > MAX_REQUEST || align > MAX_REQUEST / 2 {
         return fail();
     }
-    alloc_big(size.max(SMALL_MAX + 1), align.max(PAGE_SIZE)).0
+    alloc_big(size.max(SMALL_MAX + 1), align.max(PAGE_SIZE), true).0
 }
 
 /// calloc: zeroed, with overflow check. Skips the memset where the memory
@@ -391,7 +394,7 @@ pub fn calloc(n: usize, m: usize) -> *mut u8 {
         }
         return p;
     }
-    let (p, zeroed) = alloc_big_unaligned(size);
+    let (p, zeroed) = alloc_big_unaligned(size, true);
     if !p.is_null() && !zeroed {
         os::memset(p, 0, size);
     }

@@ -323,7 +323,9 @@ fn zones_keep_freed_large_runs() {
 /// that CPU's large ring of its run size (marked freed: a second free is a
 /// double free) and a malloc of its size takes it back, oldest first; a
 /// size whose ring is empty takes a run of the next size; what a full ring
-/// refuses goes to the zone's kept runs; `malloc_trim` empties the rings.
+/// refuses goes to the zone's kept runs; a run of a size no ring keeps (9
+/// pages, grown in place) and an aligned request stay out of the rings;
+/// `malloc_trim` empties them.
 #[test]
 fn cpus_keep_freed_large_runs_in_rings() {
     ensure_init();
@@ -338,31 +340,42 @@ fn large_rings() {
     let ids = core_affinity::get_core_ids().unwrap_or_default();
     let Some(id) = ids.first() else { return };
     assert!(core_affinity::set_for_current(*id));
+    let zone = crate::cpu::current_zone();
     let freed = |p: *mut u8| {
         matches!(pagemap::lookup(p as usize),
                  pagemap::Lookup::Invalid(m) if m.contains("freed memory"))
     };
     let live = |p: *mut u8| matches!(pagemap::lookup(p as usize), pagemap::Lookup::Large(_));
+    let zone_kept = || {
+        zone::zone(zone)
+            .stats
+            .big_bytes
+            .load(core::sync::atomic::Ordering::Relaxed) as usize
+    };
     // A ring has no room until its CPU's first refused push: one run
-    // through it first. Then bytes in the rings, less what other CPUs'
-    // rings held at the fork (`trim` empties only this CPU's).
+    // through it first. Then bytes in the rings, less what the rings of
+    // other ids held at the fork (with concurrency ids, `trim` empties
+    // only the caller's).
     for _ in 0..2 {
         free(memalign(PAGE_SIZE, 32768));
     }
     crate::api::trim();
     let others = crate::cache::large_totals().bytes as usize;
     let kept = || crate::cache::large_totals().bytes as usize - others;
-    // 32 KiB: eight pages. Sixteen freed: the ring keeps `cap` of them.
-    // (Page-aligned, so that the starter heap does not serve them; what
-    // the rings hold serves both.)
+    assert_eq!(zone_kept(), 0);
+    // 32 KiB: eight pages, ring 3. Sixteen freed: the ring keeps `cap` of
+    // them, the zone the others. (Page-aligned, so that the starter heap
+    // does not serve them; what the rings hold serves both.)
+    let cap = crate::cache::large_capacity(3);
+    assert_eq!(cap, 4, "128 KiB of 32 KiB runs");
     let v: Vec<*mut u8> = (0..16).map(|_| memalign(PAGE_SIZE, 32768)).collect();
     for &p in &v {
         assert!(live(p));
         free(p);
         assert!(freed(p), "a kept run reads as live");
     }
-    let cap = kept() / 32768;
-    assert!((1..16).contains(&cap), "the 8-page ring kept {cap} runs");
+    assert_eq!(kept(), cap * 32768);
+    assert_eq!(zone_kept(), (16 - cap) * 32768);
     // The ring hands out its oldest first.
     for (i, &p) in v.iter().take(cap).enumerate() {
         let q = malloc(32768 - 100);
@@ -375,11 +388,37 @@ fn large_rings() {
     assert_eq!(kept(), 32768);
     assert_eq!(malloc(28 * 1024), v[0]);
     assert_eq!(usable_size(v[0]), 32768);
-    for &p in v.iter().take(cap) {
+    // Aligned beyond a page: never from a ring.
+    free(v[0]);
+    let a = memalign(2 * PAGE_SIZE, 30000);
+    assert!(a != v[0] && kept() == 32768);
+    free(a);
+    // A run grown in place to nine pages: no ring keeps it.
+    let before = kept();
+    let g = large::alloc_large(8 * PAGE_SIZE, PAGE_SIZE).0;
+    let g = if unsafe { large::grow_large(pagemap::slab_desc_fast(g as usize), 9 * PAGE_SIZE) } {
+        assert_eq!(usable_size(g), 9 * PAGE_SIZE);
+        g
+    } else {
+        g // no free neighbour: an 8-page run, which the ring keeps
+    };
+    let nine = usable_size(g) == 9 * PAGE_SIZE;
+    free(g);
+    assert_eq!(kept() == before, nine);
+    for &p in v.iter().skip(1).take(cap - 1) {
         free(p);
     }
-    assert_eq!(kept(), cap * 32768);
+    assert!(kept() > 0);
+    // Rings that stay idle while the CPU works on small blocks give their
+    // runs back (a look once in 1024 cache fills).
+    let small: Vec<*mut u8> = (0..300_000).map(|_| malloc(64)).collect();
+    assert_eq!(kept(), 0, "idle rings kept their runs");
+    assert!(freed(v[1]), "a run given back reads as live");
+    for &p in &small {
+        free(p);
+    }
+    free(memalign(PAGE_SIZE, 32768));
+    assert!(kept() > 0);
     crate::api::trim();
     assert_eq!(kept(), 0, "trim left runs in the rings");
-    assert!(freed(v[0]), "a run given back reads as live");
 }

@@ -5,9 +5,10 @@
 //! Kept runs behind the zone's lock (`zone/bigs.rs`) took two lock-prefixed
 //! instructions a malloc+free, and a lock-prefixed instruction waits for
 //! the program's stores still in flight: a 32 KiB pair after four
-//! cache-missing stores took 87 ns under the zone's try-lock, against 23
-//! for snmalloc and 9 for tcmalloc, whose per-CPU caches serve such blocks
-//! in rseq sections (`bench/tools/store_drain.c`; docs/experiments.md). A
+//! cache-missing stores took 82 ns under the zone's try-lock, 25 ns in
+//! the rings, against 23 for snmalloc and 8 for tcmalloc, whose per-CPU
+//! caches serve such blocks in rseq sections (`bench/tools/store_drain.c`;
+//! docs/experiments.md). A
 //! ring holds any run of its size whatever CPU freed it: a large run has
 //! no owner, so free pushes onto the ring of the CPU it runs on
 //! (`push_here`), as the outbox does. A ring's capacity is 0 until its
@@ -21,7 +22,7 @@
 //! CPU takes runs out of it: malloc, and `malloc_trim` there
 //! (`large_take`, `zone::drain_large_rings`).
 
-use super::{on, prepare_here, state, CAP_MAX, LARGE_RINGS, LARGE_RING_PAGES};
+use super::{prepare_here, state, CAP_MAX, LARGE_RINGS, LARGE_RING_PAGES};
 use crate::cache_layout::{large_slot, slot_offset};
 
 /// Pops a run from large ring `r` of the CPU the caller runs on: the
@@ -30,7 +31,9 @@ use crate::cache_layout::{large_slot, slot_offset};
 /// slow-path hooks once in so many (`large::TICK`).
 #[inline(always)]
 pub fn large_pop(r: usize) -> (*mut u8, u64) {
-    if !on() {
+    // (`state`: an Acquire load of the CPU count, which `init` stores
+    // after the rseq offset.)
+    if state().is_none() {
         return (core::ptr::null_mut(), 0);
     }
     // SAFETY: the cache is on, so the root's `off` is the rseq area's;
@@ -53,6 +56,29 @@ pub fn large_push(r: usize, p: *mut u8) -> u64 {
         prepare_here(large_slot(r));
     }
     head
+}
+
+/// The most runs large ring `r` holds once prepared (the tests).
+#[cfg(test)]
+pub fn large_capacity(r: usize) -> usize {
+    usize::from(super::CAPS[large_slot(r)])
+}
+
+/// Runs that entered or left the large rings of the CPU the caller runs
+/// on (their tails and heads), or 0: unchanged while nothing moved there.
+/// Out of line, in the hot text (`zone::Locked::look_now`).
+#[inline(never)]
+pub fn large_moves_here() -> u64 {
+    let Some(k) = state() else {
+        return 0;
+    };
+    match crate::cpu::rseq_id(k.off) {
+        Some(cpu) if cpu < k.n as usize => (0..LARGE_RINGS).fold(0u64, |m, r| {
+            let (tail, n, _, _) = k.view(cpu, large_slot(r));
+            m.wrapping_add(tail.wrapping_mul(2)).wrapping_add(n as u64)
+        }),
+        _ => 0,
+    }
 }
 
 /// Takes every run of large ring `r` of the CPU the caller runs on into
@@ -83,7 +109,7 @@ pub fn large_totals() -> LargeTotals {
             let slot = large_slot(r);
             let (tail, n, _, _) = k.view(cpu, slot);
             // Malloc's pops: the tail less `large_take`'s. Every push is
-            // free's (`push_here` also counts it as a bulk push).
+            // free's: the head.
             t.hits = t.hits.wrapping_add(k.hits(cpu, slot).0);
             t.kept = t.kept.wrapping_add(tail.wrapping_add(n as u64));
             t.bytes += (n * pages * crate::os::PAGE_SIZE) as u64;

@@ -651,7 +651,9 @@ impl Caches {
 }
 
 mod large;
-pub use large::{large_pop, large_push, large_take, large_totals};
+#[cfg(test)]
+pub use large::large_capacity;
+pub use large::{large_moves_here, large_pop, large_push, large_take, large_totals};
 
 #[cfg(test)]
 pub(crate) mod tests;

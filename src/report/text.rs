@@ -67,7 +67,7 @@ pub(super) fn report_text(t: &Totals, sink: &mut dyn FnMut(&[u8])) {
         h(
             "large kept",
             t.large_kept,
-            "freed large blocks zones keep for reuse",
+            "freed large blocks kept for reuse",
         )
         .bytes(),
     );

@@ -303,7 +303,11 @@ fn retirement_races_frees() {
 fn serves_big_blocks() {
     in_lone_child(|| {
         reset();
-        // Runs the parent freed on this CPU would serve mallocs first.
+        // Runs the parent freed on this CPU would serve mallocs first:
+        // pinned (the rings are the CPU's), and drained.
+        if let Some(id) = core_affinity::get_core_ids().unwrap_or_default().first() {
+            assert!(core_affinity::set_for_current(*id));
+        }
         crate::zone::drain_large_rings();
         let small = size_class::class_of(100);
         let a = alloc(small).expect("a block");

@@ -40,6 +40,9 @@ use crate::pagemap::{KIND_CACHED, KIND_LARGE};
 /// pass it pushes the oldest out).
 pub const SLOTS: usize = 16;
 const BUDGET_PAGES: usize = 128;
+/// Cache fills between looks at the CPU's large rings
+/// (`look_at_large_rings`).
+const RING_LOOK: u32 = 1024;
 /// Largest run kept, in pages (64 KiB).
 pub const MAX_PAGES: usize = 16;
 const _: () = assert!(MAX_PAGES <= u8::MAX as usize && MAX_PAGES <= BUDGET_PAGES);
@@ -164,6 +167,39 @@ impl Locked {
         idle
     }
 
+    /// Once in `RING_LOOK` cache fills on this zone's CPU: if no run
+    /// entered or left the CPU's large rings since the last look, their
+    /// runs go back to the page runs. Only a thread on the rings' CPU can
+    /// take runs out of them (the reclaimer's sweep cannot), so a CPU done
+    /// with large blocks would otherwise keep them for good (at most
+    /// 936 KiB) while it works on small ones.
+    #[inline(always)]
+    pub(super) fn look_at_large_rings(&self) {
+        // SAFETY: zone lock held; short accesses to the zone's fields.
+        unsafe {
+            let inner = self.inner();
+            (*inner).ring_fills = (*inner).ring_fills.wrapping_add(1);
+            if (*inner).ring_fills.is_multiple_of(RING_LOOK) {
+                self.look_now();
+            }
+        }
+    }
+
+    /// `look_at_large_rings`'s look, out of line (in the hot text all the
+    /// same: every program that allocates runs it, and a call into the
+    /// cold text maps its 48 KiB: `c-tests/cold_text.c`).
+    #[inline(never)]
+    fn look_now(&self) {
+        // SAFETY: zone lock held; short accesses to the zone's fields.
+        unsafe {
+            let inner = self.inner();
+            if cache::large_moves_here() == (*inner).ring_look {
+                drain_large_rings();
+            }
+            (*inner).ring_look = cache::large_moves_here();
+        }
+    }
+
     /// Gives every kept run back to the page runs.
     #[inline(always)]
     pub fn drain_large(&self) {
@@ -182,10 +218,9 @@ impl Locked {
 }
 
 /// Gives the runs of the large rings of the CPU the caller runs on back
-/// to the page runs (`cache/large.rs`; `malloc_trim`).
-#[cold]
+/// to the page runs (`cache/large.rs`; `malloc_trim`, and rings gone idle:
+/// `look_at_large_rings`, so in the hot text).
 #[inline(never)]
-#[link_section = ".text_cold"]
 pub fn drain_large_rings() {
     let mut buf = [0usize; cache::CAP_MAX];
     for r in 0..crate::cache_layout::LARGE_RINGS {
@@ -215,7 +250,8 @@ impl Inner {
 }
 
 /// Gives the kept run `d` to the page runs. The program's free of it was
-/// counted when the zone kept it (`big_kept`); here only the bytes. Its
+/// counted when it was kept (the zone's `big_kept`, or a large ring's
+/// head); here only the bytes. Its
 /// kind stays `KIND_CACHED` until the page runs file it (`release` clears
 /// it): a late second free meanwhile is still reported, never taken for a
 /// live block.

@@ -120,6 +120,10 @@ struct Inner {
     nbigs: u8,
     /// `big_calls` at the reclaimer's last look (`bigs_idle_since_last_look`).
     big_look: u64,
+    /// Cache fills on this zone's CPU, and the moves of its large rings at
+    /// the last look (`bigs::look_at_large_rings`).
+    ring_fills: u32,
+    ring_look: u64,
 }
 
 /// The fields every use of the zone touches come first and the ring's cells
@@ -191,6 +195,8 @@ impl Zone {
                 big_pages: [0; bigs::SLOTS],
                 nbigs: 0,
                 big_look: 0,
+                ring_fills: 0,
+                ring_look: 0,
             }),
             rescan: AtomicBool::new(false),
             stats: ZoneStats::new(),

@@ -280,7 +280,7 @@ impl Caches {
         unsafe {
             rseq_stack!(
                 here;
-                push_body!("add qword ptr [{q} + 32], 1\n");
+                push_body!("");
                 off = in(reg) self.off,
                 n = in(reg) self.n,
                 bc = in(reg) bc,
@@ -298,15 +298,18 @@ impl Caches {
     pub fn take_here(&self, slot: usize, buf: &mut [usize; CAP_MAX]) -> usize {
         let bc = self.base + slot_offset(slot);
         let got: usize;
+        let block: usize;
         // SAFETY: as in `pop`. The copy loop writes only `buf` (ours, at
         // least CAP_MAX words; a count above CAP_MAX, which every push's
         // capacity check rules out, fails the section); a restart redoes
         // it. The one committing store empties the ring only after the
-        // whole copy.
+        // whole copy. `{block}` keeps the CPU's block offset, for the
+        // count after the section.
         unsafe {
             rseq_stack!(
                 here;
                 "mov {top}, qword ptr [{q} + {k}]",
+                "mov {block}, {q}",
                 "lea {q}, [{q} + {k}]",
                 "mov {ok}, qword ptr [{q} + 8]",
                 "sub {ok}, {top}",
@@ -323,7 +326,6 @@ impl Caches {
                 "cmp {i}, {ok}",
                 "jb 9b",
                 "add {top}, {ok}",
-                "add qword ptr [{q} + 24], {ok}",
                 "mov qword ptr [{q}], {top}";
                 cap = const CAP_MAX,
                 i = out(reg) _,
@@ -333,8 +335,20 @@ impl Caches {
                 buf = in(reg) buf.as_mut_ptr(),
                 top = out(reg) _,
                 t = out(reg) _,
+                block = out(reg) block,
                 ok = out(reg) got,
             );
+        }
+        if got != 0 {
+            // Counted after the commit (an add inside the section counted
+            // twice when the kernel restarted it after the add), atomic:
+            // the thread may run elsewhere by now.
+            let w = (self.base + block + slot_offset(slot) + BULK_POPS_AT)
+                as *const core::sync::atomic::AtomicU64;
+            // SAFETY: `block` is the offset of the block of the CPU the
+            // section ran on (< n, mapped); the ring's header holds the
+            // aligned u64 at `BULK_POPS_AT`, which sections never write.
+            unsafe { (*w).fetch_add(got as u64, core::sync::atomic::Ordering::Relaxed) };
         }
         got
     }
