@@ -136,8 +136,8 @@ pub struct Global {
     pub slabs_live: AtomicUsize,
     pub slabs_cached: AtomicUsize,
     /// Large blocks taken from and given back to the page runs, and the
-    /// bytes of those out of them now: the ones zones keep included
-    /// (`ZoneStats::big_*`).
+    /// bytes of those out of them now: the ones kept for a CPU included
+    /// (`ZoneStats::big_*`, `cache::large_totals`).
     pub large_allocs: AtomicU64,
     pub large_frees: AtomicU64,
     pub large_bytes: AtomicUsize,

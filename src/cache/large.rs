@@ -17,7 +17,7 @@
 //! runs, and from there to the page runs.
 //!
 //! A kept run is marked `KIND_CACHED` before its push and `KIND_LARGE`
-//! after its pop (`large::alloc_kept`, `large::free_large`), so a second
+//! after its pop (`large::free_to_ring`, `large::pop_ring`), so a second
 //! free of it is reported as a double free. Only a thread on the ring's
 //! CPU takes runs out of it: malloc, and `malloc_trim` there
 //! (`large_take`, `zone::drain_large_rings`).
@@ -28,7 +28,7 @@ use crate::cache_layout::{large_slot, slot_offset};
 /// Pops a run from large ring `r` of the CPU the caller runs on: the
 /// run's address (its first page), or null if the ring is empty or the
 /// cache is off; with it the ring's pops so far, by which malloc runs the
-/// slow-path hooks once in so many (`large::TICK`).
+/// slow-path hooks once in so many (`zone::KEPT_TICK`).
 #[inline(always)]
 pub fn large_pop(r: usize) -> (*mut u8, u64) {
     // (`state`: an Acquire load of the CPU count, which `init` stores
@@ -73,10 +73,9 @@ pub fn large_moves_here() -> u64 {
         return 0;
     };
     match crate::cpu::rseq_id(k.off) {
-        Some(cpu) if cpu < k.n as usize => (0..LARGE_RINGS).fold(0u64, |m, r| {
-            let (tail, n, _, _) = k.view(cpu, large_slot(r));
-            m.wrapping_add(tail.wrapping_mul(2)).wrapping_add(n as u64)
-        }),
+        Some(cpu) if cpu < k.n as usize => {
+            (0..LARGE_RINGS).fold(0u64, |m, r| m.wrapping_add(k.moves(cpu, large_slot(r))))
+        }
         _ => 0,
     }
 }
@@ -105,7 +104,7 @@ pub fn large_totals() -> LargeTotals {
         return t;
     };
     for cpu in 0..k.n as usize {
-        for (r, pages) in LARGE_RING_PAGES.iter().enumerate().take(LARGE_RINGS) {
+        for (r, pages) in LARGE_RING_PAGES.iter().enumerate() {
             let slot = large_slot(r);
             let (tail, n, _, _) = k.view(cpu, slot);
             // Malloc's pops: the tail less `large_take`'s. Every push is

@@ -471,8 +471,7 @@ pub fn moves(owner: usize, c: usize) -> u64 {
         if owner >= k.n as usize {
             return 0;
         }
-        let (tail, n, _, _) = k.view(owner, slot_of(c));
-        tail.wrapping_mul(2).wrapping_add(n as u64)
+        k.moves(owner, slot_of(c))
     })
 }
 
@@ -618,6 +617,13 @@ impl Caches {
                 (q + HEADER) as *const AtomicUsize,
             )
         }
+    }
+
+    /// Chunks that ever entered or left stack `slot` of CPU `cpu` (< n):
+    /// twice its tail plus its count (racy).
+    fn moves(&self, cpu: usize, slot: usize) -> u64 {
+        let (tail, n, _, _) = self.view(cpu, slot);
+        tail.wrapping_mul(2).wrapping_add(n as u64)
     }
 
     /// Stack `slot`'s capacity word (racy).

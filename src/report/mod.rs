@@ -104,8 +104,9 @@ pub struct Totals {
     pub starter_frees: u64,
     /// `SA_NOWAIT` allocations refused at a malloc type's limit.
     pub type_failures: u64,
-    /// Bytes of freed large blocks the zones keep for reuse
-    /// (`zone/bigs.rs`): committed, not in use. (Not among `fields`: the
+    /// Bytes of freed large blocks kept for reuse (the CPUs' large rings,
+    /// `cache/large.rs`, and the zones' kept runs, `zone/bigs.rs`):
+    /// committed, not in use. (Not among `fields`: the
     /// text report's memory lines show it.)
     pub large_kept: u64,
 }
