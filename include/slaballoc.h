@@ -112,8 +112,9 @@ typedef struct sa_totals {
    */
   uint64_t type_failures;
   /**
-   * Bytes of freed large blocks the zones keep for reuse
-   * (`zone/bigs.rs`): committed, not in use. (Not among `fields`: the
+   * Bytes of freed large blocks kept for reuse (the CPUs' large rings,
+   * `cache/large.rs`, and the zones' kept runs, `zone/bigs.rs`):
+   * committed, not in use. (Not among `fields`: the
    * text report's memory lines show it.)
    */
   uint64_t large_kept;
